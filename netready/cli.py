@@ -1,0 +1,100 @@
+"""The ``netready`` command. Commands parse, call one function, and turn ``NetreadyError``
+into a one-line message and an exit code. Data goes to stdout, diagnostics to stderr.
+
+Sub-commands live beside the code they drive and are imported lazily, so a slow import
+(scapy, matplotlib) costs only the command that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from netready import __version__
+from netready.errors import NetreadyError
+
+#: command name -> "module:attribute" of a click command or group.
+COMMANDS: dict[str, str] = {
+    "inventory": "netready.cli_core:inventory",
+    "spool": "netready.cli_core:spool",
+    "ship": "netready.cli_core:ship",
+    "probe": "netready.cli_core:probe",
+    "reflector": "probes.reflector:reflector_command",
+    "report": "reports.cli:report",
+    "assess": "reports.cli:assess",
+    "lab": "lab.cli:lab",
+    "collect": "collectors.cli:collect",
+    "pcap": "collectors.cli:pcap",
+    "serve": "probes.serve:serve_command",
+    "dashboards": "dashboards.cli:dashboards",
+}
+
+HELP = {
+    "inventory": "Check a site inventory file.",
+    "spool": "Inspect the local spool (pending, shipped, dead-lettered, dropped).",
+    "ship": "Ship spooled records to the central store now.",
+    "probe": "Run one probe by hand (rtt, media, icmp, throughput, iperf3, speedtest).",
+    "reflector": "Run the UDP reflector / media responder that probes measure against.",
+    "report": "Readiness report: which sites can run video clinics.",
+    "assess": "Write readiness verdicts back to the store for Grafana.",
+    "lab": "Emulated copper and fibre sites in network namespaces.",
+    "collect": "Read a site router (snmp, ssh).",
+    "pcap": "Analyse RTP streams in a captured call.",
+    "serve": "Run the self-hosted speed-test endpoint.",
+    "dashboards": "Build and push the Grafana dashboards.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        mod, _, attr = target.partition(":")
+        try:
+            cmd = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            # Let `netready --help` work even if one part is broken or not yet built.
+            @click.command(cmd_name, help=HELP.get(cmd_name, ""))
+            def _missing() -> None:
+                raise click.ClickException(f"{cmd_name} is unavailable: {e}")
+
+            return _missing
+        return cmd  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="netready")
+def cli() -> None:
+    """netready: can this NHS site's network carry video consultations?
+
+    Exit codes: 0 ok; 1 runtime failure (store, probe); 2 bad input (inventory, options);
+    3 report: a named site is not ready (see `netready report --help`).
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: never shows a traceback for a ``NetreadyError``."""
+    try:
+        return cli.main(args=argv, prog_name="netready", standalone_mode=True)
+    except NetreadyError as e:  # pragma: no cover - commands translate already
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+
+
+def fail(e: NetreadyError) -> click.ClickException:
+    """Turn a NetreadyError into a ClickException with the error's exit code."""
+    exc = click.ClickException(str(e))
+    exc.exit_code = e.exit_code
+    return exc

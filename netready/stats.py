@@ -1,0 +1,126 @@
+"""Packet statistics shared by probes and collectors: one definition of each figure.
+
+Everything here is pure (no I/O): lists of numbers in, numbers out.
+
+- ``rfc3550_jitter``: RFC 3550 §6.4.1 interarrival jitter, J += (|D| - J)/16, in the same
+  unit as its inputs. Returns the final estimate and the running series (Wireshark's
+  "mean jitter" and "max jitter" are the mean and max of that series).
+- ``ipdv``: RFC 3393/5481 IP packet delay variation, delay(i) - delay(i-1) for consecutive
+  received packets.
+- ``emodel_mos``: simplified E-model (Cole & Rosenbluth 2001), ITU-T G.107 R-to-MOS mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default, type 7). ``None`` for no data."""
+    if not values:
+        return None
+    s = sorted(values)
+    if len(s) == 1:
+        return float(s[0])
+    k = (len(s) - 1) * (p / 100.0)
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
+
+
+def rfc3550_jitter(send: Sequence[float], recv: Sequence[float]) -> tuple[float | None, list[float]]:
+    """RFC 3550 interarrival jitter over packets in *arrival* order.
+
+    ``send[i]``/``recv[i]`` are the sender timestamp and arrival time of the i-th packet
+    received, same unit (ms or RTP ticks). D(i-1,i) = (R_i - R_{i-1}) - (S_i - S_{i-1}).
+    Returns (final J, running J after each packet from the second on).
+    """
+    if len(send) != len(recv):
+        raise ValueError("send and recv lengths differ")
+    if len(send) < 2:
+        return None, []
+    j = 0.0
+    series: list[float] = []
+    for i in range(1, len(send)):
+        d = (recv[i] - recv[i - 1]) - (send[i] - send[i - 1])
+        j += (abs(d) - j) / 16.0
+        series.append(j)
+    return j, series
+
+
+def ipdv(delays: Sequence[float]) -> list[float]:
+    """RFC 3393 IPDV between consecutive received packets (by sequence order)."""
+    return [delays[i] - delays[i - 1] for i in range(1, len(delays))]
+
+
+def reorder_pct(seqs: Sequence[int]) -> float | None:
+    """Share of packets that arrived with a sequence number lower than one already seen
+    (RFC 4737 "reordered" singleton, simplified). ``seqs`` in arrival order, no duplicates.
+    """
+    if not seqs:
+        return None
+    top = -1
+    late = 0
+    for s in seqs:
+        if s < top:
+            late += 1
+        else:
+            top = s
+    return 100.0 * late / len(seqs)
+
+
+def worst_window_loss_pct(
+    sent_times: Sequence[float], received: Sequence[bool], window: float
+) -> float | None:
+    """Worst loss % over fixed windows of ``window`` (same unit as ``sent_times``),
+    aligned to the first send time. ``received[i]`` says whether packet i arrived.
+    Windows with no packets sent are ignored.
+    """
+    if not sent_times:
+        return None
+    t0 = sent_times[0]
+    sent: dict[int, int] = {}
+    lost: dict[int, int] = {}
+    for t, ok in zip(sent_times, received, strict=True):
+        w = int((t - t0) // window)
+        sent[w] = sent.get(w, 0) + 1
+        if not ok:
+            lost[w] = lost.get(w, 0) + 1
+    return max(100.0 * lost.get(w, 0) / n for w, n in sent.items())
+
+
+def max_burst(received: Iterable[bool]) -> int:
+    """Longest run of consecutive lost packets."""
+    best = cur = 0
+    for ok in received:
+        cur = 0 if ok else cur + 1
+        best = max(best, cur)
+    return best
+
+
+def emodel_r(latency_ms: float, jitter_ms: float, loss_pct: float) -> float:
+    """Simplified E-model R factor (Cole & Rosenbluth).
+
+    ``latency_ms`` is the ONE-WAY mouth-to-ear network delay; pass RTT/2 for a round trip.
+    EffLat = latency + 2*jitter + 10; R = 93.2 - EffLat/40 (EffLat < 160) else
+    93.2 - (EffLat - 120)/10; R -= 2.5 * loss_pct; clamped to 0..100.
+    """
+    eff = latency_ms + 2.0 * jitter_ms + 10.0
+    r = 93.2 - eff / 40.0 if eff < 160.0 else 93.2 - (eff - 120.0) / 10.0
+    r -= 2.5 * loss_pct
+    return max(0.0, min(100.0, r))
+
+
+def r_to_mos(r: float) -> float:
+    """ITU-T G.107 mapping from R to MOS-CQE."""
+    if r <= 0:
+        return 1.0
+    if r >= 100:
+        return 4.5
+    return 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
+
+
+def emodel_mos(latency_ms: float, jitter_ms: float, loss_pct: float) -> float:
+    """MOS from the simplified E-model; ``latency_ms`` is one-way (see ``emodel_r``)."""
+    return r_to_mos(emodel_r(latency_ms, jitter_ms, loss_pct))
