@@ -336,6 +336,7 @@ class Lab:
         }
         self._procs: list[subprocess.Popen[Any]] = []
         self._delay_pids: list[int] = []
+        self._delay_procs: list[subprocess.Popen[bytes]] = []
         self.is_up = False
         self.detached = False
 
@@ -721,6 +722,7 @@ class Lab:
             stderr=subprocess.PIPE,
         )
         self._delay_pids.append(p.pid)
+        self._delay_procs.append(p)
         # The delay line says "ready" on stderr once it holds the TUN device.
         line = p.stderr.readline() if p.stderr else b""  # type: ignore[union-attr]
         if b"ready" not in line:
@@ -745,6 +747,10 @@ class Lab:
                     p.wait(timeout=2)
         self._procs.clear()
         _teardown(self.lab_id, self.namespaces(), self._delay_pids)
+        for dp in self._delay_procs:  # reap (teardown killed them)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                dp.wait(timeout=2)
+        self._delay_procs.clear()
         self._delay_pids = []
         self.is_up = False
         _LIVE.discard(self)
