@@ -1,0 +1,923 @@
+"""RTP stream analysis of captured calls (pcap / pcapng), as Wireshark's RTP stream analysis.
+
+``netready pcap analyse FILE`` reads a capture made at a site (tcpdump, dumpcap, Wireshark),
+finds every RTP stream in it and reports, per stream, what a patient on that call got:
+packets, loss, burst loss, reordering, RFC 3550 jitter (mean and maximum of the running
+estimate, the way Wireshark's ``tap-rtp-analysis.c`` computes them), bit rate and an E-model
+MOS estimate.
+
+Design (see docs/pcap.md):
+
+- The file is streamed in 1 MiB chunks and decoded with ``struct``; it is never loaded whole
+  and no per-packet objects are built (scapy's dissector runs at a few thousand packets/s;
+  dpkt's reader is slower than this loop, measured in ``bench/pcap.py``).
+- Link types: Ethernet (with 802.1Q/QinQ tags), Linux cooked SLL and SLL2 (``tcpdump -i any``),
+  raw IP, IPv4, IPv6, BSD loopback (NULL) and OpenBSD LOOP. IPv4 and IPv6 (extension
+  headers walked); UDP only. IP fragments are skipped (Wireshark reassembles them).
+- RTP is found by RFC 7983 first-byte demultiplexing (0-3 STUN, 16-19 ZRTP, 20-63 DTLS,
+  64-79 TURN channels, 128-191 RTP/RTCP), then RFC 5761: a second byte of 192-223
+  (RTCP packet types 192-223) is RTCP and is skipped. SRTP is analysed like RTP (its header
+  is in clear). A stream must look like RTP (header length, padding, mostly consecutive
+  sequence numbers) to be reported.
+- No sockets here: a path in, ``StreamStats`` / records out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, Field, field_validator
+
+from netready import registry, stats
+from netready.errors import ConfigError, NetreadyError, ParseError
+from netready.records import Record, failure
+
+# --------------------------------------------------------------------------- constants
+
+#: Static RTP payload type -> clock rate (Hz), exactly Wireshark's ``clock_map``
+#: (tap-rtp-analysis.c, from the IANA RTP parameters registry / RFC 3551).
+STATIC_CLOCK: dict[int, int] = {
+    0: 8000, 1: 8000, 2: 8000, 3: 8000, 4: 8000, 5: 8000, 6: 16000, 7: 8000, 8: 8000,
+    9: 8000, 10: 44100, 11: 44100, 12: 8000, 13: 8000, 14: 90000, 15: 8000, 16: 11025,
+    17: 22050, 18: 8000, 19: 8000, 25: 90000, 26: 90000, 28: 90000, 31: 90000, 32: 90000,
+    33: 90000, 34: 90000,
+}  # fmt: skip
+
+#: Payload type names (RFC 3551 table 4/5), for the table output only.
+PT_NAMES: dict[int, str] = {
+    0: "PCMU", 3: "GSM", 4: "G723", 5: "DVI4", 6: "DVI4-16k", 7: "LPC", 8: "PCMA", 9: "G722",
+    10: "L16-2ch", 11: "L16", 12: "QCELP", 13: "CN", 14: "MPA", 15: "G728", 18: "G729",
+    19: "CN-old", 25: "CelB", 26: "JPEG", 28: "nv", 31: "H261", 32: "MPV", 33: "MP2T",
+    34: "H263",
+}  # fmt: skip
+
+#: Clock rates a dynamic payload type may be snapped to by the heuristic.
+DYNAMIC_CANDIDATES: tuple[int, ...] = (8000, 16000, 24000, 32000, 44100, 48000, 90000)
+#: Packets and seconds of a dynamic-PT stream buffered before its clock rate is guessed.
+GUESS_PACKETS = 50
+GUESS_SECONDS = 1.0
+
+PT_CN, PT_CN_OLD = 13, 19
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+#: DLT_RAW is 12 on most BSDs and 14 on OpenBSD; files from those systems may carry it.
+RAW_ALIASES = frozenset({LINKTYPE_RAW, 12, 14})
+SUPPORTED_LINKTYPES = frozenset(
+    {LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL, LINKTYPE_IPV4,
+     LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2} | RAW_ALIASES
+)  # fmt: skip
+
+CHUNK = 1 << 20
+MAX_RECORD = 1 << 18  # 256 KiB: larger than any snaplen tcpdump/dumpcap write by default
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # microseconds, little-endian
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Not used in the hot loop; documents what ``iter_frames`` yields as a tuple."""
+
+    ts_ns: int
+    linktype: int
+    data: bytes
+    offset: int
+
+
+class _Chunks:
+    """A growing window over a file: ``need(n)`` makes ``buf[pos:pos+n]`` available."""
+
+    __slots__ = ("f", "buf", "pos", "base", "path", "eof")
+
+    def __init__(self, f: Any, path: str):
+        self.f = f
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # file offset of buf[0]
+        self.path = path
+        self.eof = False
+
+    def need(self, n: int) -> bool:
+        """True if n bytes are available at pos (reading more if needed); False at clean EOF."""
+        if self.pos + n <= len(self.buf):
+            return True
+        if self.eof:
+            return False
+        rest = self.buf[self.pos :]
+        self.base += self.pos
+        self.pos = 0
+        more = self.f.read(max(CHUNK, n - len(rest)))
+        if len(more) < max(CHUNK, n - len(rest)):
+            self.eof = True
+        self.buf = rest + more
+        return n <= len(self.buf)
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+
+def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
+    """Stream ``(ts_ns, linktype, frame_bytes, file_offset)`` from a pcap or pcapng file.
+
+    Raises ``ParseError`` naming the file and byte offset for a non-capture file, a
+    truncated record or a corrupt block. Unknown pcapng blocks are skipped.
+    """
+    p = str(path)
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed in finally
+    except OSError as e:
+        raise ParseError(f"{p}: cannot open capture: {e.strerror}") from None
+    try:
+        rd = _Chunks(f, p)
+        if not rd.need(4):
+            raise ParseError(f"{p}: not a pcap or pcapng file: only {len(rd.buf)} bytes at byte 0")
+        magic = rd.buf[:4]
+        if magic in _PCAP_MAGICS:
+            yield from _iter_pcap(rd, *_PCAP_MAGICS[magic])
+        elif magic == _PCAPNG_SHB:
+            yield from _iter_pcapng(rd)
+        else:
+            raise ParseError(f"{p}: not a pcap or pcapng file (magic 0x{magic.hex()} at byte 0)")
+    finally:
+        f.close()
+
+
+def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, int, bytes, int]]:
+    p = rd.path
+    if not rd.need(24):
+        raise ParseError(f"{p}: truncated pcap file header at byte {rd.offset}")
+    _, major, _minor, _, _, snaplen, network = struct.unpack_from(endian + "IHHiIII", rd.buf, 0)
+    if major != 2:
+        raise ParseError(f"{p}: unsupported pcap version {major} at byte 4")
+    linktype = network & 0x0FFFFFFF  # upper bits may carry FCS length
+    rd.pos = 24
+    hdr = struct.Struct(endian + "IIII")
+    unpack_hdr = hdr.unpack_from
+    limit = max(MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
+    while True:
+        pos = rd.pos
+        if pos + 16 > len(rd.buf) and not rd.need(16):
+            if rd.pos < len(rd.buf):
+                raise ParseError(
+                    f"{p}: truncated packet record header at byte {rd.offset} "
+                    f"({len(rd.buf) - rd.pos} of 16 bytes)"
+                )
+            return
+        pos = rd.pos
+        sec, frac, incl, _orig = unpack_hdr(rd.buf, pos)
+        if incl > limit:
+            raise ParseError(
+                f"{p}: corrupt packet record at byte {rd.offset}: captured length {incl} "
+                f"exceeds {limit}"
+            )
+        end = pos + 16 + incl
+        if end > len(rd.buf):
+            if not rd.need(16 + incl):
+                raise ParseError(
+                    f"{p}: truncated packet at byte {rd.offset}: record says {incl} bytes, "
+                    f"file has {len(rd.buf) - rd.pos - 16}"
+                )
+            pos = rd.pos
+            end = pos + 16 + incl
+        buf = rd.buf
+        rd.pos = end
+        yield sec * 1_000_000_000 + frac * ns_mult, linktype, buf[pos + 16 : end], rd.base + pos
+
+
+def _tsresol_ns(units: int, resol: int) -> int:
+    if resol & 0x80:
+        return (units * 1_000_000_000) >> (resol & 0x7F)
+    if resol <= 9:
+        return units * 10 ** (9 - resol)
+    return units // 10 ** (resol - 9)
+
+
+def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
+    p = rd.path
+    endian = "<"
+    ifaces: list[tuple[int, int, int]] = []  # (linktype, tsresol, tsoffset_s)
+    while True:
+        if not rd.need(12):
+            if rd.pos < len(rd.buf):
+                raise ParseError(
+                    f"{p}: truncated pcapng block header at byte {rd.offset} "
+                    f"({len(rd.buf) - rd.pos} bytes left)"
+                )
+            return
+        pos = rd.pos
+        btype_raw = rd.buf[pos : pos + 4]
+        if btype_raw == _PCAPNG_SHB:
+            bom = rd.buf[pos + 8 : pos + 12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                endian = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                endian = ">"
+            else:
+                raise ParseError(
+                    f"{p}: corrupt pcapng section header at byte {rd.offset}: "
+                    f"byte-order magic 0x{bom.hex()}"
+                )
+            ifaces = []
+        btype, blen = struct.unpack_from(endian + "II", rd.buf, pos)
+        if blen < 12 or blen % 4 or blen > MAX_RECORD + 64 and btype not in (1, 2, 3, 6):
+            raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
+        if blen > (1 << 26):
+            raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
+        if not rd.need(blen):
+            raise ParseError(
+                f"{p}: truncated pcapng block at byte {rd.offset}: block says {blen} bytes, "
+                f"file has {len(rd.buf) - rd.pos}"
+            )
+        pos = rd.pos
+        buf = rd.buf
+        off = rd.base + pos
+        rd.pos = pos + blen
+        if btype == 6:  # Enhanced Packet Block
+            iface, hi, lo, caplen = struct.unpack_from(endian + "IIII", buf, pos + 8)
+            if iface >= len(ifaces):
+                raise ParseError(f"{p}: packet at byte {off} names undeclared interface {iface}")
+            if 28 + caplen > blen - 4:
+                raise ParseError(f"{p}: corrupt packet block at byte {off}: caplen {caplen}")
+            lt, resol, tsoff = ifaces[iface]
+            ts = _tsresol_ns((hi << 32) | lo, resol) + tsoff * 1_000_000_000
+            yield ts, lt, buf[pos + 28 : pos + 28 + caplen], off
+        elif btype == 1:  # Interface Description Block
+            lt = struct.unpack_from(endian + "H", buf, pos + 8)[0]
+            resol, tsoff = 6, 0
+            o = pos + 16
+            stop = pos + blen - 4
+            while o + 4 <= stop:
+                code, olen = struct.unpack_from(endian + "HH", buf, o)
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    resol = buf[o + 4]
+                elif code == 14 and olen >= 8:
+                    tsoff = struct.unpack_from(endian + "q", buf, o + 4)[0]
+                o += 4 + ((olen + 3) & ~3)
+            ifaces.append((lt, resol, tsoff))
+        elif btype == 2:  # obsolete Packet Block
+            iface, _drops, hi, lo, caplen = struct.unpack_from(endian + "HHIII", buf, pos + 8)
+            if iface >= len(ifaces) or 28 + caplen > blen - 4:
+                raise ParseError(f"{p}: corrupt packet block at byte {off}")
+            lt, resol, tsoff = ifaces[iface]
+            ts = _tsresol_ns((hi << 32) | lo, resol) + tsoff * 1_000_000_000
+            yield ts, lt, buf[pos + 28 : pos + 28 + caplen], off
+        # Simple Packet Blocks (3) carry no timestamp: jitter cannot use them; skipped.
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _ip_text(raw: bytes) -> str:
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return "[" + socket.inet_ntop(socket.AF_INET6, raw) + "]"
+
+
+def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, bytes, int, int, int] | None:
+    """Locate the UDP payload of one frame.
+
+    Returns ``(src_ip, sport, dst_ip, dport, payload_start, payload_end)`` (IPs as packed
+    bytes) or ``None`` for anything that is not a complete-header, unfragmented UDP datagram.
+    """
+    n = len(d)
+    if linktype == LINKTYPE_ETHERNET:
+        if n < 14:
+            return None
+        et = (d[12] << 8) | d[13]
+        o = 14
+        while et in (0x8100, 0x88A8, 0x9100) and n >= o + 4:
+            et = (d[o + 2] << 8) | d[o + 3]
+            o += 4
+    elif linktype == LINKTYPE_LINUX_SLL:
+        if n < 16:
+            return None
+        et = (d[14] << 8) | d[15]
+        o = 16
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        if n < 20:
+            return None
+        et = (d[0] << 8) | d[1]
+        o = 20
+    elif linktype in RAW_ALIASES or linktype == LINKTYPE_IPV4 or linktype == LINKTYPE_IPV6:
+        if n < 1:
+            return None
+        v = d[0] >> 4
+        et = 0x0800 if v == 4 else 0x86DD if v == 6 else 0
+        o = 0
+    elif linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+        if n < 4:
+            return None
+        fam = struct.unpack_from("<I" if linktype == LINKTYPE_NULL else ">I", d, 0)[0]
+        if fam > 0xFFFF:  # written on a big-endian host
+            fam = struct.unpack_from(">I", d, 0)[0]
+        et = 0x0800 if fam == 2 else 0x86DD if fam in (10, 24, 28, 30) else 0
+        o = 4
+    else:
+        return None
+    if et == 0x0800:
+        if n < o + 20:
+            return None
+        vihl = d[o]
+        if vihl >> 4 != 4 or d[o + 9] != 17:
+            return None
+        if ((d[o + 6] << 8) | d[o + 7]) & 0x3FFF:  # MF set or fragment offset != 0
+            return None
+        ihl = (vihl & 0x0F) * 4
+        total = (d[o + 2] << 8) | d[o + 3]
+        src = d[o + 12 : o + 16]
+        dst = d[o + 16 : o + 20]
+        u = o + ihl
+        ip_end = o + total if total >= ihl else n
+    elif et == 0x86DD:
+        if n < o + 40:
+            return None
+        nh = d[o + 6]
+        plen = (d[o + 4] << 8) | d[o + 5]
+        src = d[o + 8 : o + 24]
+        dst = d[o + 24 : o + 40]
+        u = o + 40
+        ip_end = u + plen if plen else n
+        while nh != 17:
+            if nh in (0, 43, 60) and n >= u + 8:  # hop-by-hop, routing, destination options
+                nh = d[u]
+                u += (d[u + 1] + 1) * 8
+            else:  # fragment (44), ESP, no next header, TCP, ...
+                return None
+    else:
+        return None
+    if n < u + 8:
+        return None
+    sport = (d[u] << 8) | d[u + 1]
+    dport = (d[u + 2] << 8) | d[u + 3]
+    ulen = (d[u + 4] << 8) | d[u + 5]
+    end = u + ulen if ulen >= 8 else ip_end
+    if end > n:
+        end = n  # snapped capture: what we have
+    return src, sport, dst, dport, u + 8, end
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+class StreamState:
+    """One RTP stream (ssrc + src + dst): Wireshark's ``tap_rtp_stat_t`` plus our extras.
+
+    ``add`` follows ``rtppacket_analyse`` (Wireshark 4.0, ui/tap-rtp-analysis.c) statement for
+    statement for the figures Wireshark reports (packets, expected, lost, mean/max jitter);
+    the extended sequence numbers (RFC 3550 A.1) used for burst loss and reorder are ours.
+    """
+
+    __slots__ = (
+        "key", "ssrc", "src", "dst", "ipv6", "pt", "first_pt", "clock", "guessing", "pending",
+        # Wireshark state
+        "first", "start_seq", "stop_seq", "seq_num", "seq_cycles", "under", "first_ts",
+        "ts_wrap", "last_ts", "time", "lastnominal", "jitter", "max_jitter", "mean_jitter",
+        "total_nr", "sequence_errors", "div",
+        # ours
+        "ext_max", "ext_cycles", "ext_first", "bitmap", "bm_base", "reorder", "bytes",
+        "t_first", "t_last", "ts_first_ns", "markers", "same_ts", "sizes",
+    )  # fmt: skip
+
+    def __init__(self, key: tuple[Any, ...], ssrc: int, src: str, dst: str, ipv6: bool,
+                 clock: int | None):  # fmt: skip
+        self.key = key
+        self.ssrc = ssrc
+        self.src = src
+        self.dst = dst
+        self.ipv6 = ipv6
+        self.pt = -1
+        self.first_pt = -1
+        self.clock = clock  # None: dynamic PT, rate not yet known
+        self.guessing = clock is None
+        self.pending: list[tuple[float, int, int, int, int, int]] = []
+        self.first = True
+        self.start_seq = self.stop_seq = self.seq_num = 0
+        self.seq_cycles = 0
+        self.under = False
+        self.first_ts = 0
+        self.last_ts = 0
+        self.time = 0.0
+        self.lastnominal = 0.0
+        self.jitter = 0.0
+        self.max_jitter = 0.0
+        self.mean_jitter = 0.0
+        self.total_nr = 0
+        self.sequence_errors = 0
+        self.div = 0
+        self.ext_max = 0
+        self.ext_cycles = 0
+        self.ext_first = 0
+        self.bitmap = bytearray()
+        self.bm_base = 0
+        self.reorder = 0
+        self.bytes = 0
+        self.t_first = 0.0
+        self.t_last = 0.0
+        self.ts_first_ns = 0
+        self.markers = 0
+        self.same_ts = 0
+        self.sizes = 0
+
+    # -- clock-rate handling for dynamic payload types ---------------------------------
+    def feed(self, t: float, seq: int, ts: int, pt: int, marker: int, size: int) -> None:
+        """Entry point per packet. Dynamic types with no known clock are buffered until the
+        clock rate can be guessed, then replayed in order."""
+        if not self.guessing:
+            self.add(t, seq, ts, pt, marker, size)
+            return
+        self.pending.append((t, seq, ts, pt, marker, size))
+        if len(self.pending) >= GUESS_PACKETS and t - self.pending[0][0] >= GUESS_SECONDS * 1000:
+            self.settle()
+
+    def settle(self) -> None:
+        """Decide the clock rate of a buffered dynamic stream and replay its packets."""
+        if not self.guessing:
+            return
+        self.clock = guess_clock(self.pending)
+        self.guessing = False
+        pend, self.pending = self.pending, []
+        for args in pend:
+            self.add(*args)
+
+    # -- the Wireshark arithmetic -------------------------------------------------------
+    def add(self, t: float, seq: int, ts: int, pt: int, marker: int, size: int) -> None:
+        """One RTP packet: ``t`` arrival in ms since the first frame of the capture."""
+        self.bytes += size
+        self.t_last = t
+        if marker:
+            self.markers += 1
+        self._extend(seq)
+        if self.first:
+            self.first = False
+            self.start_seq = self.stop_seq = self.seq_num = seq
+            self.first_ts = self.last_ts = ts
+            self.time = t
+            self.t_first = t
+            self.lastnominal = 0.0
+            self.pt = self.first_pt = pt
+            self.total_nr = 1
+            clock = self.clock or 0
+            self.div = clock // 1000  # Wireshark divides by (guint32)clock_rate/1000
+            return
+        if ts == self.last_ts:
+            self.same_ts += 1
+        # Is the packet in time sequence? (timestamp not before the first one, modulo 2^32)
+        dts = (ts - self.first_ts) & 0xFFFFFFFF
+        in_seq = dts < 0x80000000
+        start = self.start_seq
+        if in_seq:
+            if seq < start and not self.under:
+                self.seq_cycles += 1
+                self.under = True
+            elif seq == 0 and self.stop_seq == 65535 and not self.under:
+                self.seq_cycles += 1
+                self.under = True
+            elif seq > start and self.under:
+                self.under = False
+        sn = self.seq_num
+        if in_seq and (sn + 1 == seq or (sn == 65535 and seq == 0)):
+            self.seq_num = seq
+        elif in_seq and (sn + 1 < seq or sn - seq > 0xFF00):
+            self.seq_num = seq
+            self.sequence_errors += 1
+        elif sn + 1 > seq:
+            self.sequence_errors += 1
+        prev_pt = self.pt
+        self.pt = pt
+        regular = not (marker or pt == PT_CN or pt == PT_CN_OLD or prev_pt == PT_CN
+                       or prev_pt == PT_CN_OLD or not in_seq)  # fmt: skip
+        div = self.div
+        if in_seq and div:
+            nominal = dts / div
+            cur_diff = abs(t - (self.time + (nominal - self.lastnominal)))
+            jit = (15.0 * self.jitter + cur_diff) / 16.0
+            self.jitter = jit
+            self.lastnominal = nominal
+            if regular:
+                if jit > self.max_jitter:
+                    self.max_jitter = jit
+                n = self.total_nr
+                self.mean_jitter = (self.mean_jitter * (n - 1) + jit) / n
+        if in_seq:
+            self.time = t
+        self.last_ts = ts
+        self.stop_seq = seq
+        self.total_nr += 1
+
+    # -- our extras: extended sequence numbers, burst loss, reorder ---------------------
+    def _extend(self, seq: int) -> None:
+        if self.total_nr == 0 and not self.bitmap:
+            self.ext_cycles = 0
+            self.ext_max = seq
+            self.ext_first = seq
+            self.bm_base = seq - 4096  # room for packets that arrive before the first one
+            self.bitmap = bytearray(8192)
+            self.bitmap[4096] = 1
+            return
+        hi = self.ext_max
+        delta = (seq - hi) & 0xFFFF
+        if delta < 0x8000:  # forward (or duplicate of the newest)
+            ext = hi + delta
+            if ext > hi:
+                self.ext_max = ext
+        else:  # backwards: late or duplicate
+            ext = hi - (0x10000 - delta)
+            self.reorder += 1
+        i = ext - self.bm_base
+        bm = self.bitmap
+        if i >= len(bm):
+            bm.extend(bytes(max(i + 1 - len(bm), len(bm))))
+        if i >= 0:
+            bm[i] = 1
+
+    def max_burst_loss(self) -> int:
+        """Longest run of sequence numbers never received between the first and last one."""
+        lo = self.ext_first - self.bm_base
+        hi = self.ext_max - self.bm_base
+        bm = bytes(self.bitmap[max(lo, 0) : hi + 1])
+        # trim leading gaps (packets before the first seen may be reordered, not lost)
+        return max((len(r) for r in bm.split(b"\x01")), default=0)
+
+    def looks_like_rtp(self) -> bool:
+        """Sequence numbers mostly advance by one: rules out random UDP that passed the
+        first-byte test (DNS ids, game traffic)."""
+        n = self.total_nr
+        if n < 2:
+            return False
+        span = self.ext_max - self.ext_first + 1
+        return span <= 4 * n + 16
+
+
+def guess_clock(pending: list[tuple[float, int, int, int, int, int]]) -> int:
+    """Clock rate of a dynamic payload type, from the buffered packets.
+
+    The RTP timestamp advances at the media clock rate, so ticks / elapsed arrival time is
+    the rate, snapped (in log distance) to the nearest common rate in
+    ``DYNAMIC_CANDIDATES``. Fallbacks with too little data: 90000 if several packets share
+    a timestamp (video frames split over packets) or packets are large (> 400 bytes), else
+    48000 (Opus, the usual dynamic audio codec).
+    """
+    import math
+
+    if len(pending) >= 2:
+        t0, _, ts0, *_ = pending[0]
+        t1, _, ts1, *_ = pending[-1]
+        ticks = (ts1 - ts0) & 0xFFFFFFFF
+        dt = (t1 - t0) / 1000.0
+        if dt > 0.2 and 0 < ticks < 0x80000000:
+            rate = ticks / dt
+            return min(DYNAMIC_CANDIDATES, key=lambda c: abs(math.log(rate / c)))
+    same = sum(1 for a, b in zip(pending, pending[1:], strict=False) if a[2] == b[2])
+    big = sum(1 for x in pending if x[5] > 400)
+    if pending and (same * 4 >= len(pending) or big * 2 >= len(pending)):
+        return 90000
+    return 48000
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What ``analyse`` reports per stream (JSON output uses exactly these field names)."""
+
+    ssrc: str
+    src: str
+    dst: str
+    payload_type: int
+    packets: int
+    expected: int
+    lost: int
+    loss_pct: float
+    jitter_mean_ms: float
+    jitter_max_ms: float
+    max_burst_loss: int
+    reorder: int
+    duration_s: float
+    bitrate_kbps: float
+    mos_emodel: float
+    clock_hz: int
+    clock_source: str
+    start_time_ms: int
+
+    #: Fields left out of ``--format json`` stream objects (they go into records/tables).
+    INTERNAL = ("clock_hz", "clock_source", "start_time_ms")
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k not in self.INTERNAL}
+        return d
+
+    @property
+    def media(self) -> str:
+        return "video" if self.clock_hz == 90000 else "audio" if self.clock_hz else "unknown"
+
+
+def parse_clock(values: list[str] | tuple[str, ...]) -> dict[int, int]:
+    """``["96=90000", "111=48000"]`` -> ``{96: 90000, 111: 48000}``; ConfigError otherwise."""
+    out: dict[int, int] = {}
+    for v in values:
+        pt, sep, hz = v.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            p, h = int(pt), int(hz)
+        except ValueError:
+            raise ConfigError(f"--clock {v!r}: expected PT=HZ, e.g. 96=90000") from None
+        if not 0 <= p <= 127 or not 1000 <= h <= 10_000_000:
+            raise ConfigError(f"--clock {v!r}: payload type 0-127 and rate 1000-10000000 Hz")
+        out[p] = h
+    return out
+
+
+def analyse(
+    path: str | Path,
+    clock: Mapping[int, int] | None = None,
+    latency_ms: float = 0.0,
+    min_packets: int = 2,
+    progress: Any = None,
+) -> list[StreamResult]:
+    """Analyse every RTP stream in a capture. Pure: a file in, results out.
+
+    ``clock`` overrides/extends the static table (``{96: 90000}``). ``latency_ms`` is the
+    one-way network delay assumed for the MOS estimate (a capture at one point cannot
+    measure it; 0 means the MOS is a best case). ``progress(bytes_read)`` is called now and
+    then for long files.
+    """
+    overrides = dict(clock or {})
+    streams: dict[tuple[Any, ...], StreamState] = {}
+    t0: int | None = None
+    first_ns: dict[tuple[Any, ...], int] = {}
+    udp = udp_payload
+    unpack_rtp = struct.Struct("!BBHII").unpack_from
+    count = 0
+    for ts_ns, lt, d, off in iter_frames(path):
+        if t0 is None:
+            t0 = ts_ns
+        count += 1
+        if progress is not None and not count & 0x3FFF:
+            progress(off)
+        u = udp(lt, d)
+        if u is None:
+            continue
+        src, sport, dst, dport, ps, pe = u
+        plen = pe - ps
+        if plen < 12:
+            continue
+        b0 = d[ps]
+        if b0 < 128 or b0 > 191:  # RFC 7983: not RTP/RTCP (STUN, DTLS, ZRTP, TURN, QUIC...)
+            continue
+        b1 = d[ps + 1]
+        if 192 <= b1 <= 223:  # RFC 5761: RTCP packet types 192-223 (SR, RR, SDES, BYE, APP...)
+            continue
+        _, _, seq, rts, ssrc = unpack_rtp(d, ps)
+        hlen = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:  # header extension
+            if plen < hlen + 4:
+                continue
+            hlen += 4 + 4 * ((d[ps + hlen + 2] << 8) | d[ps + hlen + 3])
+        if hlen > plen:
+            continue
+        if b0 & 0x20 and pe == ps + plen:  # padding: count in the last octet
+            padn = d[pe - 1]
+            if padn == 0 or hlen + padn > plen:
+                continue
+        key = (ssrc, src, sport, dst, dport)
+        st = streams.get(key)
+        pt = b1 & 0x7F
+        if st is None:
+            rate = overrides.get(pt) or STATIC_CLOCK.get(pt)
+            if rate is None and pt < 96:
+                rate = 0  # unassigned static type: no jitter, like Wireshark
+            st = StreamState(
+                key, ssrc, f"{_ip_text(src)}:{sport}", f"{_ip_text(dst)}:{dport}",
+                len(src) == 16, rate,
+            )  # fmt: skip
+            streams[key] = st
+            first_ns[key] = ts_ns
+        st.feed((ts_ns - t0) / 1e6, seq, rts, pt, b1 & 0x80, plen)
+    results = []
+    for key, st in streams.items():
+        st.settle()
+        if st.total_nr < max(min_packets, 2) or not st.looks_like_rtp():
+            continue
+        results.append(_result(st, overrides, latency_ms, first_ns[key]))
+    results.sort(key=lambda r: (r.start_time_ms, r.src, r.dst, r.ssrc))
+    return results
+
+
+def _result(st: StreamState, overrides: Mapping[int, int], latency_ms: float,
+            first_ns: int) -> StreamResult:  # fmt: skip
+    expected = st.stop_seq + st.seq_cycles * 65536 - st.start_seq + 1
+    lost = expected - st.total_nr
+    loss_pct = 100.0 * lost / expected if expected else 0.0
+    dur_ms = st.t_last - st.t_first
+    overhead = 48 if st.ipv6 else 28  # IP + UDP headers, as Wireshark counts bandwidth
+    wire_bytes = st.bytes + overhead * st.total_nr
+    bitrate = wire_bytes * 8 / dur_ms if dur_ms > 0 else 0.0  # bits/ms == kbit/s
+    pt = st.first_pt
+    if pt in overrides:
+        src = "option"
+    elif pt in STATIC_CLOCK:
+        src = "static"
+    elif pt >= 96 or st.clock:
+        src = "guessed"
+    else:
+        src = "unknown"
+    mos = stats.emodel_mos(latency_ms, st.mean_jitter, max(loss_pct, 0.0))
+    return StreamResult(
+        ssrc=f"0x{st.ssrc:08x}",
+        src=st.src,
+        dst=st.dst,
+        payload_type=pt,
+        packets=st.total_nr,
+        expected=expected,
+        lost=lost,
+        loss_pct=round(loss_pct, 3),
+        jitter_mean_ms=round(st.mean_jitter, 3),
+        jitter_max_ms=round(st.max_jitter, 3),
+        max_burst_loss=st.max_burst_loss(),
+        reorder=st.reorder,
+        duration_s=round(dur_ms / 1000.0, 6),
+        bitrate_kbps=round(bitrate, 3),
+        mos_emodel=round(mos, 2),
+        clock_hz=st.clock or 0,
+        clock_source=src,
+        start_time_ms=first_ns // 1_000_000,
+    )
+
+
+# --------------------------------------------------------------------------- records
+
+MEASUREMENT = "rtp_stream"
+
+
+def to_records(results: list[StreamResult], base_tags: Mapping[str, str] | None = None
+               ) -> list[Record]:  # fmt: skip
+    """One ``rtp_stream`` record per stream.
+
+    Tag ``stream`` is the media kind (audio / video / unknown): low cardinality, so Grafana
+    can group by it. SSRC, addresses and ports change every call and are fields: as tags
+    they would create a new series per call and blow up InfluxDB's series index.
+    Two streams of the same kind starting in the same millisecond would share series and
+    timestamp (and overwrite each other), so later ones are moved on by 1 ms.
+    """
+    out: list[Record] = []
+    used: set[tuple[str, int]] = set()
+    for r in results:
+        t = r.start_time_ms
+        while (r.media, t) in used:
+            t += 1
+        used.add((r.media, t))
+        fields: dict[str, Any] = {k: v for k, v in r.to_json().items()}
+        fields["clock_hz"] = r.clock_hz
+        tags = {**(base_tags or {}), "stream": r.media, "source": "pcap"}
+        out.append(Record(MEASUREMENT, tags, fields, t))
+    return out
+
+
+class Spec(BaseModel):
+    """Analyse one capture file."""
+
+    path: str = Field(description="pcap or pcapng file")
+    clock: dict[int, int] = Field(default_factory=dict, description="payload type -> Hz")
+    latency_ms: float = Field(0.0, ge=0, description="assumed one-way delay for the MOS")
+    min_packets: int = Field(2, ge=2)
+
+    @field_validator("clock")
+    @classmethod
+    def _clock_ok(cls, v: dict[int, int]) -> dict[int, int]:
+        for pt, hz in v.items():
+            if not 0 <= pt <= 127 or not 1000 <= hz <= 10_000_000:
+                raise ValueError(f"clock {pt}={hz}: payload type 0-127, rate 1000-10000000 Hz")
+        return v
+
+
+@registry.register("collector", "pcap", Spec)
+async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+    """RTP streams of a captured call (one ``rtp_stream`` record per stream)."""
+    try:
+        res = await asyncio.to_thread(
+            analyse, spec.path, spec.clock, spec.latency_ms, spec.min_packets
+        )
+    except ParseError as e:
+        return [failure(MEASUREMENT, {**ctx.tags, "source": "pcap"}, "error", str(e))]
+    return to_records(res, ctx.tags)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _table(results: list[StreamResult]) -> str:
+    head = ("SSRC", "Source", "Destination", "PT", "Clock", "Pkts", "Lost", "Loss%",
+            "Burst", "Reord", "Jit mean", "Jit max", "Secs", "kbit/s", "MOS")  # fmt: skip
+    rows = [head]
+    for r in results:
+        name = PT_NAMES.get(r.payload_type, "dyn" if r.payload_type >= 96 else "?")
+        clk = f"{r.clock_hz}" + ("*" if r.clock_source == "guessed" else "")
+        rows.append((
+            r.ssrc, r.src, r.dst, f"{r.payload_type} {name}", clk, str(r.packets),
+            str(r.lost), f"{r.loss_pct:.2f}", str(r.max_burst_loss), str(r.reorder),
+            f"{r.jitter_mean_ms:.3f}", f"{r.jitter_max_ms:.3f}", f"{r.duration_s:.2f}",
+            f"{r.bitrate_kbps:.1f}", f"{r.mos_emodel:.2f}",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]  # fmt: skip
+    if not results:
+        lines.append("(no RTP streams found)")
+    elif any(r.clock_source == "guessed" for r in results):
+        lines.append("* clock rate guessed for a dynamic payload type; set it with --clock PT=HZ")
+    return "\n".join(lines)
+
+
+@click.group("pcap")
+def pcap_command() -> None:
+    """Analyse RTP streams in a captured call (pcap or pcapng)."""
+
+
+@pcap_command.command("analyse")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json (a list of streams) for tools.",
+)
+@click.option(
+    "--clock",
+    multiple=True,
+    metavar="PT=HZ",
+    help="Clock rate of a payload type, e.g. --clock 96=90000 (repeatable). "
+    "Static types use RFC 3551; other dynamic types are guessed.",
+)
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="One-way network delay to assume for the MOS estimate (a capture at one "
+    "point cannot measure it; 0 gives a best-case MOS).",
+)
+@click.option(
+    "--min-packets",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Ignore streams with fewer RTP packets than this.",
+)
+def analyse_command(file: str, fmt: str, clock: tuple[str, ...], latency_ms: float,
+                    min_packets: int) -> None:  # fmt: skip
+    """Report loss, jitter (as Wireshark), burst loss, reorder and MOS per RTP stream."""
+    progress = None
+    bar = None
+    try:
+        rates = parse_clock(clock)
+        size = Path(file).stat().st_size if Path(file).is_file() else 0
+        if size > 64 << 20 and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            bar = Progress(console=Console(stderr=True), transient=True)
+            task = bar.add_task(f"reading {Path(file).name}", total=size)
+            bar.start()
+
+            def progress(n: int) -> None:
+                bar.update(task, completed=n)
+
+        results = analyse(file, rates, latency_ms, min_packets, progress)
+    except NetreadyError as e:
+        from netready.cli import fail
+
+        raise fail(e) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    if fmt == "json":
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        click.echo(_table(results))
