@@ -27,7 +27,8 @@ COMMANDS: dict[str, str] = {
     "assess": "reports.cli:assess",
     "lab": "lab.cli:lab",
     "collect": "collectors.cli:collect",
-    "pcap": "collectors.cli:pcap",
+    "pcap": "collectors.pcap:pcap_command",
+    "responder": "probes.media_responder:responder_command",
     "serve": "probes.serve:serve_command",
     "dashboards": "dashboards.cli:dashboards",
 }
@@ -44,6 +45,7 @@ HELP = {
     "collect": "Read a site router (snmp, ssh).",
     "pcap": "Analyse RTP streams in a captured call.",
     "serve": "Run the self-hosted speed-test endpoint.",
+    "responder": "Run the media responder (far end of the video-call probe).",
     "dashboards": "Build and push the Grafana dashboards.",
 }
 

@@ -1,0 +1,130 @@
+"""Ship spooled records to the central store: oldest first, at least once.
+
+- A batch is deleted from the spool only after the store acknowledged it.
+- A batch rejected as malformed (HTTP 400) is split in halves until the bad points are
+  isolated; only those go to the dead-letter table, the rest land.
+- Temporary failures (timeouts, 429, 5xx, unreachable) are retried with exponential backoff
+  and full jitter, honouring ``Retry-After``; auth and missing-database errors stop the drain
+  (retrying in a tight loop would not help) and are kept as ``last_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from netready.errors import (
+    PointRejected,
+    StoreAuthError,
+    StoreError,
+    StoreNotFound,
+    StoreRetryable,
+    StoreUnreachable,
+)
+from netready.spool import Spool
+
+log = logging.getLogger("netready.shipper")
+
+
+class LineWriter(Protocol):
+    def write_lines(self, lines: Sequence[str]) -> None: ...
+
+
+@dataclass
+class DrainResult:
+    shipped: int = 0
+    dead_lettered: int = 0
+    attempts: int = 0
+    error: str | None = None  # why the drain stopped early, if it did
+    seconds: float = 0.0
+
+
+@dataclass
+class Backoff:
+    base_s: float = 0.5
+    cap_s: float = 60.0
+    rng: random.Random = random.Random()  # noqa: RUF009 - one shared generator is fine
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Full-jitter exponential backoff; ``Retry-After`` is a floor."""
+        d = self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** min(attempt, 30)))
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.cap_s * 5))
+        return d
+
+
+class Shipper:
+    def __init__(self, spool: Spool, writer: LineWriter, batch_size: int = 5000,
+                 backoff: Backoff | None = None):
+        self.spool = spool
+        self.writer = writer
+        self.batch_size = batch_size
+        self.backoff = backoff or Backoff()
+
+    def _send(self, rows: Sequence[tuple[int, str]], res: DrainResult) -> None:
+        """Send rows; split on rejection. Retryable errors propagate."""
+        try:
+            res.attempts += 1
+            self.writer.write_lines([line for _, line in rows])
+        except PointRejected as e:
+            if len(rows) == 1:
+                log.warning("dead-lettered a point: %s", e)
+                self.spool.dead_letter(rows, str(e))
+                res.dead_lettered += 1
+                return
+            mid = len(rows) // 2
+            self._send(rows[:mid], res)
+            self._send(rows[mid:], res)
+            return
+        self.spool.ack([i for i, _ in rows])
+        res.shipped += len(rows)
+
+    def ship_batch(self, res: DrainResult | None = None) -> int:
+        """Ship the oldest batch once (no retry). Returns rows handled (0: spool empty)."""
+        res = res or DrainResult()
+        rows = self.spool.oldest(self.batch_size)
+        if rows:
+            self._send(rows, res)
+        return len(rows)
+
+    def drain(self, *, deadline: float | None = None, stop: threading.Event | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> DrainResult:
+        """Ship until the spool is empty, the deadline (monotonic) passes, or ``stop`` is set."""
+        res = DrainResult()
+        t0 = time.monotonic()
+        failures = 0
+        while not (stop and stop.is_set()):
+            if deadline is not None and time.monotonic() >= deadline:
+                res.error = res.error or "deadline reached"
+                break
+            try:
+                if self.ship_batch(res) == 0:
+                    res.error = None
+                    break
+                failures = 0
+                self.spool.set_meta("last_error", None)
+            except (StoreAuthError, StoreNotFound) as e:
+                res.error = str(e)
+                self.spool.set_meta("last_error", str(e))
+                log.error("shipping stopped: %s", e)
+                break
+            except (StoreRetryable, StoreUnreachable, StoreError) as e:
+                res.error = str(e)
+                self.spool.set_meta("last_error", str(e))
+                d = self.backoff.delay(failures, getattr(e, "retry_after", None))
+                failures += 1
+                log.warning("ship failed (%s); retry in %.1f s", e, d)
+                if deadline is not None and time.monotonic() + d >= deadline:
+                    break
+                if stop is not None:
+                    if stop.wait(d):
+                        break
+                else:
+                    sleep(d)
+        res.seconds = time.monotonic() - t0
+        return res

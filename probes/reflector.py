@@ -1,0 +1,239 @@
+"""The TWAMP-light reflector (``netready reflector``).
+
+Answers RFC 5357 unauthenticated test packets, so netready's rtt probe (and any TWAMP-light
+sender) can measure against it. Protections, because it sits on a central network:
+
+- answers only sources inside ``--allow`` CIDRs (default: loopback only);
+- never sends more bytes than it received (reply size == request size, and requests shorter
+  than a full reflected packet are dropped): no amplification;
+- per-source token buckets on packets/s and bit/s, and a global bit/s cap; excess is dropped
+  silently and counted.
+
+Sans-IO core: ``Reflector.handle(data, addr, ttl, now) -> bytes | None``; the asyncio edge
+reads with ``recvmsg`` to learn the received TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import click
+
+from netready.errors import ConfigError
+from netready.inventory import split_hostport
+from probes import twamp
+
+log = logging.getLogger("netready.reflector")
+
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL = socket.IP_TTL
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+
+
+@dataclass
+class Bucket:
+    rate: float
+    burst: float
+    tokens: float
+    last: float
+
+    def take(self, n: float, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+@dataclass
+class ReflectorStats:
+    received: int = 0
+    reflected: int = 0
+    denied: int = 0
+    too_short: int = 0
+    rate_limited: int = 0
+
+
+def parse_networks(cidrs: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for c in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(c, strict=False))
+        except ValueError:
+            raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
+    return nets
+
+
+@dataclass
+class Reflector:
+    allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    max_pps_per_source: float = 2000.0
+    max_kbps_per_source: float = 20_000.0
+    max_kbps_total: float = 200_000.0
+    stats: ReflectorStats = field(default_factory=ReflectorStats)
+    _buckets: dict[str, tuple[Bucket, Bucket]] = field(default_factory=dict)
+    _total: Bucket | None = None
+    _seq: int = 0
+
+    def allowed(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in n for n in self.allow)
+
+    def handle(self, data: bytes, host: str, ttl: int, now: float) -> bytes | None:
+        """The reply to one datagram, or None to drop it."""
+        self.stats.received += 1
+        if not self.allowed(host):
+            self.stats.denied += 1
+            return None
+        if len(data) < twamp.REFLECT_MIN:
+            self.stats.too_short += 1
+            return None
+        pps, bps = self._buckets.get(host) or self._new_buckets(host, now)
+        bits = len(data) * 8
+        if self._total is None:
+            rate = self.max_kbps_total * 1000
+            self._total = Bucket(rate, rate / 4, rate / 4, now)
+        if not (pps.take(1, now) and bps.take(bits, now) and self._total.take(bits, now)):
+            self.stats.rate_limited += 1
+            return None
+        rx = twamp.to_ntp(time.time_ns())
+        sender = twamp.unpack_sender(data)
+        self._seq += 1
+        self.stats.reflected += 1
+        return twamp.pack_reflected(self._seq, twamp.ntp_now(), rx, sender, ttl, len(data))
+
+    def _new_buckets(self, host: str, now: float) -> tuple[Bucket, Bucket]:
+        if len(self._buckets) > 10_000:  # bounded memory: forget idle sources
+            self._buckets.clear()
+        pps = self.max_pps_per_source
+        bps = self.max_kbps_per_source * 1000
+        b = (Bucket(pps, pps, pps, now), Bucket(bps, bps, bps, now))
+        self._buckets[host] = b
+        return b
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    fam, _, _, _, addr = infos[0]
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET:
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    else:
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+    s.setblocking(False)
+    s.bind(addr)
+    return s
+
+
+def _ttl_from(anc: list[tuple[int, int, bytes]]) -> int:
+    for level, typ, data in anc:
+        if (level, typ) in ((socket.IPPROTO_IP, IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
+            return int.from_bytes(data[:4], "little") if len(data) >= 4 else data[0]
+    return 0
+
+
+async def serve(listen: str, allow: Sequence[str], *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None, **limits: float) -> ReflectorStats:
+    """Run the reflector until ``stop`` is set (or forever)."""
+    host, port = split_hostport(listen, 862)
+    refl = Reflector(parse_networks(allow), **limits)
+    sock = open_socket(host, port)
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+
+    def on_readable() -> None:
+        for _ in range(256):
+            try:
+                data, anc, _flags, addr = sock.recvmsg(65535, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ICMP errors surfaced on the socket
+                log.debug("recvmsg: %s", e)
+                return
+            reply = refl.handle(data, addr[0], _ttl_from(anc), time.monotonic())
+            if reply is not None:
+                try:
+                    sock.sendto(reply, addr)
+                except OSError as e:
+                    log.debug("sendto %s: %s", addr, e)
+
+    loop.add_reader(sock.fileno(), on_readable)
+    log.info("reflector listening on %s:%d, allow %s", host, sock.getsockname()[1], ",".join(allow))
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_reader(sock.fileno())
+        sock.close()
+    return refl.stats
+
+
+@click.command("reflector")
+@click.option("--listen", default="0.0.0.0:862", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--allow", "allow", multiple=True, default=["127.0.0.0/8", "::1/128"],
+              show_default=True, help="Source CIDR allowed to use the reflector (repeatable).")
+@click.option("--max-pps", default=2000.0, show_default=True, help="Packets/s per source.")
+@click.option("--max-kbps", default=20000.0, show_default=True, help="kbit/s per source.")
+@click.option("--max-total-kbps", default=200000.0, show_default=True, help="kbit/s in total.")
+@click.option("--media", "media_listen", default=None, metavar="HOST:PORT",
+              help="Also run the media responder (video-call probe far end) here.")
+@click.option("--secret", default=None, metavar="env:NAME|file:PATH",
+              help="Shared secret the media responder requires (a reference, never inline).")
+def reflector_command(listen: str, allow: tuple[str, ...], max_pps: float, max_kbps: float,
+                      max_total_kbps: float, media_listen: str | None, secret: str | None) -> None:
+    """Answer TWAMP-light test packets (RFC 5357) from allowed sources.
+
+    Never replies with more bytes than it received, and rate-limits each source.
+    """
+    from netready.cli import fail
+    from netready.errors import NetreadyError
+    from netready.inventory import SecretRef
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(serve(listen, allow, stop=stop, max_pps_per_source=max_pps,
+                                           max_kbps_per_source=max_kbps,
+                                           max_kbps_total=max_total_kbps))]
+        if media_listen:
+            from probes import media_responder
+
+            sec = SecretRef.check(secret).resolve() if secret else None
+            tasks.append(asyncio.create_task(media_responder.serve(media_listen, list(allow), secret=sec)))
+        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        for t in done:
+            if not t.cancelled() and t.exception():
+                raise t.exception()  # type: ignore[misc]
+
+    try:
+        asyncio.run(main())
+    except NetreadyError as e:
+        raise fail(e) from None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {listen}: {e.strerror or e}") from None

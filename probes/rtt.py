@@ -1,0 +1,199 @@
+"""Probe "rtt": isochronous UDP round trips in TWAMP-light format (RFC 5357 test packets).
+
+Sends ``rate_pps`` packets/s for ``duration_s`` seconds to a TWAMP-light reflector
+(``netready reflector`` or a router's own), then waits ``timeout_s`` for stragglers.
+
+Record (measurement ``rtt``; tags: site, icb, tech, target, method=twamp_light, result):
+
+======================  =====  ==========================================================
+field                   type   meaning
+======================  =====  ==========================================================
+sent, received          int    test packets sent; distinct replies received
+duplicates              int    replies received more than once
+loss_pct                float  100 * (sent - received) / sent
+rtt_min/p50/p95/max_ms  float  round trip on the sender's monotonic clock, less the
+                               reflector's turnaround time
+rtt_mean_ms             float
+jitter_rfc3550_ms       float  RFC 3550 interarrival jitter of the round-trip times
+                               (D = RTT_i - RTT_{i-1}, J += (|D| - J)/16), final value
+jitter_up_rfc3550_ms    float  same, forward path (sender ts -> reflector rx ts)
+jitter_down_rfc3550_ms  float  same, return path (reflector tx ts -> our rx time)
+ipdv_p95_ms             float  95th percentile of |IPDV| (RFC 3393) of RTTs, by sequence
+burst_loss_200ms_pct    float  worst loss over 200 ms windows of send time
+reorder_pct             float  replies that arrived after a later-sent one
+duration_s              float  send duration
+======================  =====  ==========================================================
+
+A reflector that never answers gives ``result=timeout``; a refused port (ICMP unreachable)
+``result=refused``; an unresolvable name ``result=unreachable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from netready import registry, stats
+from netready.inventory import split_hostport
+from netready.records import Record, failure
+from probes import twamp
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: str = Field(description="reflector HOST:PORT (default port 862)")
+    duration_s: float = Field(15.0, gt=0, le=3600)
+    rate_pps: float = Field(50.0, gt=0, le=10_000)
+    size: int = Field(twamp.REFLECT_MIN, ge=twamp.REFLECT_MIN, le=1472,
+                      description="UDP payload bytes (>= 41 so the reply can be symmetric)")
+    timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
+    dscp: int = Field(0, ge=0, le=63)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        split_hostport(v, 862)
+        return v
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply as received: sender seq, our monotonic rx time (s), the reflected packet."""
+
+    seq: int
+    rx_mono: float
+    rx_wall_ntp: int
+    pkt: twamp.ReflectedPacket
+
+
+def summarise(send_mono: Sequence[float], replies: Sequence[Reply], duration_s: float
+              ) -> dict[str, float | int]:
+    """Pure statistics of one run. ``send_mono[i]`` is when seq i was sent (monotonic s)."""
+    sent = len(send_mono)
+    first: dict[int, Reply] = {}
+    dup = 0
+    order: list[int] = []
+    for r in replies:
+        if r.seq >= sent:
+            continue  # not ours
+        if r.seq in first:
+            dup += 1
+            continue
+        first[r.seq] = r
+        order.append(r.seq)
+    received = len(first)
+    out: dict[str, float | int] = {
+        "sent": sent, "received": received, "duplicates": dup,
+        "loss_pct": 100.0 * (sent - received) / sent if sent else 0.0,
+        "duration_s": duration_s,
+    }
+    if not received:
+        return out
+    by_seq = sorted(first)
+    rtts = []
+    for s in by_seq:
+        r = first[s]
+        turnaround = twamp.ntp_to_s(r.pkt.timestamp) - twamp.ntp_to_s(r.pkt.receive_ts)
+        rtt = (r.rx_mono - send_mono[s]) - max(0.0, turnaround)
+        rtts.append(rtt * 1000.0)
+    out.update(
+        rtt_min_ms=min(rtts), rtt_max_ms=max(rtts), rtt_mean_ms=sum(rtts) / len(rtts),
+        rtt_p50_ms=stats.percentile(rtts, 50) or 0.0, rtt_p95_ms=stats.percentile(rtts, 95) or 0.0,
+    )
+    arrival = [first[s] for s in order]
+    j, _ = stats.rfc3550_jitter([send_mono[r.seq] * 1000 for r in arrival],
+                                [r.rx_mono * 1000 for r in arrival])
+    ju, _ = stats.rfc3550_jitter([twamp.ntp_to_s(r.pkt.sender_ts) * 1000 for r in arrival],
+                                 [twamp.ntp_to_s(r.pkt.receive_ts) * 1000 for r in arrival])
+    jd, _ = stats.rfc3550_jitter([twamp.ntp_to_s(r.pkt.timestamp) * 1000 for r in arrival],
+                                 [twamp.ntp_to_s(r.rx_wall_ntp) * 1000 for r in arrival])
+    if j is not None:
+        out["jitter_rfc3550_ms"] = j
+    if ju is not None:
+        out["jitter_up_rfc3550_ms"] = ju
+    if jd is not None:
+        out["jitter_down_rfc3550_ms"] = jd
+    ip = [abs(x) for x in stats.ipdv(rtts)]
+    if ip:
+        out["ipdv_p95_ms"] = stats.percentile(ip, 95) or 0.0
+    out["burst_loss_200ms_pct"] = stats.worst_window_loss_pct(
+        send_mono, [i in first for i in range(sent)], 0.2) or 0.0
+    out["reorder_pct"] = stats.reorder_pct(order) or 0.0
+    return out
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.error: OSError | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = time.monotonic()
+        try:
+            pkt = twamp.unpack_reflected(data)
+        except ValueError:
+            return
+        self.replies.append(Reply(pkt.sender_seq, now, twamp.ntp_now(), pkt))
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.error = exc
+
+
+async def measure(spec: Spec) -> tuple[dict[str, float | int], str | None, str | None]:
+    """Run one measurement. Returns (fields, failure result, reason)."""
+    host, port = split_hostport(spec.target, 862)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        return {}, "unreachable", f"cannot resolve {host}: {e.strerror}"
+    fam, _, _, _, addr = infos[0]
+    transport, proto = await loop.create_datagram_endpoint(_Proto, family=fam, remote_addr=addr)
+    try:
+        sock = transport.get_extra_info("socket")
+        if spec.dscp:
+            if fam == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, spec.dscp << 2)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, spec.dscp << 2)
+        n = max(1, round(spec.duration_s * spec.rate_pps))
+        interval = 1.0 / spec.rate_pps
+        send_mono: list[float] = []
+        t0 = time.monotonic()
+        for seq in range(n):
+            deadline = t0 + seq * interval
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send_mono.append(time.monotonic())
+            transport.sendto(twamp.pack_sender(seq, twamp.ntp_now(), spec.size))
+        sent_for = time.monotonic() - t0
+        # Wait for stragglers: stop early once everything is back.
+        end = time.monotonic() + spec.timeout_s
+        while time.monotonic() < end and len({r.seq for r in proto.replies}) < n:
+            await asyncio.sleep(0.02)
+    finally:
+        transport.close()
+    fields = summarise(send_mono, proto.replies, sent_for)
+    if fields["received"] == 0:
+        if proto.error is not None and getattr(proto.error, "errno", None) == 111:
+            return fields, "refused", f"{spec.target}: port unreachable (no reflector listening)"
+        return fields, "timeout", f"no reply from {spec.target} to {n} packets in {sent_for + spec.timeout_s:.1f} s"
+    return fields, None, None
+
+
+@registry.register("probe", "rtt", Spec)
+async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+    """Isochronous UDP round trips to a TWAMP-light reflector: RTT, jitter, loss, reorder."""
+    tags = {**ctx.tags, "target": spec.target, "method": "twamp_light"}
+    t_start = int(time.time() * 1000)
+    fields, result, reason = await measure(spec)
+    if result:
+        return [failure("rtt", tags, result, reason or result, t_start, **fields)]
+    return [Record("rtt", tags, fields, t_start)]
