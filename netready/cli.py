@@ -100,3 +100,7 @@ def fail(e: NetreadyError) -> click.ClickException:
     exc = click.ClickException(str(e))
     exc.exit_code = e.exit_code
     return exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+# netready — two commands: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTHON ?= python3
+# Debian packages the tests, the lab and the demo use (binary:package).
+SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
+           sshd:openssh-server nft:nftables tshark:tshark tcpdump:tcpdump ffmpeg:ffmpeg \
+           chromium:chromium ip:iproute2 tc:iproute2
+
+.PHONY: all demo test lint typecheck bench sysdeps venv lock clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Install the Debian packages the tests need, only those missing (needs root).
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+test: sysdeps venv lint
+	$(VENV)/bin/pytest -q --durations=15
+
+# The main job on the embedded store: emulated sites in the lab when root, else loopback.
+demo: venv
+	$(PY) -m netready.demo
+
+bench: sysdeps venv
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Refresh the lock file (exact versions of every dependency, for reproducible installs).
+lock: venv
+	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache demo-out *.egg-info
