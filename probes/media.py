@@ -1,0 +1,1198 @@
+"""The video-consultation probe (``netready probe media``): an emulated call, both directions.
+
+Sends what a real 1:1 video consultation sends, upstream and downstream at once, against a
+media responder (``probes/media_responder.py``):
+
+- audio: one packet every 20 ms (160 bytes of G.711-like payload + 12 bytes RTP-like header,
+  68.8 kbit/s of UDP payload), marked DSCP EF (46) by default;
+- video: 30 frames/s at the profile rate (SD 0.5, HD 1.5, FHD 2.5 Mbit/s of UDP payload),
+  each frame split into equal packets of at most 1,200 bytes sent back to back (a per-frame
+  burst); every 60th frame is a key frame three times the size (the others shrink so the
+  average rate holds); marked AF41 (34).
+
+The receiver of each direction timestamps every packet (kernel ``SO_TIMESTAMPNS``), and
+records the DSCP it arrived with. Statistics need no clock sync: jitter and delay variation
+use differences only; the RTT comes from an echo carried in every packet (the sender's last
+received peer timestamp and how long it held it, as in NTP/TWAMP), measured *under the load
+of the call*. MOS uses one-way latency = RTT p50 / 2.
+
+Wire protocol (version 1, all integers big-endian), one UDP socket per call:
+
+    header  = "NRM" version:u8 kind:u8 stream:u8 pad:u16 sid:u32 seq:u32
+              send_ns:u64 echo_ns:u64 hold_us:u32 frame:u32          (40 bytes)
+    kind 1  = media: header + zero padding up to the packet size
+    kind 2  = control: "NRM" version:u8 kind:u8 + JSON object (hello/accept/reject/stop/stats)
+
+The sans-IO core is ``trace_stats`` (arrivals in, per-direction statistics out) and
+``evaluate`` (statistics in, rubric verdict out); the asyncio edge is ``run_call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import click
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from netready import registry, stats
+from netready.errors import NetreadyError
+from netready.inventory import split_hostport
+from netready.records import Record, failure, now_ms
+
+# --------------------------------------------------------------------------- profiles
+
+PROTOCOL_VERSION = 1
+MAGIC = b"NRM"
+KIND_MEDIA = 1
+KIND_CONTROL = 2
+STREAM_AUDIO = 0
+STREAM_VIDEO = 1
+HEADER = struct.Struct("!3sBBBHIIQQII")
+HEADER_SIZE = HEADER.size  # 40
+MAX_PACKET = 1200  # bytes of UDP payload per video packet
+AUDIO_PACKET = 172  # 160 bytes of 64 kbit/s payload per 20 ms + 12 bytes RTP header
+AUDIO_INTERVAL_NS = 20_000_000
+FPS = 30
+KEYFRAME_EVERY = 60  # frames (2 s)
+KEYFRAME_FACTOR = 3.0
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+ProfileName = Literal["sd", "hd", "fhd"]
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    name: str
+    label: str
+    video_kbps: float
+
+    @property
+    def audio_kbps(self) -> float:
+        return AUDIO_PACKET * 8 * (1e9 / AUDIO_INTERVAL_NS) / 1000.0
+
+    @property
+    def kbps(self) -> float:
+        """Offered UDP payload rate per call and per direction, kbit/s."""
+        return self.video_kbps + self.audio_kbps
+
+
+MEDIA_PROFILES: dict[str, MediaProfile] = {
+    "sd": MediaProfile("sd", "360p", 500.0),
+    "hd": MediaProfile("hd", "720p", 1500.0),
+    "fhd": MediaProfile("fhd", "1080p", 2500.0),
+}
+
+
+def frame_packets(frame: int, video_kbps: float, keyframes: bool = True) -> list[int]:
+    """Packet sizes (UDP payload bytes, header included) of video frame number ``frame``."""
+    avg = video_kbps * 1000.0 / 8.0 / FPS
+    if keyframes:
+        normal = avg * KEYFRAME_EVERY / (KEYFRAME_EVERY - 1 + KEYFRAME_FACTOR)
+        size = normal * KEYFRAME_FACTOR if frame % KEYFRAME_EVERY == 0 else normal
+    else:
+        size = avg
+    total = max(HEADER_SIZE, round(size))
+    n = math.ceil(total / MAX_PACKET)
+    base, extra = divmod(total, n)
+    return [max(HEADER_SIZE, base + (1 if i < extra else 0)) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+def pack_media(
+    sid: int, seq: int, stream: int, send_ns: int, echo_ns: int, hold_us: int, frame: int
+) -> bytes:
+    return HEADER.pack(
+        MAGIC,
+        PROTOCOL_VERSION,
+        KIND_MEDIA,
+        stream,
+        0,
+        sid & 0xFFFFFFFF,
+        seq & 0xFFFFFFFF,
+        send_ns & 0xFFFFFFFFFFFFFFFF,
+        echo_ns & 0xFFFFFFFFFFFFFFFF,
+        min(hold_us, 0xFFFFFFFF),
+        frame & 0xFFFFFFFF,
+    )
+
+
+def pack_control(msg: dict[str, Any]) -> bytes:
+    return (
+        MAGIC
+        + bytes([PROTOCOL_VERSION, KIND_CONTROL])
+        + json.dumps(msg, separators=(",", ":"), sort_keys=True).encode()
+    )
+
+
+def parse_control(data: bytes) -> dict[str, Any] | None:
+    """The JSON object of a control datagram, or None if it is not one."""
+    if len(data) < 6 or data[:3] != MAGIC or data[4] != KIND_CONTROL:
+        return None
+    try:
+        msg = json.loads(data[5:])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def sign(msg: dict[str, Any], secret: str) -> str:
+    """HMAC-SHA256 (hex) over the canonical JSON of ``msg`` without its ``hmac`` key."""
+    body = {k: v for k, v in msg.items() if k != "hmac"}
+    canon = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return hmac.new(secret.encode(), canon, hashlib.sha256).hexdigest()
+
+
+def verify(msg: dict[str, Any], secret: str) -> bool:
+    mac = msg.get("hmac")
+    return isinstance(mac, str) and hmac.compare_digest(mac, sign(msg, secret))
+
+
+# --------------------------------------------------------------------------- sans-IO stats
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One received media packet. ``send_ns`` is in the sender's clock, ``recv_ns`` in the
+    receiver's (monotonic, ns); ``echo_ns``/``hold_ns`` carry the RTT echo (0 if none)."""
+
+    seq: int
+    stream: int
+    send_ns: int
+    recv_ns: int
+    size: int
+    tos: int | None = None
+    echo_ns: int = 0
+    hold_ns: int = 0
+
+
+@dataclass
+class DirectionStats:
+    """Receive statistics of one direction of one call (what ``trace_stats`` returns)."""
+
+    sent: int
+    received: int
+    duplicates: int = 0
+    loss_pct: float | None = None
+    loss_15s_worst_pct: float | None = None
+    burst_loss_200ms_worst_pct: float | None = None
+    max_burst_lost: int = 0
+    reorder_pct: float | None = None
+    jitter_rfc3550_ms: float | None = None
+    jitter_rfc3550_15s_worst_ms: float | None = None
+    video_jitter_rfc3550_ms: float | None = None
+    ipdv_p95_ms: float | None = None
+    pdv_p95_ms: float | None = None
+    achieved_kbps: float | None = None
+    rtt_p50_ms: float | None = None
+    rtt_p95_ms: float | None = None
+    rtt_samples: int = 0
+    dscp_audio_rx: int | None = None
+    dscp_video_rx: int | None = None
+    dscp_preserved: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DirectionStats:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _send_times(
+    seqs: Sequence[int], send: dict[int, int], sent: int, span: tuple[int, int] | None
+) -> list[float]:
+    """Send time of every sequence number 0..sent-1: measured when received, otherwise
+    interpolated between the nearest received neighbours (or the sender's first/last send)."""
+    known = sorted((s, send[s]) for s in seqs)
+    if span is not None:
+        first, last = span
+        if not known or known[0][0] != 0:
+            known.insert(0, (0, first))
+        if known[-1][0] != sent - 1:
+            known.append((sent - 1, last))
+    if not known:
+        return [0.0] * sent
+    out: list[float] = []
+    j = 0
+    for s in range(sent):
+        while j + 1 < len(known) and known[j + 1][0] <= s:
+            j += 1
+        a, ta = known[j]
+        if s == a or j + 1 >= len(known) or s < a:
+            out.append(float(ta))
+        else:
+            b, tb = known[j + 1]
+            out.append(ta + (tb - ta) * (s - a) / (b - a))
+    return out
+
+
+def trace_stats(
+    arrivals: Sequence[Arrival],
+    sent: int,
+    duration_s: float,
+    *,
+    send_span_ns: tuple[int, int] | None = None,
+    dscp_audio: int | None = None,
+    dscp_video: int | None = None,
+    window_s: float = 15.0,
+    burst_window_ms: float = 200.0,
+) -> DirectionStats:
+    """Statistics of one direction of a call from its received packet trace (no I/O).
+
+    ``arrivals`` in arrival order; ``sent`` packets were sent (sequence numbers 0..sent-1)
+    over ``duration_s`` seconds; ``send_span_ns`` is the sender's first and last send time
+    (its clock), used to place trailing/leading losses in time. Jitter, IPDV and the 15 s
+    jitter windows use the audio stream (the packets every 20 ms that MOS is about); loss,
+    burst loss and reorder use every packet; PDV uses every packet.
+    """
+    first: dict[int, Arrival] = {}
+    order: list[int] = []
+    dup = 0
+    for a in arrivals:
+        if a.seq >= sent or a.seq in first:
+            dup += a.seq in first
+            continue
+        first[a.seq] = a
+        order.append(a.seq)
+    st = DirectionStats(sent=sent, received=len(first), duplicates=dup)
+    if sent <= 0:
+        return st
+    st.loss_pct = 100.0 * (sent - len(first)) / sent
+    st.reorder_pct = stats.reorder_pct(order)
+    if duration_s > 0:
+        st.achieved_kbps = sum(a.size for a in first.values()) * 8 / duration_s / 1000.0
+    # Loss in time windows: every packet sent, with interpolated send times for lost ones.
+    times = _send_times(order, {s: a.send_ns for s, a in first.items()}, sent, send_span_ns)
+    got = [s in first for s in range(sent)]
+    st.loss_15s_worst_pct = stats.worst_window_loss_pct(times, got, window_s * 1e9)
+    st.burst_loss_200ms_worst_pct = stats.worst_window_loss_pct(times, got, burst_window_ms * 1e6)
+    st.max_burst_lost = stats.max_burst(got)
+    if not first:
+        return st
+    recv_list = [first[s] for s in order]
+    audio = [a for a in recv_list if a.stream == STREAM_AUDIO]
+    video = [a for a in recv_list if a.stream == STREAM_VIDEO]
+    if len(audio) >= 2:
+        _, series = stats.rfc3550_jitter(
+            [a.send_ns / 1e6 for a in audio], [a.recv_ns / 1e6 for a in audio]
+        )
+        st.jitter_rfc3550_ms = sum(series) / len(series)
+        t0 = audio[1].recv_ns
+        win: dict[int, list[float]] = {}
+        for a, j in zip(audio[1:], series, strict=True):
+            win.setdefault(int((a.recv_ns - t0) // (window_s * 1e9)), []).append(j)
+        st.jitter_rfc3550_15s_worst_ms = max(sum(v) / len(v) for v in win.values())
+        by_seq = sorted(audio, key=lambda a: a.seq)
+        d = stats.ipdv([(a.recv_ns - a.send_ns) / 1e6 for a in by_seq])
+        st.ipdv_p95_ms = stats.percentile([abs(x) for x in d], 95)
+    if len(video) >= 2:
+        _, vs = stats.rfc3550_jitter(
+            [a.send_ns / 1e6 for a in video], [a.recv_ns / 1e6 for a in video]
+        )
+        st.video_jitter_rfc3550_ms = sum(vs) / len(vs)
+    delays = [(a.recv_ns - a.send_ns) / 1e6 for a in recv_list]
+    dmin = min(delays)
+    st.pdv_p95_ms = stats.percentile([x - dmin for x in delays], 95)
+    rtts = [(a.recv_ns - a.echo_ns - a.hold_ns) / 1e6 for a in recv_list if a.echo_ns]
+    rtts = [r for r in rtts if 0 <= r < 60_000]
+    st.rtt_samples = len(rtts)
+    st.rtt_p50_ms = stats.percentile(rtts, 50)
+    st.rtt_p95_ms = stats.percentile(rtts, 95)
+    tos_a = Counter(a.tos >> 2 for a in audio if a.tos is not None)
+    tos_v = Counter(a.tos >> 2 for a in video if a.tos is not None)
+    if tos_a:
+        st.dscp_audio_rx = tos_a.most_common(1)[0][0]
+    if tos_v:
+        st.dscp_video_rx = tos_v.most_common(1)[0][0]
+    checks = []
+    if tos_a and dscp_audio is not None:
+        checks.append(tos_a.get(dscp_audio, 0) == sum(tos_a.values()))
+    if tos_v and dscp_video is not None:
+        checks.append(tos_v.get(dscp_video, 0) == sum(tos_v.values()))
+    if checks:
+        st.dscp_preserved = all(checks)
+    return st
+
+
+# --------------------------------------------------------------------------- rubric gates
+
+#: Per direction, per call. Values from the rubric in DESIGN.md (Teams network targets,
+#: ITU-T G.114 / G.107). (field, comparison, minimum tier, recommended tier, label)
+GATES: list[tuple[str, str, float, float, str]] = [
+    ("loss_15s_worst_pct", "<", 1.0, 0.1, "worst 15 s loss %"),
+    ("jitter_rfc3550_15s_worst_ms", "<", 30.0, 15.0, "worst 15 s jitter (RFC 3550) ms"),
+    ("burst_loss_200ms_worst_pct", "<", 10.0, 1.0, "worst 200 ms burst loss %"),
+    ("reorder_pct", "<", 0.05, 0.01, "reorder %"),
+    ("rtt_p50_ms", "<=", 100.0, 60.0, "RTT p50 ms"),
+    ("mos", ">=", 3.6, 4.0, "MOS"),
+]
+DIRECTION_NAMES = {"up": "upload", "down": "download"}
+SENDER_MIN_RATIO = 0.9  # a sender below 90 % of the profile rate invalidates the verdict
+
+
+def mos_of(st: DirectionStats) -> float | None:
+    """E-model MOS with one-way latency = RTT p50 / 2 (no clock sync needed)."""
+    if st.loss_pct is None or st.jitter_rfc3550_ms is None:
+        return None
+    one_way = (st.rtt_p50_ms or 0.0) / 2.0
+    return stats.emodel_mos(one_way, st.jitter_rfc3550_ms, st.loss_pct)
+
+
+@dataclass
+class Verdict:
+    passed: bool  # minimum tier
+    tier: str  # "recommended", "minimum" or "not_ready"
+    reasons: list[str] = field(default_factory=list)  # failures against the minimum tier
+    recommended_reasons: list[str] = field(default_factory=list)
+
+
+def _fails(value: float, op: str, limit: float) -> bool:
+    return not (value < limit if op == "<" else value <= limit if op == "<=" else value >= limit)
+
+
+def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
+    """Verdict against the rubric for the worst-case values per direction (sans-IO).
+
+    ``directions`` maps "up"/"down" to fields (as in the direction records). A missing
+    value is a failure ("no data"), never a pass.
+    """
+    reasons: list[str] = []
+    rec: list[str] = []
+    for d in ("up", "down"):
+        f = directions.get(d)
+        name = DIRECTION_NAMES[d]
+        if f is None:
+            reasons.append(f"{name}: no statistics")
+            continue
+        for key, op, lo, hi, label in GATES:
+            v = f.get(key)
+            if v is None:
+                reasons.append(f"{name}: {label} not measured")
+                continue
+            inv = {"<": "≥", "<=": ">", ">=": "<"}[op]
+            if _fails(v, op, lo):
+                reasons.append(f"{name}: {label} {v:.3g} {inv} {lo:g}")
+            elif _fails(v, op, hi):
+                rec.append(f"{name}: {label} {v:.3g} {inv} {hi:g}")
+        sent, offered = f.get("sent_kbps"), f.get("offered_kbps")
+        if sent is not None and offered and sent < SENDER_MIN_RATIO * offered:
+            reasons.append(
+                f"{name}: sender reached only {sent:.0f} of {offered:.0f} kbit/s "
+                "(measuring host too slow; result not valid)"
+            )
+    passed = not reasons
+    tier = "not_ready" if not passed else ("minimum" if rec else "recommended")
+    return Verdict(passed, tier, reasons, rec)
+
+
+# --------------------------------------------------------------------------- socket edge
+
+
+def _tos_cmsg(family: int, tos: int) -> list[tuple[int, int, bytes]]:
+    if family == socket.AF_INET6:
+        return [(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, struct.pack("i", tos))]
+    return [(socket.IPPROTO_IP, socket.IP_TOS, struct.pack("i", tos))]
+
+
+def open_media_socket(family: int) -> socket.socket:
+    """A non-blocking UDP socket that reports arrival time (kernel) and received TOS."""
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    else:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    return s
+
+
+class Clock:
+    """Kernel receive timestamps are CLOCK_REALTIME; map them to monotonic with an offset
+    taken once, so send and receive times of one host share one clock."""
+
+    def __init__(self) -> None:
+        self.offset = time.time_ns() - time.monotonic_ns()
+
+    def from_cmsg(self, anc: list[tuple[int, int, bytes]]) -> tuple[int, int | None]:
+        recv_ns = None
+        tos = None
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = struct.unpack("qq", data[:16])
+                recv_ns = sec * 1_000_000_000 + nsec - self.offset
+            elif level == socket.IPPROTO_IP and typ == socket.IP_TOS and data:
+                tos = data[0]
+            elif level == socket.IPPROTO_IPV6 and typ == socket.IPV6_TCLASS and data:
+                tos = int.from_bytes(data[:4], sys.byteorder) if len(data) >= 4 else data[0]
+        now = time.monotonic_ns()
+        if recv_ns is None or abs(now - recv_ns) > 1_000_000_000:  # clock stepped: fall back
+            recv_ns = now
+        return recv_ns, tos
+
+
+@dataclass
+class Echo:
+    """The last packet received from the peer, echoed in every packet we send (RTT)."""
+
+    peer_send_ns: int = 0
+    local_recv_ns: int = 0
+
+
+@dataclass
+class SendResult:
+    sent: int = 0
+    bytes: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    elapsed_s: float = 0.0
+    errors: int = 0
+    late_p95_ms: float | None = None
+
+    @property
+    def sent_kbps(self) -> float | None:
+        return self.bytes * 8 / self.elapsed_s / 1000.0 if self.elapsed_s > 0 else None
+
+
+_ZEROS = bytes(MAX_PACKET)
+
+
+async def send_stream(
+    sock: socket.socket,
+    addr: Any,
+    sid: int,
+    video_kbps: float,
+    duration_s: float,
+    echo: Echo,
+    *,
+    dscp_audio: int = 46,
+    dscp_video: int = 34,
+    keyframes: bool = True,
+    start_delay_s: float = 0.0,
+    stop: asyncio.Event | None = None,
+    result: SendResult | None = None,
+) -> SendResult:
+    """Send one direction of a call on a monotonic schedule (no drift: each event has an
+    absolute deadline t0 + k * interval; we sleep until it). ``addr`` None = connected."""
+    res = result if result is not None else SendResult()
+    fam = sock.family
+    cm_a = _tos_cmsg(fam, dscp_audio << 2)
+    cm_v = _tos_cmsg(fam, dscp_video << 2)
+    t0 = time.monotonic_ns() + int(start_delay_s * 1e9)
+    end = t0 + int(duration_s * 1e9)
+    ka = kv = 0
+    late: list[float] = []
+    seq = 0
+
+    def emit(stream: int, size: int, frame: int, cm: list[tuple[int, int, bytes]]) -> None:
+        nonlocal seq
+        now = time.monotonic_ns()
+        hold = (now - echo.local_recv_ns) // 1000 if echo.peer_send_ns else 0
+        hdr = pack_media(sid, seq, stream, now, echo.peer_send_ns, hold, frame)
+        buf = [hdr, _ZEROS[: size - HEADER_SIZE]]
+        try:
+            if addr is None:
+                sock.sendmsg(buf, cm)
+            else:
+                sock.sendmsg(buf, cm, 0, addr)
+            res.bytes += size
+        except OSError:
+            res.errors += 1  # a real sender drops too when its queue is full
+        if res.sent == 0:
+            res.first_ns = now
+        res.last_ns = now
+        seq += 1
+        res.sent = seq
+
+    start = time.monotonic_ns()
+    while True:
+        ta = t0 + ka * AUDIO_INTERVAL_NS
+        tv = t0 + (kv * 1_000_000_000) // FPS
+        t = min(ta, tv)
+        if t >= end or (stop is not None and stop.is_set()):
+            break
+        now = time.monotonic_ns()
+        if t > now:
+            await asyncio.sleep((t - now) / 1e9)
+        late.append(max(0, time.monotonic_ns() - t) / 1e6)
+        if ta <= tv:
+            emit(STREAM_AUDIO, AUDIO_PACKET, 0, cm_a)
+            ka += 1
+        else:
+            for size in frame_packets(kv, video_kbps, keyframes):
+                emit(STREAM_VIDEO, size, kv, cm_v)
+            kv += 1
+    res.elapsed_s = max(duration_s, (time.monotonic_ns() - max(start, t0)) / 1e9)
+    res.late_p95_ms = stats.percentile(late, 95)
+    return res
+
+
+def parse_media(data: bytes) -> tuple[int, int, int, int, int, int, int] | None:
+    """(sid, seq, stream, send_ns, echo_ns, hold_us, frame) of a media datagram, else None."""
+    if len(data) < HEADER_SIZE or data[:3] != MAGIC:
+        return None
+    _m, ver, kind, stream, _p, sid, seq, send_ns, echo_ns, hold_us, frame = HEADER.unpack_from(data)
+    if ver != PROTOCOL_VERSION or kind != KIND_MEDIA:
+        return None
+    return sid, seq, stream, send_ns, echo_ns, hold_us, frame
+
+
+# --------------------------------------------------------------------------- one call
+
+
+class CallFailed(Exception):
+    def __init__(self, result: str, reason: str):
+        super().__init__(reason)
+        self.result = result
+        self.reason = reason
+
+
+@dataclass
+class CallResult:
+    up: DirectionStats | None
+    down: DirectionStats | None
+    up_send: SendResult
+    down_send: dict[str, Any]
+    up_error: str | None = None
+
+
+async def run_call(
+    host: str,
+    port: int,
+    profile: MediaProfile,
+    duration_s: float,
+    *,
+    secret: str | None = None,
+    dscp_audio: int = 46,
+    dscp_video: int = 34,
+    keyframes: bool = True,
+    start_delay_s: float = 0.0,
+    timeout_s: float = 3.0,
+) -> CallResult:
+    """One emulated call against a responder. Raises ``CallFailed`` (result, reason)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise CallFailed("unreachable", f"cannot resolve {host}: {e.strerror}") from None
+    fam, _, _, _, addr = infos[0]
+    sock = open_media_socket(fam)
+    clock = Clock()
+    echo = Echo()
+    arrivals: list[Arrival] = []
+    control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    errors: list[OSError] = []
+    sid = secrets.randbits(32) or 1
+
+    def on_readable() -> None:
+        for _ in range(512):
+            try:
+                data, anc, _f, _a = sock.recvmsg(2048, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # ICMP port/host unreachable on the connected socket
+                errors.append(e)
+                control.put_nowait({"op": "_error"})
+                return
+            m = parse_media(data)
+            if m is not None:
+                if m[0] != sid:
+                    continue
+                recv_ns, tos = clock.from_cmsg(anc)
+                _sid, seq, stream, send_ns, echo_ns, hold_us, _frame = m
+                arrivals.append(
+                    Arrival(seq, stream, send_ns, recv_ns, len(data), tos, echo_ns, hold_us * 1000)
+                )
+                echo.peer_send_ns, echo.local_recv_ns = send_ns, recv_ns
+                continue
+            msg = parse_control(data)
+            if msg is not None and msg.get("sid") == sid:
+                control.put_nowait(msg)
+
+    async def exchange(
+        req: dict[str, Any], want: set[str], tries: int, wait_s: float
+    ) -> dict[str, Any]:
+        for _ in range(tries):
+            try:
+                sock.send(pack_control(req))
+            except OSError as e:
+                errors.append(e)
+            deadline = loop.time() + wait_s
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    msg = await asyncio.wait_for(control.get(), left)
+                except TimeoutError:
+                    break
+                if msg.get("op") == "_error":
+                    e = errors[-1]
+                    raise CallFailed(
+                        "unreachable",
+                        f"responder {host}:{port} unreachable: "
+                        f"{e.strerror or e} (is netready responder running?)",
+                    )
+                if msg.get("op") in want:
+                    return msg
+        raise CallFailed(
+            "timeout",
+            f"no answer from media responder {host}:{port} "
+            f"after {tries} tries in {tries * wait_s:.1f} s",
+        )
+
+    try:
+        try:
+            sock.connect(addr)
+        except OSError as e:
+            raise CallFailed(
+                "unreachable", f"cannot reach {host}:{port}: {e.strerror or e}"
+            ) from None
+        loop.add_reader(sock.fileno(), on_readable)
+        hello: dict[str, Any] = {
+            "op": "hello",
+            "v": PROTOCOL_VERSION,
+            "sid": sid,
+            "profile": profile.name,
+            "video_kbps": profile.video_kbps,
+            "duration_s": duration_s,
+            "dscp_audio": dscp_audio,
+            "dscp_video": dscp_video,
+            "keyframes": keyframes,
+            "nonce": secrets.token_hex(8),
+            "time": time.time(),
+        }
+        if secret:
+            hello["hmac"] = sign(hello, secret)
+        tries = max(1, math.ceil(timeout_s))
+        reply = await exchange(hello, {"accept", "reject"}, tries, timeout_s / tries)
+        if reply["op"] == "reject":
+            code = reply.get("code", "refused")
+            raise CallFailed(
+                code if code in ("refused", "auth_failed", "link_busy") else "refused",
+                f"responder {host}:{port} refused the session: "
+                f"{reply.get('reason', 'no reason given')}",
+            )
+        up = await send_stream(
+            sock,
+            None,
+            sid,
+            profile.video_kbps,
+            duration_s,
+            echo,
+            dscp_audio=dscp_audio,
+            dscp_video=dscp_video,
+            keyframes=keyframes,
+            start_delay_s=start_delay_s,
+        )
+        stop = {
+            "op": "stop",
+            "v": PROTOCOL_VERSION,
+            "sid": sid,
+            "sent": up.sent,
+            "first_ns": up.first_ns,
+            "last_ns": up.last_ns,
+            "duration_s": duration_s,
+            "sent_kbps": up.sent_kbps,
+            "late_p95_ms": up.late_p95_ms,
+        }
+        up_error = None
+        try:
+            st_msg = await exchange(stop, {"stats"}, 8, 1.0)
+        except CallFailed as e:
+            st_msg = {}
+            up_error = e.reason.replace("no answer", "no statistics")
+        down_info = st_msg.get("down") or {}
+        up_stats = DirectionStats.from_json(st_msg["up"]) if st_msg.get("up") else None
+        down_stats = None
+        if down_info.get("sent"):
+            span = (int(down_info.get("first_ns", 0)), int(down_info.get("last_ns", 0)))
+            down_stats = trace_stats(
+                arrivals,
+                int(down_info["sent"]),
+                duration_s,
+                send_span_ns=span if span[0] else None,
+                dscp_audio=dscp_audio,
+                dscp_video=dscp_video,
+            )
+        return CallResult(up_stats, down_stats, up, down_info, up_error)
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_reader(sock.fileno())
+        sock.close()
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class Spec(BaseModel):
+    """What to measure: an emulated video consultation against a media responder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(description="HOST:PORT of a netready media responder")
+    profile: ProfileName = "hd"
+    duration_s: float = Field(15.0, gt=0, le=300)
+    calls: int = Field(1, ge=1, le=200)
+    secret: str | None = Field(None, description="shared secret, or env:NAME / file:PATH")
+    dscp_audio: int = Field(46, ge=0, le=63)
+    dscp_video: int = Field(34, ge=0, le=63)
+    keyframes: bool = True
+    timeout_s: float = Field(3.0, gt=0, le=60)
+    find_capacity: bool = False
+    max_calls: int = Field(32, ge=1, le=200)
+    step_duration_s: float | None = Field(None, gt=0, le=300)
+    budget_s: float = Field(180.0, gt=0, le=3600)
+    budget_mb: float = Field(1000.0, gt=0, le=100_000)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        split_hostport(v)  # raises ValueError with a clear message
+        return v
+
+    def resolved_secret(self) -> str | None:
+        if not self.secret:
+            return None
+        kind, sep, _ = self.secret.partition(":")
+        if sep and kind in ("env", "file"):
+            from netready.inventory import SecretRef
+
+            return SecretRef.check(self.secret).resolve()
+        return self.secret
+
+
+def call_bytes(profile: MediaProfile, duration_s: float) -> float:
+    """Bytes one call moves (both directions, UDP payload) in ``duration_s``."""
+    return 2 * profile.kbps * 1000 / 8 * duration_s
+
+
+def _base_tags(ctx: registry.Context, spec: Spec) -> dict[str, str]:
+    return {**ctx.tags, "target": spec.target, "profile": spec.profile, "method": "udp"}
+
+
+def _merge(dirs: list[DirectionStats], duration_s: float) -> dict[str, Any]:
+    """One direction over N concurrent calls: totals for counts, worst call for quality."""
+    sent = sum(d.sent for d in dirs)
+    recv = sum(d.received for d in dirs)
+
+    def worst(key: str, fn: Callable[..., Any] = max) -> Any:
+        vals = [getattr(d, key) for d in dirs if getattr(d, key) is not None]
+        return fn(vals) if vals else None
+
+    ach = [d.achieved_kbps for d in dirs if d.achieved_kbps is not None]
+    dscp = [d.dscp_preserved for d in dirs if d.dscp_preserved is not None]
+    out = {
+        "sent": sent,
+        "received": recv,
+        "duplicates": sum(d.duplicates for d in dirs),
+        "loss_pct": 100.0 * (sent - recv) / sent if sent else None,
+        "loss_15s_worst_pct": worst("loss_15s_worst_pct"),
+        "burst_loss_200ms_worst_pct": worst("burst_loss_200ms_worst_pct"),
+        "max_burst_lost": worst("max_burst_lost"),
+        "reorder_pct": worst("reorder_pct"),
+        "jitter_rfc3550_ms": worst("jitter_rfc3550_ms"),
+        "jitter_rfc3550_15s_worst_ms": worst("jitter_rfc3550_15s_worst_ms"),
+        "video_jitter_rfc3550_ms": worst("video_jitter_rfc3550_ms"),
+        "ipdv_p95_ms": worst("ipdv_p95_ms"),
+        "pdv_p95_ms": worst("pdv_p95_ms"),
+        "rtt_p50_ms": worst("rtt_p50_ms"),
+        "rtt_p95_ms": worst("rtt_p95_ms"),
+        "achieved_kbps": sum(ach) / len(ach) if ach else None,
+        "dscp_audio_rx": worst("dscp_audio_rx", lambda v: Counter(v).most_common(1)[0][0]),
+        "dscp_video_rx": worst("dscp_video_rx", lambda v: Counter(v).most_common(1)[0][0]),
+        "dscp_preserved": all(dscp) if dscp else None,
+    }
+    # MOS of the worst call (each call's own loss, jitter and RTT).
+    moss = [m for m in (mos_of(d) for d in dirs) if m is not None]
+    out["mos"] = min(moss) if moss else None
+    return out
+
+
+async def measure(
+    ctx: registry.Context, spec: Spec, calls: int, duration_s: float, method: str = "udp"
+) -> tuple[list[Record], Verdict | None, str | None, int]:
+    """Run ``calls`` concurrent calls. Returns (records, verdict or None, failure result,
+    bytes moved)."""
+    prof = MEDIA_PROFILES[spec.profile]
+    host, port = split_hostport(spec.target)
+    secret = spec.resolved_secret()
+    tags = {**_base_tags(ctx, spec), "method": method}
+    t_ms = now_ms()
+    frame_ns = 1e9 / FPS
+    coros = [
+        run_call(
+            host,
+            port,
+            prof,
+            duration_s,
+            secret=secret,
+            dscp_audio=spec.dscp_audio,
+            dscp_video=spec.dscp_video,
+            keyframes=spec.keyframes,
+            start_delay_s=(i * frame_ns / calls) / 1e9,
+            timeout_s=spec.timeout_s,
+        )
+        for i in range(calls)
+    ]
+    results = await asyncio.gather(*coros, return_exceptions=True)
+    ok: list[CallResult] = []
+    fails: list[CallFailed] = []
+    for r in results:
+        if isinstance(r, CallFailed):
+            fails.append(r)
+        elif isinstance(r, BaseException):
+            fails.append(CallFailed("error", f"{type(r).__name__}: {r}"))
+        else:
+            ok.append(r)
+    moved = sum(r.up_send.bytes + int(r.down_send.get("bytes", 0)) for r in ok)
+    if fails:
+        f = fails[0]
+        more = f" ({len(fails)} of {calls} calls failed)" if calls > 1 else ""
+        rec = failure("media", tags, f.result, f.reason + more, time_ms=t_ms, calls=calls)
+        return [rec], None, f.result, moved
+    records: list[Record] = []
+    fields_by_dir: dict[str, dict[str, Any]] = {}
+    for d in ("up", "down"):
+        dirs = [getattr(r, d) for r in ok if getattr(r, d) is not None]
+        if d == "up":
+            sends = [(r.up_send.sent_kbps, r.up_send.late_p95_ms) for r in ok]
+        else:
+            sends = [(r.down_send.get("sent_kbps"), r.down_send.get("late_p95_ms")) for r in ok]
+        if not dirs:
+            reason = next((r.up_error for r in ok if r.up_error), f"no {d} statistics")
+            records.append(
+                failure(
+                    "media", {**tags, "direction": d}, "timeout", reason, time_ms=t_ms, calls=calls
+                )
+            )
+            continue
+        f = _merge(dirs, duration_s)
+        skbps = [s for s, _ in sends if s is not None]
+        late = [x for _, x in sends if x is not None]
+        f.update(
+            calls=calls,
+            duration_s=float(duration_s),
+            offered_kbps=prof.kbps,
+            sent_kbps=min(skbps) if skbps else None,
+            send_late_p95_ms=max(late) if late else None,
+            latency_basis="rtt/2",
+        )
+        fields_by_dir[d] = f
+        records.append(Record("media", {**tags, "direction": d, "result": "ok"}, f, t_ms))
+    verdict = evaluate(fields_by_dir)
+    records.append(
+        Record(
+            "media",
+            {**tags, "gate": "minimum", "result": "ok"},
+            {
+                "passed": verdict.passed,
+                "tier": verdict.tier,
+                "reasons": "; ".join(verdict.reasons) or "all minimum gates met",
+                "recommended_reasons": "; ".join(verdict.recommended_reasons)
+                or "all recommended gates met",
+                "calls": calls,
+            },
+            t_ms,
+        )
+    )
+    return records, verdict, None, moved
+
+
+async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
+    """Largest number of concurrent calls that meets the minimum gates: 1, 2, 4, … until a
+    failure, then bisect; bounded by ``max_calls``, ``budget_s`` and ``budget_mb``."""
+    prof = MEDIA_PROFILES[spec.profile]
+    step_s = spec.step_duration_s or spec.duration_s
+    tags = {**_base_tags(ctx, spec), "method": "find_capacity"}
+    t0 = time.monotonic()
+    budget_bytes = spec.budget_mb * 1e6
+    used = 0
+    lo, hi = 0, None  # largest passing, smallest failing
+    steps: list[str] = []
+    out: list[Record] = []
+    limit_reason = ""
+    complete = True
+    n = 1
+    overhead_s = 2.0 + spec.timeout_s
+    while True:
+        need_b = n * call_bytes(prof, step_s)
+        if (
+            used + need_b > budget_bytes
+            or time.monotonic() - t0 + step_s + overhead_s > spec.budget_s
+        ):
+            what = (
+                f"byte budget {spec.budget_mb:g} MB"
+                if used + need_b > budget_bytes
+                else f"time budget {spec.budget_s:g} s"
+            )
+            if not steps:
+                return [
+                    failure(
+                        "media",
+                        tags,
+                        "budget_exceeded",
+                        f"{n} call(s) of {step_s:g} s would exceed the {what}",
+                        capacity_calls_min=0,
+                    )
+                ]
+            complete = False
+            limit_reason = f"search stopped at the {what} before testing {n} calls"
+            break
+        recs, verdict, fail_result, moved = await measure(
+            ctx, spec, n, step_s, method="find_capacity"
+        )
+        used += moved
+        out.extend(recs)
+        if verdict is None:
+            reason = recs[0].fields.get("reason", fail_result)
+            if lo == 0 and hi is None:
+                return [
+                    *out,
+                    failure(
+                        "media",
+                        tags,
+                        fail_result or "error",
+                        f"capacity search failed at {n} call(s): {reason}",
+                    ),
+                ]
+            steps.append(f"{n}:{fail_result}")
+            complete = False
+            limit_reason = f"{n} calls: {reason}"
+            break
+        steps.append(f"{n}:{'pass' if verdict.passed else 'fail'}")
+        if verdict.passed:
+            lo = n
+        else:
+            hi = n
+            limit_reason = f"{n} call(s): " + "; ".join(verdict.reasons)
+        if hi is None:
+            if n >= spec.max_calls:
+                limit_reason = f"max_calls {spec.max_calls} reached (capacity at least this)"
+                break
+            n = min(n * 2, spec.max_calls)
+        else:
+            if hi - lo <= 1:
+                break
+            n = (lo + hi) // 2
+        await asyncio.sleep(0.5)  # let queues drain between steps
+    out.append(
+        Record(
+            "media",
+            {**tags, "result": "ok"},
+            {
+                "capacity_calls": lo,
+                "search_complete": complete,
+                "limit_reason": limit_reason or "none",
+                "steps": ",".join(steps),
+                "step_duration_s": float(step_s),
+                "elapsed_s": time.monotonic() - t0,
+                "bytes_moved": used,
+                "per_call_kbps": prof.kbps,
+            },
+        )
+    )
+    return out
+
+
+@registry.register("probe", "media", Spec, heavy=True)
+async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+    """Emulated video consultation(s) against a media responder, both directions at once."""
+    try:
+        secret_ok = spec.resolved_secret()
+        del secret_ok
+    except NetreadyError as e:
+        return [failure("media", _base_tags(ctx, spec), "auth_failed", str(e))]
+    if spec.find_capacity:
+        return await find_capacity(ctx, spec)
+    prof = MEDIA_PROFILES[spec.profile]
+    need_mb = spec.calls * call_bytes(prof, spec.duration_s) / 1e6
+    if need_mb > spec.budget_mb:
+        return [
+            failure(
+                "media",
+                _base_tags(ctx, spec),
+                "budget_exceeded",
+                f"{spec.calls} call(s) for {spec.duration_s:g} s need {need_mb:.0f} MB, "
+                f"over the {spec.budget_mb:g} MB budget",
+                calls=spec.calls,
+            )
+        ]
+    recs, *_ = await measure(ctx, spec, spec.calls, spec.duration_s)
+    return recs
+
+
+# --------------------------------------------------------------------------- CLI
+
+_TABLE_FIELDS = (
+    "calls",
+    "loss_pct",
+    "loss_15s_worst_pct",
+    "burst_loss_200ms_worst_pct",
+    "jitter_rfc3550_ms",
+    "ipdv_p95_ms",
+    "rtt_p50_ms",
+    "achieved_kbps",
+    "mos",
+    "dscp_preserved",
+    "passed",
+    "tier",
+    "capacity_calls",
+    "reasons",
+    "reason",
+    "limit_reason",
+)
+
+
+def print_records(records: list[Record], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="media")
+    for col in ("direction/gate", "result", "field", "value"):
+        t.add_column(col)
+    for r in records:
+        what = r.tags.get("direction") or r.tags.get("gate") or r.tags.get("method", "")
+        first = True
+        for k in _TABLE_FIELDS:
+            if k in r.fields:
+                v = r.fields[k]
+                txt = f"{v:.3f}" if isinstance(v, float) else str(v)
+                t.add_row(what if first else "", r.result if first else "", k, txt)
+                first = False
+        t.add_section()
+    Console().print(t)
+
+
+@click.command("media")
+@click.option("--target", required=True, metavar="HOST:PORT", help="Media responder address.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(MEDIA_PROFILES)),
+    default="hd",
+    show_default=True,
+    help="Video profile: sd 360p 0.5, hd 720p 1.5, fhd 1080p 2.5 Mbit/s.",
+)
+@click.option("--calls", default=1, show_default=True, type=int, help="Concurrent calls.")
+@click.option(
+    "--duration",
+    "duration_s",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Seconds per call (quality windows are 15 s).",
+)
+@click.option(
+    "--find-capacity",
+    is_flag=True,
+    help="Search for the most concurrent calls that meet the minimum gates.",
+)
+@click.option(
+    "--max-calls",
+    default=32,
+    show_default=True,
+    type=int,
+    help="Upper bound of the capacity search.",
+)
+@click.option(
+    "--step-duration",
+    "step_duration_s",
+    default=None,
+    type=float,
+    help="Seconds per capacity-search step (default: --duration).",
+)
+@click.option(
+    "--budget-s",
+    default=180.0,
+    show_default=True,
+    type=float,
+    help="Time budget of a capacity search, seconds.",
+)
+@click.option(
+    "--budget-mb",
+    default=1000.0,
+    show_default=True,
+    type=float,
+    help="Byte budget (both directions), MB.",
+)
+@click.option(
+    "--secret",
+    default=None,
+    metavar="env:NAME|file:PATH",
+    help="Shared secret the responder requires (a reference, or the literal value).",
+)
+@click.option("--dscp-audio", default=46, show_default=True, type=int, help="DSCP of audio.")
+@click.option("--dscp-video", default=34, show_default=True, type=int, help="DSCP of video.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def media_command(
+    target: str,
+    profile: str,
+    calls: int,
+    duration_s: float,
+    find_capacity: bool,
+    max_calls: int,
+    step_duration_s: float | None,
+    budget_s: float,
+    budget_mb: float,
+    secret: str | None,
+    dscp_audio: int,
+    dscp_video: int,
+    fmt: str,
+) -> None:
+    """Emulate video consultations against a media responder (both directions at once)."""
+    from netready.cli import fail
+
+    try:
+        plugin = registry.get("probe", "media")
+        spec = plugin.make_spec(
+            dict(
+                target=target,
+                profile=profile,
+                calls=calls,
+                duration_s=duration_s,
+                find_capacity=find_capacity,
+                max_calls=max_calls,
+                step_duration_s=step_duration_s,
+                budget_s=budget_s,
+                budget_mb=budget_mb,
+                secret=secret,
+                dscp_audio=dscp_audio,
+                dscp_video=dscp_video,
+            ),
+            where="probe media",
+        )
+        records = asyncio.run(plugin.run(registry.Context(), spec))
+    except NetreadyError as e:
+        raise fail(e) from None
+    print_records(records, fmt)
+    if records and not any(r.ok for r in records):
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m probes.media --target ...`
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    media_command()
