@@ -54,7 +54,7 @@ class Backoff:
         """Full-jitter exponential backoff; ``Retry-After`` is a floor."""
         d = self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** min(attempt, 30)))
         if retry_after is not None:
-            d = max(d, min(retry_after, self.cap_s * 5))
+            d = max(d, min(retry_after, 3600.0))  # a server asking for >1 h is misconfigured
         return d
 
 
