@@ -25,7 +25,9 @@ Design (see docs/pcap.md):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import socket
 import struct
 import sys
@@ -110,7 +112,7 @@ class Frame:
 class _Chunks:
     """A growing window over a file: ``need(n)`` makes ``buf[pos:pos+n]`` available."""
 
-    __slots__ = ("f", "buf", "pos", "base", "path", "eof")
+    __slots__ = ("base", "buf", "eof", "f", "path", "pos")
 
     def __init__(self, f: Any, path: str):
         self.f = f
@@ -178,34 +180,39 @@ def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, in
     hdr = struct.Struct(endian + "IIII")
     unpack_hdr = hdr.unpack_from
     limit = max(MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
+    buf, pos, base = rd.buf, rd.pos, rd.base
+    blen = len(buf)
     while True:
-        pos = rd.pos
-        if pos + 16 > len(rd.buf) and not rd.need(16):
-            if rd.pos < len(rd.buf):
-                raise ParseError(
-                    f"{p}: truncated packet record header at byte {rd.offset} "
-                    f"({len(rd.buf) - rd.pos} of 16 bytes)"
-                )
-            return
-        pos = rd.pos
-        sec, frac, incl, _orig = unpack_hdr(rd.buf, pos)
+        if pos + 16 > blen:
+            rd.pos = pos
+            if not rd.need(16):
+                if rd.pos < len(rd.buf):
+                    raise ParseError(
+                        f"{p}: truncated packet record header at byte {rd.offset} "
+                        f"({len(rd.buf) - rd.pos} of 16 bytes)"
+                    )
+                return
+            buf, pos, base = rd.buf, rd.pos, rd.base
+            blen = len(buf)
+        sec, frac, incl, _orig = unpack_hdr(buf, pos)
         if incl > limit:
             raise ParseError(
-                f"{p}: corrupt packet record at byte {rd.offset}: captured length {incl} "
+                f"{p}: corrupt packet record at byte {base + pos}: captured length {incl} "
                 f"exceeds {limit}"
             )
         end = pos + 16 + incl
-        if end > len(rd.buf):
+        if end > blen:
+            rd.pos = pos
             if not rd.need(16 + incl):
                 raise ParseError(
                     f"{p}: truncated packet at byte {rd.offset}: record says {incl} bytes, "
                     f"file has {len(rd.buf) - rd.pos - 16}"
                 )
-            pos = rd.pos
+            buf, pos, base = rd.buf, rd.pos, rd.base
+            blen = len(buf)
             end = pos + 16 + incl
-        buf = rd.buf
-        rd.pos = end
-        yield sec * 1_000_000_000 + frac * ns_mult, linktype, buf[pos + 16 : end], rd.base + pos
+        yield sec * 1_000_000_000 + frac * ns_mult, linktype, buf[pos + 16 : end], base + pos
+        pos = end
 
 
 def _tsresol_ns(units: int, resol: int) -> int:
@@ -243,7 +250,7 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
                 )
             ifaces = []
         btype, blen = struct.unpack_from(endian + "II", rd.buf, pos)
-        if blen < 12 or blen % 4 or blen > MAX_RECORD + 64 and btype not in (1, 2, 3, 6):
+        if blen < 12 or blen % 4 or (blen > MAX_RECORD + 64 and btype not in (1, 2, 3, 6)):
             raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
         if blen > (1 << 26):
             raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
@@ -324,13 +331,13 @@ def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, bytes, int, int, i
             return None
         et = (d[0] << 8) | d[1]
         o = 20
-    elif linktype in RAW_ALIASES or linktype == LINKTYPE_IPV4 or linktype == LINKTYPE_IPV6:
+    elif linktype in RAW_ALIASES or linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
         if n < 1:
             return None
         v = d[0] >> 4
         et = 0x0800 if v == 4 else 0x86DD if v == 6 else 0
         o = 0
-    elif linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if n < 4:
             return None
         fam = struct.unpack_from("<I" if linktype == LINKTYPE_NULL else ">I", d, 0)[0]
@@ -386,215 +393,192 @@ def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, bytes, int, int, i
 
 
 class StreamState:
-    """One RTP stream (ssrc + src + dst): Wireshark's ``tap_rtp_stat_t`` plus our extras.
+    """One RTP stream (ssrc + src + dst).
 
-    ``add`` follows ``rtppacket_analyse`` (Wireshark 4.0, ui/tap-rtp-analysis.c) statement for
-    statement for the figures Wireshark reports (packets, expected, lost, mean/max jitter);
-    the extended sequence numbers (RFC 3550 A.1) used for burst loss and reorder are ours.
+    Packets are appended to ``pending`` by the reader loop (cheap) and analysed in batches by
+    ``flush`` with local variables (fast). The jitter arithmetic follows
+    ``rtppacket_analyse`` of Wireshark 4.0 (ui/tap-rtp-analysis.c) statement for statement;
+    loss, burst loss and reorder use RFC 3550 A.1 extended sequence numbers and a bitmap of
+    the sequence numbers received (one byte per expected packet).
     """
 
     __slots__ = (
-        "key", "ssrc", "src", "dst", "ipv6", "pt", "first_pt", "clock", "guessing", "pending",
-        # Wireshark state
-        "first", "start_seq", "stop_seq", "seq_num", "seq_cycles", "under", "first_ts",
-        "ts_wrap", "last_ts", "time", "lastnominal", "jitter", "max_jitter", "mean_jitter",
-        "total_nr", "sequence_errors", "div",
-        # ours
-        "ext_max", "ext_cycles", "ext_first", "bitmap", "bm_base", "reorder", "bytes",
-        "t_first", "t_last", "ts_first_ns", "markers", "same_ts", "sizes",
+        "bitmap", "bm_base", "bytes", "clock", "divs", "dst", "ext_max", "ext_min", "first_pt",
+        "first_ts", "guessing", "ipv6", "jitter", "lastnominal", "markers", "max_jitter",
+        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "t_first", "t_last", "time",
+        "total_nr",
     )  # fmt: skip
 
-    def __init__(self, key: tuple[Any, ...], ssrc: int, src: str, dst: str, ipv6: bool,
-                 clock: int | None):  # fmt: skip
-        self.key = key
+    def __init__(self, ssrc: int, src: str, dst: str, ipv6: bool, clock: int | None,
+                 overrides: Mapping[int, int]):  # fmt: skip
         self.ssrc = ssrc
+        self.overrides = overrides
         self.src = src
         self.dst = dst
         self.ipv6 = ipv6
-        self.pt = -1
-        self.first_pt = -1
         self.clock = clock  # None: dynamic PT, rate not yet known
         self.guessing = clock is None
-        self.pending: list[tuple[float, int, int, int, int, int]] = []
-        self.first = True
-        self.start_seq = self.stop_seq = self.seq_num = 0
-        self.seq_cycles = 0
-        self.under = False
+        #: (arrival ms since first frame, seq, rtp timestamp, second header byte, rtp bytes)
+        self.pending: list[tuple[float, int, int, int, int]] = []
+        self.pt = self.first_pt = -1
         self.first_ts = 0
-        self.last_ts = 0
-        self.time = 0.0
-        self.lastnominal = 0.0
-        self.jitter = 0.0
-        self.max_jitter = 0.0
-        self.mean_jitter = 0.0
+        self.time = self.lastnominal = 0.0
+        self.jitter = self.max_jitter = self.mean_jitter = 0.0
         self.total_nr = 0
-        self.sequence_errors = 0
-        self.div = 0
-        self.ext_max = 0
-        self.ext_cycles = 0
-        self.ext_first = 0
+        self.divs: dict[int, int] = {}
+        self.ext_max = self.ext_min = 0
         self.bitmap = bytearray()
         self.bm_base = 0
         self.reorder = 0
         self.bytes = 0
-        self.t_first = 0.0
-        self.t_last = 0.0
-        self.ts_first_ns = 0
+        self.t_first = self.t_last = 0.0
         self.markers = 0
-        self.same_ts = 0
-        self.sizes = 0
 
-    # -- clock-rate handling for dynamic payload types ---------------------------------
-    def feed(self, t: float, seq: int, ts: int, pt: int, marker: int, size: int) -> None:
-        """Entry point per packet. Dynamic types with no known clock are buffered until the
-        clock rate can be guessed, then replayed in order."""
-        if not self.guessing:
-            self.add(t, seq, ts, pt, marker, size)
+    def flush(self, final: bool = False) -> None:
+        """Analyse the pending packets. A dynamic payload type with no known clock rate waits
+        until ``GUESS_PACKETS`` packets over ``GUESS_SECONDS`` are buffered (or the end)."""
+        pend = self.pending
+        if not pend:
             return
-        self.pending.append((t, seq, ts, pt, marker, size))
-        if len(self.pending) >= GUESS_PACKETS and t - self.pending[0][0] >= GUESS_SECONDS * 1000:
-            self.settle()
-
-    def settle(self) -> None:
-        """Decide the clock rate of a buffered dynamic stream and replay its packets."""
-        if not self.guessing:
-            return
-        self.clock = guess_clock(self.pending)
-        self.guessing = False
-        pend, self.pending = self.pending, []
-        for args in pend:
-            self.add(*args)
-
-    # -- the Wireshark arithmetic -------------------------------------------------------
-    def add(self, t: float, seq: int, ts: int, pt: int, marker: int, size: int) -> None:
-        """One RTP packet: ``t`` arrival in ms since the first frame of the capture."""
-        self.bytes += size
-        self.t_last = t
-        if marker:
-            self.markers += 1
-        self._extend(seq)
-        if self.first:
-            self.first = False
-            self.start_seq = self.stop_seq = self.seq_num = seq
-            self.first_ts = self.last_ts = ts
-            self.time = t
-            self.t_first = t
-            self.lastnominal = 0.0
-            self.pt = self.first_pt = pt
-            self.total_nr = 1
-            clock = self.clock or 0
-            self.div = clock // 1000  # Wireshark divides by (guint32)clock_rate/1000
-            return
-        if ts == self.last_ts:
-            self.same_ts += 1
-        # Is the packet in time sequence? (timestamp not before the first one, modulo 2^32)
-        dts = (ts - self.first_ts) & 0xFFFFFFFF
-        in_seq = dts < 0x80000000
-        start = self.start_seq
-        if in_seq:
-            if seq < start and not self.under:
-                self.seq_cycles += 1
-                self.under = True
-            elif seq == 0 and self.stop_seq == 65535 and not self.under:
-                self.seq_cycles += 1
-                self.under = True
-            elif seq > start and self.under:
-                self.under = False
-        sn = self.seq_num
-        if in_seq and (sn + 1 == seq or (sn == 65535 and seq == 0)):
-            self.seq_num = seq
-        elif in_seq and (sn + 1 < seq or sn - seq > 0xFF00):
-            self.seq_num = seq
-            self.sequence_errors += 1
-        elif sn + 1 > seq:
-            self.sequence_errors += 1
-        prev_pt = self.pt
-        self.pt = pt
-        regular = not (marker or pt == PT_CN or pt == PT_CN_OLD or prev_pt == PT_CN
-                       or prev_pt == PT_CN_OLD or not in_seq)  # fmt: skip
-        div = self.div
-        if in_seq and div:
-            nominal = dts / div
-            cur_diff = abs(t - (self.time + (nominal - self.lastnominal)))
-            jit = (15.0 * self.jitter + cur_diff) / 16.0
-            self.jitter = jit
-            self.lastnominal = nominal
-            if regular:
-                if jit > self.max_jitter:
-                    self.max_jitter = jit
-                n = self.total_nr
-                self.mean_jitter = (self.mean_jitter * (n - 1) + jit) / n
-        if in_seq:
-            self.time = t
-        self.last_ts = ts
-        self.stop_seq = seq
-        self.total_nr += 1
-
-    # -- our extras: extended sequence numbers, burst loss, reorder ---------------------
-    def _extend(self, seq: int) -> None:
-        if self.total_nr == 0 and not self.bitmap:
-            self.ext_cycles = 0
-            self.ext_max = seq
-            self.ext_first = seq
+        if self.guessing:
+            if not final and (
+                len(pend) < GUESS_PACKETS or pend[-1][0] - pend[0][0] < GUESS_SECONDS * 1000
+            ):
+                return
+            self.clock = guess_clock(pend)
+            self.guessing = False
+        self.pending = []
+        # -- state to locals
+        if self.total_nr == 0:
+            t, seq, ts, b1, size = pend[0]
+            self.pt = self.first_pt = b1 & 0x7F
+            self.first_ts = ts
+            self.time = self.t_first = t
+            # Wireshark converts ticks to ms by dividing by (guint32)clock_rate / 1000
+            self.divs = {self.first_pt: (self.clock or 0) // 1000}
+            self.ext_max = self.ext_min = seq
             self.bm_base = seq - 4096  # room for packets that arrive before the first one
             self.bitmap = bytearray(8192)
-            self.bitmap[4096] = 1
-            return
-        hi = self.ext_max
-        delta = (seq - hi) & 0xFFFF
-        if delta < 0x8000:  # forward (or duplicate of the newest)
-            ext = hi + delta
-            if ext > hi:
-                self.ext_max = ext
-        else:  # backwards: late or duplicate
-            ext = hi - (0x10000 - delta)
-            self.reorder += 1
-        i = ext - self.bm_base
+        first_ts = self.first_ts
+        divs = self.divs
+        time_ = self.time
+        lastnominal = self.lastnominal
+        jitter = self.jitter
+        max_jitter = self.max_jitter
+        mean_jitter = self.mean_jitter
+        n = self.total_nr
+        prev_pt = self.pt
+        ext_max = self.ext_max
+        ext_min = self.ext_min
         bm = self.bitmap
-        if i >= len(bm):
-            bm.extend(bytes(max(i + 1 - len(bm), len(bm))))
-        if i >= 0:
-            bm[i] = 1
+        base = self.bm_base
+        reorder = 0
+        nbytes = 0
+        markers = 0
+        t = 0.0
+        for t, seq, ts, b1, size in pend:
+            nbytes += size
+            # -- loss and reorder: RFC 3550 A.1 extended sequence number
+            delta = (seq - ext_max) & 0xFFFF
+            if delta < 0x8000:
+                ext = ext_max + delta
+                ext_max = ext
+            else:
+                ext = ext_max - 0x10000 + delta
+                if ext < ext_min:
+                    ext_min = ext
+            i = ext - base
+            if i >= len(bm):
+                bm.extend(bytes(max(i + 1 - len(bm), len(bm))))
+            if i >= 0:
+                if delta >= 0x8000 and not bm[i]:
+                    reorder += 1
+                bm[i] = 1
+            # -- jitter: Wireshark 4.0 rtppacket_analyse
+            marker = b1 & 0x80
+            if marker:
+                markers += 1
+            if n == 0:  # first packet: state only
+                n = 1
+                continue
+            pt = b1 & 0x7F
+            dts = (ts - first_ts) & 0xFFFFFFFF
+            in_seq = dts < 0x80000000  # not before the first packet's timestamp
+            div = divs.get(pt)
+            if div is None:
+                div = divs[pt] = self._div_of(pt)
+            if in_seq:
+                if div:
+                    nominal = dts / div
+                    jitter = (15.0 * jitter + abs(t - (time_ + (nominal - lastnominal)))) / 16.0
+                    lastnominal = nominal
+                    # "regular" packets only: no marker, no comfort noise before or now
+                    if not marker and pt != 13 and pt != 19 and prev_pt != 13 and prev_pt != 19:
+                        if jitter > max_jitter:
+                            max_jitter = jitter
+                        mean_jitter = (mean_jitter * (n - 1) + jitter) / n
+                time_ = t
+            prev_pt = pt
+            n += 1
+        # -- locals to state
+        self.time = time_
+        self.lastnominal = lastnominal
+        self.jitter = jitter
+        self.max_jitter = max_jitter
+        self.mean_jitter = mean_jitter
+        self.total_nr = n
+        self.pt = prev_pt
+        self.ext_max = ext_max
+        self.ext_min = ext_min
+        self.reorder += reorder
+        self.bytes += nbytes
+        self.markers += markers
+        self.t_last = t
 
-    def max_burst_loss(self) -> int:
-        """Longest run of sequence numbers never received between the first and last one."""
-        lo = self.ext_first - self.bm_base
-        hi = self.ext_max - self.bm_base
-        bm = bytes(self.bitmap[max(lo, 0) : hi + 1])
-        # trim leading gaps (packets before the first seen may be reordered, not lost)
-        return max((len(r) for r in bm.split(b"\x01")), default=0)
+    def _div_of(self, pt: int) -> int:
+        """Per-packet clock (Wireshark looks it up per packet): a payload type other than the
+        stream's first uses the option or static table, else no jitter for that packet
+        (as Wireshark does for a dynamic type it has no SDP for, e.g. telephone-event)."""
+        rate = self.overrides.get(pt) or STATIC_CLOCK.get(pt) or 0
+        return rate // 1000
+
+    def _window(self) -> bytes:
+        lo = max(self.ext_min - self.bm_base, 0)
+        return bytes(self.bitmap[lo : self.ext_max - self.bm_base + 1])
+
+    def loss(self) -> tuple[int, int, int]:
+        """(expected, lost, longest run lost) between the lowest and highest sequence seen."""
+        w = self._window()
+        lost = w.count(0)
+        burst = max(map(len, w.split(b"\x01")))
+        return self.ext_max - self.ext_min + 1, lost, burst
 
     def looks_like_rtp(self) -> bool:
         """Sequence numbers mostly advance by one: rules out random UDP that passed the
         first-byte test (DNS ids, game traffic)."""
         n = self.total_nr
-        if n < 2:
-            return False
-        span = self.ext_max - self.ext_first + 1
-        return span <= 4 * n + 16
+        return n >= 2 and self.ext_max - self.ext_min + 1 <= 4 * n + 16
 
 
-def guess_clock(pending: list[tuple[float, int, int, int, int, int]]) -> int:
-    """Clock rate of a dynamic payload type, from the buffered packets.
+def guess_clock(pending: list[tuple[float, int, int, int, int]]) -> int:
+    """Clock rate of a dynamic payload type, from its first buffered packets.
 
     The RTP timestamp advances at the media clock rate, so ticks / elapsed arrival time is
     the rate, snapped (in log distance) to the nearest common rate in
-    ``DYNAMIC_CANDIDATES``. Fallbacks with too little data: 90000 if several packets share
-    a timestamp (video frames split over packets) or packets are large (> 400 bytes), else
-    48000 (Opus, the usual dynamic audio codec).
+    ``DYNAMIC_CANDIDATES``. With under 0.2 s of data: 90000 if a quarter of the packets share
+    their timestamp with the previous one (video frames split over packets) or half are
+    larger than 400 bytes, else 48000 (Opus, the usual dynamic audio codec).
     """
-    import math
-
     if len(pending) >= 2:
-        t0, _, ts0, *_ = pending[0]
-        t1, _, ts1, *_ = pending[-1]
+        t0, _, ts0, _, _ = pending[0]
+        t1, _, ts1, _, _ = pending[-1]
         ticks = (ts1 - ts0) & 0xFFFFFFFF
         dt = (t1 - t0) / 1000.0
         if dt > 0.2 and 0 < ticks < 0x80000000:
             rate = ticks / dt
             return min(DYNAMIC_CANDIDATES, key=lambda c: abs(math.log(rate / c)))
-    same = sum(1 for a, b in zip(pending, pending[1:], strict=False) if a[2] == b[2])
-    big = sum(1 for x in pending if x[5] > 400)
+    same = sum(1 for a, b in itertools.pairwise(pending) if a[2] == b[2])
+    big = sum(1 for x in pending if x[4] > 400)
     if pending and (same * 4 >= len(pending) or big * 2 >= len(pending)):
         return 90000
     return 48000
@@ -668,10 +652,13 @@ def analyse(
     """
     overrides = dict(clock or {})
     streams: dict[tuple[Any, ...], StreamState] = {}
-    t0: int | None = None
     first_ns: dict[tuple[Any, ...], int] = {}
+    t0: int | None = None
     udp = udp_payload
     unpack_rtp = struct.Struct("!BBHII").unpack_from
+    # IPv4 without options + UDP + RTP fixed header in one call (the common case)
+    unpack_fast = struct.Struct("!BxH2xHxB2x4s4sHHH2xBBHII").unpack_from
+    eth, sll, sll2 = LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
     count = 0
     for ts_ns, lt, d, off in iter_frames(path):
         if t0 is None:
@@ -679,48 +666,72 @@ def analyse(
         count += 1
         if progress is not None and not count & 0x3FFF:
             progress(off)
-        u = udp(lt, d)
-        if u is None:
-            continue
-        src, sport, dst, dport, ps, pe = u
+        # -- locate IPv4/UDP/RTP; fast path first
+        n = len(d)
+        o = -1
+        if lt == eth:
+            if n >= 54 and d[12] == 8 and d[13] == 0:
+                o = 14
+        elif lt == sll:
+            if n >= 56 and d[14] == 8 and d[15] == 0:
+                o = 16
+        elif lt == sll2 and n >= 60 and d[0] == 8 and d[1] == 0:
+            o = 20
+        if o >= 0 and d[o] == 0x45:
+            _, _tot, frag, proto, src, dst, sport, dport, ulen, b0, b1, seq, rts, ssrc = (
+                unpack_fast(d, o)
+            )
+            if proto != 17 or frag & 0x3FFF:
+                continue
+            ps = o + 28
+            pe = o + 20 + ulen
+            if ulen < 8 or pe > n:
+                pe = n
+        else:
+            u = udp(lt, d)
+            if u is None:
+                continue
+            src, sport, dst, dport, ps, pe = u
+            if pe - ps < 12:
+                continue
+            b0, b1, seq, rts, ssrc = unpack_rtp(d, ps)
         plen = pe - ps
-        if plen < 12:
-            continue
-        b0 = d[ps]
-        if b0 < 128 or b0 > 191:  # RFC 7983: not RTP/RTCP (STUN, DTLS, ZRTP, TURN, QUIC...)
-            continue
-        b1 = d[ps + 1]
-        if 192 <= b1 <= 223:  # RFC 5761: RTCP packet types 192-223 (SR, RR, SDES, BYE, APP...)
-            continue
-        _, _, seq, rts, ssrc = unpack_rtp(d, ps)
-        hlen = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10:  # header extension
-            if plen < hlen + 4:
+        if plen < 12 or b0 < 128 or b0 > 191:
+            continue  # RFC 7983: not RTP/RTCP (STUN 0-3, DTLS 20-63, TURN 64-79, ...)
+        if 192 <= b1 <= 223:
+            continue  # RFC 5761: RTCP packet types 192-223 (SR, RR, SDES, BYE, APP, ...)
+        if b0 & 0x3F != 0:  # CSRCs, header extension or padding: check they fit
+            hlen = 12 + 4 * (b0 & 0x0F)
+            if b0 & 0x10:
+                if plen < hlen + 4:
+                    continue
+                hlen += 4 + 4 * ((d[ps + hlen + 2] << 8) | d[ps + hlen + 3])
+            if hlen > plen:
                 continue
-            hlen += 4 + 4 * ((d[ps + hlen + 2] << 8) | d[ps + hlen + 3])
-        if hlen > plen:
-            continue
-        if b0 & 0x20 and pe == ps + plen:  # padding: count in the last octet
-            padn = d[pe - 1]
-            if padn == 0 or hlen + padn > plen:
-                continue
+            if b0 & 0x20:  # padding: count in the last octet
+                padn = d[pe - 1]
+                if padn == 0 or hlen + padn > plen:
+                    continue
         key = (ssrc, src, sport, dst, dport)
         st = streams.get(key)
-        pt = b1 & 0x7F
         if st is None:
+            pt = b1 & 0x7F
             rate = overrides.get(pt) or STATIC_CLOCK.get(pt)
             if rate is None and pt < 96:
-                rate = 0  # unassigned static type: no jitter, like Wireshark
+                rate = 0  # unassigned static type: no jitter, as Wireshark
             st = StreamState(
-                key, ssrc, f"{_ip_text(src)}:{sport}", f"{_ip_text(dst)}:{dport}",
-                len(src) == 16, rate,
+                ssrc, f"{_ip_text(src)}:{sport}", f"{_ip_text(dst)}:{dport}", len(src) == 16,
+                rate, overrides,
             )  # fmt: skip
             streams[key] = st
             first_ns[key] = ts_ns
-        st.feed((ts_ns - t0) / 1e6, seq, rts, pt, b1 & 0x80, plen)
+        pend = st.pending
+        pend.append(((ts_ns - t0) / 1e6, seq, rts, b1, plen))
+        if len(pend) >= 4096:
+            st.flush()
     results = []
     for key, st in streams.items():
-        st.settle()
+        st.flush(final=True)
         if st.total_nr < max(min_packets, 2) or not st.looks_like_rtp():
             continue
         results.append(_result(st, overrides, latency_ms, first_ns[key]))
@@ -730,8 +741,7 @@ def analyse(
 
 def _result(st: StreamState, overrides: Mapping[int, int], latency_ms: float,
             first_ns: int) -> StreamResult:  # fmt: skip
-    expected = st.stop_seq + st.seq_cycles * 65536 - st.start_seq + 1
-    lost = expected - st.total_nr
+    expected, lost, burst = st.loss()
     loss_pct = 100.0 * lost / expected if expected else 0.0
     dur_ms = st.t_last - st.t_first
     overhead = 48 if st.ipv6 else 28  # IP + UDP headers, as Wireshark counts bandwidth
@@ -739,14 +749,14 @@ def _result(st: StreamState, overrides: Mapping[int, int], latency_ms: float,
     bitrate = wire_bytes * 8 / dur_ms if dur_ms > 0 else 0.0  # bits/ms == kbit/s
     pt = st.first_pt
     if pt in overrides:
-        src = "option"
+        how = "option"
     elif pt in STATIC_CLOCK:
-        src = "static"
-    elif pt >= 96 or st.clock:
-        src = "guessed"
+        how = "static"
+    elif pt >= 96:
+        how = "guessed"
     else:
-        src = "unknown"
-    mos = stats.emodel_mos(latency_ms, st.mean_jitter, max(loss_pct, 0.0))
+        how = "unknown"
+    mos = stats.emodel_mos(latency_ms, st.mean_jitter, loss_pct)
     return StreamResult(
         ssrc=f"0x{st.ssrc:08x}",
         src=st.src,
@@ -758,13 +768,13 @@ def _result(st: StreamState, overrides: Mapping[int, int], latency_ms: float,
         loss_pct=round(loss_pct, 3),
         jitter_mean_ms=round(st.mean_jitter, 3),
         jitter_max_ms=round(st.max_jitter, 3),
-        max_burst_loss=st.max_burst_loss(),
+        max_burst_loss=burst,
         reorder=st.reorder,
         duration_s=round(dur_ms / 1000.0, 6),
         bitrate_kbps=round(bitrate, 3),
         mos_emodel=round(mos, 2),
         clock_hz=st.clock or 0,
-        clock_source=src,
+        clock_source=how,
         start_time_ms=first_ns // 1_000_000,
     )
 

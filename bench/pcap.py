@@ -1,0 +1,200 @@
+"""Benchmark: `netready pcap analyse` against `tshark -q -z rtp,streams` on one capture.
+
+Writes a synthetic but valid capture (Ethernet/IPv4/UDP/RTP, several audio and video
+streams with random loss, arrival jitter, a few reordered packets and sequence/timestamp
+wrap), then runs both tools on it, checks that packets, lost and jitter agree per stream,
+and prints one table side by side with packets/s and the speed ratio.
+
+    .venv/bin/python bench/pcap.py                 # 1,000,000 packets
+    .venv/bin/python bench/pcap.py --packets 200000 --timeout 300
+
+Bounded in time: each tool gets ``--timeout`` seconds (default 600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ETH = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+
+
+def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
+    """Write ``n_packets`` RTP packets (minus losses) as a pcap; returns frames written.
+
+    Streams: 6 G.711 (PT 0/8, 8 kHz, 20 ms, 172-byte packets) and 2 MPEG video (PT 32,
+    90 kHz, 25 fps, 4 packets per frame of 1000 bytes). Loss 2 %, arrival jitter 0-6 ms,
+    0.1 % of packets swapped with their neighbour.
+    """
+    rnd = random.Random(seed)
+    streams = []
+    for i in range(8):
+        video = i >= 6
+        streams.append({
+            "ssrc": 0x10000000 + i * 0x01010101,
+            "pt": 32 if video else (0 if i % 2 else 8),
+            "src": bytes([10, 0, 0, 1 + i]), "dst": bytes([10, 0, 1, 1 + i]),
+            "sport": 40000 + 2 * i, "dport": 50000 + 2 * i,
+            "seq": rnd.randrange(65536) if i else 65000,  # stream 0 wraps its sequence
+            "ts": rnd.randrange(1 << 32) if i else 0xFFFF0000,  # and its timestamp
+            "video": video,
+        })  # fmt: skip
+    per_video = n_packets // 8  # 2 video streams carry half the packets
+    per_audio = (n_packets - 2 * per_video) // 6
+    events: list[tuple[float, int, bytes]] = []  # (arrival time, order, frame)
+    order = 0
+    hdr = struct.Struct("!BBHII")
+    for s in streams:
+        count = per_video if s["video"] else per_audio
+        payload = b"\x00" * (1000 if s["video"] else 160)
+        for k in range(count):
+            if s["video"]:
+                frame, part = divmod(k, 4)
+                send = frame * 0.040 + part * 0.0005
+                ts = (s["ts"] + frame * 3600) & 0xFFFFFFFF
+                marker = 0x80 if part == 3 else 0
+            else:
+                send = k * 0.020
+                ts = (s["ts"] + k * 160) & 0xFFFFFFFF
+                marker = 0x80 if k == 0 else 0
+            seq = (s["seq"] + k) & 0xFFFF
+            if k and rnd.random() < 0.02:
+                continue
+            arrive = 1_700_000_000.0 + send + rnd.uniform(0.0, 0.006)
+            rtp = hdr.pack(0x80, marker | s["pt"], seq, ts, s["ssrc"]) + payload
+            udp = struct.pack("!HHHH", s["sport"], s["dport"], 8 + len(rtp), 0) + rtp
+            ip = struct.pack(
+                "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                s["src"], s["dst"],
+            ) + udp  # fmt: skip
+            events.append((arrive, order, ETH + ip))
+            order += 1
+    events.sort()
+    # a few reordered neighbours (swap frames, keep arrival times)
+    for _ in range(len(events) // 1000):
+        i = rnd.randrange(len(events) - 1)
+        (ta, oa, fa), (tb, ob, fb) = events[i], events[i + 1]
+        events[i], events[i + 1] = (ta, oa, fb), (tb, ob, fa)
+    with open(path, "wb", buffering=1 << 20) as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        rec = struct.Struct("<IIII")
+        for t, _, frame in events:
+            sec = int(t)
+            us = int(round((t - sec) * 1e6))
+            if us == 1_000_000:
+                sec, us = sec + 1, 0
+            f.write(rec.pack(sec, us, len(frame), len(frame)))
+            f.write(frame)
+    return len(events)
+
+
+_TSHARK_ROW = re.compile(
+    r"^\s*\S+\s+\S+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\s+(0x[0-9A-Fa-f]{8})\s+(.*?)\s+(\d+)\s+"
+    r"(-?\d+)\s+\((-?[\d.]+)%\)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
+    r"([\d.]+)\s*(X?)\s*$"
+)
+
+
+def parse_tshark(text: str) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Rows of ``tshark -q -z rtp,streams`` keyed by (ssrc, src, dst) like netready's."""
+    out = {}
+    for line in text.splitlines():
+        m = _TSHARK_ROW.match(line)
+        if not m:
+            continue
+        src = f"{m[1]}:{m[2]}" if ":" not in m[1] else f"[{m[1]}]:{m[2]}"
+        dst = f"{m[3]}:{m[4]}" if ":" not in m[3] else f"[{m[3]}]:{m[4]}"
+        out[(m[5].lower(), src, dst)] = {
+            "packets": int(m[7]), "lost": int(m[8]), "jitter_mean_ms": float(m[14]),
+            "jitter_max_ms": float(m[15]),
+        }  # fmt: skip
+    return out
+
+
+def run_tshark(path: Path, timeout: float) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    p = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-q", "-z", "rtp,streams", "-o",
+         "rtp.heuristic_rtp:TRUE"],
+        capture_output=True, text=True, timeout=timeout, check=True,
+    )  # fmt: skip
+    return time.monotonic() - t0, parse_tshark(p.stdout)
+
+
+def run_netready(path: Path, timeout: float) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from collectors.pcap import pcap_command; "
+         "sys.exit(pcap_command(['analyse', sys.argv[1], '--format', 'json']))", str(path)],
+        capture_output=True, text=True, timeout=timeout, check=True, cwd=ROOT,
+    )  # fmt: skip
+    el = time.monotonic() - t0
+    return el, {(s["ssrc"], s["src"], s["dst"]): s for s in json.loads(p.stdout)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--keep", help="write the capture here and keep it")
+    a = ap.parse_args()
+    if not shutil.which("tshark"):
+        print("tshark is not installed", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="nr-bench-pcap-"))
+    path = Path(a.keep) if a.keep else tmp / "bench.pcap"
+    try:
+        t0 = time.monotonic()
+        frames = write_capture(path, a.packets)
+        size = os.path.getsize(path)
+        print(f"wrote {frames:,} frames, {size / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s",
+              file=sys.stderr)  # fmt: skip
+        tn, nr = run_netready(path, a.timeout)
+        tt, ts = run_tshark(path, a.timeout)
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"{'stream (ssrc)':<14} {'pkts nr':>9} {'pkts ts':>9} {'lost nr':>8} {'lost ts':>8} "
+          f"{'jit mean nr':>11} {'jit mean ts':>11} {'jit max nr':>10} {'jit max ts':>10}")  # fmt: skip
+    ok = set(nr) == set(ts)
+    for key in sorted(set(nr) | set(ts)):
+        n, t = nr.get(key), ts.get(key)
+        if not n or not t:
+            print(f"{key[0]:<14} only in {'netready' if n else 'tshark'}")
+            continue
+        same = (
+            n["packets"] == t["packets"] and n["lost"] == t["lost"]
+            and abs(n["jitter_mean_ms"] - t["jitter_mean_ms"]) <= 0.0015
+            and abs(n["jitter_max_ms"] - t["jitter_max_ms"]) <= 0.0015
+        )  # fmt: skip
+        ok &= same
+        print(f"{key[0]:<14} {n['packets']:>9} {t['packets']:>9} {n['lost']:>8} {t['lost']:>8} "
+              f"{n['jitter_mean_ms']:>11.3f} {t['jitter_mean_ms']:>11.3f} "
+              f"{n['jitter_max_ms']:>10.3f} {t['jitter_max_ms']:>10.3f}"
+              f"{'' if same else '  DIFFERENT'}")  # fmt: skip
+    print()
+    print(f"{'tool':<26} {'seconds':>8} {'packets/s':>12}")
+    print(f"{'netready pcap analyse':<26} {tn:>8.2f} {frames / tn:>12,.0f}")
+    print(f"{'tshark -z rtp,streams':<26} {tt:>8.2f} {frames / tt:>12,.0f}")
+    print(f"speed ratio netready/tshark: {tt / tn:.2f}x ({'faster' if tn < tt else 'slower'}); "
+          f"results {'equal' if ok else 'DIFFER'}")  # fmt: skip
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
