@@ -335,14 +335,14 @@ def trace_stats(
 # --------------------------------------------------------------------------- rubric gates
 
 #: Per direction, per call. Values from the rubric in DESIGN.md (Teams network targets,
-#: ITU-T G.114 / G.107). (field, comparison, minimum tier, recommended tier, label)
-GATES: list[tuple[str, str, float, float, str]] = [
-    ("loss_15s_worst_pct", "<", 1.0, 0.1, "worst 15 s loss %"),
-    ("jitter_rfc3550_15s_worst_ms", "<", 30.0, 15.0, "worst 15 s jitter (RFC 3550) ms"),
-    ("burst_loss_200ms_worst_pct", "<", 10.0, 1.0, "worst 200 ms burst loss %"),
-    ("reorder_pct", "<", 0.05, 0.01, "reorder %"),
-    ("rtt_p50_ms", "<=", 100.0, 60.0, "RTT p50 ms"),
-    ("mos", ">=", 3.6, 4.0, "MOS"),
+#: ITU-T G.114 / G.107). (field, comparison, minimum tier, recommended tier, label, unit)
+GATES: list[tuple[str, str, float, float, str, str]] = [
+    ("loss_15s_worst_pct", "<", 1.0, 0.1, "worst 15 s loss", "%"),
+    ("jitter_rfc3550_15s_worst_ms", "<", 30.0, 15.0, "worst 15 s jitter (RFC 3550)", " ms"),
+    ("burst_loss_200ms_worst_pct", "<", 10.0, 1.0, "worst 200 ms burst loss", "%"),
+    ("reorder_pct", "<", 0.05, 0.01, "reorder", "%"),
+    ("rtt_p50_ms", "<=", 100.0, 60.0, "RTT p50 under load", " ms"),
+    ("mos", ">=", 3.6, 4.0, "MOS (E-model)", ""),
 ]
 DIRECTION_NAMES = {"up": "upload", "down": "download"}
 SENDER_MIN_RATIO = 0.9  # a sender below 90 % of the profile rate invalidates the verdict
@@ -382,16 +382,16 @@ def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
         if f is None:
             reasons.append(f"{name}: no statistics")
             continue
-        for key, op, lo, hi, label in GATES:
+        for key, op, lo, hi, label, unit in GATES:
             v = f.get(key)
             if v is None:
                 reasons.append(f"{name}: {label} not measured")
                 continue
             inv = {"<": "≥", "<=": ">", ">=": "<"}[op]
             if _fails(v, op, lo):
-                reasons.append(f"{name}: {label} {v:.3g} {inv} {lo:g}")
+                reasons.append(f"{name}: {label} {v:.3g}{unit} {inv} {lo:g}{unit}")
             elif _fails(v, op, hi):
-                rec.append(f"{name}: {label} {v:.3g} {inv} {hi:g}")
+                rec.append(f"{name}: {label} {v:.3g}{unit} {inv} {hi:g}{unit}")
         sent, offered = f.get("sent_kbps"), f.get("offered_kbps")
         if sent is not None and offered and sent < SENDER_MIN_RATIO * offered:
             reasons.append(
@@ -988,6 +988,7 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
         if hi is None:
             if n >= spec.max_calls:
                 limit_reason = f"max_calls {spec.max_calls} reached (capacity at least this)"
+                complete = False
                 break
             n = min(n * 2, spec.max_calls)
         else:
