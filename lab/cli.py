@@ -121,6 +121,7 @@ def up_cmd(profiles: tuple[str, ...], sites: tuple[str, ...], lab_id: str | None
     """Build a lab that stays up until `netready lab down`."""
     try:
         site_map = _sites_from_options(profiles, sites)
+        netns.check_available()
         lab_obj = netns.Lab(site_map, lab_id)
         click.echo(f"building lab {lab_obj.lab_id} with {len(site_map)} site(s)...", err=True)
         lab_obj.up()

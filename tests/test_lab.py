@@ -1,0 +1,521 @@
+"""The link lab, on real network namespaces, veths, HTB qdiscs, nftables and iperf3 (as root).
+
+Every lab here gets a random id; the fixture tears it down even when a test fails, and the
+last test checks that no namespace of ours is left behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lab import netns
+from lab.cli import lab as lab_cli
+from lab.demo_sites import DEMO_SITES
+from lab.netns import PROFILES, Lab, LabError, parse_profile
+from netready.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TCP_EFFICIENCY = 0.956  # TCP goodput / tbf-or-htb rate at 1500-byte MTU (DESIGN.md)
+
+pytestmark = pytest.mark.root
+
+
+def ours(lab_id: str) -> list[str]:
+    return [ns for ns in netns.list_netns() if ns.startswith(f"nr-{lab_id}-")]
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for a reaper does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def root_links() -> set[str]:
+    """Root-namespace links with the names the lab uses inside its namespaces (should be none).
+
+    Other engineers' tests may add their own links meanwhile, so only our names count.
+    """
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return {n for n in names if re.fullmatch(r"core0|[sd]\d+", n)}
+
+
+def root_nft_tables() -> str:
+    out = subprocess.run(
+        ["nft", "list", "tables"], capture_output=True, text=True, check=True
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if "netready" in line)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    sites = {
+        "adsl": PROFILES["adsl"],
+        "fttc": PROFILES["fttc40"],
+        "lossy": parse_profile("down=50,up=50"),
+        "dscp": parse_profile("down=50,up=50"),
+        "delay": parse_profile("down=50,up=50,delay_ms=15"),
+        "jitter": parse_profile("down=50,up=50,delay_ms=15,jitter_ms=5"),
+    }
+    before_links, before_nft = root_links(), root_nft_tables()
+    lab = Lab(sites)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+    assert ours(lab.lab_id) == []
+    assert root_links() == before_links
+    assert root_nft_tables() == before_nft
+
+
+def wait_listening(lab: Lab, ns: str, port: int, proto: str = "t") -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = lab.run(ns, ["ss", f"-Hl{proto}n", f"sport = :{port}"]).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} in {ns}")
+
+
+_ports = itertools.count(5301)
+
+
+def iperf3_server(lab: Lab) -> int:
+    """A one-off iperf3 server in core on a fresh port (3.12 trips on back-to-back tests)."""
+    port = next(_ports)
+    lab.popen(lab.core_ns, ["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
+    wait_listening(lab, lab.core_ns, port)
+    return port
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_parse_profile_named_custom_and_errors() -> None:
+    assert parse_profile("adsl") is PROFILES["adsl"]
+    p = parse_profile("down=20,up=5,queue_ms=200,loss_up=1")
+    assert (p.down_mbit, p.up_mbit, p.queue_ms, p.loss_pct_up, p.loss_pct_down) == (
+        20,
+        5,
+        200,
+        1,
+        0,
+    )
+    assert p.tech == "unknown"
+    b = parse_profile("base=fttc40,loss=2,delay_ms=10")
+    assert (b.down_mbit, b.up_mbit, b.tech) == (36, 9, "fttc")
+    assert (b.loss_pct_down, b.loss_pct_up, b.delay_ms) == (2, 2, 10)
+    for p in PROFILES.values():
+        assert parse_profile(netns.profile_to_text(p)) == p
+    for bad in (
+        "vdsl9",
+        "down=20",
+        "down=x,up=1",
+        "down=20,up=5,colour=red",
+        "down=0,up=1",
+        "down=5,up=5,loss=101",
+        "down=5,up=5,tech=isdn",
+    ):
+        with pytest.raises(ConfigError):
+            parse_profile(bad)
+    # The brief's rates; copper carries deeper CPE buffers than fibre.
+    want = {
+        "adsl": (7, 0.8),
+        "fttc40": (36, 9),
+        "fttc80": (70, 18),
+        "fttp": (150, 30),
+        "ethernet": (100, 100),
+    }
+    for name, rates in want.items():
+        assert (PROFILES[name].down_mbit, PROFILES[name].up_mbit) == rates
+    assert PROFILES["adsl"].queue_ms > PROFILES["fttc40"].queue_ms > PROFILES["fttp"].queue_ms
+    for prof in DEMO_SITES.values():
+        parse_profile(prof)
+    assert {parse_profile(p).tech for p in DEMO_SITES.values()} == {
+        "adsl",
+        "fttc",
+        "fttp",
+        "ethernet",
+    }
+
+
+def test_bad_site_names_and_ids_are_config_errors() -> None:
+    for sites, lab_id in (
+        ({"core": PROFILES["adsl"]}, None),
+        ({"a b": PROFILES["adsl"]}, None),
+        ({}, None),
+        ({"a": PROFILES["adsl"]}, "Bad-ID"),
+    ):
+        with pytest.raises(ConfigError):
+            Lab(sites, lab_id)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+def test_topology_addresses_and_isolation(lab: Lab) -> None:
+    assert lab.core_ns == f"nr-{lab.lab_id}-core" and lab.router_ns == f"nr-{lab.lab_id}-router"
+    present = set(netns.list_netns())
+    assert set(lab.namespaces()) <= present
+    for site in lab.sites:
+        ns = lab.site_ns(site)
+        assert lab.site_ip(site) in lab.run(ns, ["ip", "-4", "-o", "addr"]).stdout
+        assert "lo" in lab.run(ns, ["ip", "-o", "link", "show", "up"]).stdout
+    # core reaches every site through the router (two hops)
+    out = lab.run(lab.core_ns, ["ping", "-c", "1", "-W", "2", lab.site_ip("fttc")]).stdout
+    assert "ttl=63" in out
+    # nothing routes out of the lab: no default route in core or router
+    for ns in (lab.core_ns, lab.router_ns):
+        cp = lab.run(ns, ["ip", "route", "get", "1.1.1.1"], check=False)
+        assert cp.returncode != 0 and "unreachable" in cp.stderr.lower()
+    # shaping lives in the router, never on an endpoint's own interface
+    assert "htb" in lab.run(lab.router_ns, ["tc", "qdisc", "show", "dev", "core0"]).stdout
+    for ns in (lab.core_ns, lab.site_ns("adsl")):
+        assert "htb" not in lab.run(ns, ["tc", "qdisc", "show"]).stdout
+    assert "table inet netready" in lab.run(lab.router_ns, ["nft", "list", "tables"]).stdout
+    st = netns.load_state(lab.lab_id)
+    assert (
+        st is not None and st["status"] == "up" and st["sites"]["adsl"]["ip"] == lab.site_ip("adsl")
+    )
+
+
+# --------------------------------------------------------------------------- shaping
+
+
+def iperf3_client(lab: Lab, site: str, *args: str) -> subprocess.Popen[str]:
+    """Start an iperf3 client in ``site`` against a fresh server in core (JSON on stdout)."""
+    port = iperf3_server(lab)
+    argv = ["iperf3", "-c", lab.core_ip, "-p", str(port), "-J", *args]
+    return lab.popen(lab.site_ns(site), argv, stdout=subprocess.PIPE, text=True)
+
+
+def iperf3_result(p: subprocess.Popen[str]) -> dict:
+    out, _ = p.communicate(timeout=30)
+    j = json.loads(out)
+    assert "error" not in j, j.get("error")
+    return j["end"]
+
+
+def test_shaped_tcp_rates_match_profiles_both_directions(lab: Lab) -> None:
+    """iperf3 TCP goodput within ±7% of rate x 0.956, adsl and fttc40 measured side by side."""
+    results: dict[tuple[str, str], float] = {}
+    for direction, flag in (("up", []), ("down", ["-R"])):
+        procs = {site: iperf3_client(lab, site, "-t", "3", *flag) for site in ("adsl", "fttc")}
+        for site, p in procs.items():
+            bps = iperf3_result(p)["sum_received"]["bits_per_second"]
+            results[(site, direction)] = bps / 1e6
+    for (site, direction), got in results.items():
+        prof = lab.sites[site]
+        rate = prof.up_mbit if direction == "up" else prof.down_mbit
+        want = rate * TCP_EFFICIENCY
+        assert abs(got - want) <= 0.07 * want, (
+            f"{site} {direction}: {got:.3f} Mbit/s, want {want:.3f} ±7%"
+        )
+
+
+def test_set_rate_changes_the_shaped_rate(lab: Lab) -> None:
+    lab.set_rate("fttc", 36, 3)
+    try:
+        end = iperf3_result(iperf3_client(lab, "fttc", "-t", "2"))
+        got = end["sum_received"]["bits_per_second"] / 1e6
+        assert abs(got - 3 * TCP_EFFICIENCY) <= 0.1 * 3 * TCP_EFFICIENCY, got
+        assert netns.load_state(lab.lab_id)["sites"]["fttc"]["up_mbit"] == 3
+    finally:
+        lab.set_rate("fttc", 36, 9)
+
+
+def test_latency_rises_under_load_on_adsl_upload(lab: Lab) -> None:
+    """Bufferbloat: ping RTT idle vs while iperf3 fills the 0.8 Mbit/s upload (250 ms buffer)."""
+    site_ns = lab.site_ns("adsl")
+
+    def rtts(count: int) -> list[float]:
+        argv = ["ping", "-c", str(count), "-i", "0.2", "-W", "2", lab.core_ip]
+        out = lab.run(site_ns, argv).stdout
+        return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+
+    idle = rtts(5)
+    load = iperf3_client(lab, "adsl", "-t", "4")
+    time.sleep(1.0)  # let TCP fill the buffer
+    loaded = rtts(12)
+    iperf3_result(load)
+    assert statistics.median(idle) < 5, idle
+    queue_ms = lab.sites["adsl"].queue_ms
+    # The queue fills to about queue_ms of upload; it must not be unbounded either.
+    assert 0.5 * queue_ms < statistics.median(loaded) < 1.6 * queue_ms + 20, loaded
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_random_loss_two_percent_per_direction(lab: Lab) -> None:
+    """2% loss on download only: iperf3 -u sees ~2% down (15k packets) and ~0% up."""
+    lab.set_loss("lossy", down_pct=2, up_pct=0)
+    udp = ("-u", "-b", "8M", "-l", "200", "-t", "3")
+    down_p, up_p = iperf3_client(lab, "lossy", *udp, "-R"), iperf3_client(lab, "lossy", *udp)
+    down, up = iperf3_result(down_p)["sum"], iperf3_result(up_p)["sum"]
+    assert down["packets"] > 10_000
+    assert abs(down["lost_percent"] - 2.0) < 0.6, down
+    assert up["lost_percent"] < 0.3, up
+    st = netns.load_state(lab.lab_id)["sites"]["lossy"]
+    assert (st["loss_pct_down"], st["loss_pct_up"]) == (2, 0)
+    lab.set_loss("lossy", 0, 0)
+    assert (
+        "numgen" not in lab.run(lab.router_ns, ["nft", "list", "table", "inet", "netready"]).stdout
+    )
+
+
+# --------------------------------------------------------------------------- DSCP
+
+TOS_RECEIVER = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(5)
+seen = []
+try:
+    while len(seen) < 3:
+        _, anc, _, _ = s.recvmsg(2048, 64)
+        seen += [c[2][0] for c in anc if c[0] == socket.IPPROTO_IP and c[1] == socket.IP_TOS]
+except TimeoutError:
+    pass
+print(json.dumps(seen))
+"""
+TOS_SENDER = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8)  # DSCP EF
+for _ in range(10):
+    s.sendto(b"x" * 100, (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.005)
+"""
+
+
+def received_tos(lab: Lab, src_ns: str, dst_ns: str, dst_ip: str, port: int) -> list[int]:
+    rx = lab.popen(
+        dst_ns, [sys.executable, "-c", TOS_RECEIVER, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    wait_listening(lab, dst_ns, port, "u")
+    lab.run(src_ns, [sys.executable, "-c", TOS_SENDER, dst_ip, str(port)])
+    out, _ = rx.communicate(timeout=10)
+    return json.loads(out)
+
+
+def test_dscp_rewrite_both_directions(lab: Lab) -> None:
+    site_ns, site_ip = lab.site_ns("dscp"), lab.site_ip("dscp")
+    assert set(received_tos(lab, site_ns, lab.core_ns, lab.core_ip, 5401)) == {0xB8}
+    lab.set_dscp_rewrite("dscp", True)
+    assert set(received_tos(lab, site_ns, lab.core_ns, lab.core_ip, 5402)) == {0}
+    assert set(received_tos(lab, lab.core_ns, site_ns, site_ip, 5403)) == {0}
+    # other sites keep their marking
+    assert set(received_tos(lab, lab.site_ns("fttc"), lab.core_ns, lab.core_ip, 5404)) == {0xB8}
+    lab.set_dscp_rewrite("dscp", False)
+    assert set(received_tos(lab, lab.core_ns, site_ns, site_ip, 5405)) == {0xB8}
+
+
+# --------------------------------------------------------------------------- delay line
+
+
+def ping_rtts(lab: Lab, site: str, count: int = 25) -> list[float]:
+    out = lab.run(
+        lab.site_ns(site), ["ping", "-c", str(count), "-i", "0.04", "-W", "2", lab.core_ip]
+    ).stdout
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+
+
+def test_delay_line_adds_fixed_delay_and_jitter(lab: Lab) -> None:
+    fixed = ping_rtts(lab, "delay")
+    assert len(fixed) == 25
+    assert min(fixed) >= 30.0 and statistics.median(fixed) < 34.0, fixed  # 2 x 15 ms one-way
+    assert statistics.pstdev(fixed) < 1.5, fixed
+    jit = ping_rtts(lab, "jitter")
+    assert len(jit) == 25
+    # RTT = 30 ms + two independent U(-5, +5) ms: between 20 and ~42 ms, stdev ~4 ms
+    assert min(jit) >= 19.5 and max(jit) < 45, jit
+    assert statistics.pstdev(jit) > 1.5, jit
+    assert 25 < statistics.mean(jit) < 36, jit
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_failure_during_up_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last step fails after namespaces, veths, qdiscs, nft rules, the TUN device and the
+    delay-line process exist: all of it must go."""
+    before_links = root_links()
+    bad = Lab({"a": PROFILES["adsl"], "d": parse_profile("down=5,up=5,delay_ms=5")})
+    real = Lab._delay_line
+    started: list[int] = []
+
+    def broken(self: Lab, site: str) -> None:
+        real(self, site)
+        started.extend(self._delay_pids)
+        assert len(ours(self.lab_id)) == 4
+        raise LabError("injected failure after the delay line started")
+
+    monkeypatch.setattr(Lab, "_delay_line", broken)
+    with pytest.raises(LabError, match="injected"):
+        bad.up()
+    assert started and not any(running(pid) for pid in started)
+    assert ours(bad.lab_id) == []
+    assert netns.load_state(bad.lab_id) is None
+    assert root_links() == before_links
+    bad.down()  # idempotent
+    bad.down()
+
+
+def test_up_refuses_an_existing_id_and_down_is_idempotent() -> None:
+    a = Lab({"s": PROFILES["ethernet"]})
+    with a:
+        with pytest.raises(LabError, match="already exists"):
+            Lab({"s": PROFILES["ethernet"]}, a.lab_id).up()
+        assert len(ours(a.lab_id)) == 3  # the clash did not tear down the running lab
+    a.down()
+    assert ours(a.lab_id) == []
+
+
+def test_popen_processes_are_killed_by_down() -> None:
+    with Lab({"s": PROFILES["ethernet"]}) as a:
+        p = a.popen(a.core_ns, ["sleep", "60"])
+        # and one started behind the lab's back, with plain `ip netns exec`
+        q = subprocess.Popen(["ip", "netns", "exec", a.site_ns("s"), "sleep", "60"])
+        time.sleep(0.1)
+    assert p.wait(timeout=5) != 0
+    assert q.wait(timeout=5) != 0
+
+
+CRASHER = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from lab.netns import Lab, parse_profile
+lab = Lab({"s": parse_profile("down=5,up=5,delay_ms=3")}, sys.argv[2]).up()
+print("up", flush=True)
+os.kill(os.getpid(), 9)  # die without cleaning up
+"""
+
+
+def test_cleanup_stale_removes_dead_labs_only() -> None:
+    dead_id = f"x{os.getpid() % 100000}"
+    cp = subprocess.run(
+        [sys.executable, "-c", CRASHER, str(ROOT), dead_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cp.returncode == -signal.SIGKILL and "up" in cp.stdout, cp.stderr
+    assert len(ours(dead_id)) == 3
+    delay_pids = netns.load_state(dead_id)["delay_pids"]
+    assert delay_pids and all(Path(f"/proc/{pid}").exists() for pid in delay_pids)
+    with Lab({"s": PROFILES["ethernet"]}) as live:
+        removed = netns.cleanup_stale()
+        assert removed >= 3
+        assert ours(dead_id) == []
+        assert netns.load_state(dead_id) is None
+        assert len(ours(live.lab_id)) == 3  # a live process's lab is left alone
+    # the dead lab's delay line (a process in its router namespace) is gone too
+    assert not any(running(pid) for pid in delay_pids)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_up_status_down() -> None:
+    runner = CliRunner()
+    lab_id = f"c{os.getpid() % 100000}"
+    try:
+        r = runner.invoke(
+            lab_cli,
+            [
+                "up",
+                "--id",
+                lab_id,
+                "--profile",
+                "adsl",
+                "--site",
+                "B2=down=20,up=5,loss_up=1",
+                "--format",
+                "json",
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.stdout)
+        assert (
+            summary["sites"]["adsl"]["down_mbit"] == 7
+            and summary["sites"]["B2"]["loss_pct_up"] == 1
+        )
+        assert len(ours(lab_id)) == 4
+        r = runner.invoke(lab_cli, ["status", "--format", "json"])
+        labs = {x["id"]: x for x in json.loads(r.stdout)}
+        assert labs[lab_id]["detached"] and labs[lab_id]["alive"]
+        # a re-attached Lab drives the same namespaces
+        again = Lab.from_state(lab_id)
+        assert again.site_ip("B2") == summary["sites"]["B2"]["ip"]
+        assert "ttl=63" in again.run(again.site_ns("B2"), ["ping", "-c", "1", again.core_ip]).stdout
+        r = runner.invoke(lab_cli, ["down", "--id", lab_id])
+        assert r.exit_code == 0, r.output
+        assert ours(lab_id) == []
+        r = runner.invoke(lab_cli, ["down", "--id", lab_id])
+        assert r.exit_code == 1 and "no lab" in r.stderr
+        r = runner.invoke(lab_cli, ["up", "--site", "bad"])
+        assert r.exit_code == 2 and "NAME=PROFILE" in r.stderr
+    finally:
+        netns.destroy(lab_id)
+
+
+def test_cli_profiles_json() -> None:
+    r = CliRunner().invoke(lab_cli, ["profiles", "--format", "json"])
+    assert r.exit_code == 0
+    names = [p["name"] for p in json.loads(r.stdout)]
+    assert {"adsl", "fttc40", "fttc80", "fttp", "ethernet"} <= set(names)
+
+
+def test_cli_without_root_says_so_in_one_line() -> None:
+    """A real unprivileged process (uid 65534), not a mocked geteuid."""
+    code = "import sys; sys.path.insert(0, sys.argv.pop(1)); from netready.cli import main; main()"
+    cp = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+            str(ROOT),
+            "lab",
+            "up",
+            "--profile",
+            "adsl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert cp.returncode == 1, cp.stderr
+    assert len(cp.stderr.strip().splitlines()) == 1 and "root" in cp.stderr, cp.stderr
+    assert "Traceback" not in cp.stderr
+
+
+def test_no_namespaces_of_ours_left() -> None:
+    """Runs last in this file: nothing this file created is still around."""
+    netns.cleanup_stale()
+    leftovers = [st["id"] for st in netns.list_labs() if not st["alive"]]
+    assert leftovers == []
