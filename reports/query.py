@@ -1,0 +1,383 @@
+"""The query layer: aggregates computed *in the store*, never raw points pulled into Python.
+
+Two back ends answer the same questions with the same arithmetic:
+
+- ``SqliteStore``: the embedded store (the spool's ``points`` table), in SQL with
+  ``json_extract`` and window functions (``ROW_NUMBER() OVER (PARTITION BY ...)``).
+- ``InfluxStore``: InfluxDB through the v1 ``/query`` API, in InfluxQL (``PERCENTILE``,
+  ``COUNT``, ``LAST`` ... ``GROUP BY "site"``).
+
+Percentiles are nearest-rank, exactly as InfluxQL's ``PERCENTILE(f, p)``: sort the n values,
+take the k-th with k = floor(n·p/100 + 0.5), clamped to 1..n (InfluxQL returns null when
+k < 1; we then take ``MIN``, which is the clamped value). Both stores therefore return
+identical numbers for identical points.
+
+Clinic hours. InfluxQL cannot OR several time ranges in one WHERE (InfluxDB 1.x returns an
+empty result, checked on 1.6), and has no time-of-day function. So the window is cut into
+*sessions* (one per clinic day: [start, end) in UTC ms, computed by the caller with the
+site's time zone) and every aggregate is computed per site **per session**: one InfluxQL
+statement per distinct session (all statements in one request), and in SQL one query that
+joins the points to a temporary table of (site, session) ranges. The caller combines the
+per-session aggregates (a handful of numbers per site), see ``readiness.combine``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from netready.errors import StoreError
+from netready.influx import InfluxV1, quote_ident
+from netready.inventory import StoreConfig
+
+#: site -> list of sessions [(t0_ms, t1_ms)]; the session id is its t0.
+Sessions = Mapping[str, Sequence[tuple[int, int]]]
+#: (site, group tag value or "", session t0) -> alias -> value
+AggRows = dict[tuple[str, str, int], dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class Agg:
+    """One aggregate: ``pct`` None means COUNT of the field, else the nearest-rank percentile."""
+
+    alias: str
+    field: str
+    pct: float | None = None
+
+
+class Store(Protocol):
+    def aggregate(
+        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+    ) -> AggRows: ...
+
+    def failures(
+        self, measurement: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, dict[str, int]]: ...
+
+    def latest(
+        self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, int]: ...
+
+    def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+def nearest_rank(n: int, pct: float) -> int:
+    """The 1-based rank InfluxQL's PERCENTILE picks (clamped to 1..n)."""
+    return max(1, min(n, int(n * pct / 100.0 + 0.5)))
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_name(s: str) -> str:
+    if not _NAME.match(s):
+        raise StoreError(f"report query: bad field or tag name {s!r}")
+    return s
+
+
+DETECTED_TECH_MEASUREMENTS = ("dsl_line", "if_traffic")
+
+
+def _empty(aggs: Sequence[Agg], vals: Mapping[str, float | None]) -> bool:
+    """No points of these fields in the group (the stores differ in whether they say so)."""
+    counts = [vals[a.alias] for a in aggs if a.pct is None]
+    if counts:
+        return not any(counts)
+    return all(vals[a.alias] is None for a in aggs)
+
+
+# ------------------------------------------------------------------------------- SQLite
+
+
+class SqliteStore:
+    """The embedded store: the spool file's ``points`` table, read-only."""
+
+    def __init__(self, path: str | Path):
+        p = Path(path)
+        if not p.exists():
+            raise StoreError(f"spool {p}: file not found (run the agent first, or pass --spool)")
+        try:
+            self.db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute("SELECT 1 FROM points LIMIT 1").fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"spool {p}: cannot read the embedded store: {e}") from None
+        self.path = p
+        self.db.execute("ATTACH DATABASE ':memory:' AS w")
+        self.db.execute("CREATE TABLE w.sess (site TEXT, t0 INTEGER, t1 INTEGER)")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _load_sessions(self, sessions: Sessions) -> None:
+        self.db.execute("DELETE FROM w.sess")
+        self.db.executemany(
+            "INSERT INTO w.sess VALUES (?, ?, ?)",
+            [(s, t0, t1) for s, lst in sessions.items() for t0, t1 in lst],
+        )
+
+    def aggregate(
+        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+    ) -> AggRows:
+        fields = sorted({_check_name(a.field) for a in aggs})
+        col = {f: f"v{i}" for i, f in enumerate(fields)}
+        grp = f"json_extract(p.tags, '$.{_check_name(by)}')" if by else "''"
+        base_cols = ", ".join(f"json_extract(p.fields, '$.{f}') AS {col[f]}" for f in fields)
+        ranks = ", ".join(
+            f"COUNT({col[f]}) OVER w AS n_{col[f]}, "
+            f"ROW_NUMBER() OVER (PARTITION BY site, sid, g ORDER BY {col[f]} NULLS LAST) "
+            f"AS r_{col[f]}"
+            for f in fields
+        )
+        outs = []
+        for a in aggs:
+            c = col[a.field]
+            if a.pct is None:
+                outs.append(f"COUNT({c})")
+            else:
+                k = f"MAX(1, MIN(n_{c}, CAST(n_{c} * {float(a.pct)!r} / 100.0 + 0.5 AS INTEGER)))"
+                outs.append(f"MAX(CASE WHEN r_{c} = {k} THEN {c} END)")
+        sql = f"""
+            WITH base AS (
+                SELECT p.site AS site, s.t0 AS sid, coalesce({grp}, '') AS g, {base_cols}
+                FROM w.sess s JOIN points p
+                  ON p.measurement = ? AND p.site = s.site
+                 AND p.time_ms >= s.t0 AND p.time_ms < s.t1
+                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'
+            ),
+            ranked AS (
+                SELECT *, {ranks} FROM base WINDOW w AS (PARTITION BY site, sid, g)
+            )
+            SELECT site, g, sid, {", ".join(outs)} FROM ranked GROUP BY site, g, sid
+        """
+        self._load_sessions(sessions)
+        out: AggRows = {}
+        try:
+            for row in self.db.execute(sql, (measurement,)):
+                site, g, sid, *vals = row
+                d = {a.alias: v for a, v in zip(aggs, vals, strict=True)}
+                if not _empty(aggs, d):
+                    out[(site, g, sid)] = d
+        except sqlite3.Error as e:
+            raise StoreError(f"spool {self.path}: report query failed: {e}") from None
+        return out
+
+    def _sites(self, sites: Iterable[str]) -> None:
+        self._load_sessions({s: [(0, 0)] for s in sites})
+
+    def failures(
+        self, measurement: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, dict[str, int]]:
+        self._sites(sites)
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for site, res, n in self.db.execute(
+            """SELECT p.site, json_extract(p.tags, '$.result') AS r, COUNT(*)
+               FROM w.sess s JOIN points p ON p.measurement = ? AND p.site = s.site
+                AND p.time_ms >= ? AND p.time_ms < ?
+               WHERE r IS NOT NULL AND r NOT IN ('ok', '')
+                 AND json_extract(p.fields, '$.reason') IS NOT NULL
+               GROUP BY p.site, r""",
+            (measurement, t0, t1),
+        ):
+            out[site][res] = n
+        return dict(out)
+
+    def latest(
+        self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, int]:
+        self._sites(sites)
+        f = _check_name(field)
+        return {
+            site: int(t)
+            for site, t in self.db.execute(
+                f"""SELECT p.site, MAX(p.time_ms) FROM w.sess s JOIN points p
+                ON p.measurement = ? AND p.site = s.site AND p.time_ms >= ? AND p.time_ms < ?
+                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'
+                  AND json_extract(p.fields, '$.{f}') IS NOT NULL
+                GROUP BY p.site""",
+                (measurement, t0, t1),
+            )
+        }
+
+    def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
+        """The newest ``detected_tech`` (tag or field) a collector reported per site."""
+        self._sites(sites)
+        ph = ",".join("?" * len(DETECTED_TECH_MEASUREMENTS))
+        rows = self.db.execute(
+            f"""SELECT site, tech FROM (
+                  SELECT p.site AS site,
+                         coalesce(json_extract(p.tags, '$.detected_tech'),
+                                  json_extract(p.fields, '$.detected_tech')) AS tech,
+                         ROW_NUMBER() OVER (PARTITION BY p.site ORDER BY p.time_ms DESC) AS rn
+                  FROM w.sess s JOIN points p ON p.site = s.site
+                   AND p.measurement IN ({ph}) AND p.time_ms >= ? AND p.time_ms < ?
+                  WHERE tech IS NOT NULL AND tech != ''
+                ) WHERE rn = 1""",
+            (*DETECTED_TECH_MEASUREMENTS, t0, t1),
+        )
+        return {site: str(t) for site, t in rows}
+
+
+# ----------------------------------------------------------------------------- InfluxDB
+
+_VALID = "(\"result\" = '' OR \"result\" = 'ok')"
+
+
+class InfluxStore:
+    """InfluxDB through InfluxQL; one HTTP request per question (statements batched)."""
+
+    #: statements per HTTP request
+    BATCH = 40
+
+    def __init__(self, cfg: StoreConfig, client: InfluxV1 | None = None):
+        from netready.influx import query_client_for
+
+        self.client = client or query_client_for(cfg)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _run(self, statements: Sequence[str]) -> list[Any]:
+        out = []
+        for i in range(0, len(statements), self.BATCH):
+            out.extend(self.client.query(";\n".join(statements[i : i + self.BATCH])))
+        return out
+
+    @staticmethod
+    def _site_filter(sites: Iterable[str], limit: int = 200) -> str:
+        s = sorted(set(sites))
+        if not s or len(s) > limit:
+            return ""  # cheaper to group every site and drop the others in Python
+        alts = "|".join(re.escape(x) for x in s)
+        return f' AND "site" =~ /^({alts})$/'
+
+    def aggregate(
+        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+    ) -> AggRows:
+        cols: list[str] = []
+        for a in aggs:
+            f = quote_ident(_check_name(a.field))
+            if a.pct is None:
+                cols.append(f'COUNT({f}) AS "{a.alias}"')
+            else:
+                cols.append(f'PERCENTILE({f}, {float(a.pct)!r}) AS "{a.alias}"')
+                cols.append(f'MIN({f}) AS "_min_{a.alias}"')
+        wanted: dict[tuple[int, int], set[str]] = defaultdict(set)
+        for site, lst in sessions.items():
+            for r in lst:
+                wanted[r].add(site)
+        group = '"site"' + (f", {quote_ident(_check_name(by))}" if by else "")
+        stmts = []
+        ranges = sorted(wanted)
+        for t0, t1 in ranges:
+            stmts.append(
+                f"SELECT {', '.join(cols)} FROM {quote_ident(measurement)} WHERE {_VALID}"
+                f" AND time >= {t0}ms AND time < {t1}ms{self._site_filter(wanted[(t0, t1)])}"
+                f" GROUP BY {group}"
+            )
+        out: AggRows = {}
+        members = {(s, t0) for (t0, _t1), ss in wanted.items() for s in ss}
+        for res in self._run(stmts):
+            site = res.tags.get("site", "")
+            g = res.tags.get(by, "") if by else ""
+            for row in res.dicts():
+                sid = int(row["time"])
+                if (site, sid) not in members:
+                    continue
+                vals: dict[str, float | None] = {}
+                for a in aggs:
+                    v = row.get(a.alias)
+                    if a.pct is not None and v is None:
+                        v = row.get(f"_min_{a.alias}")
+                    vals[a.alias] = v
+                if not _empty(aggs, vals):
+                    out[(site, g, sid)] = vals
+        return out
+
+    def failures(
+        self, measurement: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, dict[str, int]]:
+        keep = set(sites)
+        q = (
+            f'SELECT COUNT("reason") AS n FROM {quote_ident(measurement)} WHERE "result" != \'\''
+            f" AND \"result\" != 'ok' AND time >= {t0}ms AND time < {t1}ms"
+            f'{self._site_filter(keep)} GROUP BY "site", "result"'
+        )
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for res in self._run([q]):
+            site = res.tags.get("site", "")
+            if site in keep:
+                for row in res.dicts():
+                    if row["n"]:
+                        out[site][res.tags.get("result", "")] = int(row["n"])
+        return dict(out)
+
+    def latest(
+        self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, int]:
+        keep = set(sites)
+        q = (
+            f"SELECT LAST({quote_ident(_check_name(field))}) FROM {quote_ident(measurement)}"
+            f" WHERE {_VALID} AND time >= {t0}ms AND time < {t1}ms{self._site_filter(keep)}"
+            f' GROUP BY "site"'
+        )
+        out = {}
+        for res in self._run([q]):
+            site = res.tags.get("site", "")
+            if site in keep and res.values:
+                out[site] = int(res.values[0][0])
+        return out
+
+    def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
+        """Newest ``detected_tech`` per site, whether collectors write it as a tag or a field."""
+        keep = set(sites)
+        best: dict[str, tuple[int, str]] = {}
+        for m in DETECTED_TECH_MEASUREMENTS:
+            mq = quote_ident(m)
+            fkeys = {
+                r[0]: r[1] for res in self._run([f"SHOW FIELD KEYS FROM {mq}"]) for r in res.values
+            }
+            if not fkeys:
+                continue
+            where = f" WHERE time >= {t0}ms AND time < {t1}ms{self._site_filter(keep)}"
+            if "detected_tech" in fkeys:
+                q = f'SELECT LAST("detected_tech") FROM {mq}{where} GROUP BY "site"'
+                for res in self._run([q]):
+                    site = res.tags.get("site", "")
+                    for t, v in res.values:
+                        if site in keep and v and (site not in best or t > best[site][0]):
+                            best[site] = (int(t), str(v))
+            tagq = f"SHOW TAG KEYS FROM {mq}"
+            tags = {r[0] for res in self._run([tagq]) for r in res.values}
+            if "detected_tech" in tags:
+                num = next(
+                    (k for k, t in sorted(fkeys.items()) if t in ("float", "integer")),
+                    next(iter(sorted(fkeys))),
+                )
+                q = (
+                    f"SELECT LAST({quote_ident(num)}) FROM {mq}{where}"
+                    f' AND "detected_tech" != \'\' GROUP BY "site", "detected_tech"'
+                )
+                for res in self._run([q]):
+                    site = res.tags.get("site", "")
+                    v = res.tags.get("detected_tech", "")
+                    for t, _x in res.values:
+                        if site in keep and v and (site not in best or t > best[site][0]):
+                            best[site] = (int(t), v)
+        return {s: v for s, (_t, v) in best.items()}
+
+
+def open_store(cfg: StoreConfig, spool_path: str | Path | None) -> Store:
+    """The store a report reads: InfluxDB when configured, else the embedded spool."""
+    if cfg.kind == "embedded":
+        if spool_path is None:
+            raise StoreError("no spool path for the embedded store")
+        return SqliteStore(spool_path)
+    return InfluxStore(cfg)

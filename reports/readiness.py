@@ -1,0 +1,835 @@
+"""The readiness model: evidence from the store -> a verdict per site, with reasons.
+
+Steps (``assess_estate``):
+
+1. The window: ``since`` back from ``now``; per site, its clinic sessions (one per clinic day,
+   local time ``Europe/London``, DST-correct) or, for round-the-clock profiles, the whole window.
+2. Evidence, aggregated in the store (``reports/query.py``):
+   - ``rtt`` per site per session: p95 and p50 over the 15 s windows of the window's median RTT,
+     RFC 3550 jitter, loss; p95 of burst loss and reorder. A site's figure is the **median over
+     its clinic sessions** of the session figure ("on a typical clinic day, 95 % of 15 s windows
+     were at or below ..."); the worst session is kept too.
+   - ``throughput`` per direction over the whole window (heavy tests run outside clinic hours by
+     design): p10 ("sustained") and p50 of ``goodput_mbps``; ``link_busy`` and other invalid
+     samples are excluded and counted.
+   - ``media``: p10 of ``mos`` per direction and of ``capacity_calls`` over the whole window.
+   - failures by ``result``; the newest valid measurement; the router-detected access tech.
+3. Gates (``reports/rubric.py``), capacity, verdict, confidence.
+
+Capacity (per concurrent call, DESIGN.md): measured ``capacity_calls`` (media probe, p10 of its
+runs) when there is any; else ``floor(0.75 × p10 / per-call rate)`` per direction at the
+profile's recommended per-call rate, the smaller; else none. The source is always stated.
+
+Verdicts:
+- NO DATA: nothing could be judged (no valid or failed measurement in the window).
+- NOT READY: a gate is past its not-ready bound; or every rtt run failed; or the planned clinics
+  get less than the not-ready bandwidth per call.
+- MARGINAL: a gate between not-ready and minimum; or capacity < planned clinics while each planned
+  call still gets at least the not-ready bandwidth; or part of the evidence is missing.
+- READY: every gate meets its minimum and capacity ≥ planned clinics.
+- STALE: the newest valid measurement is older than ``STALE_AFTER``; ``assessed`` keeps what the
+  evidence said.
+
+MOS: the simplified E-model (``netready.stats.emodel_mos``) with **one-way latency = RTT / 2**
+(the rtt probe measures round trips), the jitter and the loss above; media-probe MOS is reported
+beside it when present and used only when there is no rtt evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from zoneinfo import ZoneInfo
+
+from netready import stats
+from netready.inventory import COPPER_TECHS, DAYS, FIBRE_TECHS, ClinicHours, Inventory, Site
+from reports import rubric
+from reports.query import Agg, Store
+from reports.rubric import HEADROOM, PROFILES, Profile, Threshold
+
+TZ = ZoneInfo("Europe/London")
+
+READY, MARGINAL, NOT_READY, NO_DATA, STALE = "READY", "MARGINAL", "NOT READY", "NO DATA", "STALE"
+VERDICTS = (READY, MARGINAL, NOT_READY, STALE, NO_DATA)
+#: severity order for "the worst of"
+_SEV = {READY: 0, MARGINAL: 1, NOT_READY: 2}
+_BAND_VERDICT = {
+    "recommended": READY,
+    "minimum": READY,
+    "marginal": MARGINAL,
+    "not_ready": NOT_READY,
+    "no_data": MARGINAL,
+    "info": READY,
+}
+
+
+# ----------------------------------------------------------------------------- window
+
+
+@dataclass(frozen=True)
+class Window:
+    now_ms: int
+    since: dt.timedelta
+
+    @property
+    def t0(self) -> int:
+        return self.now_ms - int(self.since.total_seconds() * 1000)
+
+    @property
+    def t1(self) -> int:
+        return self.now_ms + 1  # include a point stamped exactly "now"
+
+
+def parse_since(text: str) -> dt.timedelta:
+    """``14d``, ``36h``, ``90m``, ``2w`` -> timedelta. ValueError with a one-line message."""
+    t = text.strip().lower()
+    units = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+    if len(t) < 2 or t[-1] not in units:
+        raise ValueError(f"--since {text!r}: use a number and a unit, e.g. 14d, 36h, 90m")
+    try:
+        n = float(t[:-1])
+    except ValueError:
+        raise ValueError(f"--since {text!r}: use a number and a unit, e.g. 14d, 36h") from None
+    if not 0 < n * units[t[-1]] <= 400 * 86400:
+        raise ValueError(f"--since {text!r}: must be between 1 s and 400 days")
+    return dt.timedelta(seconds=n * units[t[-1]])
+
+
+def clinic_sessions(
+    hours: ClinicHours, t0_ms: int, t1_ms: int, tz: dt.tzinfo = TZ
+) -> list[tuple[int, int]]:
+    """Clinic sessions [start, end) in UTC ms that overlap [t0, t1), clipped to it."""
+    out = []
+    d = dt.datetime.fromtimestamp(t0_ms / 1000, tz).date() - dt.timedelta(days=1)
+    last = dt.datetime.fromtimestamp(t1_ms / 1000, tz).date()
+    while d <= last:
+        if DAYS[d.weekday()] in hours.days:
+            a = int(dt.datetime.combine(d, hours.start, tz).timestamp() * 1000)
+            b = int(dt.datetime.combine(d, hours.end, tz).timestamp() * 1000)
+            a, b = max(a, t0_ms), min(b, t1_ms)
+            if a < b:
+                out.append((a, b))
+        d += dt.timedelta(days=1)
+    return out
+
+
+# ----------------------------------------------------------------------------- evidence
+
+RTT_AGGS = (
+    Agg("n", "rtt_p50_ms"),
+    Agg("rtt_ms", "rtt_p50_ms", rubric.QUALITY_PCT),
+    Agg("rtt_med_ms", "rtt_p50_ms", 50),
+    Agg("jitter_ms", "jitter_rfc3550_ms", rubric.QUALITY_PCT),
+    Agg("jitter_med_ms", "jitter_rfc3550_ms", 50),
+    Agg("loss_pct", "loss_pct", rubric.QUALITY_PCT),
+    Agg("loss_med_pct", "loss_pct", 50),
+    Agg("burst_loss_pct", "burst_loss_200ms_pct", rubric.QUALITY_PCT),
+    Agg("reorder_pct", "reorder_pct", rubric.QUALITY_PCT),
+)
+TP_AGGS = (
+    Agg("n", "goodput_mbps"),
+    Agg("p10", "goodput_mbps", rubric.SUSTAINED_PCT),
+    Agg("p50", "goodput_mbps", 50),
+)
+MEDIA_AGGS = (
+    Agg("n", "mos"),
+    Agg("mos_p10", "mos", rubric.SUSTAINED_PCT),
+    Agg("loss_p95", "loss_pct", rubric.QUALITY_PCT),
+)
+CAP_AGGS = (Agg("n", "capacity_calls"), Agg("p10", "capacity_calls", rubric.SUSTAINED_PCT))
+LATEST = (
+    ("rtt", "rtt_p50_ms"),
+    ("throughput", "goodput_mbps"),
+    ("media", "mos"),
+    ("media", "capacity_calls"),
+)
+
+
+@dataclass
+class Figure:
+    """A quality figure combined over sessions: median of the session values, the worst."""
+
+    value: float | None = None
+    worst: float | None = None
+    sessions: int = 0
+
+
+@dataclass
+class Evidence:
+    quality: dict[str, Figure] = field(default_factory=dict)
+    windows: int = 0
+    sessions_with_data: int = 0
+    sessions_total: int = 0
+    tp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # direction -> p10/p50/n
+    media_mos: float | None = None
+    media_n: int = 0
+    capacity_calls: float | None = None
+    capacity_n: int = 0
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)  # measurement -> result -> n
+    newest_ms: int | None = None
+    detected_tech: str | None = None
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for res in self.failures.values():
+            for r, n in res.items():
+                out[r] += n
+        return dict(out)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.windows or self.tp or self.media_n or self.capacity_n or self.failures)
+
+
+def combine(values: Sequence[float], lower_is_better: bool = True) -> Figure:
+    """Median over sessions (a typical clinic day) and the worst session."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return Figure()
+    worst = max(vals) if lower_is_better else min(vals)
+    return Figure(stats.percentile(vals, 50), worst, len(vals))
+
+
+def site_sessions(site: Site, profile: Profile, w: Window) -> list[tuple[int, int]]:
+    if profile.hours == "all":
+        return [(w.t0, w.t1)]
+    return clinic_sessions(site.clinic_hours, w.t0, w.t1)
+
+
+def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
+    """All evidence for ``sites``: a fixed number of store queries, whatever the estate size."""
+    ev = {s.ods: Evidence() for s in sites}
+    ods = [s.ods for s in sites]
+    sess = {s.ods: site_sessions(s, profile, w) for s in sites}
+    for s in sites:
+        ev[s.ods].sessions_total = len(sess[s.ods])
+    per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (site, _g, _sid), row in store.aggregate("rtt", RTT_AGGS, sess).items():
+        if site not in ev or not row.get("n"):
+            continue
+        e = ev[site]
+        e.windows += int(row["n"] or 0)
+        e.sessions_with_data += 1
+        for k, v in row.items():
+            if k != "n" and v is not None:
+                per[site][k].append(float(v))
+    for site, d in per.items():
+        ev[site].quality = {k: combine(v) for k, v in d.items()}
+    whole = {o: [(w.t0, w.t1)] for o in ods}
+    for (site, g, _sid), row in store.aggregate(
+        "throughput", TP_AGGS, whole, by="direction"
+    ).items():
+        if site in ev and g:
+            ev[site].tp[g] = row
+    media: dict[str, list[float]] = defaultdict(list)
+    for (site, _g, _sid), row in store.aggregate(
+        "media", MEDIA_AGGS, whole, by="direction"
+    ).items():
+        if site in ev and row.get("mos_p10") is not None:
+            media[site].append(float(row["mos_p10"]))  # type: ignore[arg-type]
+            ev[site].media_n += int(row["n"] or 0)
+    for site, v in media.items():
+        ev[site].media_mos = min(v)  # the worse direction
+    for (site, _g, _sid), row in store.aggregate("media", CAP_AGGS, whole).items():
+        if site in ev and row.get("p10") is not None:
+            ev[site].capacity_calls = float(row["p10"])  # type: ignore[arg-type]
+            ev[site].capacity_n = int(row["n"] or 0)
+    for m in ("rtt", "throughput", "media"):
+        for site, res in store.failures(m, ods, w.t0, w.t1).items():
+            if site in ev:
+                ev[site].failures[m] = res
+    for m, f in LATEST:
+        for site, t in store.latest(m, f, ods, w.t0, w.t1).items():
+            if site in ev:
+                ev[site].newest_ms = max(t, ev[site].newest_ms or 0)
+    for site, tech in store.detected_tech(ods, w.t0, w.t1).items():
+        if site in ev:
+            ev[site].detected_tech = tech
+    return ev
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@dataclass
+class Reason:
+    metric: str
+    band: str  # recommended | minimum | marginal | not_ready | no_data | info
+    measured: float | None
+    threshold: str
+    source: str
+    text: str
+
+    @property
+    def verdict(self) -> str:
+        return _BAND_VERDICT[self.band]
+
+
+@dataclass
+class Confidence:
+    level: str  # high | medium | low | none
+    windows: int
+    sessions_with_data: int
+    sessions: int
+    throughput_samples: int
+    media_samples: int
+    excluded: dict[str, int]
+    newest_ms: int | None
+
+
+@dataclass
+class SiteResult:
+    ods: str
+    name: str
+    icb: str
+    type: str
+    declared_tech: str
+    detected_tech: str | None
+    tech_class: str
+    tech_mismatch: bool
+    wlr: bool
+    registered_patients: int | None
+    contracted_down_mbps: float
+    contracted_up_mbps: float
+    planned_clinics: int
+    down_p10_mbps: float | None
+    down_p50_mbps: float | None
+    up_p10_mbps: float | None
+    up_p50_mbps: float | None
+    rtt_ms: float | None
+    jitter_ms: float | None
+    loss_pct: float | None
+    burst_loss_pct: float | None
+    reorder_pct: float | None
+    mos: float | None
+    media_mos: float | None
+    capacity_calls: int | None
+    capacity_source: str
+    ct_minutes: float | None
+    availability_pct: float | None
+    verdict: str
+    assessed: str  # the verdict the evidence gives, before STALE
+    reasons: list[Reason]
+    confidence: Confidence
+    profile: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def classify(tech: str | None) -> str:
+    """copper / fibre / unknown for a declared or detected tech string."""
+    t = normalise_tech(tech)
+    if t in COPPER_TECHS or t in ("vdsl",):
+        return "copper"
+    if t in FIBRE_TECHS:
+        return "fibre"
+    return "unknown"
+
+
+def normalise_tech(tech: str | None) -> str | None:
+    """Collector spellings (adsl2+, vdsl2, gpon, eth) -> the inventory's vocabulary."""
+    if not tech:
+        return None
+    t = tech.strip().lower()
+    if t.startswith("adsl"):
+        return "adsl"
+    if t.startswith("vdsl") or t in ("fttc", "sogea", "gfast", "g.fast"):
+        return "vdsl" if t.startswith("vdsl") else t
+    if t in ("gpon", "xgs-pon", "xgspon", "pon", "fttp", "ftth"):
+        return "fttp"
+    if t.startswith("eth") or t in ("ethernet", "leased_line", "fibre"):
+        return "ethernet"
+    return t
+
+
+def tech_mismatch(declared: str, detected: str | None) -> bool:
+    """Declared tech disagrees with what the router reports (fibre vs DSL, ADSL vs VDSL)."""
+    d = normalise_tech(detected)
+    if d is None or declared == "unknown" or d == "unknown":
+        return False
+    if declared == "adsl":
+        return d != "adsl"
+    if declared in ("fttc", "sogea"):
+        return d not in ("vdsl", "fttc", "sogea")
+    if declared in FIBRE_TECHS:  # an FTTP ONT hands the router an Ethernet port
+        return d not in FIBRE_TECHS
+    return False
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    s = f"{v:.3g}" if abs(v) < 10 else f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+    return f"{s} {unit}".strip()
+
+
+def judge(t: Threshold, value: float | None, what: str = "", *, missing: str = "") -> Reason:
+    """One gate: measured value vs the threshold, with the source."""
+    if value is None:
+        return Reason(
+            t.metric,
+            "no_data",
+            None,
+            t.describe(),
+            t.source,
+            f"{t.label}: not measured{' — ' + missing if missing else ''}",
+        )
+    band = t.band(value)
+    op_ok = ("≤" if t.inclusive else "<") if t.better == "lower" else "≥"
+    op_bad = ">" if t.better == "lower" else "<"
+    u = f" {t.unit}" if t.unit else ""
+    if band == "not_ready":
+        cmp = f"past the not-ready bound ({op_bad} {t.not_ready:g}{u})"
+    elif band == "recommended":
+        cmp = f"meets recommended {op_ok} {t.recommended:g}{u}"
+    elif band == "minimum":
+        cmp = f"meets minimum {op_ok} {t.minimum:g}{u} (recommended {op_ok} {t.recommended:g}{u})"
+    else:
+        cmp = f"misses minimum {op_ok} {t.minimum:g}{u}"
+    how = f" ({what})" if what else (f" ({t.how})" if t.how else "")
+    return Reason(
+        t.metric,
+        band,
+        value,
+        t.describe(),
+        t.source,
+        f"{t.label} {_fmt(value, t.unit)}{how}: {cmp}",
+    )
+
+
+def _tp(ev: Evidence, direction: str, key: str) -> float | None:
+    v = ev.tp.get(direction, {}).get(key)
+    return None if v is None else float(v)
+
+
+def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteResult:
+    """Verdict, reasons and confidence for one site from its evidence (pure, no I/O)."""
+    reasons: list[Reason] = []
+    q = ev.quality
+    have_quality = ev.windows >= rubric.MIN_WINDOWS
+
+    def fig(k: str) -> float | None:
+        return q[k].value if (have_quality and k in q) else None
+
+    rtt, jit, loss = fig("rtt_ms"), fig("jitter_ms"), fig("loss_pct")
+    mos = None
+    if rtt is not None and jit is not None and loss is not None:
+        mos = stats.emodel_mos(rtt / 2.0, jit, loss)  # one-way latency = RTT / 2
+    up10, down10 = _tp(ev, "up", "p10"), _tp(ev, "down", "p10")
+
+    rtt_fail = ev.failures.get("rtt", {})
+    unavailable = sum(n for r, n in rtt_fail.items() if r in rubric.UNAVAILABLE_RESULTS)
+    runs = ev.windows + unavailable
+    availability = 100.0 * ev.windows / runs if runs else None
+    hours = "clinic hours" if profile.hours == "clinic" else "all hours"
+    no_quality = f"{ev.windows} valid 15 s windows in {hours} (need {rubric.MIN_WINDOWS})"
+
+    if ev.windows == 0 and unavailable:
+        detail = ", ".join(f"{r} {n}" for r, n in sorted(rtt_fail.items()))
+        reasons.append(
+            Reason(
+                "rtt_runs",
+                "not_ready",
+                0.0,
+                "runs answered > 0",
+                "netready: a target that never answers cannot carry a call",
+                f"every rtt run in the window failed ({detail})",
+            )
+        )
+
+    values = {
+        "rtt_ms": rtt,
+        "jitter_ms": jit,
+        "loss_pct": loss,
+        "burst_loss_pct": fig("burst_loss_pct"),
+        "reorder_pct": fig("reorder_pct"),
+        "availability_pct": availability,
+    }
+    ct_minutes = None
+    if up10:
+        ct_minutes = rubric.CT_STUDY_GB * 8000.0 / up10 / 60.0
+    values["ct_minutes"] = ct_minutes
+    if mos is not None:
+        values["mos"] = mos
+    elif ev.media_mos is not None:
+        values["mos"] = ev.media_mos
+
+    for g in profile.gates:
+        t = profile.threshold(g)
+        v = values.get(g)
+        what = ""
+        if g == "mos" and v is not None:
+            what = (
+                "E-model, one-way latency = RTT/2"
+                if mos is not None
+                else f"media probe, p10 of {ev.media_n} runs"
+            )
+        elif g in q and v is not None and profile.hours == "clinic":
+            what = (
+                f"{t.how}, median of {q[g].sessions} clinic days; "
+                f"worst day {_fmt(q[g].worst, t.unit)}"
+            )
+        elif g == "ct_minutes" and v is not None:
+            what = f"{rubric.CT_STUDY_GB:g} GB at p10 upload {_fmt(up10, 'Mbps')}"
+        missing = no_quality
+        if g == "ct_minutes":
+            missing = "no upload throughput in the window"
+        if g == "availability_pct" and v is None:
+            missing = "no rtt runs in the window"
+        reasons.append(judge(t, v, what, missing=missing))
+
+    cap: int | None = None
+    cap_src = "none: no throughput or media capacity in the window"
+    if profile.concurrent:
+        cap_tp = None
+        if up10 is not None and down10 is not None:
+            cu = math.floor(HEADROOM * up10 / profile.up.recommended + 1e-9)
+            cd = math.floor(HEADROOM * down10 / profile.down.recommended + 1e-9)
+            cap_tp = min(cu, cd)
+        if ev.capacity_calls is not None:
+            cap = int(ev.capacity_calls)
+            cap_src = f"measured: media probe capacity_calls, p10 of {ev.capacity_n} runs"
+        elif cap_tp is not None:
+            cap = cap_tp
+            cap_src = (
+                f"computed: floor({HEADROOM:g} × p10 ÷ {profile.up.recommended:g} Mbps up, "
+                f"÷ {profile.down.recommended:g} Mbps down), the smaller "
+                f"(up {_fmt(up10, 'Mbps')} -> {cu}, down {_fmt(down10, 'Mbps')} -> {cd})"
+            )
+        planned = site.planned_clinics
+        if planned == 0:
+            reasons.append(
+                Reason(
+                    "capacity_calls",
+                    "info",
+                    cap,
+                    "planned clinics 0",
+                    "inventory",
+                    "no concurrent clinics planned",
+                )
+            )
+        elif cap is None:
+            reasons.append(
+                Reason(
+                    "capacity_calls",
+                    "no_data",
+                    None,
+                    f"≥ {planned} planned",
+                    rubric.HEADROOM_SOURCE,
+                    f"capacity unknown ({cap_src})",
+                )
+            )
+        elif cap >= planned:
+            reasons.append(
+                Reason(
+                    "capacity_calls",
+                    "recommended",
+                    float(cap),
+                    f"≥ {planned} planned",
+                    rubric.HEADROOM_SOURCE,
+                    f"capacity {cap} calls ≥ {planned} planned ({cap_src})",
+                )
+            )
+        else:
+            band = "not_ready" if cap == 0 else "marginal"
+            per_call = []
+            if up10 is not None and down10 is not None:
+                # Each planned call's share of the sustained rate, judged on the per-call gates.
+                bands = []
+                for t, v10, d in ((profile.up, up10, "up"), (profile.down, down10, "down")):
+                    share = HEADROOM * v10 / planned
+                    bands.append(t.band(share))
+                    per_call.append(
+                        f"{d} {_fmt(share, 'Mbps')}/call "
+                        f"({t.label} not ready < {t.not_ready:g}, "
+                        f"minimum {t.minimum:g})"
+                    )
+                band = "not_ready" if "not_ready" in bands else "marginal"
+            extra = ("; " + "; ".join(per_call)) if per_call else ""
+            reasons.append(
+                Reason(
+                    "capacity_calls",
+                    band,
+                    float(cap),
+                    f"≥ {planned} planned",
+                    f"{rubric.HEADROOM_SOURCE}; {profile.up.source}",
+                    f"capacity {cap} calls < {planned} planned ({cap_src}){extra}",
+                )
+            )
+
+    judged = [r for r in reasons if r.band not in ("no_data", "info")]
+    if not ev.any or not judged:
+        assessed = NO_DATA
+        if not ev.any:
+            reasons.insert(
+                0,
+                Reason(
+                    "data", "no_data", None, "", "", "no measurements for this site in the window"
+                ),
+            )
+    else:
+        assessed = max((r.verdict for r in reasons), key=lambda v: _SEV[v])
+    verdict = assessed
+    if assessed != NO_DATA and ev.newest_ms is not None:
+        age = dt.timedelta(milliseconds=now_ms - ev.newest_ms)
+        if age > rubric.STALE_AFTER:
+            verdict = STALE
+            reasons.insert(
+                0,
+                Reason(
+                    "newest",
+                    "info",
+                    age.total_seconds() / 86400,
+                    f"≤ {rubric.STALE_AFTER.days} days",
+                    "netready: evidence older than the stale limit says little about today",
+                    f"newest valid measurement is {age.total_seconds() / 86400:.1f} days old "
+                    f"(> {rubric.STALE_AFTER.days} days); the evidence says {assessed}",
+                ),
+            )
+
+    tp_n = int(sum((d.get("n") or 0) for d in ev.tp.values()))
+    level = "none"
+    if ev.any:
+        enough_days = ev.sessions_with_data >= min(5, max(1, ev.sessions_total))
+        if (
+            enough_days
+            and ev.windows >= 50
+            and (tp_n >= 4 or ev.capacity_n >= 3 or not profile.concurrent)
+        ):
+            level = "high"
+        elif ev.sessions_with_data >= 2 and ev.windows >= 12:
+            level = "medium"
+        else:
+            level = "low"
+    conf = Confidence(
+        level,
+        ev.windows,
+        ev.sessions_with_data,
+        ev.sessions_total,
+        tp_n,
+        ev.media_n,
+        ev.excluded,
+        ev.newest_ms,
+    )
+    detected = normalise_tech(ev.detected_tech)
+    return SiteResult(
+        ods=site.ods,
+        name=site.name,
+        icb=site.icb,
+        type=site.type,
+        declared_tech=site.link.tech,
+        detected_tech=detected,
+        tech_class=classify(site.link.tech),
+        tech_mismatch=tech_mismatch(site.link.tech, detected),
+        wlr=site.link.wlr,
+        registered_patients=site.registered_patients,
+        contracted_down_mbps=site.link.down_mbps,
+        contracted_up_mbps=site.link.up_mbps,
+        planned_clinics=site.planned_clinics,
+        down_p10_mbps=down10,
+        down_p50_mbps=_tp(ev, "down", "p50"),
+        up_p10_mbps=up10,
+        up_p50_mbps=_tp(ev, "up", "p50"),
+        rtt_ms=rtt,
+        jitter_ms=jit,
+        loss_pct=loss,
+        burst_loss_pct=values["burst_loss_pct"],
+        reorder_pct=values["reorder_pct"],
+        mos=mos,
+        media_mos=ev.media_mos,
+        capacity_calls=cap,
+        capacity_source=cap_src if profile.concurrent else "not applicable",
+        ct_minutes=ct_minutes,
+        availability_pct=availability,
+        verdict=verdict,
+        assessed=assessed,
+        reasons=reasons,
+        confidence=conf,
+        profile=profile.name,
+    )
+
+
+# ----------------------------------------------------------------------------- the estate
+
+
+@dataclass
+class Estate:
+    profile: str
+    now_ms: int
+    since_s: float
+    store: str
+    sites: list[SiteResult]
+    cohorts: list[dict[str, object]]
+    by_icb: list[dict[str, object]]
+    priority: list[dict[str, object]]
+    pstn_risk: list[dict[str, object]]
+    mismatches: list[dict[str, object]]
+
+    def counts(self) -> dict[str, int]:
+        c = {v: 0 for v in VERDICTS}
+        for s in self.sites:
+            c[s.verdict] += 1
+        return c
+
+
+def select_sites(inv: Inventory, site: Sequence[str] = (), icb: Sequence[str] = ()) -> list[Site]:
+    out = list(inv.sites)
+    if site:
+        for s in site:
+            inv.site(s)  # raises InventoryError naming the unknown code
+        out = [s for s in out if s.ods in set(site)]
+    if icb:
+        out = [s for s in out if s.icb in set(icb)]
+    return out
+
+
+def assess_estate(
+    store: Store, sites: Sequence[Site], profile_name: str, w: Window, store_name: str = ""
+) -> Estate:
+    profile = PROFILES[profile_name]
+    ev = gather(store, sites, profile, w)
+    results = [evaluate(s, ev[s.ods], profile, w.now_ms) for s in sites]
+    by_ods = {s.ods: s for s in sites}
+    return Estate(
+        profile=profile.name,
+        now_ms=w.now_ms,
+        since_s=w.since.total_seconds(),
+        store=store_name,
+        sites=results,
+        cohorts=cohorts(results, "declared_tech") + cohorts(results, "detected_tech"),
+        by_icb=cohorts(results, "icb"),
+        priority=upgrade_priority(results),
+        pstn_risk=pstn_risk(results, w.now_ms),
+        mismatches=[
+            {
+                "ods": r.ods,
+                "name": r.name,
+                "declared_tech": r.declared_tech,
+                "detected_tech": r.detected_tech,
+                "router": (by_ods[r.ods].router.vendor if by_ods[r.ods].router else None),
+            }
+            for r in results
+            if r.tech_mismatch
+        ],
+    )
+
+
+def _dist(vals: Iterable[float | None]) -> dict[str, float | None]:
+    v = [float(x) for x in vals if x is not None]
+    return {"median": stats.percentile(v, 50), "p10": stats.percentile(v, 10), "n": len(v)}
+
+
+def cohorts(results: Sequence[SiteResult], key: str) -> list[dict[str, object]]:
+    """Per value of ``key`` (declared_tech, detected_tech, icb): counts, share ready and the
+    distribution across its sites of their figures (median and p10 of the site values)."""
+    groups: dict[tuple[str, str], list[SiteResult]] = defaultdict(list)
+    for r in results:
+        v = getattr(r, key) or "unknown"
+        cls = classify(r.declared_tech if key != "detected_tech" else r.detected_tech)
+        groups[(str(v), cls if key == "icb" else "")].append(r)
+    out = []
+    for (v, cls), rs in sorted(groups.items()):
+        ready = sum(r.verdict == READY for r in rs)
+        judged = sum(r.verdict not in (NO_DATA,) for r in rs)
+        row: dict[str, object] = {
+            "by": key,
+            "group": v,
+            "class": cls or classify(v),
+            "sites": len(rs),
+            "ready": ready,
+            "marginal": sum(r.verdict == MARGINAL for r in rs),
+            "not_ready": sum(r.verdict == NOT_READY for r in rs),
+            "no_data": sum(r.verdict == NO_DATA for r in rs),
+            "stale": sum(r.verdict == STALE for r in rs),
+            "share_ready": ready / len(rs),
+            "judged": judged,
+        }
+        for f in ("down_p10_mbps", "up_p10_mbps", "rtt_ms", "jitter_ms", "mos"):
+            row[f] = _dist(getattr(r, f) for r in rs)
+        out.append(row)
+    return out
+
+
+def shortfall(r: SiteResult) -> float:
+    """Share of the planned clinics the link cannot carry well (0..1).
+
+    Capacity short: (planned - capacity) / planned (unknown capacity counts as 1). A quality gate
+    past its not-ready bound makes every clinic suffer (1.0); a marginal gate at least 0.5.
+    """
+    planned = max(1, r.planned_clinics)
+    cap = r.capacity_calls
+    s = 1.0 if cap is None else max(0.0, (planned - min(cap, planned)) / planned)
+    quality = [x for x in r.reasons if x.metric in rubric.QUALITY or x.metric == "rtt_runs"]
+    if any(x.band == "not_ready" for x in quality):
+        s = 1.0
+    elif any(x.band == "marginal" for x in quality):
+        s = max(s, 0.5)
+    return s
+
+
+def upgrade_priority(results: Sequence[SiteResult]) -> list[dict[str, object]]:
+    """Copper sites not ready, by planned clinics × shortfall, then registered patients."""
+    rows = []
+    for r in results:
+        copper = r.tech_class == "copper" or classify(r.detected_tech) == "copper"
+        verdict = r.assessed if r.verdict == STALE else r.verdict
+        if not copper or verdict not in (NOT_READY, MARGINAL):
+            continue
+        sf = shortfall(r)
+        rows.append(
+            {
+                "ods": r.ods,
+                "name": r.name,
+                "icb": r.icb,
+                "declared_tech": r.declared_tech,
+                "detected_tech": r.detected_tech,
+                "verdict": r.verdict,
+                "planned_clinics": r.planned_clinics,
+                "capacity_calls": r.capacity_calls,
+                "shortfall": round(sf, 4),
+                "score": round(r.planned_clinics * sf, 4),
+                "registered_patients": r.registered_patients,
+                "why": "; ".join(x.text for x in r.reasons if x.band in ("not_ready", "marginal")),
+            }
+        )
+    rows.sort(key=lambda d: (-d["score"], -(d["registered_patients"] or 0), d["ods"]))  # type: ignore[operator]
+    for i, d in enumerate(rows, 1):
+        d["rank"] = i
+    return rows
+
+
+def pstn_risk(results: Sequence[SiteResult], now_ms: int) -> list[dict[str, object]]:
+    """ADSL or WLR lines (declared, or ADSL detected) that stop working at the PSTN switch-off."""
+    today = dt.datetime.fromtimestamp(now_ms / 1000, TZ).date()
+    days = (rubric.PSTN_SWITCH_OFF - today).days
+    out = []
+    for r in results:
+        why = []
+        if r.declared_tech in rubric.PSTN_TECHS:
+            why.append(f"declared {r.declared_tech}")
+        if r.detected_tech in rubric.PSTN_TECHS:
+            why.append(f"router reports {r.detected_tech}")
+        if r.wlr:
+            why.append("line on WLR")
+        if why:
+            out.append(
+                {
+                    "ods": r.ods,
+                    "name": r.name,
+                    "icb": r.icb,
+                    "declared_tech": r.declared_tech,
+                    "detected_tech": r.detected_tech,
+                    "wlr": r.wlr,
+                    "why": ", ".join(why),
+                    "days_to_switch_off": days,
+                    "registered_patients": r.registered_patients,
+                    "verdict": r.verdict,
+                }
+            )
+    out.sort(key=lambda d: (-(d["registered_patients"] or 0), d["ods"]))  # type: ignore[operator]
+    return out

@@ -1,0 +1,324 @@
+"""The readiness rubric as data: every threshold in one table, each with its source.
+
+``RUBRIC`` holds the quality gates and per-call bandwidths of DESIGN.md. ``PROFILES`` scales
+them for the uses the NHS is moving online. Nothing else in netready hard-codes a threshold:
+the model (``readiness.py``), the reports and the docs read these tables.
+
+Bands for a metric (``better`` says which way is good):
+
+- worse than ``not_ready`` -> NOT READY (``None``: the metric alone never makes a site not ready)
+- meets ``minimum``        -> passes (and ``recommended`` is reported when met too)
+- in between               -> MARGINAL
+
+"lower is better" metrics pass ``minimum`` when ``value < minimum`` (``<=`` for RTT, as the
+table says "≤ 100 ms") and fail when ``value > not_ready``; "higher is better" metrics pass when
+``value >= minimum`` and fail when ``value < not_ready``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Better = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    label: str
+    unit: str
+    better: Better
+    not_ready: float | None
+    minimum: float
+    recommended: float
+    source: str
+    inclusive: bool = False  # minimum passes with equality (RTT "≤ 100 ms", MOS "≥ 3.6")
+    how: str = ""  # how the measured figure is taken
+
+    def passes(self, value: float, bound: float) -> bool:
+        if self.better == "lower":
+            return value <= bound if self.inclusive else value < bound
+        return value >= bound
+
+    def band(self, value: float) -> Literal["recommended", "minimum", "marginal", "not_ready"]:
+        if self.not_ready is not None and (
+            value > self.not_ready if self.better == "lower" else value < self.not_ready
+        ):
+            return "not_ready"
+        if self.passes(value, self.recommended):
+            return "recommended"
+        if self.passes(value, self.minimum):
+            return "minimum"
+        return "marginal"
+
+    def describe(self) -> str:
+        op_ok = ("≤" if self.inclusive else "<") if self.better == "lower" else "≥"
+        op_bad = ">" if self.better == "lower" else "<"
+        nr = f"{op_bad} {self.not_ready:g}" if self.not_ready is not None else "—"
+        return (
+            f"{self.label}: not ready {nr}, minimum {op_ok} {self.minimum:g}, "
+            f"recommended {op_ok} {self.recommended:g} {self.unit}"
+        )
+
+
+TEAMS = "Microsoft Teams network targets (15 s windows, site edge to Microsoft edge)"
+PERCALL = (
+    "Healthdirect video call requirements; TeleScot Near Me toolkit; Teams 720p 1.2 Mbps + audio"
+)
+
+#: The rubric of DESIGN.md, per concurrent 1:1 video consultation, at the site edge.
+RUBRIC: dict[str, Threshold] = {
+    t.metric: t
+    for t in (
+        Threshold(
+            "up_per_call_mbps",
+            "upload per call",
+            "Mbps",
+            "higher",
+            0.35,
+            0.7,
+            1.5,
+            PERCALL,
+            how="0.75 × p10 upload goodput ÷ planned clinics",
+        ),
+        Threshold(
+            "down_per_call_mbps",
+            "download per call",
+            "Mbps",
+            "higher",
+            0.35,
+            1.1,
+            1.5,
+            PERCALL,
+            how="0.75 × p10 download goodput ÷ planned clinics",
+        ),
+        Threshold(
+            "rtt_ms",
+            "RTT to platform edge",
+            "ms",
+            "lower",
+            150,
+            100,
+            60,
+            "ITU-T G.114 (one-way 150 ms); Teams network targets",
+            inclusive=True,
+            how="p95 of the 15 s windows' median RTT",
+        ),
+        Threshold(
+            "jitter_ms",
+            "jitter (RFC 3550)",
+            "ms",
+            "lower",
+            40,
+            30,
+            15,
+            f"{TEAMS}; BlueJeans/Dolby network guide",
+            how="p95 of the 15 s windows' RFC 3550 jitter",
+        ),
+        Threshold(
+            "loss_pct",
+            "packet loss",
+            "%",
+            "lower",
+            1.0,
+            1.0,
+            0.1,
+            TEAMS,
+            how="p95 of the 15 s windows' loss",
+        ),
+        Threshold(
+            "burst_loss_pct",
+            "burst loss (200 ms)",
+            "%",
+            "lower",
+            None,
+            10.0,
+            1.0,
+            TEAMS,
+            how="p95 of the 15 s windows' worst 200 ms loss",
+        ),
+        Threshold(
+            "reorder_pct",
+            "reorder",
+            "%",
+            "lower",
+            None,
+            0.05,
+            0.01,
+            TEAMS,
+            how="p95 of the 15 s windows' reorder",
+        ),
+        Threshold(
+            "mos",
+            "MOS (E-model)",
+            "",
+            "higher",
+            3.6,
+            3.6,
+            4.0,
+            "ITU-T G.107 (R to MOS); Cole & Rosenbluth 2001 simplified E-model",
+            inclusive=True,
+            how="E-model of one-way latency = RTT/2, jitter and loss above",
+        ),
+    )
+}
+
+#: Share of sustained throughput that clinics may plan on (NHS Digital advises reviewing an
+#: FTTC link above 75 % utilisation).
+HEADROOM = 0.75
+HEADROOM_SOURCE = "NHS Digital: review FTTC links above 75 % utilisation"
+#: Throughput percentile taken as "sustained" (10th: the rate the link gives 90 % of the time).
+SUSTAINED_PCT = 10
+#: Quality percentile over 15 s windows in a clinic session.
+QUALITY_PCT = 95
+#: Newest valid measurement older than this: STALE.
+STALE_AFTER = dt.timedelta(days=2)
+#: Below this many valid 15 s windows a site is NO DATA for quality.
+MIN_WINDOWS = 3
+#: PSTN (and with it ADSL and WLR lines) closes on this date (Openreach / BT switch-off).
+PSTN_SWITCH_OFF = dt.date(2027, 1, 31)
+PSTN_SOURCE = "Openreach / BT Group: PSTN and WLR withdrawn by 31 January 2027"
+PSTN_TECHS = frozenset({"adsl"})  # plus any link declared ``wlr: true``
+#: A CT study for the imaging profile (Community Diagnostic Centres).
+CT_STUDY_GB = 3.0
+#: Results unavailable (the target did not answer) count against availability.
+UNAVAILABLE_RESULTS = frozenset({"timeout", "unreachable", "refused"})
+#: Invalid measurements excluded from the evidence (and counted).
+EXCLUDED_RESULTS = frozenset({"link_busy", "budget_exceeded", "skipped", "error"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A use of the link: what one "call" needs, which gates apply, over which hours."""
+
+    name: str
+    title: str
+    description: str
+    #: Per-call rates (Mbit/s): thresholds for up/down per call and the capacity divisor
+    #: (``recommended``).
+    up: Threshold
+    down: Threshold
+    gates: tuple[str, ...]
+    hours: Literal["clinic", "all"] = "clinic"
+    #: Extra gates by name, not in RUBRIC (imaging time, availability).
+    extra: dict[str, Threshold] = field(default_factory=dict)
+    #: Whether capacity (concurrent calls vs planned clinics) is judged.
+    concurrent: bool = True
+
+    def threshold(self, metric: str) -> Threshold:
+        if metric == "up_per_call_mbps":
+            return self.up
+        if metric == "down_per_call_mbps":
+            return self.down
+        return self.extra.get(metric) or RUBRIC[metric]
+
+
+QUALITY = ("rtt_ms", "jitter_ms", "loss_pct", "burst_loss_pct", "reorder_pct", "mos")
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "gp_video",
+            "1:1 GP video consultation",
+            "One clinician and one patient, 720p video both ways; capacity = concurrent calls.",
+            RUBRIC["up_per_call_mbps"],
+            RUBRIC["down_per_call_mbps"],
+            QUALITY,
+        ),
+        Profile(
+            "virtual_outpatient",
+            "Virtual outpatient clinic (three-party call)",
+            "Clinician with patient and a carer/interpreter elsewhere: the site sends one stream "
+            "and receives two, so download per call is twice the 1:1 rates.",
+            RUBRIC["up_per_call_mbps"],
+            replace(
+                RUBRIC["down_per_call_mbps"],
+                not_ready=0.7,
+                minimum=2.2,
+                recommended=3.0,
+                source=f"derived: 2 remote streams × ({PERCALL})",
+            ),
+            QUALITY,
+        ),
+        Profile(
+            "imaging_transfer",
+            "Imaging transfer (diagnostic centre)",
+            f"Time to send a {CT_STUDY_GB:g} GB CT study at the sustained (p10) upload; TCP "
+            "needs low loss. No concurrent-call capacity.",
+            RUBRIC["up_per_call_mbps"],
+            RUBRIC["down_per_call_mbps"],
+            ("loss_pct", "ct_minutes"),
+            hours="all",
+            extra={
+                "ct_minutes": Threshold(
+                    "ct_minutes",
+                    f"time to send a {CT_STUDY_GB:g} GB CT study",
+                    "min",
+                    "lower",
+                    60.0,
+                    30.0,
+                    10.0,
+                    "netready planning assumption (no published NHS target): a study reaches the "
+                    "reporting radiologist within the hour; 10 min keeps a CDC list moving",
+                    inclusive=True,
+                    how=f"{CT_STUDY_GB:g} GB × 8 ÷ p10 upload goodput",
+                )
+            },
+            concurrent=False,
+        ),
+        Profile(
+            "virtual_ward",
+            "Virtual-ward monitoring",
+            "Low-rate device telemetry from patients' homes to the monitoring hub, judged around "
+            "the clock on availability, loss and RTT (bandwidth is negligible).",
+            RUBRIC["up_per_call_mbps"],
+            RUBRIC["down_per_call_mbps"],
+            ("rtt_ms", "loss_pct", "availability_pct"),
+            hours="all",
+            extra={
+                "availability_pct": Threshold(
+                    "availability_pct",
+                    "availability (probe runs answered)",
+                    "%",
+                    "higher",
+                    99.0,
+                    99.5,
+                    99.9,
+                    "netready planning assumption after NHS England virtual-ward guidance "
+                    "(remote monitoring must be continuous)",
+                    how="share of rtt runs not timed out/unreachable/refused, all hours",
+                )
+            },
+            concurrent=False,
+        ),
+    )
+}
+
+DEFAULT_PROFILE = "gp_video"
+
+
+def rubric_rows() -> list[dict[str, object]]:
+    """The rubric as rows (docs, ``--format json`` ``rubric`` key)."""
+    rows = []
+    for p in PROFILES.values():
+        per_call = ("up_per_call_mbps", "down_per_call_mbps") if p.concurrent else ()
+        for m in (*per_call, *p.gates):
+            t = p.threshold(m)
+            rows.append(
+                {
+                    "profile": p.name,
+                    "metric": t.metric,
+                    "label": t.label,
+                    "unit": t.unit,
+                    "better": t.better,
+                    "not_ready": t.not_ready,
+                    "minimum": t.minimum,
+                    "recommended": t.recommended,
+                    "how": t.how,
+                    "source": t.source,
+                }
+            )
+    return rows
