@@ -62,8 +62,11 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str, level: str) -> None:
     h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    h.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [h]
     root.setLevel(level.upper())
@@ -91,8 +94,9 @@ def build_tasks(inv: Inventory, site: Site, only: set[str] | None = None) -> lis
         if only and t.probe not in only and t.name not in only:
             continue
         plugin = registry.get("probe", t.probe)
-        spec = plugin.make_spec({"target": t.address, **t.params},
-                                where=f"site {site.ods} target {t.name}")
+        spec = plugin.make_spec(
+            {"target": t.address, **t.params}, where=f"site {site.ods} target {t.name}"
+        )
         interval = t.interval_s or inv.defaults.intervals_s.get(t.probe, 300.0)
         tasks.append(Task(t.name, plugin, spec, interval))
     if site.router is not None:
@@ -101,14 +105,15 @@ def build_tasks(inv: Inventory, site: Site, only: set[str] | None = None) -> lis
                 continue
             plugin = registry.get("collector", kind)
             spec = plugin.make_spec({}, where=f"site {site.ods} router {kind}")
-            tasks.append(Task(f"router-{kind}", plugin, spec,
-                              inv.defaults.intervals_s.get(kind, 300.0)))
+            tasks.append(
+                Task(f"router-{kind}", plugin, spec, inv.defaults.intervals_s.get(kind, 300.0))
+            )
     return tasks
 
 
 def _budget() -> Any:
     try:
-        from netready import budget
+        from netready import budget  # type: ignore[attr-defined,unused-ignore]
     except ImportError:  # pragma: no cover - budget module optional during development
         return None
     return budget
@@ -130,8 +135,9 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.tasks = build_tasks(self.inventory, self.site, self.only)
-        self.ctx = registry.Context(site=self.site, inventory=self.inventory,
-                                    state_dir=self.state_dir, force=self.force)
+        self.ctx = registry.Context(
+            site=self.site, inventory=self.inventory, state_dir=self.state_dir, force=self.force
+        )
         self.shipper: Shipper | None = None
         cfg = self.inventory.store
         if cfg.kind != "embedded":
@@ -149,36 +155,61 @@ class Agent:
         if budget is not None and task.plugin.heavy:
             refusal = budget.admit(self.ctx, task.plugin, task.spec, time.time())
         if refusal:
-            recs = [failure(_measurement(task), {**self.ctx.tags, "target": task.name},
-                            "skipped", refusal)]
+            recs = [
+                failure(
+                    _measurement(task), {**self.ctx.tags, "target": task.name}, "skipped", refusal
+                )
+            ]
         else:
             try:
                 recs = await task.plugin.run(self.ctx, task.spec)
             except asyncio.CancelledError:
                 raise
             except NetreadyError as e:
-                recs = [failure(_measurement(task), {**self.ctx.tags, "target": task.name},
-                                "error", str(e))]
+                recs = [
+                    failure(
+                        _measurement(task), {**self.ctx.tags, "target": task.name}, "error", str(e)
+                    )
+                ]
             except Exception as e:  # a bug in a plugin must not stop the agent
                 log.exception("task failed", extra=extra)
-                recs = [failure(_measurement(task), {**self.ctx.tags, "target": task.name},
-                                "error", f"{type(e).__name__}: {e}")]
+                recs = [
+                    failure(
+                        _measurement(task),
+                        {**self.ctx.tags, "target": task.name},
+                        "error",
+                        f"{type(e).__name__}: {e}",
+                    )
+                ]
             if budget is not None and task.plugin.heavy:
-                used = sum(int(r.fields.get("bytes", 0) or 0) for r in recs
-                           if isinstance(r.fields.get("bytes", 0), (int, float)))
+                used = sum(
+                    int(r.fields.get("bytes", 0) or 0)
+                    for r in recs
+                    if isinstance(r.fields.get("bytes", 0), (int, float))
+                )
                 budget.charge(self.ctx, self.site.ods, used)
         self.spool.enqueue(recs)
-        log.info("task done", extra={**extra, "records": len(recs),
-                                     "result": ",".join(sorted({r.result for r in recs})),
-                                     "seconds": round(time.monotonic() - t0, 3)})
+        log.info(
+            "task done",
+            extra={
+                **extra,
+                "records": len(recs),
+                "result": ",".join(sorted({r.result for r in recs})),
+                "seconds": round(time.monotonic() - t0, 3),
+            },
+        )
         return recs
 
     def self_record(self) -> Record:
         st = self.spool.stats()
         fields: dict[str, Any] = {
-            "spool_pending": st.pending, "spool_pending_bytes": st.pending_bytes,
-            "spool_dropped": st.dropped, "dead_lettered": st.dead_lettered,
-            "shipped": st.shipped, "enqueued": st.enqueued, "version": __version__,
+            "spool_pending": st.pending,
+            "spool_pending_bytes": st.pending_bytes,
+            "spool_dropped": st.dropped,
+            "dead_lettered": st.dead_lettered,
+            "shipped": st.shipped,
+            "enqueued": st.enqueued,
+            "version": __version__,
             "tasks": len(self.tasks),
         }
         if st.last_ship_ms is not None:
@@ -196,14 +227,18 @@ class Agent:
         if self.shipper is None:
             return None
         t0 = time.monotonic()
-        res = await asyncio.to_thread(self.shipper.drain, deadline=time.monotonic() + deadline_s,
-                                      stop=self.ship_stop)
+        res = await asyncio.to_thread(
+            self.shipper.drain, deadline=time.monotonic() + deadline_s, stop=self.ship_stop
+        )
         if res.shipped:
             self.last_ship_latency_s = time.monotonic() - t0
         self.last_drain = res
         if res.error:
-            log.warning("shipping incomplete: %s (records stay in the spool)", res.error,
-                        extra={"site": self.site.ods})
+            log.warning(
+                "shipping incomplete: %s (records stay in the spool)",
+                res.error,
+                extra={"site": self.site.ods},
+            )
         return res
 
     async def once(self) -> list[Record]:
@@ -252,26 +287,52 @@ class Agent:
 
 
 def _measurement(task: Task) -> str:
-    return {"rtt": "rtt", "icmp": "rtt", "media": "media", "throughput": "throughput",
-            "iperf3": "throughput", "speedtest": "throughput", "snmp": "if_traffic",
-            "ssh": "dsl_line"}.get(task.plugin.name, task.plugin.name)
+    return {
+        "rtt": "rtt",
+        "icmp": "rtt",
+        "media": "media",
+        "throughput": "throughput",
+        "iperf3": "throughput",
+        "speedtest": "throughput",
+        "snmp": "if_traffic",
+        "ssh": "dsl_line",
+    }.get(task.plugin.name, task.plugin.name)
 
 
 def open_spool(inv: Inventory, path: str | None) -> Spool:
     a = inv.agent
-    return Spool(path or a.spool_path, ship=inv.store.kind != "embedded",
-                 embedded=inv.store.kind == "embedded", max_bytes=int(a.spool_max_mb * 1024 * 1024),
-                 max_age_s=a.spool_max_age_days * 86400)
+    return Spool(
+        path or a.spool_path,
+        ship=inv.store.kind != "embedded",
+        embedded=inv.store.kind == "embedded",
+        max_bytes=int(a.spool_max_mb * 1024 * 1024),
+        max_age_s=a.spool_max_age_days * 86400,
+    )
 
 
-async def run_agent(inv: Inventory, site: Site, spool: Spool, *, once: bool, state_dir: Path,
-                    force: bool = False, only: set[str] | None = None) -> Agent:
+async def run_agent(
+    inv: Inventory,
+    site: Site,
+    spool: Spool,
+    *,
+    once: bool,
+    state_dir: Path,
+    force: bool = False,
+    only: set[str] | None = None,
+) -> Agent:
     agent = Agent(inv, site, spool, state_dir, force=force, only=only)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop.set)
-    log.info("agent %s starting: site %s, %d tasks, store %s, spool %s", __version__, site.ods,
-             len(agent.tasks), inv.store.kind, spool.path, extra={"site": site.ods})
+    log.info(
+        "agent %s starting: site %s, %d tasks, store %s, spool %s",
+        __version__,
+        site.ods,
+        len(agent.tasks),
+        inv.store.kind,
+        spool.path,
+        extra={"site": site.ods},
+    )
     if once:
         job = asyncio.create_task(agent.once())
         stopper = asyncio.create_task(agent.stop.wait())
@@ -288,22 +349,47 @@ async def run_agent(inv: Inventory, site: Site, spool: Spool, *, once: bool, sta
 
 
 @click.command("netready-agent")
-@click.option("--inventory", "inventory_path", default="site_inventory.yaml", show_default=True,
-              type=click.Path(dir_okay=False), help="The estate's site inventory.")
-@click.option("--site", "site_ods", default=None, help="ODS code of this site (required if the "
-              "inventory has more than one site).")
+@click.option(
+    "--inventory",
+    "inventory_path",
+    default="site_inventory.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The estate's site inventory.",
+)
+@click.option(
+    "--site",
+    "site_ods",
+    default=None,
+    help="ODS code of this site (required if the inventory has more than one site).",
+)
 @click.option("--once", is_flag=True, help="Run every task once, ship, and exit.")
 @click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
-@click.option("--state-dir", default=".netready-state", show_default=True,
-              type=click.Path(file_okay=False), help="Counter state, budgets, known hosts.")
+@click.option(
+    "--state-dir",
+    default=".netready-state",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Counter state, budgets, known hosts.",
+)
 @click.option("--only", default=None, help="Comma-separated probe/collector/target names to run.")
 @click.option("--force", is_flag=True, help="Run heavy tests even in clinic hours or over budget.")
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.option(
+    "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.version_option(__version__, prog_name="netready-agent")
-def agent_command(inventory_path: str, site_ods: str | None, once: bool, spool_path: str | None,
-                  state_dir: str, only: str | None, force: bool, log_format: str,
-                  log_level: str) -> None:
+def agent_command(
+    inventory_path: str,
+    site_ods: str | None,
+    once: bool,
+    spool_path: str | None,
+    state_dir: str,
+    only: str | None,
+    force: bool,
+    log_format: str,
+    log_level: str,
+) -> None:
     """The netready site agent: measure this site's link, spool, ship to the central store."""
     from netready.cli import fail
 
@@ -312,15 +398,19 @@ def agent_command(inventory_path: str, site_ods: str | None, once: bool, spool_p
         inv = load(inventory_path)
         if site_ods is None:
             if len(inv.sites) != 1:
-                raise ConfigError(f"{inventory_path} has {len(inv.sites)} sites: choose one "
-                                  f"with --site ODS")
+                raise ConfigError(
+                    f"{inventory_path} has {len(inv.sites)} sites: choose one with --site ODS"
+                )
             site = inv.sites[0]
         else:
             site = inv.site(site_ods)
         spool = open_spool(inv, spool_path)
         only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
-        agent = asyncio.run(run_agent(inv, site, spool, once=once, state_dir=Path(state_dir),
-                                      force=force, only=only_set))
+        agent = asyncio.run(
+            run_agent(
+                inv, site, spool, once=once, state_dir=Path(state_dir), force=force, only=only_set
+            )
+        )
         spool.close()
     except NetreadyError as e:
         raise fail(e) from None

@@ -63,12 +63,14 @@ class LazyGroup(click.Group):
             cmd = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
             # Let `netready --help` work even if one part is broken or not yet built.
+            msg = f"{cmd_name} is unavailable: {e}"
+
             @click.command(cmd_name, help=HELP.get(cmd_name, ""))
             def _missing() -> None:
-                raise click.ClickException(f"{cmd_name} is unavailable: {e}")
+                raise click.ClickException(msg)
 
             return _missing
-        return cmd  # type: ignore[no-any-return]
+        return cmd  # type: ignore[no-any-return,unused-ignore]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> Any:
 def fail(e: NetreadyError) -> click.ClickException:
     """Turn a NetreadyError into a ClickException with the error's exit code."""
     exc = click.ClickException(str(e))
-    exc.exit_code = e.exit_code
+    exc.exit_code = e.exit_code  # type: ignore[misc]
     return exc
 
 

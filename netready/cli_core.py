@@ -12,10 +12,16 @@ from netready import registry
 from netready.cli import fail
 from netready.errors import NetreadyError
 from netready.output import format_option, print_json, print_records
+from netready.records import Record
 
 inventory_option = click.option(
-    "--inventory", "inventory_path", default="site_inventory.yaml", show_default=True,
-    type=click.Path(dir_okay=False), help="The estate's site inventory.")
+    "--inventory",
+    "inventory_path",
+    default="site_inventory.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The estate's site inventory.",
+)
 
 
 @click.group()
@@ -35,13 +41,23 @@ def inventory_check(file: str, fmt: str) -> None:
     except NetreadyError as e:
         raise fail(e) from None
     if fmt == "json":
-        print_json({"file": file, "ok": True, "sites": len(inv.sites),
-                    "store": inv.store.kind,
-                    "tech": {t: sum(1 for s in inv.sites if s.link.tech == t)
-                             for t in sorted({s.link.tech for s in inv.sites})}})
+        print_json(
+            {
+                "file": file,
+                "ok": True,
+                "sites": len(inv.sites),
+                "store": inv.store.kind,
+                "tech": {
+                    t: sum(1 for s in inv.sites if s.link.tech == t)
+                    for t in sorted({s.link.tech for s in inv.sites})
+                },
+            }
+        )
     else:
-        techs = ", ".join(f"{t} {sum(1 for s in inv.sites if s.link.tech == t)}"
-                          for t in sorted({s.link.tech for s in inv.sites}))
+        techs = ", ".join(
+            f"{t} {sum(1 for s in inv.sites if s.link.tech == t)}"
+            for t in sorted({s.link.tech for s in inv.sites})
+        )
         click.echo(f"{file}: ok: {len(inv.sites)} sites ({techs}); store {inv.store.kind}")
 
 
@@ -50,7 +66,7 @@ def spool() -> None:
     """Inspect the local spool."""
 
 
-def _open_spool(inventory_path: str, spool_path: str | None):  # type: ignore[no-untyped-def]
+def _open_spool(inventory_path: str, spool_path: str | None):
     from netready.agent import open_spool
     from netready.inventory import load
 
@@ -72,11 +88,15 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
     if fmt == "json":
         print_json(st.to_dict())
         return
-    ago = f"{(time.time() * 1000 - st.last_ship_ms) / 1000:.0f} s ago" if st.last_ship_ms else "never"
-    click.echo(f"spool {st.path}\n  pending        {st.pending} ({st.pending_bytes} bytes)\n"
-               f"  shipped        {st.shipped}\n  dead-lettered  {st.dead_lettered}\n"
-               f"  dropped        {st.dropped} (evicted by quota)\n"
-               f"  embedded store {st.points} points\n  last ship      {ago}")
+    ago = (
+        f"{(time.time() * 1000 - st.last_ship_ms) / 1000:.0f} s ago" if st.last_ship_ms else "never"
+    )
+    click.echo(
+        f"spool {st.path}\n  pending        {st.pending} ({st.pending_bytes} bytes)\n"
+        f"  shipped        {st.shipped}\n  dead-lettered  {st.dead_lettered}\n"
+        f"  dropped        {st.dropped} (evicted by quota)\n"
+        f"  embedded store {st.points} points\n  last ship      {ago}"
+    )
     if st.last_error:
         click.echo(f"  last error     {st.last_error}")
     for line, err in dead:
@@ -88,7 +108,9 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
 @click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
 @click.option("--timeout", default=60.0, show_default=True, help="Give up after this many seconds.")
 @click.option("--batch-size", default=None, type=click.IntRange(1, 100_000))
-def ship(inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None) -> None:
+def ship(
+    inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None
+) -> None:
     """Ship spooled records to the central store now (exit 1 if some remain)."""
     from netready.influx import writer_for
     from netready.inventory import load
@@ -102,14 +124,22 @@ def ship(inventory_path: str, spool_path: str | None, timeout: float, batch_size
                 return
             with writer_for(inv.store) as w:
                 res = Shipper(sp, w, batch_size or inv.agent.batch_size).drain(
-                    deadline=time.monotonic() + timeout)
+                    deadline=time.monotonic() + timeout
+                )
             left = sp.stats().pending
     except NetreadyError as e:
         raise fail(e) from None
-    click.echo(f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {left}"
-               f" ({res.seconds:.1f} s)", err=True)
+    click.echo(
+        f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {left}"
+        f" ({res.seconds:.1f} s)",
+        err=True,
+    )
     if left:
         raise click.ClickException(res.error or f"{left} records still pending")
+
+
+async def _call(plugin: registry.Plugin, ctx: registry.Context, spec: object) -> list[Record]:
+    return await plugin.run(ctx, spec)
 
 
 class ProbeGroup(click.Group):
@@ -133,7 +163,7 @@ class ProbeGroup(click.Group):
             return None
         mod, _, attr = target.partition(":")
         try:
-            return getattr(importlib.import_module(mod), attr)  # type: ignore[no-any-return]
+            return getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
             msg = f"probe {name} is unavailable: {e}"
 
@@ -149,8 +179,14 @@ def probe() -> None:
     """Run one probe by hand and print its records."""
 
 
-def run_plugin(kind: registry.Kind, name: str, params: dict[str, object], fmt: str,
-               site: str | None = None, inventory_path: str | None = None) -> list:  # type: ignore[type-arg]
+def run_plugin(
+    kind: registry.Kind,
+    name: str,
+    params: dict[str, object],
+    fmt: str,
+    site: str | None = None,
+    inventory_path: str | None = None,
+) -> list:
     """Shared body of the per-probe commands: validate, run, print. Exit 1 if a record failed."""
     try:
         plugin = registry.get(kind, name)
@@ -160,9 +196,10 @@ def run_plugin(kind: registry.Kind, name: str, params: dict[str, object], fmt: s
             from netready.inventory import load
 
             inv = load(inventory_path)
-            ctx = registry.Context(site=inv.site(site), inventory=inv, force=True,
-                                   progress=fmt != "json")
-        records = asyncio.run(plugin.run(ctx, spec))
+            ctx = registry.Context(
+                site=inv.site(site), inventory=inv, force=True, progress=fmt != "json"
+            )
+        records: list[Record] = asyncio.run(_call(plugin, ctx, spec))
     except NetreadyError as e:
         raise fail(e) from None
     print_records(records, fmt)

@@ -158,7 +158,9 @@ class InfluxV1:
         try:
             resp = self._http.request(method, self.url + path, **kw)
         except httpx.TimeoutException:
-            raise StoreRetryable(f"InfluxDB at {self.url}: timed out after {self.cfg.timeout_s:g} s") from None
+            raise StoreRetryable(
+                f"InfluxDB at {self.url}: timed out after {self.cfg.timeout_s:g} s"
+            ) from None
         except httpx.HTTPError as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StoreUnreachable(f"InfluxDB at {self.url} is unreachable: {reason}") from None
@@ -207,8 +209,9 @@ class InfluxV1:
     def write(self, records: Iterable[Record]) -> None:
         self.write_lines(encode_many(records))
 
-    def query(self, q: str, *, epoch: str | None = "ms", params: dict[str, Any] | None = None
-              ) -> list[QueryResult]:
+    def query(
+        self, q: str, *, epoch: str | None = "ms", params: dict[str, Any] | None = None
+    ) -> list[QueryResult]:
         """Run InfluxQL; one QueryResult per series across all statements."""
         data: dict[str, Any] = {"db": self.cfg.database, "q": q}
         if epoch:
@@ -217,7 +220,9 @@ class InfluxV1:
             data["params"] = json.dumps(params)
         resp = self._request("POST", "/query", data=data)
         if resp.status_code >= 400:
-            raise StoreError(f"InfluxQL query failed (HTTP {resp.status_code}): {_server_error(resp)}")
+            raise StoreError(
+                f"InfluxQL query failed (HTTP {resp.status_code}): {_server_error(resp)}"
+            )
         body = resp.json()
         out: list[QueryResult] = []
         for res in body.get("results", []):
@@ -227,8 +232,11 @@ class InfluxV1:
                     raise StoreNotFound(f"InfluxDB at {self.url}: {err}")
                 raise StoreError(f"InfluxQL error: {err}")
             for s in res.get("series", []) or []:
-                out.append(QueryResult(s.get("name", ""), s.get("tags") or {}, s["columns"],
-                                       s.get("values") or []))
+                out.append(
+                    QueryResult(
+                        s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or []
+                    )
+                )
         return out
 
     def create_database(self) -> None:
@@ -252,9 +260,14 @@ class InfluxV2:
         if not (cfg.url and cfg.token and cfg.org and cfg.bucket):
             raise ConfigError("store influxdb_v2 needs url, token, org and bucket")
         self.cfg = cfg
+        self.org, self.bucket = cfg.org, cfg.bucket
         self._client = InfluxDBClient(
-            url=cfg.url, token=cfg.token.resolve(), org=cfg.org, verify_ssl=cfg.verify_tls,
-            timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip,
+            url=cfg.url,
+            token=cfg.token.resolve(),
+            org=cfg.org,
+            verify_ssl=cfg.verify_tls,
+            timeout=int(cfg.timeout_s * 1000),
+            enable_gzip=cfg.gzip,
         )
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -268,6 +281,7 @@ class InfluxV2:
         self.close()
 
     def write_lines(self, lines: Sequence[str]) -> None:
+        from influxdb_client import WritePrecision
         from influxdb_client.client.exceptions import InfluxDBError
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
@@ -275,22 +289,31 @@ class InfluxV2:
         if not lines:
             return
         try:
-            self._write.write(bucket=self.cfg.bucket, org=self.cfg.org, record=list(lines),
-                              write_precision="ms")
+            self._write.write(
+                bucket=self.bucket, org=self.org, record=list(lines), write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+            )
         except (ApiException, InfluxDBError) as e:
-            status = getattr(e, "status", None) or getattr(getattr(e, "response", None), "status", None)
+            status = getattr(e, "status", None) or getattr(
+                getattr(e, "response", None), "status", None
+            )
             msg = " ".join(str(getattr(e, "message", None) or e).split())[:300]
             headers = getattr(e, "headers", None) or {}
             if status in (401, 403):
-                raise StoreAuthError(f"InfluxDB at {self.cfg.url} refused the token (HTTP {status})") from None
+                raise StoreAuthError(
+                    f"InfluxDB at {self.cfg.url} refused the token (HTTP {status})"
+                ) from None
             if status == 404:
-                raise StoreNotFound(f"InfluxDB at {self.cfg.url}: bucket {self.cfg.bucket!r} or org not found") from None
+                raise StoreNotFound(
+                    f"InfluxDB at {self.cfg.url}: bucket {self.cfg.bucket!r} or org not found"
+                ) from None
             if status == 400:
                 raise PointRejected(f"InfluxDB rejected points: {msg}") from None
             if status in (429, 503) or (status and status >= 500):
                 ra = headers.get("Retry-After") if hasattr(headers, "get") else None
-                raise StoreRetryable(f"InfluxDB at {self.cfg.url}: HTTP {status}",
-                                     float(ra) if ra and str(ra).isdigit() else None) from None
+                raise StoreRetryable(
+                    f"InfluxDB at {self.cfg.url}: HTTP {status}",
+                    float(ra) if ra and str(ra).isdigit() else None,
+                ) from None
             raise StoreError(f"InfluxDB write failed: {msg}") from None
         except (Urllib3Error, OSError) as e:
             raise StoreUnreachable(f"InfluxDB at {self.cfg.url} is unreachable: {e}") from None

@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    PlainSerializer,
-    PlainValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -165,7 +165,7 @@ class Router(_Model):
 
 class ClinicHours(_Model):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]  # type: ignore[arg-type]
     )
     start: dt.time = dt.time(8, 0)
     end: dt.time = dt.time(18, 30)
@@ -209,7 +209,7 @@ class Site(_Model):
     planned_clinics: int = Field(1, ge=0, le=500)
     clinic_hours: ClinicHours = Field(default_factory=ClinicHours)
     targets: list[Target] = Field(default_factory=list)
-    budget: Budget = Field(default_factory=Budget)
+    budget: Budget = Field(default_factory=lambda: Budget())
 
     @field_validator("ods")
     @classmethod
@@ -229,15 +229,20 @@ class Site(_Model):
 class Defaults(_Model):
     targets: list[Target] = Field(default_factory=list)
     intervals_s: dict[str, float] = Field(
-        default_factory=lambda: {"rtt": 300.0, "media": 3600.0, "throughput": 21600.0,
-                                 "snmp": 60.0, "ssh": 3600.0}
+        default_factory=lambda: {
+            "rtt": 300.0,
+            "media": 3600.0,
+            "throughput": 21600.0,
+            "snmp": 60.0,
+            "ssh": 3600.0,
+        }
     )
 
 
 class Inventory(_Model):
     version: Literal[1] = 1
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig())
+    agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
     defaults: Defaults = Field(default_factory=Defaults)
     sites: list[Site] = Field(min_length=1)
 
@@ -258,8 +263,12 @@ class Inventory(_Model):
 _Pos = tuple[int, int]
 
 
-def _positions(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], _Pos],
-               dupes: list[tuple[tuple[Any, ...], _Pos]]) -> None:
+def _positions(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    out: dict[tuple[Any, ...], _Pos],
+    dupes: list[tuple[tuple[Any, ...], _Pos]],
+) -> None:
     out[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -314,7 +323,9 @@ def loads(text: str, filename: str = "<inventory>") -> Inventory:
     except yaml.YAMLError as e:
         raise InventoryError([f"{filename}: malformed YAML: {e}"]) from None
     if node is None or not isinstance(data, dict):
-        raise InventoryError([f"{filename}:1:1: the inventory must be a mapping with a 'sites' list"])
+        raise InventoryError(
+            [f"{filename}:1:1: the inventory must be a mapping with a 'sites' list"]
+        )
     pos: dict[tuple[Any, ...], _Pos] = {}
     dupes: list[tuple[tuple[Any, ...], _Pos]] = []
     _positions(node, (), pos, dupes)
@@ -351,15 +362,22 @@ def loads(text: str, filename: str = "<inventory>") -> Inventory:
     return inv
 
 
-def _check_address(t: Target, filename: str, pos: dict[tuple[Any, ...], _Pos],
-                   loc: tuple[Any, ...], problems: list[str]) -> None:
+def _check_address(
+    t: Target,
+    filename: str,
+    pos: dict[tuple[Any, ...], _Pos],
+    loc: tuple[Any, ...],
+    problems: list[str],
+) -> None:
     if "://" in t.address:
         return
     host, sep, port = t.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
         ln, col = _lookup(pos, (*loc, "address"), key=False)
-        problems.append(f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'address'))}: "
-                        f"{t.address!r} is not HOST:PORT or a URL")
+        problems.append(
+            f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'address'))}: "
+            f"{t.address!r} is not HOST:PORT or a URL"
+        )
 
 
 def split_hostport(address: str, default_port: int | None = None) -> tuple[str, int]:

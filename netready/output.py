@@ -12,8 +12,14 @@ import click
 from netready.records import Record
 
 FORMATS = ("table", "json")
-format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-                             show_default=True, help="table for people, json for scripts.")
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
 
 
 def _num(v: Any) -> str:
@@ -24,7 +30,9 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-def print_records(records: Sequence[Record], fmt: str = "table", out: IO[str] | None = None) -> None:
+def print_records(
+    records: Sequence[Record], fmt: str = "table", out: IO[str] | None = None
+) -> None:
     out = out or sys.stdout
     if fmt == "json":
         json.dump([r.to_dict() for r in records], out, indent=2, ensure_ascii=False)
@@ -36,7 +44,8 @@ def print_records(records: Sequence[Record], fmt: str = "table", out: IO[str] | 
     console = Console(file=out)
     for r in records:
         title = r.measurement + "".join(
-            f"  {k}={v}" for k, v in sorted(r.tags.items()) if k not in ("icb",))
+            f"  {k}={v}" for k, v in sorted(r.tags.items()) if k not in ("icb",)
+        )
         t = Table(title=title, show_header=True, header_style="bold", title_justify="left")
         t.add_column("field")
         t.add_column("value", justify="right")

@@ -18,15 +18,28 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any
 
-FieldValue = Union[float, int, str, bool]
+FieldValue = float | int | str | bool
 
 #: Tag keys allowed on records (indexed, low cardinality).
 TAG_KEYS: frozenset[str] = frozenset(
     {
-        "site", "icb", "tech", "target", "method", "direction", "device", "ifname",
-        "profile", "result", "host", "detected_tech", "stream", "source", "gate",
+        "site",
+        "icb",
+        "tech",
+        "target",
+        "method",
+        "direction",
+        "device",
+        "ifname",
+        "profile",
+        "result",
+        "host",
+        "detected_tech",
+        "stream",
+        "source",
+        "gate",
     }
 )
 
@@ -45,8 +58,17 @@ MEASUREMENTS: dict[str, str] = {
 #: Result tag values. ``ok`` means the measurement is valid.
 RESULT_OK = "ok"
 RESULTS: frozenset[str] = frozenset(
-    {"ok", "timeout", "refused", "unreachable", "auth_failed", "error", "budget_exceeded",
-     "link_busy", "skipped"}
+    {
+        "ok",
+        "timeout",
+        "refused",
+        "unreachable",
+        "auth_failed",
+        "error",
+        "budget_exceeded",
+        "link_busy",
+        "skipped",
+    }
 )
 
 
@@ -108,12 +130,12 @@ class Record:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> Record:
+    def from_dict(cls, d: Mapping[str, Any]) -> Record:
         return cls(
             str(d["measurement"]),
-            dict(d.get("tags") or {}),  # type: ignore[arg-type]
-            dict(d.get("fields") or {}),  # type: ignore[arg-type]
-            int(d["time_ms"]),  # type: ignore[call-overload]
+            dict(d.get("tags") or {}),
+            dict(d.get("fields") or {}),
+            int(d["time_ms"]),
         )
 
 

@@ -83,7 +83,8 @@ class Plugin:
             return self.spec.model_validate(params)
         except ValidationError as e:
             errs = "; ".join(
-                f"{'.'.join(str(x) for x in er['loc']) or '(spec)'}: {er['msg']}" for er in e.errors()
+                f"{'.'.join(str(x) for x in er['loc']) or '(spec)'}: {er['msg']}"
+                for er in e.errors()
             )
             raise ConfigError(f"{where or self.kind + ' ' + self.name}: {errs}") from None
 
@@ -91,8 +92,9 @@ class Plugin:
 _REGISTRY: dict[tuple[str, str], Plugin] = {}
 
 
-def register(kind: Kind, name: str, spec: type[BaseModel], *, heavy: bool = False
-             ) -> Callable[[RunFn], RunFn]:
+def register(
+    kind: Kind, name: str, spec: type[BaseModel], *, heavy: bool = False
+) -> Callable[[RunFn], RunFn]:
     """Decorator: ``@register("probe", "rtt", Spec)`` on ``async def run(ctx, spec)``."""
 
     def deco(fn: RunFn) -> RunFn:

@@ -59,8 +59,13 @@ class Backoff:
 
 
 class Shipper:
-    def __init__(self, spool: Spool, writer: LineWriter, batch_size: int = 5000,
-                 backoff: Backoff | None = None):
+    def __init__(
+        self,
+        spool: Spool,
+        writer: LineWriter,
+        batch_size: int = 5000,
+        backoff: Backoff | None = None,
+    ):
         self.spool = spool
         self.writer = writer
         self.batch_size = batch_size
@@ -92,8 +97,13 @@ class Shipper:
             self._send(rows, res)
         return len(rows)
 
-    def drain(self, *, deadline: float | None = None, stop: threading.Event | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> DrainResult:
+    def drain(
+        self,
+        *,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> DrainResult:
         """Ship until the spool is empty, the deadline (monotonic) passes, or ``stop`` is set."""
         res = DrainResult()
         t0 = time.monotonic()

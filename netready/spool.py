@@ -102,8 +102,9 @@ class Spool:
         self.max_age_s = max_age_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                                      check_same_thread=False)
+            self.db = sqlite3.connect(
+                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+            )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.execute("PRAGMA busy_timeout=30000")
@@ -165,9 +166,13 @@ class Spool:
                 db.executemany(
                     "INSERT INTO points(measurement, time_ms, site, tags, fields) VALUES (?,?,?,?,?)",
                     [
-                        (r.measurement, r.time_ms, r.tags.get("site"),
-                         json.dumps(dict(r.tags), ensure_ascii=False),
-                         json.dumps(dict(r.fields), ensure_ascii=False))
+                        (
+                            r.measurement,
+                            r.time_ms,
+                            r.tags.get("site"),
+                            json.dumps(dict(r.tags), ensure_ascii=False),
+                            json.dumps(dict(r.fields), ensure_ascii=False),
+                        )
                         for r in recs
                     ],
                 )
@@ -185,14 +190,20 @@ class Spool:
             size = self._bytes(db)
             while size > self.max_bytes:
                 # Drop the oldest 5% (at least one row) from whichever table holds the oldest.
-                for table, col, sizecol in (("outbox", "enq_ms", "length(line)"),
-                                            ("points", "time_ms", "length(tags)+length(fields)")):
+                for table, col in (
+                    ("outbox", "enq_ms"),
+                    ("points", "time_ms"),
+                ):
                     n = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                     if not n:
                         continue
                     k = max(1, n // 20)
-                    ids = [r[0] for r in db.execute(
-                        f"SELECT id FROM {table} ORDER BY {col}, id LIMIT ?", (k,))]
+                    ids = [
+                        r[0]
+                        for r in db.execute(
+                            f"SELECT id FROM {table} ORDER BY {col}, id LIMIT ?", (k,)
+                        )
+                    ]
                     db.execute(f"DELETE FROM {table} WHERE id <= ?", (max(ids),))
                     evicted += len(ids)
                     break
@@ -206,7 +217,8 @@ class Spool:
     def _bytes(db: sqlite3.Connection) -> int:
         a = db.execute("SELECT coalesce(sum(length(line)), 0) FROM outbox").fetchone()[0]
         b = db.execute(
-            "SELECT coalesce(sum(length(tags) + length(fields)), 0) FROM points").fetchone()[0]
+            "SELECT coalesce(sum(length(tags) + length(fields)), 0) FROM points"
+        ).fetchone()[0]
         return int(a) + int(b)
 
     # ------------------------------------------------------------------ shipping
@@ -226,8 +238,10 @@ class Spool:
                     f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk
                 ).rowcount
             self._bump(db, "shipped", n)
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_ship_ms', ?)",
-                       (str(int(time.time() * 1000)),))
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_ship_ms', ?)",
+                (str(int(time.time() * 1000)),),
+            )
 
     def dead_letter(self, rows: Sequence[tuple[int, str]], error: str) -> None:
         """Move rejected points out of the outbox, keeping the server's reason."""
@@ -235,8 +249,10 @@ class Spool:
             return
         now = int(time.time() * 1000)
         with self._tx() as db:
-            db.executemany("INSERT INTO deadletter(dead_ms, line, error) VALUES (?,?,?)",
-                           [(now, line, error) for _, line in rows])
+            db.executemany(
+                "INSERT INTO deadletter(dead_ms, line, error) VALUES (?,?,?)",
+                [(now, line, error) for _, line in rows],
+            )
             n = 0
             for chunk in _chunks([i for i, _ in rows], 900):
                 n += db.execute(
@@ -256,24 +272,32 @@ class Spool:
     def stats(self) -> SpoolStats:
         db = self.db
         pending, pbytes, oldest = db.execute(
-            "SELECT count(*), coalesce(sum(length(line)),0), min(enq_ms) FROM outbox").fetchone()
+            "SELECT count(*), coalesce(sum(length(line)),0), min(enq_ms) FROM outbox"
+        ).fetchone()
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         last = self.get_meta("last_ship_ms")
         return SpoolStats(
-            pending=pending, pending_bytes=pbytes, oldest_pending_ms=oldest,
+            pending=pending,
+            pending_bytes=pbytes,
+            oldest_pending_ms=oldest,
             points=db.execute("SELECT count(*) FROM points").fetchone()[0],
-            enqueued=counters.get("enqueued", 0), shipped=counters.get("shipped", 0),
-            dead_lettered=counters.get("dead_lettered", 0), dropped=counters.get("dropped", 0),
-            last_ship_ms=int(last) if last else None, last_error=self.get_meta("last_error"),
+            enqueued=counters.get("enqueued", 0),
+            shipped=counters.get("shipped", 0),
+            dead_lettered=counters.get("dead_lettered", 0),
+            dropped=counters.get("dropped", 0),
+            last_ship_ms=int(last) if last else None,
+            last_error=self.get_meta("last_error"),
             path=str(self.path),
         )
 
     def dead_letters(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.db.execute(
-            "SELECT line, error FROM deadletter ORDER BY id")]
+        return [
+            (r[0], r[1]) for r in self.db.execute("SELECT line, error FROM deadletter ORDER BY id")
+        ]
 
-    def records(self, measurement: str | None = None, site: str | None = None,
-                since_ms: int | None = None) -> list[Record]:
+    def records(
+        self, measurement: str | None = None, site: str | None = None, since_ms: int | None = None
+    ) -> list[Record]:
         """Records from the embedded store (for small reads: tests, `spool dump`)."""
         q = "SELECT measurement, time_ms, tags, fields FROM points WHERE 1=1"
         args: list[object] = []
@@ -287,10 +311,11 @@ class Spool:
             q += " AND time_ms >= ?"
             args.append(since_ms)
         q += " ORDER BY time_ms, id"
-        return [Record(m, json.loads(t), json.loads(f), ts)
-                for m, ts, t, f in self.db.execute(q, args)]
+        return [
+            Record(m, json.loads(t), json.loads(f), ts) for m, ts, t, f in self.db.execute(q, args)
+        ]
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterator[list[int]]:
     for i in range(0, len(seq), n):
-        yield list(seq[i:i + n])
+        yield list(seq[i : i + n])

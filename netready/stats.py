@@ -29,7 +29,9 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
 
 
-def rfc3550_jitter(send: Sequence[float], recv: Sequence[float]) -> tuple[float | None, list[float]]:
+def rfc3550_jitter(
+    send: Sequence[float], recv: Sequence[float]
+) -> tuple[float | None, list[float]]:
     """RFC 3550 interarrival jitter over packets in *arrival* order.
 
     ``send[i]``/``recv[i]`` are the sender timestamp and arrival time of the i-th packet

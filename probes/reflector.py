@@ -147,8 +147,14 @@ def _ttl_from(anc: list[tuple[int, int, bytes]]) -> int:
     return 0
 
 
-async def serve(listen: str, allow: Sequence[str], *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, **limits: float) -> ReflectorStats:
+async def serve(
+    listen: str,
+    allow: Sequence[str],
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    **limits: float,
+) -> ReflectorStats:
     """Run the reflector until ``stop`` is set (or forever)."""
     host, port = split_hostport(listen, 862)
     refl = Reflector(parse_networks(allow), **limits)
@@ -186,17 +192,39 @@ async def serve(listen: str, allow: Sequence[str], *, ready: asyncio.Event | Non
 
 @click.command("reflector")
 @click.option("--listen", default="0.0.0.0:862", show_default=True, help="HOST:PORT to listen on.")
-@click.option("--allow", "allow", multiple=True, default=["127.0.0.0/8", "::1/128"],
-              show_default=True, help="Source CIDR allowed to use the reflector (repeatable).")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    default=["127.0.0.0/8", "::1/128"],
+    show_default=True,
+    help="Source CIDR allowed to use the reflector (repeatable).",
+)
 @click.option("--max-pps", default=2000.0, show_default=True, help="Packets/s per source.")
 @click.option("--max-kbps", default=20000.0, show_default=True, help="kbit/s per source.")
 @click.option("--max-total-kbps", default=200000.0, show_default=True, help="kbit/s in total.")
-@click.option("--media", "media_listen", default=None, metavar="HOST:PORT",
-              help="Also run the media responder (video-call probe far end) here.")
-@click.option("--secret", default=None, metavar="env:NAME|file:PATH",
-              help="Shared secret the media responder requires (a reference, never inline).")
-def reflector_command(listen: str, allow: tuple[str, ...], max_pps: float, max_kbps: float,
-                      max_total_kbps: float, media_listen: str | None, secret: str | None) -> None:
+@click.option(
+    "--media",
+    "media_listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also run the media responder (video-call probe far end) here.",
+)
+@click.option(
+    "--secret",
+    default=None,
+    metavar="env:NAME|file:PATH",
+    help="Shared secret the media responder requires (a reference, never inline).",
+)
+def reflector_command(
+    listen: str,
+    allow: tuple[str, ...],
+    max_pps: float,
+    max_kbps: float,
+    max_total_kbps: float,
+    media_listen: str | None,
+    secret: str | None,
+) -> None:
     """Answer TWAMP-light test packets (RFC 5357) from allowed sources.
 
     Never replies with more bytes than it received, and rate-limits each source.
@@ -212,16 +240,28 @@ def reflector_command(listen: str, allow: tuple[str, ...], max_pps: float, max_k
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(serve(listen, allow, stop=stop, max_pps_per_source=max_pps,
-                                           max_kbps_per_source=max_kbps,
-                                           max_kbps_total=max_total_kbps))]
+        tasks = [
+            asyncio.create_task(
+                serve(
+                    listen,
+                    allow,
+                    stop=stop,
+                    max_pps_per_source=max_pps,
+                    max_kbps_per_source=max_kbps,
+                    max_kbps_total=max_total_kbps,
+                )
+            )
+        ]
         if media_listen:
             from probes import media_responder
 
             sec = SecretRef.check(secret).resolve() if secret else None
-            tasks.append(asyncio.create_task(media_responder.serve(media_listen, list(allow), secret=sec)))
-        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
-                                     return_when=asyncio.FIRST_COMPLETED)
+            tasks.append(
+                asyncio.create_task(media_responder.serve(media_listen, list(allow), secret=sec))
+            )
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         stop.set()
         for t in tasks:
             t.cancel()

@@ -49,8 +49,12 @@ class Spec(BaseModel):
     target: str = Field(description="reflector HOST:PORT (default port 862)")
     duration_s: float = Field(15.0, gt=0, le=3600)
     rate_pps: float = Field(50.0, gt=0, le=10_000)
-    size: int = Field(twamp.REFLECT_MIN, ge=twamp.REFLECT_MIN, le=1472,
-                      description="UDP payload bytes (>= 41 so the reply can be symmetric)")
+    size: int = Field(
+        twamp.REFLECT_MIN,
+        ge=twamp.REFLECT_MIN,
+        le=1472,
+        description="UDP payload bytes (>= 41 so the reply can be symmetric)",
+    )
     timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
     dscp: int = Field(0, ge=0, le=63)
 
@@ -71,8 +75,9 @@ class Reply:
     pkt: twamp.ReflectedPacket
 
 
-def summarise(send_mono: Sequence[float], replies: Sequence[Reply], duration_s: float
-              ) -> dict[str, float | int]:
+def summarise(
+    send_mono: Sequence[float], replies: Sequence[Reply], duration_s: float
+) -> dict[str, float | int]:
     """Pure statistics of one run. ``send_mono[i]`` is when seq i was sent (monotonic s)."""
     sent = len(send_mono)
     first: dict[int, Reply] = {}
@@ -88,7 +93,9 @@ def summarise(send_mono: Sequence[float], replies: Sequence[Reply], duration_s: 
         order.append(r.seq)
     received = len(first)
     out: dict[str, float | int] = {
-        "sent": sent, "received": received, "duplicates": dup,
+        "sent": sent,
+        "received": received,
+        "duplicates": dup,
         "loss_pct": 100.0 * (sent - received) / sent if sent else 0.0,
         "duration_s": duration_s,
     }
@@ -102,16 +109,24 @@ def summarise(send_mono: Sequence[float], replies: Sequence[Reply], duration_s: 
         rtt = (r.rx_mono - send_mono[s]) - max(0.0, turnaround)
         rtts.append(rtt * 1000.0)
     out.update(
-        rtt_min_ms=min(rtts), rtt_max_ms=max(rtts), rtt_mean_ms=sum(rtts) / len(rtts),
-        rtt_p50_ms=stats.percentile(rtts, 50) or 0.0, rtt_p95_ms=stats.percentile(rtts, 95) or 0.0,
+        rtt_min_ms=min(rtts),
+        rtt_max_ms=max(rtts),
+        rtt_mean_ms=sum(rtts) / len(rtts),
+        rtt_p50_ms=stats.percentile(rtts, 50) or 0.0,
+        rtt_p95_ms=stats.percentile(rtts, 95) or 0.0,
     )
     arrival = [first[s] for s in order]
-    j, _ = stats.rfc3550_jitter([send_mono[r.seq] * 1000 for r in arrival],
-                                [r.rx_mono * 1000 for r in arrival])
-    ju, _ = stats.rfc3550_jitter([twamp.ntp_to_s(r.pkt.sender_ts) * 1000 for r in arrival],
-                                 [twamp.ntp_to_s(r.pkt.receive_ts) * 1000 for r in arrival])
-    jd, _ = stats.rfc3550_jitter([twamp.ntp_to_s(r.pkt.timestamp) * 1000 for r in arrival],
-                                 [twamp.ntp_to_s(r.rx_wall_ntp) * 1000 for r in arrival])
+    j, _ = stats.rfc3550_jitter(
+        [send_mono[r.seq] * 1000 for r in arrival], [r.rx_mono * 1000 for r in arrival]
+    )
+    ju, _ = stats.rfc3550_jitter(
+        [twamp.ntp_to_s(r.pkt.sender_ts) * 1000 for r in arrival],
+        [twamp.ntp_to_s(r.pkt.receive_ts) * 1000 for r in arrival],
+    )
+    jd, _ = stats.rfc3550_jitter(
+        [twamp.ntp_to_s(r.pkt.timestamp) * 1000 for r in arrival],
+        [twamp.ntp_to_s(r.rx_wall_ntp) * 1000 for r in arrival],
+    )
     if j is not None:
         out["jitter_rfc3550_ms"] = j
     if ju is not None:
@@ -121,8 +136,9 @@ def summarise(send_mono: Sequence[float], replies: Sequence[Reply], duration_s: 
     ip = [abs(x) for x in stats.ipdv(rtts)]
     if ip:
         out["ipdv_p95_ms"] = stats.percentile(ip, 95) or 0.0
-    out["burst_loss_200ms_pct"] = stats.worst_window_loss_pct(
-        send_mono, [i in first for i in range(sent)], 0.2) or 0.0
+    out["burst_loss_200ms_pct"] = (
+        stats.worst_window_loss_pct(send_mono, [i in first for i in range(sent)], 0.2) or 0.0
+    )
     out["reorder_pct"] = stats.reorder_pct(order) or 0.0
     return out
 
@@ -184,7 +200,11 @@ async def measure(spec: Spec) -> tuple[dict[str, float | int], str | None, str |
     if fields["received"] == 0:
         if proto.error is not None and getattr(proto.error, "errno", None) == 111:
             return fields, "refused", f"{spec.target}: port unreachable (no reflector listening)"
-        return fields, "timeout", f"no reply from {spec.target} to {n} packets in {sent_for + spec.timeout_s:.1f} s"
+        return (
+            fields,
+            "timeout",
+            f"no reply from {spec.target} to {n} packets in {sent_for + spec.timeout_s:.1f} s",
+        )
     return fields, None, None
 
 

@@ -76,11 +76,22 @@ def unpack_sender(data: bytes) -> SenderPacket:
     return SenderPacket(seq, ts, err)
 
 
-def pack_reflected(seq: int, tx_ts: int, rx_ts: int, sender: SenderPacket, ttl: int,
-                   size: int) -> bytes:
+def pack_reflected(
+    seq: int, tx_ts: int, rx_ts: int, sender: SenderPacket, ttl: int, size: int
+) -> bytes:
     """The reply, exactly ``size`` bytes (``size`` >= REFLECT_MIN; the request's length)."""
-    head = REFLECT_FMT.pack(seq & 0xFFFFFFFF, tx_ts, ERR_EST, 0, rx_ts, sender.seq,
-                            sender.timestamp, sender.err_est, 0, ttl & 0xFF)
+    head = REFLECT_FMT.pack(
+        seq & 0xFFFFFFFF,
+        tx_ts,
+        ERR_EST,
+        0,
+        rx_ts,
+        sender.seq,
+        sender.timestamp,
+        sender.err_est,
+        0,
+        ttl & 0xFF,
+    )
     return head + bytes(max(0, size - len(head)))
 
 

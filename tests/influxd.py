@@ -68,15 +68,24 @@ class Influxd:
         if not os.path.exists(exe):
             raise RuntimeError("influxd not installed: run `make test` (apt-get install influxdb)")
         cfg = self.dir / "influxdb.conf"
-        cfg.write_text(CONFIG.format(d=self.dir, rpc=free_port(), http=self.port,
-                                     auth="true" if self.auth else "false"))
+        cfg.write_text(
+            CONFIG.format(
+                d=self.dir, rpc=free_port(), http=self.port, auth="true" if self.auth else "false"
+            )
+        )
         self.log = open(self.dir / "influxd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([exe, "-config", str(cfg)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [exe, "-config", str(cfg)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"influxd exited: {(self.dir / 'influxd.log').read_text()[-500:]}")
+                raise RuntimeError(
+                    f"influxd exited: {(self.dir / 'influxd.log').read_text()[-500:]}"
+                )
             try:
                 if httpx.get(self.url + "/ping", timeout=1).status_code == 204:
                     return self

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from influxd import Influxd, free_port
+
 from netready.errors import (
     PointRejected,
     StoreAuthError,
@@ -42,12 +42,20 @@ def test_hostile_values_round_trip_byte_for_byte(influxdb: tuple[str, str], gzip
     url, db = influxdb
     meas = "weird meas,ure"
     recs = [
-        Record(meas, {"site": t, "target": f"k{i}"}, {"s": HOSTILE_STRINGS[i], "i": i, "f": 1.0},
-               1_700_000_000_000 + i)
+        Record(
+            meas,
+            {"site": t, "target": f"k{i}"},
+            {"s": HOSTILE_STRINGS[i], "i": i, "f": 1.0},
+            1_700_000_000_000 + i,
+        )
         for i, t in enumerate(HOSTILE_TAGS)
     ] + [
-        Record(meas, {"site": "x", "target": f"s{i}"}, {"s": s, "i": 100 + i, "f": 2.5},
-               1_700_000_100_000 + i)
+        Record(
+            meas,
+            {"site": "x", "target": f"s{i}"},
+            {"s": s, "i": 100 + i, "f": 2.5},
+            1_700_000_100_000 + i,
+        )
         for i, s in enumerate(HOSTILE_STRINGS)
     ]
     with client(url, db, gzip=gzip) as c:
@@ -76,8 +84,10 @@ def test_encoding_rules() -> None:
 
 def test_unreachable_server_one_line() -> None:
     port = free_port()
-    with client(f"http://127.0.0.1:{port}", "db", timeout_s=2) as c, \
-            pytest.raises(StoreUnreachable) as ei:
+    with (
+        client(f"http://127.0.0.1:{port}", "db", timeout_s=2) as c,
+        pytest.raises(StoreUnreachable) as ei,
+    ):
         c.write([Record("m", {}, {"x": 1.0}, 1)])
     msg = str(ei.value)
     assert "\n" not in msg and f"127.0.0.1:{port}" in msg and "unreachable" in msg
@@ -104,14 +114,18 @@ def test_auth_errors_and_basic_auth() -> None:
     try:
         import httpx
 
-        httpx.post(srv.url + "/query",
-                   data={"q": "CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES"}).raise_for_status()
+        httpx.post(
+            srv.url + "/query",
+            data={"q": "CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES"},
+        ).raise_for_status()
         httpx.post(srv.url + "/query", data={"q": 'CREATE DATABASE "d"'}, auth=("admin", "pw"))
         import os
 
         os.environ["NR_TEST_USER"], os.environ["NR_TEST_PW"] = "admin", "wrong"
-        with client(srv.url, "d", username="env:NR_TEST_USER", password="env:NR_TEST_PW") as c, \
-                pytest.raises(StoreAuthError, match="HTTP 401"):
+        with (
+            client(srv.url, "d", username="env:NR_TEST_USER", password="env:NR_TEST_PW") as c,
+            pytest.raises(StoreAuthError, match="HTTP 401"),
+        ):
             c.write([Record("m", {}, {"x": 1.0}, 1)])
         os.environ["NR_TEST_PW"] = "pw"
         with client(srv.url, "d", username="env:NR_TEST_USER", password="env:NR_TEST_PW") as c:

@@ -58,8 +58,14 @@ def test_good_inventory_cli_ok(tmp_path: Path) -> None:
     ("needle", "replacement", "line", "col", "path", "message"),
     [
         # a typo'd key
-        ("    icb: QHM\n    link: {tech: adsl", "    icb: QHM\n    lnik: 1\n    link: {tech: adsl",
-         7, 5, "sites[0].lnik", "unknown key"),
+        (
+            "    icb: QHM\n    link: {tech: adsl",
+            "    icb: QHM\n    lnik: 1\n    link: {tech: adsl",
+            7,
+            5,
+            "sites[0].lnik",
+            "unknown key",
+        ),
         # bad ODS code format
         ("ods: Y81002", "ods: y81-002", 11, 10, "sites[1].ods", "not an ODS code"),
         # unknown access technology
@@ -67,18 +73,32 @@ def test_good_inventory_cli_ok(tmp_path: Path) -> None:
         # negative speed
         ("down_mbps: 40", "down_mbps: -40", 15, 35, "sites[1].link.down_mbps", "greater than 0"),
         # absurd speed (100 Tbit/s)
-        ("up_mbps: 10", "up_mbps: 100000000", 15, 48, "sites[1].link.up_mbps", "less than or equal"),
+        (
+            "up_mbps: 10",
+            "up_mbps: 100000000",
+            15,
+            48,
+            "sites[1].link.up_mbps",
+            "less than or equal",
+        ),
         # a secret given inline
-        ("community: env:SNMP_COMMUNITY", "community: public", 10, 40,
-         "sites[0].router.snmp.community", "secret given inline"),
+        (
+            "community: env:SNMP_COMMUNITY",
+            "community: public",
+            10,
+            40,
+            "sites[0].router.snmp.community",
+            "secret given inline",
+        ),
         # duplicate ODS code
         ("ods: Y81002", "ods: Y81001", 11, 10, "sites[1].ods", "duplicate ODS code Y81001"),
     ],
 )
-def test_bad_inventory(tmp_path: Path, needle: str, replacement: str, line: int, col: int,
-                       path: str, message: str) -> None:
+def test_bad_inventory(
+    tmp_path: Path, needle: str, replacement: str, line: int, col: int, path: str, message: str
+) -> None:
     assert needle in GOOD
-    code, out, err = run_check(tmp_path, GOOD.replace(needle, replacement, 1))
+    code, _out, err = run_check(tmp_path, GOOD.replace(needle, replacement, 1))
     assert code == 2
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -108,7 +128,9 @@ def test_malformed_yaml(tmp_path: Path) -> None:
 
 
 def test_duplicate_yaml_key(tmp_path: Path) -> None:
-    code, _, err = run_check(tmp_path, GOOD.replace("    icb: QHM\n", "    icb: QHM\n    icb: QWE\n", 1))
+    code, _, err = run_check(
+        tmp_path, GOOD.replace("    icb: QHM\n", "    icb: QHM\n    icb: QWE\n", 1)
+    )
     assert code == 2
     assert "inv.yaml:7:5: sites[0].icb: duplicate key" in err
 
@@ -124,7 +146,9 @@ def test_not_a_mapping(tmp_path: Path) -> None:
     assert code == 2 and "inv.yaml:1:1" in err
 
 
-def test_secret_resolved_at_use_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_resolved_at_use_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inv = loads(GOOD)
     ref = inv.sites[0].router.snmp.community  # type: ignore[union-attr]
     assert str(ref) == "env:SNMP_COMMUNITY"
@@ -151,7 +175,11 @@ def test_cli_entry_point_exit_code(tmp_path: Path) -> None:
     """The installed console script, not just CliRunner: exit code 2 and no traceback."""
     f = tmp_path / "inv.yaml"
     f.write_text(GOOD.replace("tech: fttc", "tech: dialup"))
-    p = subprocess.run([sys.executable, "-m", "netready.cli", "inventory", "check", str(f)],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "netready.cli", "inventory", "check", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "sites[1].link.tech" in p.stderr

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from influxd import Influxd
+
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig
 from netready.records import Record
@@ -34,8 +34,10 @@ def count(influxd: Influxd, db: str, meas: str, field: str = "seq") -> int:
 
 
 def recs(n: int, start: int = 0, meas: str = "m") -> list[Record]:
-    return [Record(meas, {"site": "Y81001"}, {"seq": i}, 1_700_000_000_000 + i)
-            for i in range(start, start + n)]
+    return [
+        Record(meas, {"site": "Y81001"}, {"seq": i}, 1_700_000_000_000 + i)
+        for i in range(start, start + n)
+    ]
 
 
 def test_enqueue_is_durable_and_wal(tmp_path: Path) -> None:
@@ -44,13 +46,22 @@ def test_enqueue_is_durable_and_wal(tmp_path: Path) -> None:
         sp.enqueue(recs(5))
         assert sp.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # a new process sees everything the first one committed
-    out = subprocess.run([sys.executable, "-c",
-                          f"from netready.spool import Spool; print(Spool({str(p)!r}).stats().pending)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from netready.spool import Spool; print(Spool({str(p)!r}).stats().pending)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "5"
 
 
-def test_ship_oldest_first_and_ack(influxd: Influxd, influxdb: tuple[str, str], tmp_path: Path) -> None:
+def test_ship_oldest_first_and_ack(
+    influxd: Influxd, influxdb: tuple[str, str], tmp_path: Path
+) -> None:
     url, db = influxdb
     with Spool(tmp_path / "s.db") as sp, v1(url, db) as w:
         sp.enqueue(recs(250))
@@ -65,8 +76,9 @@ def test_ship_oldest_first_and_ack(influxd: Influxd, influxdb: tuple[str, str], 
     assert count(influxd, db, "m") == 250
 
 
-def test_poisoned_point_is_dead_lettered_alone(influxd: Influxd, influxdb: tuple[str, str],
-                                               tmp_path: Path) -> None:
+def test_poisoned_point_is_dead_lettered_alone(
+    influxd: Influxd, influxdb: tuple[str, str], tmp_path: Path
+) -> None:
     url, db = influxdb
     with Spool(tmp_path / "s.db") as sp, v1(url, db) as w:
         w.write([Record("m", {"site": "Y81001"}, {"seq": 0}, 1_600_000_000_000)])  # seq is an int
@@ -111,7 +123,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     plan: list[tuple[int, str | None]] = []
     seen: list[float] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         _Flaky.seen.append(time.monotonic())
         status, retry_after = _Flaky.plan.pop(0) if _Flaky.plan else (204, None)
@@ -136,7 +148,8 @@ def test_retry_after_is_honoured(tmp_path: Path) -> None:
         with Spool(tmp_path / "s.db") as sp, v1(f"http://127.0.0.1:{srv.server_port}", "d") as w:
             sp.enqueue(recs(10))
             res = Shipper(sp, w, backoff=Backoff(base_s=0.01, cap_s=0.05)).drain(
-                deadline=time.monotonic() + 20)
+                deadline=time.monotonic() + 20
+            )
             assert sp.stats().pending == 0
     finally:
         srv.shutdown()
@@ -153,8 +166,9 @@ def test_backoff_grows_with_full_jitter() -> None:
     assert b.delay(0, retry_after=7) >= 7
 
 
-def test_sigkill_20_times_loses_nothing(influxd: Influxd, influxdb: tuple[str, str],
-                                        tmp_path: Path) -> None:
+def test_sigkill_20_times_loses_nothing(
+    influxd: Influxd, influxdb: tuple[str, str], tmp_path: Path
+) -> None:
     """Kill the shipping agent with SIGKILL at random moments; every committed record lands."""
     url, db = influxdb
     spool = tmp_path / "dur.db"
@@ -162,8 +176,11 @@ def test_sigkill_20_times_loses_nothing(influxd: Influxd, influxdb: tuple[str, s
     promised: set[int] = set()
     nxt = 0
     for _ in range(20):
-        p = subprocess.Popen([sys.executable, str(HERE / "durability_driver.py"), str(spool),
-                              url, db, str(nxt)], stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, str(HERE / "durability_driver.py"), str(spool), url, db, str(nxt)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         first = p.stdout.readline()  # type: ignore[union-attr]  # started (imports are slow)
         time.sleep(rng.uniform(0.0, 0.6))
         os.kill(p.pid, signal.SIGKILL)
@@ -172,8 +189,12 @@ def test_sigkill_20_times_loses_nothing(influxd: Influxd, influxdb: tuple[str, s
         assert got, "driver made no progress"
         promised.update(got)
         nxt = max(got) + 1
-    d = subprocess.run([sys.executable, str(HERE / "durability_driver.py"), str(spool), url, db,
-                        "0", "--drain"], capture_output=True, text=True, timeout=120)
+    d = subprocess.run(
+        [sys.executable, str(HERE / "durability_driver.py"), str(spool), url, db, "0", "--drain"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "error=None" in d.stdout, d.stdout + d.stderr
     res = influxd.query('SELECT "seq" FROM "dur"', db)["results"][0]
     landed = {row[1] for row in res["series"][0]["values"]}

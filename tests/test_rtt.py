@@ -1,0 +1,291 @@
+"""The rtt probe and the TWAMP-light reflector, on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from netready.registry import Context, get
+from probes import reflector, rtt, twamp
+
+
+def udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def with_reflector(
+    port: int, allow: list[str], **limits: float
+) -> tuple[asyncio.Task, asyncio.Event]:  # type: ignore[type-arg]
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        reflector.serve(f"127.0.0.1:{port}", allow, ready=ready, stop=stop, **limits)
+    )
+    await ready.wait()
+    return task, stop
+
+
+def test_rtt_probe_against_reflector() -> None:
+    port = udp_port()
+
+    async def main() -> tuple[list, reflector.ReflectorStats]:  # type: ignore[type-arg]
+        task, stop = await with_reflector(port, ["127.0.0.0/8"])
+        plugin = get("probe", "rtt")
+        spec = plugin.make_spec({"target": f"127.0.0.1:{port}", "duration_s": 2, "rate_pps": 200})
+        recs = await plugin.run(Context(), spec)
+        stop.set()
+        return recs, await task
+
+    recs, st = asyncio.run(main())
+    assert len(recs) == 1 and recs[0].ok
+    f = recs[0].fields
+    assert f["sent"] == 400 and f["received"] == 400 and f["loss_pct"] == 0.0
+    assert st.reflected == 400
+    assert 0 < f["rtt_min_ms"] <= f["rtt_p50_ms"] <= f["rtt_p95_ms"] <= f["rtt_max_ms"] < 50
+    assert f["duration_s"] == pytest.approx(2.0, abs=0.3)  # isochronous schedule, no drift
+    for k in ("jitter_rfc3550_ms", "jitter_up_rfc3550_ms", "jitter_down_rfc3550_ms", "ipdv_p95_ms"):
+        assert 0 <= f[k] < 20
+    assert recs[0].tags == {"target": f"127.0.0.1:{port}", "method": "twamp_light"}
+
+
+def test_reflector_refuses_sources_outside_allow_list() -> None:
+    port = udp_port()
+
+    async def main() -> tuple[list, reflector.ReflectorStats]:  # type: ignore[type-arg]
+        task, stop = await with_reflector(port, ["192.0.2.0/24"])
+        recs = await rtt.run(
+            Context(),
+            rtt.Spec(target=f"127.0.0.1:{port}", duration_s=0.2, rate_pps=50, timeout_s=0.5),
+        )
+        stop.set()
+        return recs, await task
+
+    recs, st = asyncio.run(main())
+    assert recs[0].result == "timeout" and "no reply" in str(recs[0].fields["reason"])
+    assert st.denied == st.received == 10 and st.reflected == 0
+
+
+def test_no_amplification_reply_never_larger_than_request() -> None:
+    port = udp_port()
+
+    async def main() -> list[tuple[int, int]]:
+        task, stop = await with_reflector(port, ["127.0.0.0/8"])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.3)
+        out = []
+        for size in (14, 30, 40, 41, 100, 1400):
+            s.sendto(twamp.pack_sender(7, twamp.ntp_now(), size)[:size], ("127.0.0.1", port))
+            try:
+                data = await asyncio.to_thread(s.recv, 65535)
+                out.append((size, len(data)))
+            except TimeoutError:
+                out.append((size, 0))
+        s.close()
+        stop.set()
+        await task
+        return out
+
+    assert asyncio.run(main()) == [(14, 0), (30, 0), (40, 0), (41, 41), (100, 100), (1400, 1400)]
+
+
+def test_reflected_packet_layout_rfc5357() -> None:
+    """Byte offsets of RFC 5357 §4.2.1, checked independently of the unpacker."""
+    port = udp_port()
+
+    async def main() -> bytes:
+        task, stop = await with_reflector(port, ["127.0.0.0/8"])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        ts = twamp.ntp_now()
+        s.sendto(struct.pack("!IQH", 0xDEADBEEF, ts, 0x0001) + bytes(50), ("127.0.0.1", port))
+        data = await asyncio.to_thread(s.recv, 65535)
+        s.close()
+        stop.set()
+        await task
+        return data + struct.pack("!Q", ts)
+
+    raw = asyncio.run(main())
+    data, ts = raw[:-8], struct.unpack("!Q", raw[-8:])[0]
+    assert len(data) == 64
+    assert struct.unpack_from("!I", data, 24)[0] == 0xDEADBEEF  # sender sequence number
+    assert struct.unpack_from("!Q", data, 28)[0] == ts  # sender timestamp
+    assert struct.unpack_from("!H", data, 36)[0] == 0x0001  # sender error estimate
+    assert data[40] == 64  # sender TTL as received (Linux default 64)
+    rx, tx = struct.unpack_from("!Q", data, 16)[0], struct.unpack_from("!Q", data, 4)[0]
+    assert 0 <= twamp.ntp_to_s(tx) - twamp.ntp_to_s(rx) < 0.05
+    assert abs(twamp.ntp_to_s(rx) - time.time()) < 5
+
+
+def test_reflector_rate_limits_a_flood() -> None:
+    port = udp_port()
+
+    async def main() -> reflector.ReflectorStats:
+        task, stop = await with_reflector(port, ["127.0.0.0/8"], max_pps_per_source=100)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        pkt = twamp.pack_sender(1, twamp.ntp_now(), 64)
+        t0 = time.monotonic()
+        for _ in range(1000):
+            s.sendto(pkt, ("127.0.0.1", port))
+        await asyncio.sleep(0.3)
+        elapsed = time.monotonic() - t0
+        s.close()
+        stop.set()
+        st = await task
+        st.__dict__["elapsed"] = elapsed
+        return st
+
+    st = asyncio.run(main())
+    allowed = 100 + 100 * st.__dict__["elapsed"]  # burst + rate x time
+    assert st.reflected <= allowed + 1
+    assert st.rate_limited >= 1000 - allowed - 1 - (1000 - st.received)
+
+
+@pytest.fixture
+def drop_on_port() -> Iterator[callable]:  # type: ignore[valid-type]
+    """Random loss with nft on loopback, for one UDP port only, removed afterwards."""
+    table = f"nrtest_{uuid.uuid4().hex[:8]}"
+
+    def add(port: int, per_mille: int) -> None:
+        subprocess.run(["nft", "add", "table", "inet", table], check=True)
+        subprocess.run(
+            [
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                table,
+                "out",
+                "{ type filter hook output priority 0 ; }",
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                table,
+                "out",
+                "oifname",
+                "lo",
+                "udp",
+                "dport",
+                str(port),
+                "numgen",
+                "random",
+                "mod",
+                "1000",
+                "<",
+                str(per_mille),
+                "drop",
+            ],
+            check=True,
+        )
+
+    yield add
+    subprocess.run(["nft", "delete", "table", "inet", table], check=False)
+
+
+def test_loss_measured_against_nft_random_drop(drop_on_port: callable) -> None:  # type: ignore[valid-type]
+    port = udp_port()
+    drop_on_port(port, 100)  # 10 % of requests dropped
+
+    async def main() -> list:  # type: ignore[type-arg]
+        task, stop = await with_reflector(port, ["127.0.0.0/8"], max_pps_per_source=5000)
+        recs = await rtt.run(
+            Context(),
+            rtt.Spec(target=f"127.0.0.1:{port}", duration_s=3, rate_pps=1000, timeout_s=0.5),
+        )
+        stop.set()
+        await task
+        return recs
+
+    f = asyncio.run(main())[0].fields
+    assert f["sent"] == 3000
+    assert 7.0 <= f["loss_pct"] <= 13.0  # 10 % +- 3.2 sigma
+    assert f["burst_loss_200ms_pct"] >= f["loss_pct"]
+
+
+def test_summarise_hand_checked_trace() -> None:
+    """6 packets sent 10 ms apart; seq 2 lost, seq 4 and 3 swapped, seq 5 duplicated."""
+
+    def pkt(seq: int) -> twamp.ReflectedPacket:
+        return twamp.ReflectedPacket(seq, 0, 1, 0, seq, 0, 1, 64)
+
+    send = [0.0, 0.010, 0.020, 0.030, 0.040, 0.050]
+    rx = {0: 0.005, 1: 0.016, 4: 0.046, 3: 0.047, 5: 0.055}
+    replies = [rtt.Reply(s, rx[s], 0, pkt(s)) for s in (0, 1, 4, 3, 5)]
+    replies.append(rtt.Reply(5, 0.056, 0, pkt(5)))
+    f = rtt.summarise(send, replies, 0.05)
+    assert (f["sent"], f["received"], f["duplicates"]) == (6, 5, 1)
+    assert f["loss_pct"] == pytest.approx(100 / 6)
+    # RTTs by seq: 5, 6, 17, 6, 5 ms
+    assert f["rtt_min_ms"] == pytest.approx(5) and f["rtt_max_ms"] == pytest.approx(17)
+    assert f["rtt_p50_ms"] == pytest.approx(6)
+    assert f["reorder_pct"] == pytest.approx(20.0)  # one of five arrived late
+    # RFC 3550 over arrival order 0,1,4,3,5, by hand: RTT(1)-RTT(0) = 1, RTT(4)-RTT(1) = 0,
+    # RTT(3)-RTT(4) = 11, RTT(5)-RTT(3) = -12
+    d = [1.0, 0.0, 11.0, -12.0]
+    j = 0.0
+    for x in d:
+        j += (abs(x) - j) / 16
+    assert f["jitter_rfc3550_ms"] == pytest.approx(j)
+    assert f["burst_loss_200ms_pct"] == pytest.approx(100 / 6)
+
+
+def test_cli_rtt_json_is_clean(tmp_path: object) -> None:
+    port = udp_port()
+    p = subprocess.Popen(
+        ["netready", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        p.stderr.readline()  # type: ignore[union-attr]  # "listening" once bound
+        r = subprocess.run(
+            [
+                "netready",
+                "probe",
+                "rtt",
+                "--target",
+                f"127.0.0.1:{port}",
+                "--duration",
+                "1",
+                "--rate",
+                "20",
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    data = json.loads(r.stdout)
+    assert data[0]["measurement"] == "rtt" and data[0]["fields"]["received"] == 20
+    assert p.returncode == 0  # SIGTERM is a clean stop
+
+
+def test_bad_target_is_one_line_exit_2() -> None:
+    r = subprocess.run(
+        ["netready", "probe", "rtt", "--target", "host:notaport"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: probe rtt: target")
