@@ -89,6 +89,8 @@ class Session:
     task: asyncio.Task[Any] | None = None
     stats: dict[str, Any] | None = None
     policed: bool = False
+    finishing: bool = False
+    finisher: asyncio.Task[None] | None = None
 
 
 class MediaResponder:
@@ -308,43 +310,56 @@ class MediaResponder:
         if sess is None:
             return
         if op == "stop":
-            if sess.stats is None:
-                sess.stop.set()
-                try:
-                    sent = int(msg["sent"])
-                    span = (int(msg.get("first_ns", 0)), int(msg.get("last_ns", 0)))
-                    dur = float(msg.get("duration_s", sess.duration_s))
-                except (KeyError, TypeError, ValueError):
-                    return
-                up = trace_stats(
-                    sess.arrivals,
-                    sent,
-                    dur,
-                    send_span_ns=span if span[0] else None,
-                    dscp_audio=sess.dscp_audio,
-                    dscp_video=sess.dscp_video,
-                )
-                if sess.policed:
-                    up = None
-                snd = sess.send
-                sess.stats = {
-                    "op": "stats",
-                    "v": PROTOCOL_VERSION,
-                    "sid": sid,
-                    "up": up.to_json() if up is not None else None,
-                    "policed": sess.policed,
-                    "down": {
-                        "sent": snd.sent,
-                        "bytes": snd.bytes,
-                        "first_ns": snd.first_ns,
-                        "last_ns": snd.last_ns,
-                        "sent_kbps": snd.sent_kbps,
-                        "late_p95_ms": snd.late_p95_ms,
-                        "errors": snd.errors,
-                    },
-                }
-                sess.arrivals = []  # free memory; the summary is kept for retries
-            self._send_control(sess.stats, addr)
+            if sess.stats is not None:
+                self._send_control(sess.stats, addr)
+            elif not sess.finishing:
+                sess.finishing = True
+                sess.finisher = asyncio.create_task(self._finish(sess, msg, addr))
+
+    async def _finish(self, sess: Session, msg: dict[str, Any], addr: Any) -> None:
+        """Let the downstream run to its scheduled end (the probe may stop a hair early),
+        then compute the upstream statistics and answer."""
+        if sess.task is not None and not sess.task.done():
+            left = sess.started + sess.duration_s - time.monotonic()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(sess.task), max(0.0, left) + 0.2)
+        sess.stop.set()
+        try:
+            sent = int(msg["sent"])
+            span = (int(msg.get("first_ns", 0)), int(msg.get("last_ns", 0)))
+            dur = float(msg.get("duration_s", sess.duration_s))
+        except (KeyError, TypeError, ValueError):
+            sess.finishing = False
+            return
+        up = None
+        if not sess.policed:
+            up = trace_stats(
+                sess.arrivals,
+                sent,
+                dur,
+                send_span_ns=span if span[0] else None,
+                dscp_audio=sess.dscp_audio,
+                dscp_video=sess.dscp_video,
+            )
+        snd = sess.send
+        sess.stats = {
+            "op": "stats",
+            "v": PROTOCOL_VERSION,
+            "sid": sess.sid,
+            "up": up.to_json() if up is not None else None,
+            "policed": sess.policed,
+            "down": {
+                "sent": snd.sent,
+                "bytes": snd.bytes,
+                "first_ns": snd.first_ns,
+                "last_ns": snd.last_ns,
+                "sent_kbps": snd.sent_kbps,
+                "late_p95_ms": snd.late_p95_ms,
+                "errors": snd.errors,
+            },
+        }
+        sess.arrivals = []  # free memory; the summary is kept for retried stops
+        self._send_control(sess.stats, addr)
 
     async def _gc_loop(self) -> None:
         while True:
