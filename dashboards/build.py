@@ -34,6 +34,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import piechart as pm
 
+from reports.rubric import HEADROOM, RUBRIC
+
 HERE = Path(__file__).resolve().parent
 
 #: The data source every panel uses: a ``$ds`` variable that defaults to this uid, which the
@@ -51,17 +53,27 @@ UID_ESTATE = "netready-estate"
 UID_SITE = "netready-site"
 UID_AGENT = "netready-agent"
 
-# ------------------------------------------------------------------ rubric (DESIGN.md)
-# Per concurrent 1:1 video consultation, measured at the site edge. ``not_ready`` is the
-# boundary of NOT READY, ``minimum`` of MARGINAL, ``recommended`` of READY.
-UP_MBPS = {"not_ready": 0.35, "minimum": 0.7, "recommended": 1.5}
-DOWN_MBPS = {"not_ready": 0.35, "minimum": 1.1, "recommended": 1.5}
-RTT_MS = {"recommended": 60.0, "minimum": 100.0, "not_ready": 150.0}
-JITTER_MS = {"recommended": 15.0, "minimum": 30.0, "not_ready": 40.0}
-LOSS_PCT = {"recommended": 0.1, "minimum": 1.0}
-BURST_LOSS_PCT = {"recommended": 1.0, "minimum": 10.0}
-MOS = {"not_ready": 3.6, "recommended": 4.0}
-UTIL_REVIEW_PCT = 75.0  # NHS Digital: review FTTC links above 75% use
+# ------------------------------------------------------------------ rubric (reports/rubric.py)
+# The thresholds drawn on the panels come from the one rubric table; when it changes, the
+# generated JSON is stale and the test says so.
+
+
+def _bands(metric: str) -> dict[str, float]:
+    t = RUBRIC[metric]
+    out = {"minimum": float(t.minimum), "recommended": float(t.recommended)}
+    if t.not_ready is not None:
+        out["not_ready"] = float(t.not_ready)
+    return out
+
+
+UP_MBPS = _bands("up_per_call_mbps")
+DOWN_MBPS = _bands("down_per_call_mbps")
+RTT_MS = _bands("rtt_ms")
+JITTER_MS = _bands("jitter_ms")
+LOSS_PCT = _bands("loss_pct")
+BURST_LOSS_PCT = _bands("burst_loss_pct")
+MOS = _bands("mos")
+UTIL_REVIEW_PCT = 100.0 * HEADROOM  # NHS Digital: review FTTC links above 75 % use
 SNR_MARGIN_DB = {"poor": 3.0, "ok": 6.0}
 
 COPPER_RE = "^(adsl|fttc|sogea)$"
@@ -785,7 +797,7 @@ def _jitter_steps() -> db.ThresholdsConfig:
 
 def _loss_steps() -> db.ThresholdsConfig:
     return _thresholds(
-        (None, "green"), (LOSS_PCT["recommended"], "yellow"), (LOSS_PCT["minimum"], "red")
+        (None, "green"), (LOSS_PCT["recommended"], "yellow"), (LOSS_PCT["not_ready"], "red")
     )
 
 
@@ -1021,33 +1033,64 @@ def site_detail() -> dm.Dashboard:
     d = d.with_panel(
         ts(
             "Router WAN utilisation",
-            "SNMP interface counters: utilisation % per interface. Dashed line: "
+            "SNMP counters of the WAN interface, per direction (in = download): utilisation "
+            "against the contracted rate (util_contract_pct), the DSL sync rate (util_sync_pct) "
+            "and the interface speed (util_pct). Dashed line: "
             f"{UTIL_REVIEW_PCT:g} % (NHS Digital advises reviewing FTTC links above 75 % use).",
             "percent",
             [
                 InfluxQL(
-                    f'SELECT max("util_pct") AS "util_pct" FROM "if_traffic" '
-                    f'WHERE {T} AND {SITE} AND {OK} {BY_TIME}, "site", "ifname", "direction" fill(none)'
+                    'SELECT max("util_contract_pct") AS "util_contract_pct", '
+                    'max("util_sync_pct") AS "util_sync_pct", max("util_pct") AS "util_pct" '
+                    f'FROM "if_traffic" WHERE {T} AND {SITE} AND {OK} AND "is_wan" = true '
+                    f'{BY_TIME}, "site", "ifname", "direction" fill(none)'
                 )
-                .alias("$tag_site $tag_ifname $tag_direction")
-                .expect("util_pct", tags=["site", "ifname"])
+                .alias("$tag_site $tag_ifname $tag_direction $col")
+                .expect("util_contract_pct", "util_pct", tags=["site", "ifname", "direction"])
             ],
-            w=8,
+            w=12,
             thresholds=_thresholds((None, "green"), (UTIL_REVIEW_PCT, "red")),
-            maximum=100,
         )
     )
     d = d.with_panel(
         ts(
-            "DSL sync rate",
-            "DSL line: downstream and upstream sync rate (dsl_line measurement; copper sites only).",
+            "Router WAN traffic",
+            "SNMP counters of the WAN interface: bit rate per direction (in = download), "
+            "mean and peak per interval.",
+            "Mbits",
+            [
+                InfluxQL(
+                    'SELECT mean("rate_mbps") AS "mean", max("rate_mbps") AS "peak" '
+                    f'FROM "if_traffic" WHERE {T} AND {SITE} AND {OK} AND "is_wan" = true '
+                    f'{BY_TIME}, "site", "ifname", "direction" fill(none)'
+                )
+                .alias("$tag_site $tag_ifname $tag_direction $col")
+                .expect("mean", "peak", tags=["site", "ifname", "direction"])
+            ],
+            w=12,
+        )
+    )
+    d = d.with_panel(
+        ts(
+            "DSL sync and attainable rate",
+            "DSL line (dsl_line, copper sites): sync rate and attainable rate, down and up.",
             "Kbits",
             [
-                InfluxQL(_series("dsl_line", {"sync_down_kbps": "mean", "sync_up_kbps": "mean"}))
+                InfluxQL(
+                    _series(
+                        "dsl_line",
+                        {
+                            "sync_down_kbps": "mean",
+                            "sync_up_kbps": "mean",
+                            "attainable_down_kbps": "mean",
+                            "attainable_up_kbps": "mean",
+                        },
+                    )
+                )
                 .alias("$tag_site $col")
                 .expect("sync_down_kbps", "sync_up_kbps", tags=["site"])
             ],
-            w=8,
+            w=12,
         )
     )
     d = d.with_panel(
@@ -1063,7 +1106,7 @@ def site_detail() -> dm.Dashboard:
                 .alias("$tag_site $col")
                 .expect("snr_margin_down_db", "snr_margin_up_db", tags=["site"])
             ],
-            w=8,
+            w=12,
             thresholds=_thresholds(
                 (None, "red"), (SNR_MARGIN_DB["poor"], "orange"), (SNR_MARGIN_DB["ok"], "green")
             ),
@@ -1175,19 +1218,21 @@ def agent_health() -> dm.Dashboard:
             .title("Agents: last heard from")
             .description(
                 "Latest agent point per site (oldest first): when it was written, spool depth, "
-                "dropped and dead-lettered counts, ship latency, memory and version."
+                "dropped and dead-lettered counts, when it last shipped, how long that took, "
+                "memory, version and host."
             )
             .datasource(DS)
             .grid_pos(_pos(16, 10))
             .with_target(
                 InfluxQL(
                     'SELECT last("spool_pending") AS "spool_pending", "spool_dropped", '
-                    '"dead_lettered", "ship_latency_s", "rss_mb", "version" FROM "agent" '
-                    f'WHERE {T} AND {where} GROUP BY "site", "icb"'
+                    '"dead_lettered", "last_ship_ms", "ship_latency_s", "rss_mb", "version", '
+                    f'"host" FROM "agent" WHERE {T} AND {where} GROUP BY "site", "icb"'
                 )
                 .table()
                 .expect(
                     "spool_pending",
+                    "last_ship_ms",
                     "spool_dropped",
                     "dead_lettered",
                     "ship_latency_s",
@@ -1201,6 +1246,13 @@ def agent_health() -> dm.Dashboard:
                 "Time",
                 [
                     dm.DynamicConfigValue(id_val="displayName", value="Last heard from"),
+                    dm.DynamicConfigValue(id_val="unit", value="dateTimeFromNow"),
+                ],
+            )
+            .override_by_name(
+                "last_ship_ms",
+                [
+                    dm.DynamicConfigValue(id_val="displayName", value="Last shipped"),
                     dm.DynamicConfigValue(id_val="unit", value="dateTimeFromNow"),
                 ],
             )
@@ -1283,7 +1335,7 @@ def agent_health() -> dm.Dashboard:
         .with_panel(
             ts(
                 "Ship latency",
-                "Seconds from a record being measured to the store acknowledging it "
+                "Seconds the agent's last drain of its spool to the store took "
                 "(ship_latency_s), mean and max per interval.",
                 "s",
                 [

@@ -144,13 +144,17 @@ def estate_records(now_ms: int) -> list[Record]:
                 Record(
                     "agent",
                     {**tags, "host": f"nr-{site.ods.lower()}"},
-                    {
+                    {  # as netready/agent.py self_record() writes them
                         "spool_pending": (k * 7 + n) % 40,
+                        "spool_pending_bytes": 300 * ((k * 7 + n) % 40),
                         "spool_dropped": n,
                         "dead_lettered": n % 2,
+                        "shipped": 5000 - 60 * k,
+                        "enqueued": 5000 - 60 * k + (k * 7 + n) % 40,
+                        "version": "0.1.0" if n % 3 else "0.2.0",
+                        "tasks": 4,
                         "last_ship_ms": t - 2_000,
                         "ship_latency_s": 0.4 + 0.01 * k + n / 10,
-                        "version": "0.1.0" if n % 3 else "0.2.0",
                         "rss_mb": 48.5 + n,
                     },
                     t,
@@ -164,7 +168,7 @@ def estate_records(now_ms: int) -> list[Record]:
             recs.append(
                 Record(
                     "rtt",
-                    {**tags, "target": "core-reflector", "method": "twamp"},
+                    {**tags, "target": "core-reflector", "method": "twamp_light"},
                     {
                         "sent": 750,
                         "received": 749 - (k % 3),
@@ -187,7 +191,7 @@ def estate_records(now_ms: int) -> list[Record]:
         recs.append(
             Record(  # a failed run: a record with a result tag and a reason
                 "rtt",
-                {**tags, "target": "core-reflector", "method": "twamp", "result": "timeout"},
+                {**tags, "target": "core-reflector", "method": "twamp_light", "result": "timeout"},
                 {"reason": "no reply from 192.0.2.1:8620 in 2.0 s", "sent": 750, "received": 0},
                 now_ms - 2 * H - 13_000,
             )
@@ -209,46 +213,90 @@ def estate_records(now_ms: int) -> list[Record]:
                         t,
                     )
                 )
-        for k in range(12):  # media every 30 min, both directions
+        media = {**tags, "target": "core-media", "profile": "hd", "method": "udp", "result": "ok"}
+        for k in range(12):  # media every 30 min: both directions and the gate record
             t = now_ms - k * 30 * MIN - 3 * MIN
             for direction in ("up", "down"):
                 recs.append(
                     Record(
                         "media",
-                        {**tags, "direction": direction, "profile": "hd", "target": "core-media"},
+                        {**media, "direction": direction},
                         {
                             "loss_pct": 0.05 * (k % 3),
                             "jitter_rfc3550_ms": 3.0 + n,
                             "mos": 4.3 - 0.1 * n,
                             "achieved_kbps": 1450.0,
-                            "capacity_calls": max(0, int(site.link.up_mbps / 1.5)),
+                            "calls": 1,
                         },
                         t,
                     )
                 )
+            recs.append(
+                Record(
+                    "media",
+                    {**media, "gate": "minimum"},
+                    {"passed": True, "tier": "recommended", "reasons": "all minimum gates met"},
+                    t,
+                )
+            )
+        for k in range(3):  # capacity searches (probes/media.py find_capacity)
+            recs.append(
+                Record(
+                    "media",
+                    {**media, "method": "find_capacity"},
+                    {
+                        "capacity_calls": max(0, int(site.link.up_mbps / 1.5)) + k % 2,
+                        "search_complete": True,
+                        "steps": "1:pass,2:fail",
+                    },
+                    now_ms - k * 2 * H - 40 * MIN,
+                )
+            )
         for k in range(72):  # router counters every 5 min
             t = now_ms - k * 5 * MIN - 30_000
             for direction in ("in", "out"):
                 cap = site.link.down_mbps if direction == "in" else site.link.up_mbps
                 util = 20.0 + (k * 13 + n) % 70
-                recs.append(
-                    Record(
-                        "if_traffic",
-                        {**tags, "device": "router", "ifname": "wan0", "direction": direction},
-                        {"bps": cap * 1e6 * util / 100, "util_pct": util},
-                        t,
+                for ifname, wan in (("wan0", True), ("lan0", False)):
+                    recs.append(
+                        Record(  # as collectors/snmp.py if_traffic_records() writes them
+                            "if_traffic",
+                            {
+                                **tags,
+                                "method": "snmp",
+                                "device": "router",
+                                "ifname": ifname,
+                                "direction": direction,
+                                "result": "ok",
+                            },
+                            {
+                                "octets": 10**9 + k,
+                                "counter_bits": 64,
+                                "speed_mbps": 1000.0,
+                                "oper_up": True,
+                                "is_wan": wan,
+                                "interval_s": 300.0,
+                                "rate_mbps": cap * util / 100,
+                                "util_pct": cap * util / 1000,
+                                **({"util_contract_pct": util} if wan else {}),
+                                **({"util_sync_pct": util * 0.95} if wan and copper else {}),
+                            },
+                            t,
+                        )
                     )
-                )
             if copper:
                 recs.append(
                     Record(
                         "dsl_line",
-                        {**tags, "device": "router", "ifname": "dsl0"},
+                        {**tags, "method": "snmp", "device": "router", "ifname": "dsl0"},
                         {
                             "sync_down_kbps": site.link.down_mbps * 1000.0,
                             "sync_up_kbps": site.link.up_mbps * 1000.0,
+                            "attainable_down_kbps": site.link.down_mbps * 1200.0,
+                            "attainable_up_kbps": site.link.up_mbps * 1100.0,
                             "snr_margin_down_db": 6.1 + (k % 3),
                             "snr_margin_up_db": 5.0 + (k % 2),
+                            "line_up": True,
                         },
                         t,
                     )
