@@ -374,10 +374,38 @@ class InfluxStore:
         return {s: v for s, (_t, v) in best.items()}
 
 
-def open_store(cfg: StoreConfig, spool_path: str | Path | None) -> Store:
-    """The store a report reads: InfluxDB when configured, else the embedded spool."""
+def open_store(cfg: StoreConfig, spool_path: str | Path | None) -> tuple[Store, str]:
+    """The store a report reads (InfluxDB when configured, else the embedded spool) and a name
+    for it. A spool that does not exist yet is an empty store: the report says NO DATA."""
     if cfg.kind == "embedded":
         if spool_path is None:
             raise StoreError("no spool path for the embedded store")
-        return SqliteStore(spool_path)
-    return InfluxStore(cfg)
+        if not Path(spool_path).exists():
+            return EmptyStore(), f"embedded {spool_path} (not created yet: no data)"
+        return SqliteStore(spool_path), f"embedded {spool_path}"
+    return InfluxStore(cfg), f"{cfg.kind} {cfg.url} db={cfg.database}"
+
+
+class EmptyStore:
+    """No store yet (a fresh install before the agent ran): every question has no answer."""
+
+    def aggregate(
+        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+    ) -> AggRows:
+        return {}
+
+    def failures(
+        self, measurement: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, dict[str, int]]:
+        return {}
+
+    def latest(
+        self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
+    ) -> dict[str, int]:
+        return {}
+
+    def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass

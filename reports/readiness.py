@@ -263,6 +263,7 @@ class Reason:
     threshold: str
     source: str
     text: str
+    short: str = ""  # a few words for narrow columns
 
     @property
     def verdict(self) -> str:
@@ -392,6 +393,10 @@ def judge(t: Threshold, value: float | None, what: str = "", *, missing: str = "
     else:
         cmp = f"misses minimum {op_ok} {t.minimum:g}{u}"
     how = f" ({what})" if what else (f" ({t.how})" if t.how else "")
+    short = {
+        "not_ready": f"{op_bad} {t.not_ready or 0:g}",
+        "marginal": f"misses {op_ok} {t.minimum:g}",
+    }
     return Reason(
         t.metric,
         band,
@@ -399,6 +404,7 @@ def judge(t: Threshold, value: float | None, what: str = "", *, missing: str = "
         t.describe(),
         t.source,
         f"{t.label} {_fmt(value, t.unit)}{how}: {cmp}",
+        f"{t.label} {_fmt(value, t.unit)} {short.get(band, 'ok')}",
     )
 
 
@@ -439,6 +445,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                 "runs answered > 0",
                 "netready: a target that never answers cannot carry a call",
                 f"every rtt run in the window failed ({detail})",
+                "all rtt runs failed",
             )
         )
 
@@ -522,6 +529,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                     f"≥ {planned} planned",
                     rubric.HEADROOM_SOURCE,
                     f"capacity unknown ({cap_src})",
+                    "capacity unknown",
                 )
             )
         elif cap >= planned:
@@ -533,6 +541,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                     f"≥ {planned} planned",
                     rubric.HEADROOM_SOURCE,
                     f"capacity {cap} calls ≥ {planned} planned ({cap_src})",
+                    f"capacity {cap}/{planned} calls",
                 )
             )
         else:
@@ -559,6 +568,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                     f"≥ {planned} planned",
                     f"{rubric.HEADROOM_SOURCE}; {profile.up.source}",
                     f"capacity {cap} calls < {planned} planned ({cap_src}){extra}",
+                    f"capacity {cap}/{planned} calls",
                 )
             )
 
@@ -566,12 +576,9 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
     if not ev.any or not judged:
         assessed = NO_DATA
         if not ev.any:
-            reasons.insert(
-                0,
-                Reason(
-                    "data", "no_data", None, "", "", "no measurements for this site in the window"
-                ),
-            )
+            reasons[:] = [
+                Reason("data", "no_data", None, "", "", "no measurements in the window", "no data")
+            ]
     else:
         assessed = max((r.verdict for r in reasons), key=lambda v: _SEV[v])
     verdict = assessed
@@ -589,6 +596,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                     "netready: evidence older than the stale limit says little about today",
                     f"newest valid measurement is {age.total_seconds() / 86400:.1f} days old "
                     f"(> {rubric.STALE_AFTER.days} days); the evidence says {assessed}",
+                    f"stale: {age.total_seconds() / 86400:.1f} days old",
                 ),
             )
 
@@ -794,7 +802,9 @@ def upgrade_priority(results: Sequence[SiteResult]) -> list[dict[str, object]]:
                 "shortfall": round(sf, 4),
                 "score": round(r.planned_clinics * sf, 4),
                 "registered_patients": r.registered_patients,
-                "why": "; ".join(x.text for x in r.reasons if x.band in ("not_ready", "marginal")),
+                "why": "; ".join(
+                    x.short or x.text for x in r.reasons if x.band in ("not_ready", "marginal")
+                ),
             }
         )
     rows.sort(key=lambda d: (-d["score"], -(d["registered_patients"] or 0), d["ods"]))  # type: ignore[operator]
