@@ -210,6 +210,9 @@ def readiness_records(estate: Any) -> list[Record]:
                     "assessed": r.assessed,
                     "ready": r.verdict == "READY",
                     "capacity_calls": r.capacity_calls,
+                    "capacity": r.capacity_calls,  # the dashboards' name
+                    "lat": r.lat,
+                    "lon": r.lon,
                     "planned_clinics": r.planned_clinics,
                     "down_p10_mbps": r.down_p10_mbps,
                     "up_p10_mbps": r.up_p10_mbps,

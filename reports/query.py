@@ -218,7 +218,7 @@ class SqliteStore:
                          ROW_NUMBER() OVER (PARTITION BY p.site ORDER BY p.time_ms DESC) AS rn
                   FROM w.sess s JOIN points p ON p.site = s.site
                    AND p.measurement IN ({ph}) AND p.time_ms >= ? AND p.time_ms < ?
-                  WHERE tech IS NOT NULL AND tech != ''
+                  WHERE tech IS NOT NULL AND tech NOT IN ('', 'unknown')
                 ) WHERE rn = 1""",
             (*DETECTED_TECH_MEASUREMENTS, t0, t1),
         )
@@ -352,7 +352,12 @@ class InfluxStore:
                 for res in self._run([q]):
                     site = res.tags.get("site", "")
                     for t, v in res.values:
-                        if site in keep and v and (site not in best or t > best[site][0]):
+                        if (
+                            site in keep
+                            and v
+                            and v != "unknown"
+                            and (site not in best or t > best[site][0])
+                        ):
                             best[site] = (int(t), str(v))
             tagq = f"SHOW TAG KEYS FROM {mq}"
             tags = {r[0] for res in self._run([tagq]) for r in res.values}
@@ -363,13 +368,19 @@ class InfluxStore:
                 )
                 q = (
                     f"SELECT LAST({quote_ident(num)}) FROM {mq}{where}"
-                    f' AND "detected_tech" != \'\' GROUP BY "site", "detected_tech"'
+                    f" AND \"detected_tech\" != '' AND \"detected_tech\" != 'unknown'"
+                    ' GROUP BY "site", "detected_tech"'
                 )
                 for res in self._run([q]):
                     site = res.tags.get("site", "")
                     v = res.tags.get("detected_tech", "")
                     for t, _x in res.values:
-                        if site in keep and v and (site not in best or t > best[site][0]):
+                        if (
+                            site in keep
+                            and v
+                            and v != "unknown"
+                            and (site not in best or t > best[site][0])
+                        ):
                             best[site] = (int(t), v)
         return {s: v for s, (_t, v) in best.items()}
 

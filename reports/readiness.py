@@ -294,6 +294,8 @@ class SiteResult:
     tech_mismatch: bool
     wlr: bool
     registered_patients: int | None
+    lat: float | None
+    lon: float | None
     contracted_down_mbps: float
     contracted_up_mbps: float
     planned_clinics: int
@@ -322,10 +324,13 @@ class SiteResult:
         return asdict(self)
 
 
+COPPER_DETECTED = frozenset({"adsl", "vdsl2", "gfast", "shdsl"})
+
+
 def classify(tech: str | None) -> str:
     """copper / fibre / unknown for a declared or detected tech string."""
     t = normalise_tech(tech)
-    if t in COPPER_TECHS or t in ("vdsl",):
+    if t in COPPER_TECHS or t in COPPER_DETECTED:
         return "copper"
     if t in FIBRE_TECHS:
         return "fibre"
@@ -333,33 +338,43 @@ def classify(tech: str | None) -> str:
 
 
 def normalise_tech(tech: str | None) -> str | None:
-    """Collector spellings (adsl2+, vdsl2, gpon, eth) -> the inventory's vocabulary."""
+    """Collector spellings (collectors/dsl.py: adsl, vdsl2, gfast, shdsl, ethernet, unknown;
+    also adsl2+, gpon, eth0) -> one vocabulary; ``None`` for nothing conclusive."""
     if not tech:
         return None
     t = tech.strip().lower()
+    if t in ("unknown", ""):
+        return None
     if t.startswith("adsl"):
         return "adsl"
-    if t.startswith("vdsl") or t in ("fttc", "sogea", "gfast", "g.fast"):
-        return "vdsl" if t.startswith("vdsl") else t
-    if t in ("gpon", "xgs-pon", "xgspon", "pon", "fttp", "ftth"):
+    if t.startswith("vdsl"):
+        return "vdsl2"
+    if t in ("g.fast", "gfast"):
+        return "gfast"
+    if t in ("gpon", "xgs-pon", "xgspon", "pon", "ftth"):
         return "fttp"
-    if t.startswith("eth") or t in ("ethernet", "leased_line", "fibre"):
+    if t.startswith("eth"):
         return "ethernet"
     return t
 
 
+#: declared tech -> detected techs that agree with it (as collectors/dsl.py ``tech_mismatch``)
+EXPECTED_DETECTED = {
+    "adsl": {"adsl"},
+    "fttc": {"vdsl2", "gfast", "fttc", "sogea"},
+    "sogea": {"vdsl2", "gfast", "fttc", "sogea"},
+    "fttp": {"ethernet", "fttp"},  # an FTTP ONT hands the router an Ethernet port
+    "ethernet": {"ethernet", "fttp"},
+}
+
+
 def tech_mismatch(declared: str, detected: str | None) -> bool:
-    """Declared tech disagrees with what the router reports (fibre vs DSL, ADSL vs VDSL)."""
+    """Declared tech disagrees with what the router reports (fibre vs DSL, ADSL vs VDSL,
+    SHDSL/EFM sold as "Ethernet")."""
     d = normalise_tech(detected)
-    if d is None or declared == "unknown" or d == "unknown":
+    if d is None or declared not in EXPECTED_DETECTED:
         return False
-    if declared == "adsl":
-        return d != "adsl"
-    if declared in ("fttc", "sogea"):
-        return d not in ("vdsl", "fttc", "sogea")
-    if declared in FIBRE_TECHS:  # an FTTP ONT hands the router an Ethernet port
-        return d not in FIBRE_TECHS
-    return False
+    return d not in EXPECTED_DETECTED[declared]
 
 
 def _fmt(v: float | None, unit: str = "") -> str:
@@ -636,6 +651,8 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         tech_mismatch=tech_mismatch(site.link.tech, detected),
         wlr=site.link.wlr,
         registered_patients=site.registered_patients,
+        lat=site.lat,
+        lon=site.lon,
         contracted_down_mbps=site.link.down_mbps,
         contracted_up_mbps=site.link.up_mbps,
         planned_clinics=site.planned_clinics,
