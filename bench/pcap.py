@@ -93,7 +93,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
         rec = struct.Struct("<IIII")
         for t, _, frame in events:
             sec = int(t)
-            us = int(round((t - sec) * 1e6))
+            us = round((t - sec) * 1e6)
             if us == 1_000_000:
                 sec, us = sec + 1, 0
             f.write(rec.pack(sec, us, len(frame), len(frame)))
@@ -103,8 +103,8 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
 
 _TSHARK_ROW = re.compile(
     r"^\s*\S+\s+\S+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\s+(0x[0-9A-Fa-f]{8})\s+(.*?)\s+(\d+)\s+"
-    r"(-?\d+)\s+\((-?[\d.]+)%\)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
-    r"([\d.]+)\s*(X?)\s*$"
+    r"(-?\d+)\s+\((-?[\d.]+)%\)\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s+"
+    r"(-?[\d.]+)\s+(-?[\d.]+)\s*(X?)\s*$"
 )
 
 

@@ -85,6 +85,14 @@ SUPPORTED_LINKTYPES = frozenset(
      LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2} | RAW_ALIASES
 )  # fmt: skip
 
+
+class CaptureError(ParseError):
+    """The file is not a capture, or is truncated or corrupt. Bad input: exit code 2.
+    The message names the file and the byte offset of the problem."""
+
+    exit_code = 2
+
+
 CHUNK = 1 << 20
 MAX_RECORD = 1 << 18  # 256 KiB: larger than any snaplen tcpdump/dumpcap write by default
 
@@ -152,18 +160,20 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed in finally
     except OSError as e:
-        raise ParseError(f"{p}: cannot open capture: {e.strerror}") from None
+        raise CaptureError(f"{p}: cannot open capture: {e.strerror}") from None
     try:
         rd = _Chunks(f, p)
         if not rd.need(4):
-            raise ParseError(f"{p}: not a pcap or pcapng file: only {len(rd.buf)} bytes at byte 0")
+            raise CaptureError(
+                f"{p}: not a pcap or pcapng file: only {len(rd.buf)} bytes at byte 0"
+            )
         magic = rd.buf[:4]
         if magic in _PCAP_MAGICS:
             yield from _iter_pcap(rd, *_PCAP_MAGICS[magic])
         elif magic == _PCAPNG_SHB:
             yield from _iter_pcapng(rd)
         else:
-            raise ParseError(f"{p}: not a pcap or pcapng file (magic 0x{magic.hex()} at byte 0)")
+            raise CaptureError(f"{p}: not a pcap or pcapng file (magic 0x{magic.hex()} at byte 0)")
     finally:
         f.close()
 
@@ -171,10 +181,10 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
 def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, int, bytes, int]]:
     p = rd.path
     if not rd.need(24):
-        raise ParseError(f"{p}: truncated pcap file header at byte {rd.offset}")
+        raise CaptureError(f"{p}: truncated pcap file header at byte {rd.offset}")
     _, major, _minor, _, _, snaplen, network = struct.unpack_from(endian + "IHHiIII", rd.buf, 0)
     if major != 2:
-        raise ParseError(f"{p}: unsupported pcap version {major} at byte 4")
+        raise CaptureError(f"{p}: unsupported pcap version {major} at byte 4")
     linktype = network & 0x0FFFFFFF  # upper bits may carry FCS length
     rd.pos = 24
     hdr = struct.Struct(endian + "IIII")
@@ -187,7 +197,7 @@ def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, in
             rd.pos = pos
             if not rd.need(16):
                 if rd.pos < len(rd.buf):
-                    raise ParseError(
+                    raise CaptureError(
                         f"{p}: truncated packet record header at byte {rd.offset} "
                         f"({len(rd.buf) - rd.pos} of 16 bytes)"
                     )
@@ -196,7 +206,7 @@ def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, in
             blen = len(buf)
         sec, frac, incl, _orig = unpack_hdr(buf, pos)
         if incl > limit:
-            raise ParseError(
+            raise CaptureError(
                 f"{p}: corrupt packet record at byte {base + pos}: captured length {incl} "
                 f"exceeds {limit}"
             )
@@ -204,7 +214,7 @@ def _iter_pcap(rd: _Chunks, endian: str, ns_mult: int) -> Iterator[tuple[int, in
         if end > blen:
             rd.pos = pos
             if not rd.need(16 + incl):
-                raise ParseError(
+                raise CaptureError(
                     f"{p}: truncated packet at byte {rd.offset}: record says {incl} bytes, "
                     f"file has {len(rd.buf) - rd.pos - 16}"
                 )
@@ -230,7 +240,7 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
     while True:
         if not rd.need(12):
             if rd.pos < len(rd.buf):
-                raise ParseError(
+                raise CaptureError(
                     f"{p}: truncated pcapng block header at byte {rd.offset} "
                     f"({len(rd.buf) - rd.pos} bytes left)"
                 )
@@ -244,18 +254,18 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
             elif bom == b"\x1a\x2b\x3c\x4d":
                 endian = ">"
             else:
-                raise ParseError(
+                raise CaptureError(
                     f"{p}: corrupt pcapng section header at byte {rd.offset}: "
                     f"byte-order magic 0x{bom.hex()}"
                 )
             ifaces = []
         btype, blen = struct.unpack_from(endian + "II", rd.buf, pos)
         if blen < 12 or blen % 4 or (blen > MAX_RECORD + 64 and btype not in (1, 2, 3, 6)):
-            raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
+            raise CaptureError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
         if blen > (1 << 26):
-            raise ParseError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
+            raise CaptureError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
         if not rd.need(blen):
-            raise ParseError(
+            raise CaptureError(
                 f"{p}: truncated pcapng block at byte {rd.offset}: block says {blen} bytes, "
                 f"file has {len(rd.buf) - rd.pos}"
             )
@@ -266,9 +276,9 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
         if btype == 6:  # Enhanced Packet Block
             iface, hi, lo, caplen = struct.unpack_from(endian + "IIII", buf, pos + 8)
             if iface >= len(ifaces):
-                raise ParseError(f"{p}: packet at byte {off} names undeclared interface {iface}")
+                raise CaptureError(f"{p}: packet at byte {off} names undeclared interface {iface}")
             if 28 + caplen > blen - 4:
-                raise ParseError(f"{p}: corrupt packet block at byte {off}: caplen {caplen}")
+                raise CaptureError(f"{p}: corrupt packet block at byte {off}: caplen {caplen}")
             lt, resol, tsoff = ifaces[iface]
             ts = _tsresol_ns((hi << 32) | lo, resol) + tsoff * 1_000_000_000
             yield ts, lt, buf[pos + 28 : pos + 28 + caplen], off
@@ -290,7 +300,7 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
         elif btype == 2:  # obsolete Packet Block
             iface, _drops, hi, lo, caplen = struct.unpack_from(endian + "HHIII", buf, pos + 8)
             if iface >= len(ifaces) or 28 + caplen > blen - 4:
-                raise ParseError(f"{p}: corrupt packet block at byte {off}")
+                raise CaptureError(f"{p}: corrupt packet block at byte {off}")
             lt, resol, tsoff = ifaces[iface]
             ts = _tsresol_ns((hi << 32) | lo, resol) + tsoff * 1_000_000_000
             yield ts, lt, buf[pos + 28 : pos + 28 + caplen], off
