@@ -78,8 +78,9 @@ def parse_cisco_controller_vdsl(text: str) -> list[DslLine]:
 
     XTU-R column = downstream, XTU-C column = upstream. Sync rate = the sum of the
     channels that are not "NA" (Channel0 normally; Channel1 too on a dual-latency line).
-    Interleave delay = the larger of the two channels. An attainable rate of 0 or below the
-    sync rate is "not reported" (the ADSL2+ output reads 0 while synced at 23.8 Mbit/s).
+    Interleave delay = the larger of the two channels. An attainable rate of 0 is "not
+    reported"; others are kept as the modem said (the C1112 says 57590 attainable upstream
+    while synced at 57746).
     The line is up when the modem status says Showtime.
     """
     out: list[DslLine] = []
@@ -91,12 +92,9 @@ def parse_cisco_controller_vdsl(text: str) -> list[DslLine]:
         line.detected_tech, line.detected_by = (tech, "cli") if tech else ("unknown", "")
         line.sync_down_kbps = _sum(r["SPEED_DS1"], r["SPEED_DS0"])
         line.sync_up_kbps = _sum(r["SPEED_US1"], r["SPEED_US0"])
-        for attr, val, sync in (
-            ("attainable_down_kbps", _num(r["ATTAINABLE_DS"]), line.sync_down_kbps),
-            ("attainable_up_kbps", _num(r["ATTAINABLE_US"]), line.sync_up_kbps),
-        ):
-            if val and (sync is None or val >= sync):
-                setattr(line, attr, val)
+        # 0 means "not reported" (the ADSL2+ output reads 0 while synced at 23.8 Mbit/s).
+        line.attainable_down_kbps = _num(r["ATTAINABLE_DS"]) or None
+        line.attainable_up_kbps = _num(r["ATTAINABLE_US"]) or None
         line.snr_margin_down_db = _num(r["SNR_DS"])
         line.snr_margin_up_db = _num(r["SNR_US"])
         line.atten_down_db = _num(r["LINE_ATTEN_DS"])
@@ -313,6 +311,11 @@ def run_commands(
             ) from None
         except ConnectionRefusedError:
             raise SshFailure("refused", f"{where}: connection refused") from None
+        except paramiko.ssh_exception.NoValidConnectionsError as e:
+            errs = list(e.errors.values())
+            if errs and all(isinstance(x, ConnectionRefusedError) for x in errs):
+                raise SshFailure("refused", f"{where}: connection refused") from None
+            raise SshFailure("unreachable", f"{where}: {e}") from None
         except paramiko.SSHException as e:
             raise SshFailure("error", f"{where}: SSH failed: {e}") from None
         except OSError as e:
