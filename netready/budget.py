@@ -78,8 +78,9 @@ def _day(now: dt.datetime | None) -> str:
 def used_today(ctx: Context, site: str, now: dt.datetime | None = None) -> int:
     """Bytes charged to ``site`` on the UTC day of ``now``."""
     with closing(_db(ctx)) as con:
-        row = con.execute("SELECT bytes FROM usage WHERE site=? AND day=?",
-                          (site, _day(now))).fetchone()
+        row = con.execute(
+            "SELECT bytes FROM usage WHERE site=? AND day=?", (site, _day(now))
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -100,8 +101,9 @@ def charge(ctx: Context, site: str, nbytes: int, now: dt.datetime | None = None)
     return int(row[0])
 
 
-def test_cap_bytes(ctx: Context, spec_max_mb: float | None = None,
-                   now: dt.datetime | None = None) -> int:
+def test_cap_bytes(
+    ctx: Context, spec_max_mb: float | None = None, now: dt.datetime | None = None
+) -> int:
     """Most bytes one heavy test may move (see the module docstring)."""
     caps = [spec_max_mb * MB] if spec_max_mb else []
     site = ctx.site
@@ -130,15 +132,19 @@ def admit(ctx: Context, plugin: Plugin, spec: Any, now: dt.datetime | None = Non
     local = utc.astimezone(SITE_TZ)
     ch = site.clinic_hours
     if ch.contains(local.replace(tzinfo=None)):
-        return (f"site {site.ods}: clinic hours ({','.join(ch.days)} {ch.start:%H:%M}-"
-                f"{ch.end:%H:%M} Europe/London, now {local:%a %H:%M}); heavy test {plugin.name} "
-                "not run (force to override)")
+        return (
+            f"site {site.ods}: clinic hours ({','.join(ch.days)} {ch.start:%H:%M}-"
+            f"{ch.end:%H:%M} Europe/London, now {local:%a %H:%M}); heavy test {plugin.name} "
+            "not run (force to override)"
+        )
     used = used_today(ctx, site.ods, utc)
     daily = site.budget.daily_mb * MB
     need = min(site.budget.test_mb * MB, (_spec_mb(spec) or site.budget.test_mb) * MB)
     if used + need > daily:
-        return (f"site {site.ods}: daily budget {daily / MB:g} MB, {used / MB:.1f} MB used today "
-                f"(UTC {utc.date()}), test {plugin.name} may use {need / MB:g} MB")
+        return (
+            f"site {site.ods}: daily budget {daily / MB:g} MB, {used / MB:.1f} MB used today "
+            f"(UTC {utc.date()}), test {plugin.name} may use {need / MB:g} MB"
+        )
     return None
 
 
@@ -152,16 +158,26 @@ def refusal(ctx: Context, plugin: Plugin, spec: Any, reason: str) -> Record:
 
 def bytes_used(records: Iterable[Record]) -> int:
     """Sum of the ``bytes`` fields of a test's records (what to ``charge``)."""
-    return sum(int(r.fields.get("bytes", 0)) for r in records  # type: ignore[call-overload]
-               if isinstance(r.fields.get("bytes", 0), (int, float)))
+    return sum(
+        int(r.fields.get("bytes", 0))
+        for r in records  # type: ignore[call-overload]
+        if isinstance(r.fields.get("bytes", 0), (int, float))
+    )
 
 
 _WAN_DIR = {"in": "down", "out": "up"}
 
 
-def mark_link_busy(records: Sequence[Record], traffic: Iterable[Record], start_ms: int,
-                   end_ms: int, *, busy_pct: float = 10.0, lookback_s: float = 120.0,
-                   line_mbps: dict[str, float] | None = None) -> list[Record]:
+def mark_link_busy(
+    records: Sequence[Record],
+    traffic: Iterable[Record],
+    start_ms: int,
+    end_ms: int,
+    *,
+    busy_pct: float = 10.0,
+    lookback_s: float = 120.0,
+    line_mbps: dict[str, float] | None = None,
+) -> list[Record]:
     """Re-tag ok throughput records ``link_busy`` when the WAN carried other traffic.
 
     ``traffic``: ``if_traffic`` records (``direction`` in/out, fields ``rate_mbps``,
@@ -171,8 +187,11 @@ def mark_link_busy(records: Sequence[Record], traffic: Iterable[Record], start_m
     ``line_mbps`` ({"down": .., "up": ..}) is the reference rate; default: the record's goodput.
     """
     samples = [
-        t for t in traffic
-        if t.measurement == "if_traffic" and t.ok and t.fields.get("is_wan") is True
+        t
+        for t in traffic
+        if t.measurement == "if_traffic"
+        and t.ok
+        and t.fields.get("is_wan") is True
         and isinstance(t.fields.get("rate_mbps"), (int, float))
         and isinstance(t.fields.get("interval_s"), (int, float))
         and t.tags.get("direction") in _WAN_DIR
@@ -183,8 +202,12 @@ def mark_link_busy(records: Sequence[Record], traffic: Iterable[Record], start_m
     for r in records:
         d = r.tags.get("direction")
         goodput = r.fields.get("goodput_mbps")
-        if r.measurement != "throughput" or not r.ok or d not in ("down", "up") or not isinstance(
-                goodput, (int, float)):
+        if (
+            r.measurement != "throughput"
+            or not r.ok
+            or d not in ("down", "up")
+            or not isinstance(goodput, (int, float))
+        ):
             out.append(r)
             continue
         ref = (line_mbps or {}).get(d) or float(goodput)
@@ -201,10 +224,18 @@ def mark_link_busy(records: Sequence[Record], traffic: Iterable[Record], start_m
             other = float(s.fields["rate_mbps"]) - float(goodput) * GOODPUT_TO_WIRE * overlap  # type: ignore[arg-type]
             worst = max(worst, other)
         if ref > 0 and worst > busy_pct / 100 * ref:
-            reason = (f"link busy: other traffic {worst:.2f} Mbit/s on the WAN ({d}) around the "
-                      f"test, over {busy_pct:g}% of {ref:.2f} Mbit/s; not the line's capacity")
-            out.append(Record(r.measurement, {**r.tags, "result": "link_busy"},
-                              {**r.fields, "reason": reason}, r.time_ms))
+            reason = (
+                f"link busy: other traffic {worst:.2f} Mbit/s on the WAN ({d}) around the "
+                f"test, over {busy_pct:g}% of {ref:.2f} Mbit/s; not the line's capacity"
+            )
+            out.append(
+                Record(
+                    r.measurement,
+                    {**r.tags, "result": "link_busy"},
+                    {**r.fields, "reason": reason},
+                    r.time_ms,
+                )
+            )
         else:
             out.append(r)
     return out

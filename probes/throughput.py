@@ -1,0 +1,926 @@
+"""Probe "throughput": adaptive multi-stream HTTP speed test with loaded latency.
+
+Runs against ``netready serve`` (``probes/serve.py``). For each direction:
+
+1. Idle RTT: 6 ``GET /ping`` on a separate keep-alive connection, median.
+2. Transfer over ``start_streams`` parallel TCP connections (pipelined ``GET /download?bytes=N``
+   or ``POST /upload``; every request's size is reserved from the byte cap first, so the
+   endpoint can never send more than the cap). The rate is measured in short windows
+   (``window_s`` long, stretched to at least ~40 full-size packets on slow lines) at the
+   receiver: for download on our own read times, for upload on the endpoint's clock (its
+   ``/ping`` reports bytes received and the time of the last byte).
+3. Streams double whenever the rate stops rising (a window within +3% of the previous one),
+   up to ``max_streams``; when doubling gives no rise, growing stops. Every window before the
+   last change of stream count is ramp-up and is discarded.
+4. The test stops when ``stable_windows`` (3) consecutive windows after the ramp agree within
+   ±``tolerance_pct`` (2%) of their mean, or when the time cap (``max_seconds``) or the byte
+   cap is hit (then ``stable=false``). Goodput = bytes / time over those last windows.
+5. Loaded RTT: the ping connection keeps pinging (every ~100 ms) during the transfer; its
+   replies queue behind the test traffic, so the median of those pings is the RTT under load.
+
+Record (measurement ``throughput``; tags: site, icb, tech, target, method=http, direction
+(down|up), result):
+
+=================  =====  ============================================================
+field              type   meaning
+=================  =====  ============================================================
+goodput_mbps       float  HTTP payload rate over the stable windows, Mbit/s (1e6)
+bytes              int    payload bytes moved in this direction (received for down,
+                          acknowledged by the endpoint for up)
+duration_s         float  time from the first request to the stop, seconds
+measured_s         float  length of the windows goodput_mbps is computed over
+streams            int    parallel TCP connections at the end
+retransmits        int    TCP segments retransmitted by the sender (TCP_INFO
+                          tcpi_total_retrans; the endpoint's for down, ours for up)
+rtt_idle_ms        float  median /ping round trip before the transfer
+rtt_loaded_ms      float  median /ping round trip during the transfer
+rtt_loaded_p95_ms  float  95th percentile of the same
+bufferbloat_ms     float  rtt_loaded_ms - rtt_idle_ms
+bufferbloat_grade  str    A-F from bufferbloat_ms (see GRADES)
+stable             bool   the stop rule was met (false: a cap ended the test first)
+windows            int    measurement windows taken, ramp-up included
+stop               str    why it stopped: stable, time_cap, byte_cap
+=================  =====  ============================================================
+
+Failures (``records.failure``): ``refused`` (connection refused, or the endpoint answered
+429), ``auth_failed`` (401), ``unreachable`` (name or route), ``timeout``, ``error``,
+``budget_exceeded`` (the byte cap ran out before one measurement window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import click
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from netready import registry, stats
+from netready.errors import NetreadyError
+from netready.inventory import SecretRef
+from netready.records import Record, failure
+from probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
+
+WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
+CHUNK = 64 * 1024
+MIN_SEGMENT = 64 * 1024
+MAX_SEGMENT = 32 * 1024 * 1024
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+
+#: Bufferbloat grade from the extra RTT under load (ms): (upper bound, grade). Same bands as
+#: Waveform's Bufferbloat test (A+ folded into A): A < 30, B < 60, C < 200, D < 400, F >= 400.
+GRADES: tuple[tuple[float, str], ...] = ((30.0, "A"), (60.0, "B"), (200.0, "C"), (400.0, "D"))
+
+
+def bufferbloat_grade(increase_ms: float) -> str:
+    for bound, grade in GRADES:
+        if increase_ms < bound:
+            return grade
+    return "F"
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: str = Field(description="endpoint URL, http(s)://HOST:PORT[/prefix] (netready serve)")
+    token: str = Field(description="bearer token reference: env:NAME or file:PATH")
+    direction: Literal["down", "up", "both"] = "both"
+    max_seconds: float = Field(15.0, gt=0, le=300, description="time cap per direction")
+    max_mb: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="byte cap for the whole test, MB (1e6); default: the site's budget.test_mb",
+    )
+    start_streams: int = Field(2, ge=1, le=32)
+    max_streams: int = Field(8, ge=1, le=32)
+    tolerance_pct: float = Field(2.0, gt=0, le=50)
+    stable_windows: int = Field(3, ge=2, le=20)
+    window_s: float = Field(0.25, ge=0.05, le=10, description="shortest measurement window")
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    verify_tls: bool = True
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"{v!r} is not an http(s)://HOST[:PORT] URL")
+        u.port  # noqa: B018 - raises ValueError on a bad port
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        return str(SecretRef.check(v))
+
+    @model_validator(mode="after")
+    def _streams(self) -> Spec:
+        if self.start_streams > self.max_streams:
+            raise ValueError("start_streams must be <= max_streams")
+        return self
+
+
+# --------------------------------------------------------------------------- estimator (pure)
+
+
+@dataclass(frozen=True)
+class Window:
+    nbytes: int
+    dt: float
+    epoch: int  # increments each time the number of streams changes
+    streams: int
+
+    @property
+    def rate_bps(self) -> float:
+        return self.nbytes * 8 / self.dt if self.dt > 0 else 0.0
+
+
+@dataclass
+class Estimator:
+    """Decides, window by window, whether to add streams, keep going or stop. No I/O.
+
+    ``add_window`` returns ``"add"`` (``streams`` was raised), ``"wait"`` or ``"done"``.
+    """
+
+    streams: int = 2
+    max_streams: int = 8
+    tolerance: float = 0.02
+    stable_windows: int = 3
+    rise: float = 0.03
+    min_window_s: float = 0.25
+    max_window_s: float = 2.0
+    packets_per_window: int = 40
+    windows: list[Window] = field(default_factory=list)
+    epoch: int = 0
+    growing: bool = True
+    plateau_bps: float | None = None
+
+    def __post_init__(self) -> None:
+        self.growing = self.streams < self.max_streams
+
+    def window_s(self) -> float:
+        if not self.windows or self.windows[-1].rate_bps <= 0:
+            return self.min_window_s
+        need = self.packets_per_window * WIRE_BYTES_PER_PACKET * 8 / self.windows[-1].rate_bps
+        return min(self.max_window_s, max(self.min_window_s, need))
+
+    def _current(self) -> list[Window]:
+        return [w for w in self.windows if w.epoch == self.epoch]
+
+    def measured(self) -> list[Window]:
+        """Post-ramp windows: those after the last change of stream count (and, if the count
+        never changed, without the first window, which holds slow start)."""
+        cur = self._current()
+        return cur[1:] if self.epoch == 0 else cur
+
+    def stable(self) -> bool:
+        m = self.measured()[-self.stable_windows :]
+        if len(m) < self.stable_windows:
+            return False
+        mean = sum(w.rate_bps for w in m) / len(m)
+        return mean > 0 and all(abs(w.rate_bps - mean) <= self.tolerance * mean for w in m)
+
+    def add_window(self, nbytes: int, dt: float) -> str:
+        self.windows.append(Window(nbytes, dt, self.epoch, self.streams))
+        cur = self._current()
+        if self.growing and len(cur) >= 2:
+            last, prev = cur[-1].rate_bps, cur[-2].rate_bps
+            ref = self.plateau_bps
+            if ref is not None and max(w.rate_bps for w in cur) <= ref * (1 + self.rise):
+                self.growing = False  # more streams did not raise the rate
+            elif last <= prev * (1 + self.rise):  # plateau at this stream count
+                if self.streams >= self.max_streams:
+                    self.growing = False
+                else:
+                    self.plateau_bps = max(last, prev)
+                    self.streams = min(self.max_streams, self.streams * 2)
+                    self.epoch += 1
+                    return "add"
+        if not self.growing and self.stable():
+            return "done"
+        return "wait"
+
+    def result(self) -> tuple[int, float] | None:
+        """(bytes, seconds) over the last ``stable_windows`` post-ramp windows, if any."""
+        m = self.measured()[-self.stable_windows :]
+        if not m:
+            return None
+        return sum(w.nbytes for w in m), sum(w.dt for w in m)
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class HttpRefusal(Exception):
+    def __init__(self, status: int, retry_after: str | None = None):
+        super().__init__(f"HTTP {status}")
+        self.status, self.retry_after = status, retry_after
+
+
+@dataclass
+class Endpoint:
+    host: str
+    port: int
+    prefix: str
+    ssl: ssl.SSLContext | None
+    token: str
+    hostport: str
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> Endpoint:
+        u = urlsplit(spec.target)
+        https = u.scheme == "https"
+        ctx = None
+        if https:
+            ctx = ssl.create_default_context()
+            if not spec.verify_tls:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        port = u.port or (443 if https else 80)
+        host = u.hostname or ""
+        return cls(
+            host, port, u.path.rstrip("/"), ctx, SecretRef(spec.token).resolve(), f"{host}:{port}"
+        )
+
+    def request(self, method: str, path: str, length: int | None = None) -> bytes:
+        lines = [
+            f"{method} {self.prefix}{path} HTTP/1.1",
+            f"Host: {self.hostport}",
+            f"Authorization: Bearer {self.token}",
+            "User-Agent: netready",
+        ]
+        if length is not None:
+            lines += [f"Content-Length: {length}", "Content-Type: application/octet-stream"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise HttpRefusal(0)
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(parts[1]), headers
+
+
+class Meter:
+    """Cumulative payload bytes and the monotonic time of the last arrival."""
+
+    __slots__ = ("bytes", "t")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.t = 0.0
+
+
+class Reserve:
+    """The byte cap: every request reserves its size first, so the total never exceeds it."""
+
+    def __init__(self, cap: int):
+        self.cap, self.reserved = cap, 0
+
+    def take(self, n: int) -> int:
+        k = max(0, min(n, self.cap - self.reserved))
+        self.reserved += k
+        return k
+
+    @property
+    def exhausted(self) -> bool:
+        return self.cap - self.reserved < 1
+
+
+class _Stream:
+    """Common state of one data connection."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.finished = False  # no more requests will be sent (byte cap, stop)
+
+    def sock(self) -> socket.socket | None:
+        return self.transport.get_extra_info("socket") if self.transport else None
+
+    def _lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.run.fail(exc)
+        if self.transport:
+            self.transport.abort()
+
+
+class _DownProto(_Stream, asyncio.BufferedProtocol):
+    """Pipelined ``GET /download`` on one connection; counts body bytes without copying."""
+
+    def __init__(self, run: _Run):
+        super().__init__(run)
+        self.buf = memoryview(bytearray(256 * 1024))
+        self.head = bytearray()
+        self.remaining = 0
+        self.in_body = False
+        self.outstanding = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.refill()
+
+    def refill(self) -> None:
+        run = self.run
+        while run.running and not self.finished and self.outstanding < 2:
+            n = run.reserve.take(run.segment())
+            if n == 0:
+                self.finished = True
+                break
+            self.transport.write(
+                run.ep.request("GET", f"{PATH_DOWNLOAD}?bytes={n}&test={run.test_id}")
+            )  # type: ignore[union-attr]
+            self.outstanding += 1
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        i, got = 0, 0
+        while i < nbytes:
+            if self.in_body:
+                k = min(self.remaining, nbytes - i)
+                self.remaining -= k
+                i += k
+                got += k
+                if self.remaining == 0:
+                    self.in_body = False
+                    self.outstanding -= 1
+                    self.refill()
+                continue
+            prev = len(self.head)
+            self.head += self.buf[i:nbytes]
+            end = self.head.find(b"\r\n\r\n", max(0, prev - 3))
+            if end < 0:
+                if len(self.head) > 16384:
+                    self._fail(HttpRefusal(0))
+                    return
+                break
+            i += end + 4 - prev
+            try:
+                status, headers = _parse_head(bytes(self.head[:end]))
+            except HttpRefusal as e:
+                self._fail(e)
+                return
+            self.head.clear()
+            if status != 200:
+                self._fail(HttpRefusal(status, headers.get("retry-after")))
+                return
+            self.remaining = int(headers.get("content-length", "0"))
+            self.in_body = self.remaining > 0
+            if not self.in_body:
+                self.outstanding -= 1
+                self.refill()
+        if got:
+            m = self.run.meter
+            m.bytes += got
+            m.t = time.monotonic()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+        if self.run.running and (self.outstanding or not self.finished):
+            self.run.fail(exc or ConnectionResetError("endpoint closed the connection"))
+
+    @property
+    def idle(self) -> bool:
+        return self.finished and self.outstanding == 0
+
+
+class _UpProto(_Stream, asyncio.Protocol):
+    """Back-to-back ``POST /upload`` requests on one connection, written under flow control."""
+
+    def __init__(self, run: _Run):
+        super().__init__(run)
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+        self.rbuf = bytearray()
+        self.sent = 0
+        self.writer: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)  # type: ignore[attr-defined]
+        s = transport.get_extra_info("socket")
+        if s is not None:
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, 128 * 1024)
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    async def _write(self) -> None:
+        run, t = self.run, self.transport
+        assert t is not None
+        pat = run.pattern
+        try:
+            while run.running:
+                n = run.reserve.take(run.segment())
+                if n == 0:
+                    break
+                t.write(run.ep.request("POST", f"{PATH_UPLOAD}?test={run.test_id}", n))
+                left = n
+                while left and run.running and not self.closed.done():
+                    if not self.can_write.is_set():
+                        await self.can_write.wait()
+                        continue
+                    k = min(CHUNK, left)
+                    t.write(pat[:k])
+                    left -= k
+                    self.sent += k
+                if left:
+                    break
+        finally:
+            self.finished = True
+
+    def data_received(self, data: bytes) -> None:
+        self.rbuf += data
+        while True:
+            end = self.rbuf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            try:
+                status, headers = _parse_head(bytes(self.rbuf[:end]))
+            except HttpRefusal as e:
+                self._fail(e)
+                return
+            blen = int(headers.get("content-length", "0"))
+            if len(self.rbuf) < end + 4 + blen:
+                return
+            del self.rbuf[: end + 4 + blen]
+            if status != 200:
+                self._fail(HttpRefusal(status, headers.get("retry-after")))
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+        self.can_write.set()
+        if self.run.running:
+            self.run.fail(exc or ConnectionResetError("endpoint closed the connection"))
+
+    @property
+    def idle(self) -> bool:
+        return self.finished
+
+
+class Pinger:
+    """``GET /ping`` on its own keep-alive connection: RTTs and the endpoint's test counters."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.idle_ms: list[float] = []
+        self.loaded_ms: list[float] = []
+        self.loaded = False
+        self.last: dict[str, float] = {}
+
+    async def connect(self) -> None:
+        ep = self.run.ep
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection(ep.host, ep.port, ssl=ep.ssl),
+            self.run.spec.connect_timeout_s,
+        )
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        assert self.reader is not None and self.writer is not None
+        t0 = time.monotonic()
+        self.writer.write(self.run.ep.request("GET", f"{PATH_PING}?test={self.run.test_id}"))
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        status, headers = _parse_head(head[:-4])
+        body = await asyncio.wait_for(
+            self.reader.readexactly(int(headers.get("content-length", "0"))), timeout
+        )
+        rtt = (time.monotonic() - t0) * 1000
+        if status != 200:
+            raise HttpRefusal(status, headers.get("retry-after"))
+        self.last = json.loads(body)
+        return rtt
+
+    async def measure_idle(self, n: int = 6) -> None:
+        for _ in range(n):
+            self.idle_ms.append(await self.ping())
+            await asyncio.sleep(0.03)
+
+    async def loop(self) -> None:
+        while True:
+            rtt = await self.ping(timeout=10.0)
+            if self.loaded:
+                self.loaded_ms.append(rtt)
+            await asyncio.sleep(0.1)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+
+# --------------------------------------------------------------------------- one direction
+
+
+class _Run:
+    """One direction of one test."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        ep: Endpoint,
+        direction: str,
+        cap: int,
+        progress: Callable[[str], None] | None,
+        test_id: str | None = None,
+    ):
+        self.spec, self.ep, self.direction = spec, ep, direction
+        self.test_id = test_id or secrets.token_hex(8)
+        self.reserve = Reserve(cap)
+        self.meter = Meter()
+        self.running = True
+        self.error: Exception | None = None
+        self.streams: list[_DownProto | _UpProto] = []
+        self.rate_Bps = 0.0
+        self.pattern = memoryview(os.urandom(CHUNK))
+        self.progress = progress
+        self.use_tcp_info = True
+        self._last_counts: dict[int, int] = {}
+        self._last_t = 0.0
+        self.est = Estimator(
+            spec.start_streams,
+            spec.max_streams,
+            spec.tolerance_pct / 100,
+            spec.stable_windows,
+            min_window_s=spec.window_s,
+        )
+
+    def fail(self, exc: Exception) -> None:
+        if self.error is None and self.running:
+            self.error = exc
+
+    def segment(self) -> int:
+        """Request size: ~0.5 s of this stream's share of the rate seen so far."""
+        n = len(self.streams) or 1
+        return int(min(MAX_SEGMENT, max(MIN_SEGMENT, self.rate_Bps * 0.5 / n)))
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        proto_cls = _DownProto if self.direction == "down" else _UpProto
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: proto_cls(self), self.ep.host, self.ep.port, ssl=self.ep.ssl
+            ),
+            self.spec.connect_timeout_s,
+        )
+        self.streams.append(proto)
+
+    async def grow(self, to: int) -> None:
+        await asyncio.gather(*(self._open() for _ in range(to - len(self.streams))))
+
+    def sample(self, pinger: Pinger) -> tuple[float, int]:
+        """(time, cumulative payload bytes) at the receiver, for the rate windows.
+
+        Linux: packets that reached the receiver, from TCP_INFO (``data_segs_in`` x
+        ``rcv_mss`` on our sockets for down; ``delivered`` x ``snd_mss`` for up, i.e. data
+        the endpoint acknowledged or SACKed), timed at the last arrival / ACK. Unlike bytes
+        read by the application these include data held out of order behind a lost packet,
+        so a window is not skewed by a loss-recovery stall. Elsewhere: bytes we read (down)
+        or the endpoint read (up, from its /ping counters).
+        """
+        if self.use_tcp_info:
+            down = self.direction == "down"
+            total, age = 0, None
+            for i, s in enumerate(self.streams):
+                info = tcp_info(s.sock())
+                if info and "delivered" in info:
+                    if down:
+                        val, a = info["data_segs_in"] * info["rcv_mss"], info["last_data_recv_ms"]
+                    else:
+                        val, a = info["delivered"] * info["snd_mss"], info["last_ack_recv_ms"]
+                    self._last_counts[i] = val
+                    age = a if age is None else min(age, a)
+                total += self._last_counts.get(i, 0)
+            if age is not None:
+                t = max(self._last_t, time.monotonic() - age / 1000)
+                self._last_t = t
+                return t, total
+            self.use_tcp_info = False  # not Linux (or a very old kernel)
+        if self.direction == "down":
+            return self.meter.t, self.meter.bytes
+        return float(pinger.last.get("rx_t", 0.0)), int(pinger.last.get("rx_bytes", 0))
+
+    async def execute(self, pinger: Pinger) -> dict[str, object]:
+        spec, est = self.spec, self.est
+        t_start = time.monotonic()
+        await self.grow(est.streams)
+        ping_task = asyncio.create_task(pinger.loop())
+        win: tuple[float, int] | None = None
+        stop = "time_cap"
+        try:
+            while True:
+                await asyncio.sleep(0.05)
+                if self.error is not None:
+                    raise self.error
+                if ping_task.done():
+                    ping_task.result()  # raises the ping connection's error
+                t, b = self.sample(pinger)
+                if win is None:
+                    if b > 0:
+                        win = (t, b)
+                        pinger.loaded = True
+                elif t - win[0] >= est.window_s():
+                    nbytes, dt = b - win[1], t - win[0]
+                    self.rate_Bps = nbytes / dt
+                    action = est.add_window(nbytes, dt)
+                    win = (t, b)
+                    if self.progress:
+                        self.progress(
+                            f"{self.direction}: {nbytes * 8 / dt / 1e6:.2f} Mbit/s over "
+                            f"{dt:.2f} s with {len(self.streams)} streams"
+                        )
+                    if action == "add":
+                        await self.grow(est.streams)
+                    elif action == "done":
+                        stop = "stable"
+                        break
+                if time.monotonic() - t_start >= spec.max_seconds:
+                    stop = "time_cap"
+                    break
+                if self.reserve.exhausted and all(s.idle for s in self.streams):
+                    if self.direction == "down" or b >= sum(
+                        s.sent for s in self.streams if isinstance(s, _UpProto)
+                    ):
+                        stop = "byte_cap"
+                        break
+            duration = time.monotonic() - t_start
+            self.running = False
+            retrans: int | None = None
+            nbytes_total = self.meter.bytes
+            if self.direction == "up":
+                infos = [tcp_info(s.sock()) for s in self.streams]
+                if all(i and "total_retrans" in i for i in infos):
+                    retrans = sum(i["total_retrans"] for i in infos)  # type: ignore[index]
+                acked = [i.get("bytes_acked") for i in infos if i]
+                sent = sum(s.sent for s in self.streams if isinstance(s, _UpProto))
+                nbytes_total = (
+                    sum(a for a in acked if a)
+                    if len(acked) == len(infos) and all(a is not None for a in acked)
+                    else sent
+                )
+                nbytes_total = min(nbytes_total, sent)
+            ping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ping_task
+            if self.direction == "down":
+                # the endpoint is the sender: ask it for its retransmits before we hang up
+                with contextlib.suppress(Exception):
+                    self._abort_data()
+                    await pinger.ping(timeout=3.0)
+                    retrans = int(pinger.last.get("retransmits", 0))
+            return {
+                "duration_s": duration,
+                "bytes": nbytes_total,
+                "retransmits": retrans,
+                "stop": stop,
+            }
+        finally:
+            self.running = False
+            ping_task.cancel()
+            self._abort_data()
+
+    def _abort_data(self) -> None:
+        for s in self.streams:
+            if s.transport is not None:
+                s.transport.abort()
+            if isinstance(s, _UpProto) and s.writer is not None:
+                s.writer.cancel()
+
+
+def _classify(exc: BaseException, where: str) -> tuple[str, str]:
+    """(result, one-line reason) for an exception raised while testing ``where``."""
+    if isinstance(exc, HttpRefusal):
+        if exc.status == 401:
+            return "auth_failed", f"{where}: endpoint refused the token (HTTP 401)"
+        if exc.status == 429:
+            ra = f", retry after {exc.retry_after} s" if exc.retry_after else ""
+            return "refused", f"{where}: endpoint over its per-client limit (HTTP 429{ra})"
+        if exc.status == 0:
+            return "error", f"{where}: not an HTTP/1.1 speed endpoint (bad response)"
+        return "error", f"{where}: endpoint answered HTTP {exc.status}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", f"{where}: connection refused"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout", f"{where}: timed out"
+    if isinstance(exc, socket.gaierror):
+        return "unreachable", f"{where}: cannot resolve host ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.errno in (101, 113, 65):  # ENETUNREACH, EHOSTUNREACH
+        return "unreachable", f"{where}: {exc.strerror}"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "error", f"{where}: endpoint closed the connection"
+    if isinstance(exc, ssl.SSLError):
+        return "error", f"{where}: TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return "error", f"{where}: {exc.strerror or exc}"
+    return "error", f"{where}: {type(exc).__name__}: {exc}"
+
+
+async def measure_direction(
+    spec: Spec,
+    ep: Endpoint,
+    direction: str,
+    cap: int,
+    tags: dict[str, str],
+    progress: Callable[[str], None] | None = None,
+    test_id: str | None = None,
+) -> Record:
+    """One direction: idle RTT, adaptive transfer, loaded RTT. Always returns one record."""
+    tags = {**tags, "direction": direction}
+    run = _Run(spec, ep, direction, cap, progress, test_id)
+    pinger = Pinger(run)
+    where = f"{spec.target} ({direction})"
+    try:
+        await pinger.connect()
+        await pinger.measure_idle()
+        out = await run.execute(pinger)
+    except Exception as e:  # a failed measurement is a record
+        result, reason = _classify(e, where)
+        return failure("throughput", tags, result, reason)
+    finally:
+        pinger.close()
+    res = run.est.result()
+    if res is None or res[1] <= 0:
+        result = "budget_exceeded" if out["stop"] == "byte_cap" else "timeout"
+        what = "byte cap" if result == "budget_exceeded" else f"time cap {spec.max_seconds:g} s"
+        return failure(
+            "throughput",
+            tags,
+            result,
+            f"{where}: {what} reached before a measurement window ({cap} bytes cap)",
+            bytes=int(out["bytes"]),
+        )  # type: ignore[call-overload]
+    nbytes, secs = res
+    idle = stats.percentile(pinger.idle_ms, 50)
+    loaded = stats.percentile(pinger.loaded_ms, 50)
+    fields: dict[str, object] = {
+        "goodput_mbps": nbytes * 8 / secs / 1e6,
+        "bytes": int(out["bytes"]),  # type: ignore[call-overload]
+        "duration_s": float(out["duration_s"]),  # type: ignore[arg-type]
+        "measured_s": secs,
+        "streams": len(run.streams),
+        "retransmits": out["retransmits"],
+        "rtt_idle_ms": idle,
+        "rtt_loaded_ms": loaded,
+        "rtt_loaded_p95_ms": stats.percentile(pinger.loaded_ms, 95),
+        "stable": out["stop"] == "stable",
+        "windows": len(run.est.windows),
+        "stop": out["stop"],
+    }
+    if idle is not None and loaded is not None:
+        fields["bufferbloat_ms"] = max(0.0, loaded - idle)
+        fields["bufferbloat_grade"] = bufferbloat_grade(max(0.0, loaded - idle))
+    return Record("throughput", {**tags, "result": "ok"}, fields)  # type: ignore[arg-type]
+
+
+def _target_tag(spec: Spec) -> str:
+    u = urlsplit(spec.target)
+    return f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
+
+
+@registry.register("probe", "throughput", Spec, heavy=True)
+async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+    """Adaptive multi-stream HTTP speed test against `netready serve`, with loaded latency."""
+    from netready import budget
+
+    ep = Endpoint.from_spec(spec)  # SecretError (ConfigError) if the token cannot be read
+    directions = ["down", "up"] if spec.direction == "both" else [spec.direction]
+    cap_total = budget.test_cap_bytes(ctx, spec.max_mb)
+    tags = {**ctx.tags, "target": _target_tag(spec), "method": "http"}
+    progress = (lambda s: click.echo(s, err=True)) if ctx.progress else None
+    out: list[Record] = []
+    used = 0
+    test_id = secrets.token_hex(8)  # one test at the endpoint, both directions
+    for i, d in enumerate(directions):
+        # each remaining direction gets an equal share of what is left of the cap
+        cap = (cap_total - used) // (len(directions) - i)
+        rec = await measure_direction(spec, ep, d, cap, tags, progress, test_id)
+        used += int(rec.fields.get("bytes", 0))  # type: ignore[call-overload]
+        out.append(rec)
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def emit(records: list[Record], fmt: str) -> None:
+    """Records to stdout (``json``: a JSON list; ``table``: one line each). Failures also get
+    one line on stderr."""
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        for r in records:
+            f, d = r.fields, r.tags.get("direction", "")
+            name = f"{r.measurement} {r.tags.get('method', '')} {d}".strip()
+            if not r.ok:
+                click.echo(f"{name}: FAILED ({r.result}) {f.get('reason', '')}")
+                continue
+            parts = [f"{f['goodput_mbps']:.2f} Mbit/s"] if "goodput_mbps" in f else []
+            for k, fmt_ in (
+                ("bytes", "{} bytes"),
+                ("duration_s", "{:.1f} s"),
+                ("streams", "{} streams"),
+                ("retransmits", "{} retransmits"),
+                ("rtt_idle_ms", "idle RTT {:.1f} ms"),
+                ("rtt_loaded_ms", "loaded RTT {:.1f} ms"),
+                ("bufferbloat_grade", "bufferbloat {}"),
+                ("loss_pct", "loss {:.2f}%"),
+                ("jitter_rfc3550_ms", "jitter {:.2f} ms"),
+            ):
+                if k in f:
+                    parts.append(fmt_.format(f[k]))
+            if f.get("stable") is False:
+                parts.append(f"NOT STABLE ({f.get('stop')})")
+            click.echo(f"{name}: " + ", ".join(parts))
+    for r in records:
+        if not r.ok:
+            click.echo(f"Error: {r.fields.get('reason', r.result)}", err=True)
+
+
+def run_cli(plugin_name: str, params: dict[str, object], fmt: str, quiet: bool = False) -> None:
+    """Validate params, run one probe with a bare Context, print, exit 1 if any failed."""
+    from netready.cli import fail
+
+    try:
+        plugin = registry.get("probe", plugin_name)
+        spec = plugin.make_spec({k: v for k, v in params.items() if v is not None})
+        ctx = registry.Context(progress=not quiet and fmt != "json" and sys.stderr.isatty())
+        records = asyncio.run(plugin.run(ctx, spec))
+    except NetreadyError as e:
+        raise fail(e) from None
+    emit(records, fmt)
+    if any(not r.ok for r in records):
+        sys.exit(1)
+
+
+@click.command("throughput")
+@click.option("--target", required=True, metavar="URL", help="Endpoint URL (netready serve).")
+@click.option(
+    "--direction", type=click.Choice(["down", "up", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--token",
+    required=True,
+    metavar="env:NAME|file:PATH",
+    help="Bearer token reference (never inline).",
+)
+@click.option("--max-seconds", type=float, default=None, help="Time cap per direction [15].")
+@click.option("--max-mb", type=float, default=None, help="Byte cap for the whole test, MB [100].")
+@click.option("--max-streams", type=int, default=None, help="Most parallel connections [8].")
+@click.option("--insecure", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def throughput_command(
+    target: str,
+    direction: str,
+    token: str,
+    max_seconds: float | None,
+    max_mb: float | None,
+    max_streams: int | None,
+    insecure: bool,
+    fmt: str,
+) -> None:
+    """Measure goodput down/up against a `netready serve` endpoint, with loaded latency."""
+    params: dict[str, object] = {
+        "target": target,
+        "direction": direction,
+        "token": token,
+        "max_seconds": max_seconds,
+        "max_mb": max_mb,
+        "verify_tls": not insecure,
+    }
+    if max_streams is not None:
+        params["max_streams"] = max_streams
+        params["start_streams"] = min(2, max_streams)
+    run_cli("throughput", params, fmt)
