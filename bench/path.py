@@ -1,0 +1,334 @@
+"""Benchmark: netready's media and rtt probes against irtt and iperf3 -u on the same lab path.
+
+For each scenario, one emulated site behind the lab's shaping router (random loss injected
+with nft, and a fixed delay / uniform jitter from the lab's delay line), every tool runs in
+turn over the same path in the same run:
+
+- netready media: 4 concurrent HD calls (both directions at once), loss/RTT/jitter per direction
+- netready rtt: TWAMP-light at 500 packets/s against ``netready reflector``
+- irtt: 2 ms interval, 172-byte packets (``irtt client -o -``), server stats for loss per way
+- iperf3 -u: 2 Mbit/s of 250-byte datagrams, upload then download (-R): loss, RFC 3550 jitter
+
+and one table compares them: loss against the injected truth (per way; round trip
+1-(1-p)^2), median RTT against irtt's, one-way jitter against iperf3's RFC 3550 figure.
+Jitter truth: the delay line adds independent uniform +-J ms per packet, so on an idle path
+E|D| = 2J/3 (the value RFC 3550 jitter converges to). Columns where a tool reports no such
+figure are blank. Run as root: ``.venv/bin/python bench/path.py`` (about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab.netns import Lab, parse_profile  # noqa: E402
+
+PY = sys.executable
+SECONDS = 8
+
+SCENARIOS = [
+    ("fttc40, loss 1 %", "base=fttc40,loss=1"),
+    ("ethernet, loss 2 %, delay 10 ms +-2 ms", "base=ethernet,loss=2,delay_ms=10,jitter_ms=2"),
+]
+
+
+def run_json(lab: Lab, argv: list[str], timeout: float = 60) -> Any:
+    p = lab.popen(
+        lab.site_ns("site"),
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = p.communicate(timeout=timeout)
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        raise SystemExit(f"{argv[0]} {argv[1:3]} gave no JSON: {err.strip()[-300:]}") from None
+
+
+def media(lab: Lab) -> list[dict[str, Any]]:
+    recs = run_json(
+        lab,
+        [
+            PY,
+            "-m",
+            "probes.media",
+            "--target",
+            f"{lab.core_ip}:5004",
+            "--profile",
+            "hd",
+            "--calls",
+            "4",
+            "--duration",
+            str(SECONDS),
+            "--format",
+            "json",
+        ],
+    )
+    rows = []
+    for r in recs:
+        d = r["tags"].get("direction")
+        if d and r["tags"].get("result") == "ok":
+            f = r["fields"]
+            rows.append(
+                {
+                    "tool": "netready media",
+                    "dir": d,
+                    "loss": f["loss_pct"],
+                    "n": f["sent"],
+                    "rtt": f.get("rtt_p50_ms"),
+                    "jitter": f.get("jitter_rfc3550_ms"),
+                }
+            )
+    return rows
+
+
+def rtt(lab: Lab) -> list[dict[str, Any]]:
+    (r,) = run_json(
+        lab,
+        [
+            PY,
+            "-m",
+            "netready.cli",
+            "probe",
+            "rtt",
+            "--target",
+            f"{lab.core_ip}:862",
+            "--duration",
+            str(SECONDS),
+            "--rate",
+            "500",
+            "--format",
+            "json",
+        ],
+    )
+    f = r["fields"]
+    return [
+        {
+            "tool": "netready rtt",
+            "dir": "rt",
+            "loss": f["loss_pct"],
+            "n": f["sent"],
+            "rtt": f.get("rtt_p50_ms"),
+        },
+        {"tool": "netready rtt", "dir": "up", "jitter": f.get("jitter_up_rfc3550_ms")},
+        {"tool": "netready rtt", "dir": "down", "jitter": f.get("jitter_down_rfc3550_ms")},
+    ]
+
+
+def irtt(lab: Lab) -> list[dict[str, Any]]:
+    d = run_json(
+        lab,
+        [
+            "irtt",
+            "client",
+            "-i",
+            "2ms",
+            "-d",
+            f"{SECONDS}s",
+            "-l",
+            "172",
+            "--wait=1s",
+            "-Q",
+            "-o",
+            "-",
+            f"{lab.core_ip}:2112",
+        ],
+    )
+    s = d["stats"]
+    n = s["packets_sent"]
+    return [
+        {
+            "tool": "irtt",
+            "dir": "rt",
+            "loss": s["packet_loss_percent"],
+            "n": n,
+            "rtt": s["rtt"]["median"] / 1e6,
+        },
+        {
+            "tool": "irtt (mean |IPDV|)",
+            "dir": "up",
+            "loss": s["upstream_loss_percent"],
+            "n": n,
+            "jitter": s["ipdv_send"]["mean"] / 1e6,
+        },
+        {
+            "tool": "irtt (mean |IPDV|)",
+            "dir": "down",
+            "loss": s["downstream_loss_percent"],
+            "n": n,
+            "jitter": s["ipdv_receive"]["mean"] / 1e6,
+        },
+    ]
+
+
+def iperf3(lab: Lab) -> list[dict[str, Any]]:
+    rows = []
+    for d, extra in (("up", []), ("down", ["-R"])):
+        j = run_json(
+            lab,
+            [
+                "iperf3",
+                "-c",
+                lab.core_ip,
+                "-u",
+                "-b",
+                "2M",
+                "-l",
+                "250",
+                "-t",
+                str(SECONDS),
+                "-J",
+                *extra,
+            ],
+        )
+        if j.get("error"):
+            raise SystemExit(f"iperf3: {j['error']}")
+        s = j["end"]["sum"]
+        rows.append(
+            {
+                "tool": "iperf3 -u",
+                "dir": d,
+                "loss": s["lost_percent"],
+                "n": s["packets"],
+                "jitter": s["jitter_ms"],
+            }
+        )
+    return rows
+
+
+def fmt(v: float | None, nd: int = 2) -> str:
+    return "" if v is None else f"{v:.{nd}f}"
+
+
+def scenario(name: str, prof_text: str) -> list[list[str]]:
+    prof = parse_profile(prof_text)
+    p = prof.loss_pct_up / 100
+    truth_rt = 100 * (1 - (1 - p) ** 2)
+    jitter_truth = 2 * prof.jitter_ms / 3 if prof.jitter_ms else None
+    with Lab(sites={"site": prof}) as lab:
+        core = lab.core_ip
+        servers = [
+            lab.popen(
+                lab.core_ns,
+                [
+                    PY,
+                    "-m",
+                    "probes.media_responder",
+                    "--listen",
+                    f"{core}:5004",
+                    "--allow",
+                    "10.77.0.0/16",
+                ],
+                cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            ),
+            lab.popen(
+                lab.core_ns,
+                [
+                    PY,
+                    "-m",
+                    "netready.cli",
+                    "reflector",
+                    "--listen",
+                    f"{core}:862",
+                    "--allow",
+                    "10.77.0.0/16",
+                    "--max-pps",
+                    "5000",
+                ],
+                cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            ),
+            lab.popen(
+                lab.core_ns,
+                ["irtt", "server", "-b", f"{core}:2112", "-i", "0"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            lab.popen(
+                lab.core_ns,
+                ["iperf3", "-s", "-B", core],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+        time.sleep(1.5)
+        try:
+            rows = media(lab) + rtt(lab) + irtt(lab) + iperf3(lab)
+        finally:
+            for s in servers:
+                s.terminate()
+    irtt_rtt = next(r["rtt"] for r in rows if r["tool"] == "irtt" and r["dir"] == "rt")
+    ip_j = {r["dir"]: r["jitter"] for r in rows if r["tool"] == "iperf3 -u"}
+    out = []
+    for r in rows:
+        truth = truth_rt if r["dir"] == "rt" else 100 * p
+        loss = r.get("loss")
+        rtt_v = r.get("rtt")
+        jit = r.get("jitter")
+        ref_j = ip_j.get(r["dir"])
+        out.append(
+            [
+                name,
+                r["tool"],
+                r["dir"],
+                str(r.get("n", "")),
+                fmt(loss),
+                fmt(truth) if loss is not None else "",
+                fmt(loss - truth, 2) if loss is not None else "",
+                fmt(rtt_v, 3),
+                fmt(rtt_v / irtt_rtt if rtt_v and irtt_rtt else None, 3),
+                fmt(jit, 3),
+                fmt(jitter_truth, 3) if jit is not None else "",
+                fmt(jit / ref_j if jit is not None and ref_j else None, 2),
+            ]
+        )
+    return out
+
+
+def main() -> None:
+    t0 = time.monotonic()
+    head = [
+        "scenario",
+        "tool",
+        "dir",
+        "packets",
+        "loss %",
+        "truth %",
+        "Δ pp",
+        "RTT p50 ms",
+        "÷ irtt",
+        "jitter ms",
+        "truth ms",
+        "÷ iperf3",
+    ]
+    rows: list[list[str]] = []
+    for name, prof in SCENARIOS:
+        print(f"running: {name} ...", file=sys.stderr, flush=True)
+        rows += scenario(name, prof)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print(
+        f"\n{time.monotonic() - t0:.0f} s. Loss truth is per way (rt = 1-(1-p)^2); jitter "
+        "truth 2J/3 for uniform +-J delay-line jitter on an idle path; netready media "
+        "jitter is the mean running RFC 3550 J of the audio stream under 4 HD calls; "
+        "RTT of netready media is measured under the calls' load (RTT/2 feeds MOS)."
+    )
+
+
+if __name__ == "__main__":
+    main()
