@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from dashboards import build
 from netready import inventory
@@ -575,3 +578,362 @@ def test_override_names_match_returned_columns() -> None:
             for o in p.get("fieldConfig", {}).get("overrides", []):
                 if o["matcher"]["id"] == "byName":
                     assert o["matcher"]["options"] in allowed, (name, p["title"], o)
+
+
+# ---------------------------------------------------------------- the CLI: build
+
+
+def test_cli_build_check_and_out(tmp_path: Any) -> None:
+    from netready.cli import cli
+
+    r = CliRunner().invoke(cli, ["dashboards", "build", "--check"])
+    assert r.exit_code == 0, r.output + r.stderr
+    r = CliRunner().invoke(cli, ["dashboards", "build", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    written = sorted(r.stdout.split())
+    assert len(written) == len(build.build_all())
+    for rel, text in build.build_all().items():
+        assert (tmp_path / rel).read_text() == text
+    (tmp_path / "generated/site-detail.json").write_text("{}")
+    r = CliRunner().invoke(cli, ["dashboards", "build", "--check", "--out", str(tmp_path)])
+    assert r.exit_code == 1
+    assert r.stdout.strip() == str(tmp_path / "generated/site-detail.json")
+    assert "stale" in r.stderr
+
+
+# ---------------------------------------------------------------- push, against a recording server
+
+TOKEN = "glsa_netready_test_0123456789"
+
+
+class FakeGrafana:
+    """A local HTTP server answering the few Grafana API calls push makes, recording each
+    request. No Grafana can run here; the answers follow Grafana's HTTP API documentation
+    (status codes, ``message`` bodies, ``folderUid``/``meta.url`` fields)."""
+
+    def __init__(self, version: str = "11.3.1") -> None:
+        self.version = version
+        self.health_status = 200
+        self.deny: set[tuple[str, str]] = set()  # (method, path prefix) answered 403
+        self.requests: list[dict[str, Any]] = []
+        self.folders: dict[str, dict[str, Any]] = {}
+        self.datasources: dict[str, dict[str, Any]] = {}
+        self.dashboards: dict[str, dict[str, Any]] = {}
+        self._ids = iter(range(1, 10_000))
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _do(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                body = json.loads(raw) if raw else None
+                fake.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "json": body,
+                    }
+                )
+                status, out = fake.answer(self.command, self.path, dict(self.headers), body)
+                data = json.dumps(out).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _do
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        if path == "/api/health":
+            if self.health_status != 200:
+                return self.health_status, {"message": "Not found"}
+            return 200, {"commit": "abc", "database": "ok", "version": self.version}
+        if headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {"message": "invalid API key", "traceID": ""}
+        for m, prefix in self.deny:
+            if m == method and path.startswith(prefix):
+                return 403, {
+                    "message": "You'll need additional permissions to perform this action."
+                }
+        if m := re.fullmatch(r"/api/folders/([\w-]+)", path):
+            f = self.folders.get(m.group(1))
+            return (200, f) if f else (404, {"message": "folder not found"})
+        if path == "/api/folders" and method == "POST":
+            if body["uid"] in self.folders:
+                return 409, {"message": "a folder with the same uid already exists"}
+            self.folders[body["uid"]] = {"id": next(self._ids), **body}
+            return 200, self.folders[body["uid"]]
+        if m := re.fullmatch(r"/api/datasources/uid/([\w-]+)", path):
+            uid = m.group(1)
+            if method == "GET":
+                ds = self.datasources.get(uid)
+                return (200, ds) if ds else (404, {"message": "Data source not found"})
+            if method == "PUT":
+                if uid not in self.datasources:
+                    return 404, {"message": "Data source not found"}
+                self.datasources[uid] = {"id": self.datasources[uid]["id"], **body}
+                return 200, {"message": "Datasource updated", "datasource": self.datasources[uid]}
+        if path == "/api/datasources" and method == "POST":
+            if any(d["name"] == body["name"] for d in self.datasources.values()):
+                return 409, {"message": "data source with the same name already exists"}
+            self.datasources[body["uid"]] = {"id": next(self._ids), **body}
+            return 200, {"message": "Datasource added", "datasource": self.datasources[body["uid"]]}
+        if m := re.fullmatch(r"/api/dashboards/uid/([\w-]+)", path):
+            d = self.dashboards.get(m.group(1))
+            return (200, d) if d else (404, {"message": "Dashboard not found"})
+        if path == "/api/dashboards/db" and method == "POST":
+            dash, fuid = body["dashboard"], body.get("folderUid", "")
+            if fuid and fuid not in self.folders:
+                return 400, {"message": "folder not found", "status": "folder-not-found"}
+            old = self.dashboards.get(dash["uid"])
+            if old and not body.get("overwrite"):
+                return 412, {
+                    "message": "The dashboard has been changed by someone else",
+                    "status": "version-mismatch",
+                }
+            version = old["dashboard"]["version"] + 1 if old else 1
+            did = old["dashboard"]["id"] if old else next(self._ids)
+            url = f"/d/{dash['uid']}/{re.sub(r'[^a-z0-9]+', '-', dash['title'].lower())}"
+            self.dashboards[dash["uid"]] = {
+                "dashboard": {**dash, "id": did, "version": version},
+                "meta": {"folderUid": fuid, "url": url, "version": version},
+            }
+            return 200, {
+                "id": did,
+                "uid": dash["uid"],
+                "url": url,
+                "status": "success",
+                "version": version,
+            }
+        return 404, {"message": "Not found"}
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(r["method"], r["path"]) for r in self.requests]
+
+
+@pytest.fixture
+def grafana() -> Iterator[FakeGrafana]:
+    g = FakeGrafana()
+    g.thread.start()
+    try:
+        yield g
+    finally:
+        g.server.shutdown()
+        g.server.server_close()
+
+
+def _push(g: FakeGrafana, *args: str, token: str = TOKEN) -> Any:
+    from netready.cli import cli
+
+    return CliRunner().invoke(
+        cli,
+        ["dashboards", "push", "--url", g.url, *args, "--format", "json"],
+        env={
+            "GRAFANA_TOKEN": token,
+            "NETREADY_INFLUX_TOKEN": None,
+            "NETREADY_INFLUX_USER": None,
+            "NETREADY_INFLUX_PASSWORD": None,
+            "GRAFANA_URL": None,
+        },
+    )
+
+
+UIDS = [build.UID_ESTATE, build.UID_SITE, build.UID_AGENT]
+
+
+def test_push_creates_everything_then_is_idempotent(grafana: FakeGrafana) -> None:
+    r = _push(
+        grafana,
+        "--datasource-url",
+        "https://influx.example.nhs.uk:8086",
+        "--influx-token",
+        "influx-secret-token",
+    )
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["grafana_version"], res["folder"], res["datasource"]) == (
+        "11.3.1",
+        "created",
+        "created",
+    )
+    assert [(d["uid"], d["status"]) for d in res["dashboards"]] == [(u, "created") for u in UIDS]
+    assert res["dashboards"][0]["url"].startswith(grafana.url + "/d/netready-estate/")
+    assert grafana.calls() == [
+        ("GET", "/api/health"),
+        ("GET", "/api/folders/netready"),
+        ("POST", "/api/folders"),
+        ("GET", "/api/datasources/uid/netready-influxdb"),
+        ("POST", "/api/datasources"),
+        *[
+            c
+            for u in UIDS
+            for c in (("GET", f"/api/dashboards/uid/{u}"), ("POST", "/api/dashboards/db"))
+        ],
+    ]
+    for req in grafana.requests[1:]:
+        assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
+        assert req["headers"]["User-Agent"] == "netready"
+    assert grafana.requests[2]["json"] == {"title": "netready", "uid": "netready"}
+    ds = grafana.requests[4]["json"]
+    assert ds["uid"] == "netready-influxdb" and ds["type"] == "influxdb" and ds["access"] == "proxy"
+    assert ds["url"] == "https://influx.example.nhs.uk:8086"
+    assert ds["jsonData"] == {
+        "version": "InfluxQL",
+        "dbName": "netready",
+        "httpMode": "POST",
+        "httpHeaderName1": "Authorization",
+    }
+    assert ds["secureJsonData"] == {"httpHeaderValue1": "Token influx-secret-token"}
+    for req in grafana.requests:
+        if req["path"] == "/api/dashboards/db":
+            body = req["json"]
+            assert body["folderUid"] == "netready" and body["overwrite"] is True
+            assert body["dashboard"]["id"] is None
+    # Grafana now holds exactly the committed JSON
+    for name in build.DASHBOARDS:
+        committed = json.loads((build.HERE / "generated" / name).read_text())
+        held = dict(grafana.dashboards[committed["uid"]]["dashboard"])
+        assert {k: v for k, v in held.items() if k not in ("id", "version")} == committed
+
+    # again: nothing changes but the data source (its secret cannot be read back)
+    grafana.requests.clear()
+    r = _push(
+        grafana,
+        "--datasource-url",
+        "https://influx.example.nhs.uk:8086",
+        "--influx-token",
+        "influx-secret-token",
+    )
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["folder"], res["datasource"]) == ("unchanged", "updated")
+    assert [d["status"] for d in res["dashboards"]] == ["unchanged"] * 3
+    assert ("PUT", "/api/datasources/uid/netready-influxdb") in grafana.calls()
+    assert not [c for c in grafana.calls() if c[0] == "POST"]
+    assert all(d["dashboard"]["version"] == 1 for d in grafana.dashboards.values())
+
+    # someone edits one dashboard in the UI: the next push restores it, the others stay
+    grafana.dashboards[build.UID_SITE]["dashboard"]["title"] = "edited by hand"
+    r = _push(grafana)
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [d["status"] for d in res["dashboards"]] == ["unchanged", "updated", "unchanged"]
+    assert res["datasource"] == "unchanged" or res["datasource"] == "skipped"
+    assert grafana.dashboards[build.UID_SITE]["dashboard"]["title"] == "netready: site detail"
+    assert grafana.dashboards[build.UID_SITE]["dashboard"]["version"] == 2
+
+
+def test_push_into_another_folder_moves_the_dashboards(grafana: FakeGrafana) -> None:
+    assert _push(grafana).exit_code == 0
+    r = _push(grafana, "--folder", "Estates Team / Video")
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["folder_uid"] == "estates-team-video" and res["folder"] == "created"
+    assert [d["status"] for d in res["dashboards"]] == ["updated"] * 3
+    assert {d["meta"]["folderUid"] for d in grafana.dashboards.values()} == {"estates-team-video"}
+    assert grafana.folders["estates-team-video"]["title"] == "Estates Team / Video"
+    # General (no folder): no folder calls, no folderUid
+    grafana.requests.clear()
+    r = _push(grafana, "--folder", "")
+    assert r.exit_code == 0, r.stderr
+    assert not [c for c in grafana.calls() if "/folders" in c[1]]
+    assert all("folderUid" not in q["json"] for q in grafana.requests if q["method"] == "POST")
+
+
+def test_push_datasource_with_user_password_and_missing_warning(grafana: FakeGrafana) -> None:
+    r = _push(grafana)
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["datasource"] == "missing"
+    assert "warning: data source netready-influxdb does not exist" in r.stderr
+    r = _push(
+        grafana,
+        "--datasource-url",
+        "http://10.0.0.5:8086",
+        "--database",
+        "estate",
+        "--influx-user",
+        "grafana",
+        "--influx-password",
+        "pw",
+    )
+    assert r.exit_code == 0, r.stderr
+    ds = grafana.datasources["netready-influxdb"]
+    assert ds["user"] == "grafana" and ds["secureJsonData"] == {"password": "pw"}
+    assert ds["database"] == "estate" and ds["jsonData"]["dbName"] == "estate"
+    assert "httpHeaderName1" not in ds["jsonData"]
+
+
+def test_push_datasource_from_inventory(grafana: FakeGrafana, tmp_path: Any) -> None:
+    text = (build.HERE.parent / "site_inventory.yaml").read_text()
+    text = text.replace(
+        "  kind: embedded\n",
+        "  kind: influxdb_v1\n  url: https://influx.example.nhs.uk:8086\n  database: estate\n"
+        "  token: env:TEST_DASH_INFLUX_TOKEN\n",
+    )
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(text)
+    from netready.cli import cli
+
+    r = CliRunner().invoke(
+        cli,
+        ["dashboards", "push", "--url", grafana.url, "--inventory", str(inv)],
+        env={
+            "GRAFANA_TOKEN": TOKEN,
+            "TEST_DASH_INFLUX_TOKEN": "tok-from-env",
+            "NETREADY_INFLUX_TOKEN": None,
+            "NETREADY_INFLUX_USER": None,
+        },
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "datasource  netready-influxdb: created" in r.stdout
+    ds = grafana.datasources["netready-influxdb"]
+    assert ds["url"] == "https://influx.example.nhs.uk:8086" and ds["database"] == "estate"
+    assert ds["secureJsonData"] == {"httpHeaderValue1": "Token tok-from-env"}
+    assert "tok-from-env" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "code", "message"),
+    [
+        ("bad-token", [], 1, "refused the token (HTTP 401)"),
+        ("old", [], 1, "Grafana 9.5.2 at http://127.0.0.1:"),
+        ("not-grafana", [], 1, "does not answer like Grafana (GET /api/health: HTTP 404)"),
+        ("editor", ["--datasource-url", "http://influx:8086"], 1, "the data source Admin"),
+        ("ok", ["--influx-token", "x"], 2, "without --datasource-url"),
+        ("ok", ["--datasource-url", "influx:8086"], 2, "must start with http:// or https://"),
+        ("unreachable", [], 1, "is unreachable"),
+    ],
+)
+def test_push_errors_are_one_line(
+    grafana: FakeGrafana, setup: str, args: list[str], code: int, message: str
+) -> None:
+    token = TOKEN
+    if setup == "bad-token":
+        token = "glsa_wrong"
+    elif setup == "old":
+        grafana.version = "9.5.2"
+    elif setup == "not-grafana":
+        grafana.health_status = 404
+    elif setup == "editor":
+        grafana.deny = {("POST", "/api/datasources"), ("PUT", "/api/datasources")}
+    elif setup == "unreachable":
+        grafana.server.shutdown()
+        grafana.server.server_close()
+    r = _push(grafana, *args, token=token)
+    assert r.exit_code == code, (r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    if setup == "old":
+        assert "too old" in r.stderr and grafana.calls() == [("GET", "/api/health")]

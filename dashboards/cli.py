@@ -1,0 +1,205 @@
+"""``netready dashboards``: build the Grafana JSON and provisioning files, push them to a Grafana."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from netready.cli import fail
+from netready.errors import ConfigError, NetreadyError
+from netready.output import format_option, print_json
+
+
+@click.group("dashboards")
+def dashboards() -> None:
+    """Build and push the Grafana dashboards (estate overview, site detail, agent health).
+
+    See docs/dashboards.md for provisioning them from files instead.
+    """
+
+
+@dashboards.command("build")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write generated/ and provisioning/ under this folder [default: the dashboards/ package].",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any committed file is stale.")
+def build_command(out_dir: Path | None, check: bool) -> None:
+    """Generate the dashboard JSON (generated/*.json) and the provisioning YAML.
+
+    Prints the path of every file written (or, with --check, every stale file) on stdout.
+    """
+    from dashboards import build
+
+    root = out_dir or build.HERE
+    if check:
+        stale = build.stale_files(root)
+        for rel in stale:
+            click.echo(str(root / rel))
+        if stale:
+            raise click.ClickException(
+                f"{len(stale)} generated file(s) are stale: run `netready dashboards build`"
+            )
+        click.echo(f"{len(build.build_all())} generated files are up to date", err=True)
+        return
+    try:
+        changed = build.write_all(root)
+    except OSError as e:
+        raise fail(ConfigError(f"cannot write under {root}: {e.strerror}")) from None
+    for p in changed:
+        click.echo(str(p))
+    click.echo(
+        f"{len(changed)} file(s) written, {len(build.build_all()) - len(changed)} unchanged "
+        f"under {root}",
+        err=True,
+    )
+
+
+@dashboards.command("push")
+@click.option(
+    "--url",
+    envvar="GRAFANA_URL",
+    required=True,
+    show_envvar=True,
+    help="Grafana base URL, e.g. https://grafana.example.nhs.uk",
+)
+@click.option(
+    "--token",
+    envvar="GRAFANA_TOKEN",
+    required=True,
+    show_envvar=True,
+    help="Grafana service-account token (Editor; Admin to create the data source). "
+    "Prefer the environment variable: options show in `ps`.",
+)
+@click.option(
+    "--folder",
+    default="netready",
+    show_default=True,
+    help="Folder title to put the dashboards in ('' for General).",
+)
+@click.option(
+    "--datasource-url",
+    default=None,
+    help="Create or update the InfluxDB data source (InfluxQL) with this URL.",
+)
+@click.option(
+    "--database",
+    default="netready",
+    show_default=True,
+    help="InfluxDB database (1.x) or DBRP-mapped database name (2.x/3.x).",
+)
+@click.option(
+    "--influx-user",
+    envvar="NETREADY_INFLUX_USER",
+    show_envvar=True,
+    default=None,
+    help="InfluxDB 1.x user for the data source.",
+)
+@click.option(
+    "--influx-password",
+    envvar="NETREADY_INFLUX_PASSWORD",
+    show_envvar=True,
+    default=None,
+    help="InfluxDB 1.x password for the data source.",
+)
+@click.option(
+    "--influx-token",
+    envvar="NETREADY_INFLUX_TOKEN",
+    show_envvar=True,
+    default=None,
+    help="InfluxDB 2.x/3.x token: sent by Grafana as `Authorization: Token ...`.",
+)
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Take the data source URL, database and credentials from this inventory's "
+    "store section (explicit options win).",
+)
+@click.option("--insecure", is_flag=True, help="Do not verify Grafana's TLS certificate.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds per HTTP request.",
+)
+@format_option
+def push_command(
+    url: str,
+    token: str,
+    folder: str,
+    datasource_url: str | None,
+    database: str,
+    influx_user: str | None,
+    influx_password: str | None,
+    influx_token: str | None,
+    inventory_path: str | None,
+    insecure: bool,
+    timeout: float,
+    fmt: str,
+) -> None:
+    """Upsert the dashboards by uid into a folder of a Grafana; create or update the data source.
+
+    Safe to run again: unchanged dashboards are left alone, changed ones overwritten.
+    """
+    from dashboards.push import DatasourceSpec, push
+
+    try:
+        ds = None
+        if inventory_path:
+            from netready.inventory import load
+
+            store = load(inventory_path).store
+            if store.kind == "embedded" and not datasource_url:
+                raise ConfigError(
+                    f"{inventory_path}: store kind is 'embedded': there is no InfluxDB for "
+                    "Grafana to read; give --datasource-url"
+                )
+            if store.kind != "embedded":
+                datasource_url = datasource_url or store.url
+                if store.kind == "influxdb_v1":
+                    database = database if database != "netready" else store.database
+                else:
+                    database = database if database != "netready" else (store.bucket or database)
+                if not (influx_user or influx_token):
+                    if store.token is not None:
+                        influx_token = store.token.resolve()
+                    elif store.username is not None and store.password is not None:
+                        influx_user = store.username.resolve()
+                        influx_password = store.password.resolve()
+        if datasource_url:
+            ds = DatasourceSpec(
+                url=datasource_url,
+                database=database,
+                user=influx_user,
+                password=influx_password,
+                token=influx_token,
+            )
+        elif influx_user or influx_token:
+            raise ConfigError("InfluxDB credentials given without --datasource-url")
+        res = push(
+            url,
+            token,
+            folder=folder or None,
+            datasource=ds,
+            timeout=timeout,
+            verify_tls=not insecure,
+        )
+    except NetreadyError as e:
+        raise fail(e) from None
+    for w in res.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt == "json":
+        print_json(res.to_dict())
+        return
+    click.echo(f"Grafana {res.grafana_version} at {res.url}")
+    click.echo(f"folder      {res.folder_uid or '(General)'}: {res.folder}")
+    click.echo(f"datasource  netready-influxdb: {res.datasource}")
+    for d in res.dashboards:
+        click.echo(f"dashboard   {d['uid']}: {d['status']}  {d['url']}")

@@ -1,0 +1,351 @@
+"""Push the dashboards (and optionally the InfluxDB data source) to a Grafana over its HTTP API.
+
+Uses ``grafana-client`` (niquests underneath). Every step is an idempotent upsert by uid:
+
+1. ``GET /api/health``: the Grafana version (refuse anything older than ``MIN_GRAFANA``).
+2. Folder: ``GET /api/folders/{uid}``; on 404 ``POST /api/folders`` with that uid.
+3. Data source (when given): ``GET /api/datasources/uid/{uid}``; on 404 ``POST /api/datasources``,
+   else ``PUT /api/datasources/uid/{uid}`` (secrets cannot be read back, so it is always written).
+4. Each dashboard: ``GET /api/dashboards/uid/{uid}``; when missing, different, or in another
+   folder, ``POST /api/dashboards/db`` with ``overwrite: true`` into the folder; else left alone
+   (no new dashboard version for an unchanged push).
+
+Auth: ``Authorization: Bearer <token>`` (a Grafana service-account token; Editor can push
+dashboards and folders, the data source needs Admin). Errors are one line, naming the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dashboards import build
+from netready.errors import ConfigError, NetreadyError
+
+#: Oldest Grafana the generated dashboards are built for (geomap, table cell options,
+#: ``PUT /api/datasources/uid``, ``folderUid`` on dashboard save).
+MIN_GRAFANA = (10, 0)
+
+
+class GrafanaError(NetreadyError):
+    """Grafana refused or failed a request, or is not reachable."""
+
+
+class GrafanaAuthError(GrafanaError):
+    """401/403: the token is wrong or lacks a role."""
+
+
+class GrafanaVersionError(GrafanaError):
+    """The server is too old, or does not look like Grafana at all."""
+
+
+@dataclass(frozen=True)
+class DatasourceSpec:
+    """The InfluxDB data source to create or update (InfluxQL mode)."""
+
+    url: str
+    database: str = build.DATABASE
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^https?://", self.url):
+            raise ConfigError(
+                f"--datasource-url must start with http:// or https://, got {self.url!r}"
+            )
+        if self.token and (self.user or self.password):
+            raise ConfigError("give the InfluxDB data source a token or a user/password, not both")
+        if bool(self.user) != bool(self.password):
+            raise ConfigError("the InfluxDB data source needs both a user and a password")
+
+    def payload(self) -> dict[str, Any]:
+        """The body for ``POST /api/datasources`` / ``PUT /api/datasources/uid/{uid}``."""
+        base = build.datasource_v2() if self.token else build.datasource_v1()
+        body: dict[str, Any] = {
+            k: v for k, v in base.items() if k not in ("user", "secureJsonData", "editable")
+        }
+        body["url"] = self.url
+        body["database"] = self.database
+        body["jsonData"] = {**base["jsonData"], "dbName": self.database}  # type: ignore[dict-item]
+        if not self.verify_tls:
+            body["jsonData"]["tlsSkipVerify"] = True
+        if self.token:
+            body["secureJsonData"] = {"httpHeaderValue1": f"Token {self.token}"}
+        elif self.user:
+            body["user"] = self.user
+            body["secureJsonData"] = {"password": self.password}
+        return body
+
+
+Status = Literal["created", "updated", "unchanged", "missing", "skipped"]
+
+
+@dataclass
+class PushResult:
+    url: str
+    grafana_version: str
+    folder_uid: str | None
+    folder: Status = "unchanged"
+    datasource: Status = "skipped"
+    dashboards: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def folder_uid_for(title: str) -> str:
+    """A stable uid for a folder title (``netready`` keeps the provisioning uid)."""
+    if title == build.FOLDER_TITLE:
+        return build.FOLDER_UID
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40]
+    return slug or build.FOLDER_UID
+
+
+def parse_version(v: str) -> tuple[int, int] | None:
+    m = re.match(r"^v?(\d+)\.(\d+)", v.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class _Api:
+    """grafana-client with its exceptions turned into one-line ``GrafanaError``s."""
+
+    def __init__(self, url: str, token: str, timeout: float, verify: bool):
+        from grafana_client import GrafanaApi
+
+        if not re.match(r"^https?://[^/]", url):
+            raise ConfigError(f"--url must be http(s)://HOST[:PORT][/PATH], got {url!r}")
+        if not token:
+            raise ConfigError("no Grafana token: pass --token or set GRAFANA_TOKEN")
+        self.url = url.rstrip("/")
+        u = urlsplit(self.url)
+        self.origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}"  # Grafana's answers carry root-relative URLs
+        self.api = GrafanaApi.from_url(self.url, credential=token, timeout=timeout)
+        self.api.client.verify = verify
+        self.api.client.user_agent = "netready"
+        self.api.client.s.headers["User-Agent"] = "netready"
+
+    def call(self, what: str, method: str, path: str, **kw: Any) -> Any:
+        from grafana_client.client import (
+            GrafanaClientError,
+            GrafanaException,
+            GrafanaServerError,
+            GrafanaTimeoutError,
+            GrafanaUnauthorizedError,
+        )
+        from niquests.exceptions import RequestException
+
+        try:
+            return getattr(self.api.client, method)(path, **kw)
+        except GrafanaUnauthorizedError:
+            raise GrafanaAuthError(
+                f"Grafana at {self.url} refused the token (HTTP 401) while trying to {what}: "
+                "check --token / GRAFANA_TOKEN (a service-account token)"
+            ) from None
+        except GrafanaTimeoutError:
+            raise GrafanaError(f"Grafana at {self.url} timed out while trying to {what}") from None
+        except GrafanaServerError as e:
+            raise GrafanaError(
+                f"Grafana at {self.url} failed to {what} (HTTP {e.status_code}): {_msg(e.response)}"
+            ) from None
+        except GrafanaClientError as e:
+            if e.status_code == 403:
+                raise GrafanaAuthError(
+                    f"Grafana at {self.url}: the token may not {what} (HTTP 403: "
+                    f"{_msg(e.response)}); dashboards and folders need the Editor role, "
+                    "the data source Admin"
+                ) from None
+            raise _NotOk(e.status_code, _msg(e.response)) from None
+        except GrafanaException as e:
+            raise GrafanaError(f"Grafana at {self.url} is unreachable: {_why(e.message)}") from None
+        except RequestException as e:
+            raise GrafanaError(f"Grafana at {self.url} is unreachable: {_why(str(e))}") from None
+
+
+class _NotOk(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _why(s: str) -> str:
+    """The cause of a connection failure, without urllib3's nesting."""
+    if "Connection refused" in s or "Errno 111" in s:
+        return "connection refused"
+    if m := re.search(r"Failed to resolve '([^']+)'", s):
+        return f"cannot resolve {m.group(1)}"
+    if "CERTIFICATE_VERIFY_FAILED" in s or "certificate verify failed" in s:
+        return "its TLS certificate is not trusted (--insecure skips the check)"
+    if "timed out" in s.lower():
+        return "timed out"
+    if m := re.search(r"\[Errno -?\d+\] ([^'\")]+)", s):
+        return m.group(1).strip()
+    return _oneline(s)
+
+
+def _oneline(s: str) -> str:
+    return " ".join(str(s).split())[:300]
+
+
+def _msg(response: Any) -> str:
+    if isinstance(response, dict):
+        return _oneline(response.get("message") or json.dumps(response))
+    return _oneline(response or "")
+
+
+def _comparable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in ("id", "version")}
+
+
+def push(
+    url: str,
+    token: str,
+    *,
+    folder: str | None = build.FOLDER_TITLE,
+    datasource: DatasourceSpec | None = None,
+    timeout: float = 10.0,
+    verify_tls: bool = True,
+) -> PushResult:
+    """Upsert the folder, the data source (if given) and the three dashboards. Idempotent."""
+    g = _Api(url, token, timeout, verify_tls)
+
+    # 1. version: /api/health needs no auth, so a bad token is reported as such below
+    try:
+        health = g.call("read its version", "GET", "/health")
+    except _NotOk as e:
+        raise GrafanaVersionError(
+            f"{g.url} does not answer like Grafana (GET /api/health: HTTP {e.status}); "
+            "give the Grafana base URL, e.g. https://grafana.example.nhs.uk"
+        ) from None
+    version = str(health.get("version", "")) if isinstance(health, dict) else ""
+    parsed = parse_version(version)
+    if parsed is None:
+        raise GrafanaVersionError(
+            f"{g.url} does not report a Grafana version (GET /api/health gave {_oneline(str(health))[:80]!r})"
+        )
+    if parsed < MIN_GRAFANA:
+        raise GrafanaVersionError(
+            f"Grafana {version} at {g.url} is too old: the netready dashboards need Grafana "
+            f"{MIN_GRAFANA[0]}.{MIN_GRAFANA[1]} or later"
+        )
+    res = PushResult(url=g.url, grafana_version=version, folder_uid=None)
+
+    # 2. folder
+    if folder:
+        fuid = folder_uid_for(folder)
+        res.folder_uid = fuid
+        try:
+            g.call(f"read folder {fuid}", "GET", f"/folders/{fuid}")
+            res.folder = "unchanged"
+        except _NotOk as e:
+            if e.status != 404:
+                raise GrafanaError(
+                    f"Grafana at {g.url}: reading folder {fuid}: HTTP {e.status}: {e.message}"
+                ) from None
+            try:
+                g.call(
+                    f"create folder {folder!r}",
+                    "POST",
+                    "/folders",
+                    json={"title": folder, "uid": fuid},
+                )
+            except _NotOk as e2:
+                raise GrafanaError(
+                    f"Grafana at {g.url} would not create folder {folder!r} (uid {fuid}): "
+                    f"HTTP {e2.status}: {e2.message}"
+                ) from None
+            res.folder = "created"
+    else:
+        res.folder = "skipped"
+
+    # 3. data source
+    uid = build.DATASOURCE_UID
+    try:
+        g.call(f"read data source {uid}", "GET", f"/datasources/uid/{uid}")
+        exists = True
+    except _NotOk as e:
+        if e.status != 404:
+            raise GrafanaError(
+                f"Grafana at {g.url}: reading data source {uid}: HTTP {e.status}: {e.message}"
+            ) from None
+        exists = False
+    if datasource is not None:
+        body = datasource.payload()
+        try:
+            if exists:
+                g.call(f"update data source {uid}", "PUT", f"/datasources/uid/{uid}", json=body)
+                res.datasource = "updated"
+            else:
+                g.call(f"create data source {uid}", "POST", "/datasources", json=body)
+                res.datasource = "created"
+        except _NotOk as e:
+            raise GrafanaError(
+                f"Grafana at {g.url} would not {'update' if exists else 'create'} data source "
+                f"{uid}: HTTP {e.status}: {e.message}"
+            ) from None
+    elif not exists:
+        res.datasource = "missing"
+        res.warnings.append(
+            f"data source {uid} does not exist in Grafana: the dashboards will ask for an "
+            "InfluxDB data source; pass --datasource-url to create it, or provision "
+            "dashboards/provisioning/datasources/*.yaml"
+        )
+
+    # 4. dashboards
+    for name, model in build.build_dashboards().items():
+        dash = json.loads(build.to_json(model))
+        duid = dash["uid"]
+        try:
+            current = g.call(f"read dashboard {duid}", "GET", f"/dashboards/uid/{duid}")
+        except _NotOk as e:
+            if e.status != 404:
+                raise GrafanaError(
+                    f"Grafana at {g.url}: reading dashboard {duid}: HTTP {e.status}: {e.message}"
+                ) from None
+            current = None
+        if current is not None:
+            meta = current.get("meta", {}) if isinstance(current, dict) else {}
+            same = _comparable(current.get("dashboard", {})) == _comparable(dash)
+            same_folder = (meta.get("folderUid") or None) == res.folder_uid
+            if same and same_folder:
+                res.dashboards.append(
+                    {
+                        "uid": duid,
+                        "title": dash["title"],
+                        "file": name,
+                        "status": "unchanged",
+                        "url": g.origin + str(meta.get("url", f"/d/{duid}")),
+                    }
+                )
+                continue
+        body: dict[str, Any] = {
+            "dashboard": {**dash, "id": None},
+            "overwrite": True,
+            "message": "netready dashboards push",
+        }
+        if res.folder_uid:
+            body["folderUid"] = res.folder_uid
+        try:
+            saved = g.call(f"save dashboard {duid}", "POST", "/dashboards/db", json=body)
+        except _NotOk as e:
+            raise GrafanaError(
+                f"Grafana at {g.url} would not save dashboard {duid} ({dash['title']}): "
+                f"HTTP {e.status}: {e.message}"
+            ) from None
+        path = saved.get("url", f"/d/{duid}") if isinstance(saved, dict) else f"/d/{duid}"
+        res.dashboards.append(
+            {
+                "uid": duid,
+                "title": dash["title"],
+                "file": name,
+                "status": "updated" if current is not None else "created",
+                "url": g.origin + str(path),
+            }
+        )
+    return res
