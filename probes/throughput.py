@@ -834,8 +834,8 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
 
 
 def emit(records: list[Record], fmt: str) -> None:
-    """Records to stdout (``json``: a JSON list; ``table``: one line each). Failures also get
-    one line on stderr."""
+    """Records to stdout (``json``: a JSON list of all; ``table``: one line per ok record).
+    Each failed record gets one line on stderr: ``Error: <reason>``."""
     if fmt == "json":
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
     else:
@@ -843,8 +843,7 @@ def emit(records: list[Record], fmt: str) -> None:
             f, d = r.fields, r.tags.get("direction", "")
             name = f"{r.measurement} {r.tags.get('method', '')} {d}".strip()
             if not r.ok:
-                click.echo(f"{name}: FAILED ({r.result}) {f.get('reason', '')}")
-                continue
+                continue  # one line on stderr below
             parts = [f"{f['goodput_mbps']:.2f} Mbit/s"] if "goodput_mbps" in f else []
             for k, fmt_ in (
                 ("bytes", "{} bytes"),
