@@ -190,6 +190,9 @@ VERDICT_RE = {
 }
 
 
+BY_SITE_TECH = '"site", "tech"'
+
+
 def latest_verdicts(where: str, group_by: str = '"site"') -> str:
     """Subquery: the latest verdict per site (and per extra tags in ``group_by``)."""
     return (
@@ -312,14 +315,6 @@ VERDICT_MAPPINGS: list[dm.ValueMapping] = [
         ]
     )
 ]
-
-
-def _site_link(title: str = "Site detail") -> db.DashboardLink:
-    return (
-        db.DashboardLink(title)
-        .type(dm.DashboardLinkType.LINK)
-        .url(f"/d/{UID_SITE}?var-site=${{__data.fields.site}}&${{__url_time_range}}")
-    )
 
 
 # ------------------------------------------------------------------ variables
@@ -606,9 +601,10 @@ def estate_overview() -> dm.Dashboard:
                 dm.DataTransformerConfig(
                     id_val="organize",
                     options={
-                        "excludeByName": {"heard_recently": True, "Time 2": True},
+                        "excludeByName": {"heard_recently": True, "Time 2": True, "Time B": True},
                         "renameByName": {
                             "Time 1": "Last heard from",
+                            "Time A": "Last heard from",
                             "Time": "Last heard from",
                             "spool_pending": "Spool depth then",
                         },
@@ -653,7 +649,7 @@ def estate_overview() -> dm.Dashboard:
         .with_target(
             InfluxQL(
                 f'SELECT count("verdict") AS "assessed" FROM '
-                f"({latest_verdicts(where, chr(34) + 'site' + chr(34) + ', ' + chr(34) + 'tech' + chr(34))}) "
+                f"({latest_verdicts(where, BY_SITE_TECH)}) "
                 f'GROUP BY "tech"'
             )
             .ref_id("A")
@@ -663,7 +659,7 @@ def estate_overview() -> dm.Dashboard:
         .with_target(
             InfluxQL(
                 f'SELECT count("verdict") AS "ready" FROM '
-                f"({latest_verdicts(where, chr(34) + 'site' + chr(34) + ', ' + chr(34) + 'tech' + chr(34))}) "
+                f"({latest_verdicts(where, BY_SITE_TECH)}) "
                 f'WHERE "verdict" =~ /{VERDICT_RE["ready"]}/ GROUP BY "tech"'
             )
             .ref_id("B")

@@ -937,3 +937,12 @@ def test_push_errors_are_one_line(
     assert "Traceback" not in r.stderr and r.stdout == ""
     if setup == "old":
         assert "too old" in r.stderr and grafana.calls() == [("GET", "/api/health")]
+
+
+def test_docs_name_every_panel_and_measurement() -> None:
+    """docs/dashboards.md lists every panel by its title and every measurement queried."""
+    doc = (build.HERE.parent / "docs" / "dashboards.md").read_text()
+    for q in build.panel_queries():
+        assert f"**{q.panel}**" in doc, q.panel
+        for m in re.findall(r'FROM "(\w+)"', q.query):
+            assert f"| `{m}` |" in doc, m
