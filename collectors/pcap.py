@@ -316,11 +316,13 @@ def _ip_text(raw: bytes) -> str:
     return "[" + socket.inet_ntop(socket.AF_INET6, raw) + "]"
 
 
-def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, bytes, int, int, int] | None:
+def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, int] | None:
     """Locate the UDP payload of one frame.
 
-    Returns ``(src_ip, sport, dst_ip, dport, payload_start, payload_end)`` (IPs as packed
-    bytes) or ``None`` for anything that is not a complete-header, unfragmented UDP datagram.
+    Returns ``(endpoints, payload_start, payload_end)`` or ``None`` for anything that is not
+    a complete-header, unfragmented UDP datagram. ``endpoints`` is source IP + destination
+    IP + source port + destination port as packed bytes (12 bytes for IPv4, 36 for IPv6),
+    the layout of an IPv4 header from byte 12 on, so the fast path can slice it directly.
     """
     n = len(d)
     if linktype == LINKTYPE_ETHERNET:
@@ -390,13 +392,18 @@ def udp_payload(linktype: int, d: bytes) -> tuple[bytes, int, bytes, int, int, i
         return None
     if n < u + 8:
         return None
-    sport = (d[u] << 8) | d[u + 1]
-    dport = (d[u + 2] << 8) | d[u + 3]
     ulen = (d[u + 4] << 8) | d[u + 5]
     end = u + ulen if ulen >= 8 else ip_end
     if end > n:
         end = n  # snapped capture: what we have
-    return src, sport, dst, dport, u + 8, end
+    return src + dst + d[u : u + 4], u + 8, end
+
+
+def endpoints(ep: bytes) -> tuple[str, str, bool]:
+    """``udp_payload`` endpoints -> ("ip:port", "ip:port", is_ipv6)."""
+    n = (len(ep) - 4) // 2
+    sport, dport = struct.unpack_from("!HH", ep, 2 * n)
+    return f"{_ip_text(ep[:n])}:{sport}", f"{_ip_text(ep[n : 2 * n])}:{dport}", n == 16
 
 
 # --------------------------------------------------------------------------- analysis
@@ -667,7 +674,7 @@ def analyse(
     udp = udp_payload
     unpack_rtp = struct.Struct("!BBHII").unpack_from
     # IPv4 without options + UDP + RTP fixed header in one call (the common case)
-    unpack_fast = struct.Struct("!BxH2xHxB2x4s4sHHH2xBBHII").unpack_from
+    unpack_fast = struct.Struct("!B5xHxB14xH2xBBHII").unpack_from
     eth, sll, sll2 = LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
     count = 0
     for ts_ns, lt, d, off in iter_frames(path):
@@ -688,11 +695,10 @@ def analyse(
         elif lt == sll2 and n >= 60 and d[0] == 8 and d[1] == 0:
             o = 20
         if o >= 0 and d[o] == 0x45:
-            _, _tot, frag, proto, src, dst, sport, dport, ulen, b0, b1, seq, rts, ssrc = (
-                unpack_fast(d, o)
-            )
+            _, frag, proto, ulen, b0, b1, seq, rts, ssrc = unpack_fast(d, o)
             if proto != 17 or frag & 0x3FFF:
                 continue
+            ep = d[o + 12 : o + 24]
             ps = o + 28
             pe = o + 20 + ulen
             if ulen < 8 or pe > n:
@@ -701,7 +707,7 @@ def analyse(
             u = udp(lt, d)
             if u is None:
                 continue
-            src, sport, dst, dport, ps, pe = u
+            ep, ps, pe = u
             if pe - ps < 12:
                 continue
             b0, b1, seq, rts, ssrc = unpack_rtp(d, ps)
@@ -722,17 +728,14 @@ def analyse(
                 padn = d[pe - 1]
                 if padn == 0 or hlen + padn > plen:
                     continue
-        key = (ssrc, src, sport, dst, dport)
+        key = (ssrc, ep)
         st = streams.get(key)
         if st is None:
             pt = b1 & 0x7F
             rate = overrides.get(pt) or STATIC_CLOCK.get(pt)
             if rate is None and pt < 96:
                 rate = 0  # unassigned static type: no jitter, as Wireshark
-            st = StreamState(
-                ssrc, f"{_ip_text(src)}:{sport}", f"{_ip_text(dst)}:{dport}", len(src) == 16,
-                rate, overrides,
-            )  # fmt: skip
+            st = StreamState(ssrc, *endpoints(ep), rate, overrides)
             streams[key] = st
             first_ns[key] = ts_ns
         pend = st.pending
