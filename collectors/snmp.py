@@ -727,13 +727,17 @@ _AUTH_ERRORS = {
 }
 
 
-def _classify(ei: Any, where: str, timeout_s: float, tries: int) -> SnmpFailure:
+def _classify(
+    ei: Any, where: str, timeout_s: float, tries: int, version: str = "2c"
+) -> SnmpFailure:
     name = type(ei).__name__
     if name == "RequestTimedOut":
+        # Agents drop a wrong v2c community, and a v3 request they cannot decrypt, silently.
+        cred = "wrong community" if version == "2c" else "wrong v3 priv key"
         return SnmpFailure(
             "timeout",
             f"{where}: no SNMP response in {timeout_s:g} s x {tries} "
-            "(host down, port filtered, or wrong community)",
+            f"(host down, port filtered, or {cred})",
         )
     if name in _AUTH_ERRORS:
         return SnmpFailure("auth_failed", f"{where}: SNMPv3 credentials rejected ({ei})")
@@ -812,7 +816,7 @@ async def poll(
             lookupMib=False,
         )
         if ei:
-            raise _classify(ei, where, cfg.timeout_s, tries)
+            raise _classify(ei, where, cfg.timeout_s, tries, cfg.version)
         if es:
             res = (
                 "auth_failed"
@@ -839,7 +843,7 @@ async def poll(
                 lexicographicMode=False,
             ):
                 if ei:
-                    f = _classify(ei, where, cfg.timeout_s, tries)
+                    f = _classify(ei, where, cfg.timeout_s, tries, cfg.version)
                     raise SnmpFailure(
                         f.result,
                         f"{f.reason}; {label} walk stopped after {n} values (partial table)",

@@ -652,3 +652,23 @@ def test_snmpd_v3_wrong_auth_key_is_auth_failed_quickly(
     assert time.monotonic() - t < 5
     assert {r.result for r in recs} == {"auth_failed"}, recs[0].fields
     assert "not-the-passphrase" not in json.dumps([r.to_dict() for r in recs])
+
+
+def test_snmpd_v3_wrong_priv_key_or_user_fail_with_a_reason(
+    snmpd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NR_T_AUTH", "nr-auth-passphrase")
+    monkeypatch.setenv("NR_T_PRIV", "not-the-priv-passphrase")
+    _, site = _site(tmp_path, _v3(snmpd), wan="^lo$")
+    t = time.monotonic()
+    recs = _collect(site, tmp_path / "s")
+    assert time.monotonic() - t < 5
+    # net-snmp drops what it cannot decrypt without a report: a timeout that names the cause.
+    assert {r.result for r in recs} == {"timeout"}
+    assert "wrong v3 priv key" in recs[0].fields["reason"]
+    monkeypatch.setenv("NR_T_PRIV", "nr-priv-passphrase")
+    _, site = _site(tmp_path, _v3(snmpd).replace("nrv3user", "nobody"))
+    recs = _collect(site, tmp_path / "s")
+    assert {r.result for r in recs} == {"auth_failed"} and "Unknown USM user" in recs[0].fields[
+        "reason"
+    ]
