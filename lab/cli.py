@@ -122,6 +122,9 @@ def up_cmd(profiles: tuple[str, ...], sites: tuple[str, ...], lab_id: str | None
     try:
         site_map = _sites_from_options(profiles, sites)
         netns.check_available()
+        stale = netns.cleanup_stale()
+        if stale:
+            click.echo(f"removed {stale} stale namespace(s) of dead labs", err=True)
         lab_obj = netns.Lab(site_map, lab_id)
         click.echo(f"building lab {lab_obj.lab_id} with {len(site_map)} site(s)...", err=True)
         lab_obj.up()

@@ -339,6 +339,7 @@ class Lab:
         self._delay_procs: list[subprocess.Popen[bytes]] = []
         self.is_up = False
         self.detached = False
+        self._owns = False  # True once this object built (or re-attached to) the lab
 
     # -- names and addresses
 
@@ -455,6 +456,7 @@ class Lab:
             raise LabError(
                 f"lab {self.lab_id} already exists ({', '.join(clash) or self.state_path}); use another id or `netready lab down --id {self.lab_id}`"
             )
+        self._owns = True
         self._write_state("building")  # first, so cleanup_stale never mistakes us for debris
         _LIVE.add(self)
         try:
@@ -746,6 +748,8 @@ class Lab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=2)
         self._procs.clear()
+        if not self._owns:  # never built: the id may belong to someone else's lab
+            return
         _teardown(self.lab_id, self.namespaces(), self._delay_pids)
         for dp in self._delay_procs:  # reap (teardown killed them)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -779,6 +783,7 @@ class Lab:
         lab._delay_pids = list(st.get("delay_pids", []))
         lab.is_up = st.get("status") == "up"
         lab.detached = st.get("owner_pid") is None
+        lab._owns = True
         return lab
 
 
