@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -946,3 +950,111 @@ def test_docs_name_every_panel_and_measurement() -> None:
         assert f"**{q.panel}**" in doc, q.panel
         for m in re.findall(r'FROM "(\w+)"', q.query):
             assert f"| `{m}` |" in doc, m
+
+
+# ---------------------------------------------------------------- data written by the real agent
+
+
+def _udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_panels_on_data_written_by_the_agent(
+    influxd: Any, influxdb: tuple[str, str], tmp_path: Path
+) -> None:
+    """The real agent (reflector on loopback, rtt probe, its own `agent` records, shipping to
+    InfluxDB) feeds every rtt and agent panel query: field and tag names stay in step with
+    what the agent actually writes."""
+    url, db = influxdb
+    port = _udp_port()
+    refl = subprocess.Popen(
+        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    agent = None
+    try:
+        refl.stderr.readline()  # type: ignore[union-attr]  # bound and listening
+        inv = {
+            "version": 1,
+            "store": {"kind": "influxdb_v1", "url": url, "database": db},
+            "agent": {
+                "spool_path": str(tmp_path / "spool.db"),
+                "ship_interval_s": 0.5,
+                "splay_s": 0,
+            },
+            "sites": [
+                {
+                    "ods": "Y81001",
+                    "name": "Riverside Surgery",
+                    "type": "gp_practice",
+                    "icb": "QHM",
+                    "link": {"tech": "fttc", "down_mbps": 40, "up_mbps": 10},
+                    "targets": [
+                        {
+                            "name": "core",
+                            "probe": "rtt",
+                            "address": f"127.0.0.1:{port}",
+                            "params": {"duration_s": 1, "rate_pps": 50},
+                        }
+                    ],
+                }
+            ],
+        }
+        (tmp_path / "inv.yaml").write_text(yaml.safe_dump(inv))
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "netready.agent",
+                "--inventory",
+                str(tmp_path / "inv.yaml"),
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = InfluxV1(StoreConfig(kind="influxdb_v1", url=url, database=db))
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                rtt = client.query('SELECT count("rtt_p50_ms") FROM "rtt"')
+                lat = client.query('SELECT count("ship_latency_s") FROM "agent"')
+            except Exception:  # database busy / first write not in yet
+                continue
+            if rtt and lat and lat[0].values[0][1] >= 2:
+                break
+        else:
+            pytest.fail("the agent did not ship rtt and agent records in 40 s")
+    finally:
+        for p in (agent, refl):
+            if p is not None:
+                p.terminate()
+                p.wait(15)
+    now_ms = int(time.time() * 1000)
+    variables = {"icb": ["QHM"], "site": ["Y81001"], "profile": "", "silent": "1h"}
+    checked, problems = 0, []
+    for pq in build.panel_queries():
+        if set(re.findall(r'FROM "(\w+)"', pq.query)) - {"rtt", "agent"}:
+            continue
+        if pq.panel == "Failed measurements by cause":
+            continue  # the loopback reflector answers: nothing fails
+        q, series = _run(client, now_ms, pq, variables, "grafana")
+        checked += 1
+        if not any(s.values for s in series):
+            problems.append(f"{pq.panel}/{pq.ref_id}: no data for {q}")
+            continue
+        for s in series:
+            for col in pq.columns:
+                vals = [r.get(col) for r in s.dicts()]
+                if all(v is None for v in vals):
+                    problems.append(f"{pq.panel}/{pq.ref_id}: the agent wrote no {col}")
+            if set(pq.tags) - set(s.tags):
+                problems.append(f"{pq.panel}/{pq.ref_id}: tags {pq.tags} not in {s.tags}")
+    client.close()
+    assert checked >= 15
+    assert not problems, "\n".join(problems)
