@@ -32,8 +32,11 @@ sys.path.insert(0, str(ROOT))
 ETH = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 
 
-def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
-    """Write ``n_packets`` RTP packets (minus losses) as a pcap; returns frames written.
+def write_capture(path: Path, n_packets: int, seed: int = 7) -> tuple[int, dict[str, int]]:
+    """Write ``n_packets`` RTP packets (minus losses) as a pcap.
+
+    Returns (frames written, true loss per SSRC: packets not sent between the first and the
+    last one sent, which is what a receiver can know was lost).
 
     Streams: 6 G.711 (PT 0/8, 8 kHz, 20 ms, 172-byte packets) and 2 MPEG video (PT 32,
     90 kHz, 25 fps, 4 packets per frame of 1000 bytes). Loss 2 %, arrival jitter 0-6 ms,
@@ -56,10 +59,13 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
     per_audio = (n_packets - 2 * per_video) // 6
     events: list[tuple[float, int, bytes]] = []  # (arrival time, order, frame)
     order = 0
+    truth: dict[str, int] = {}
     hdr = struct.Struct("!BBHII")
     for s in streams:
         count = per_video if s["video"] else per_audio
         payload = b"\x00" * (1000 if s["video"] else 160)
+        dropped = []
+        last_sent = 0
         for k in range(count):
             if s["video"]:
                 frame, part = divmod(k, 4)
@@ -72,7 +78,9 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
                 marker = 0x80 if k == 0 else 0
             seq = (s["seq"] + k) & 0xFFFF
             if k and rnd.random() < 0.02:
+                dropped.append(k)
                 continue
+            last_sent = k
             arrive = 1_700_000_000.0 + send + rnd.uniform(0.0, 0.006)
             rtp = hdr.pack(0x80, marker | s["pt"], seq, ts, s["ssrc"]) + payload
             udp = struct.pack("!HHHH", s["sport"], s["dport"], 8 + len(rtp), 0) + rtp
@@ -82,6 +90,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
             ) + udp  # fmt: skip
             events.append((arrive, order, ETH + ip))
             order += 1
+        truth[f"0x{s['ssrc']:08x}"] = sum(1 for k in dropped if k < last_sent)
     events.sort()
     # a few reordered neighbours (swap frames, keep arrival times)
     for _ in range(len(events) // 1000):
@@ -98,7 +107,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> int:
                 sec, us = sec + 1, 0
             f.write(rec.pack(sec, us, len(frame), len(frame)))
             f.write(frame)
-    return len(events)
+    return len(events), truth
 
 
 _TSHARK_ROW = re.compile(
@@ -159,7 +168,7 @@ def main() -> int:
     path = Path(a.keep) if a.keep else tmp / "bench.pcap"
     try:
         t0 = time.monotonic()
-        frames = write_capture(path, a.packets)
+        frames, truth = write_capture(path, a.packets)
         size = os.path.getsize(path)
         print(f"wrote {frames:,} frames, {size / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s",
               file=sys.stderr)  # fmt: skip
@@ -169,30 +178,49 @@ def main() -> int:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"{'stream (ssrc)':<14} {'pkts nr':>9} {'pkts ts':>9} {'lost nr':>8} {'lost ts':>8} "
+    print(f"{'stream (ssrc)':<14} {'pkts nr':>9} {'pkts ts':>9} {'lost':>6} {'lost nr':>8} "
+          f"{'lost ts':>8} "
           f"{'jit mean nr':>11} {'jit mean ts':>11} {'jit max nr':>10} {'jit max ts':>10}")  # fmt: skip
     ok = set(nr) == set(ts)
+    notes = []
     for key in sorted(set(nr) | set(ts)):
         n, t = nr.get(key), ts.get(key)
         if not n or not t:
             print(f"{key[0]:<14} only in {'netready' if n else 'tshark'}")
             continue
         same = (
-            n["packets"] == t["packets"] and n["lost"] == t["lost"]
+            n["packets"] == t["packets"]
             and abs(n["jitter_mean_ms"] - t["jitter_mean_ms"]) <= 0.0015
             and abs(n["jitter_max_ms"] - t["jitter_max_ms"]) <= 0.0015
         )  # fmt: skip
+        mark = ""
+        if n["lost"] != t["lost"]:
+            k = round((t["lost"] - n["lost"]) / 65536)
+            if abs(t["lost"] - n["lost"] - k * 65536) <= 8 and n["lost"] == truth[key[0]]:
+                # Wireshark counts expected packets from the first to the *last-arrived*
+                # sequence number, and its wrap heuristic counts a spurious cycle when a
+                # packet arrives late just below the first sequence number after a wrap
+                # (docs/pcap.md, "Loss"); netready matches the true loss here.
+                why = f"{k} spurious wrap cycle{'s' if k > 1 else ''}, " if k else ""
+                mark = f"  (tshark: {why}late packet at an end)"
+                notes.append(key[0])
+            else:
+                same = False
         ok &= same
-        print(f"{key[0]:<14} {n['packets']:>9} {t['packets']:>9} {n['lost']:>8} {t['lost']:>8} "
+        same &= n["lost"] == truth[key[0]]
+        print(f"{key[0]:<14} {n['packets']:>9} {t['packets']:>9} {truth[key[0]]:>6} "
+              f"{n['lost']:>8} {t['lost']:>8} "
               f"{n['jitter_mean_ms']:>11.3f} {t['jitter_mean_ms']:>11.3f} "
               f"{n['jitter_max_ms']:>10.3f} {t['jitter_max_ms']:>10.3f}"
-              f"{'' if same else '  DIFFERENT'}")  # fmt: skip
+              f"{'' if same else '  DIFFERENT'}{mark}")  # fmt: skip
     print()
+    print("lost = true loss (packets the generator did not send); nr = netready; ts = tshark")
     print(f"{'tool':<26} {'seconds':>8} {'packets/s':>12}")
     print(f"{'netready pcap analyse':<26} {tn:>8.2f} {frames / tn:>12,.0f}")
     print(f"{'tshark -z rtp,streams':<26} {tt:>8.2f} {frames / tt:>12,.0f}")
     print(f"speed ratio netready/tshark: {tt / tn:.2f}x ({'faster' if tn < tt else 'slower'}); "
-          f"results {'equal' if ok else 'DIFFER'}")  # fmt: skip
+          f"results {'equal' if ok else 'DIFFER'}"
+          f"{f'; tshark lost differs on {len(notes)} streams with reordering (noted)' if notes else ''}")  # fmt: skip
     return 0 if ok else 1
 
 
