@@ -762,7 +762,9 @@ class Spec(BaseModel):
     max_calls: int = Field(32, ge=1, le=200)
     step_duration_s: float | None = Field(None, gt=0, le=300)
     budget_s: float = Field(180.0, gt=0, le=3600)
-    budget_mb: float = Field(1000.0, gt=0, le=100_000)
+    max_mb: float | None = Field(
+        None, gt=0, le=100_000, description="byte cap (IP bytes, both directions) of one run"
+    )
 
     @field_validator("target")
     @classmethod
@@ -781,9 +783,22 @@ class Spec(BaseModel):
         return self.secret
 
 
+IP_UDP_OVERHEAD = 28  # bytes of IPv4 + UDP header per packet, counted against budgets
+
+
 def call_bytes(profile: MediaProfile, duration_s: float) -> float:
-    """Bytes one call moves (both directions, UDP payload) in ``duration_s``."""
-    return 2 * profile.kbps * 1000 / 8 * duration_s
+    """IP bytes one call moves (both directions) in ``duration_s``."""
+    per_2s = sum(len(frame_packets(k, profile.video_kbps)) for k in range(2 * FPS))
+    pps = 1e9 / AUDIO_INTERVAL_NS + per_2s / 2
+    return 2 * (profile.kbps * 1000 / 8 + pps * IP_UDP_OVERHEAD) * duration_s
+
+
+def cap_bytes(ctx: registry.Context, spec: Spec) -> int:
+    """Most bytes this run may move: the spec's ``max_mb``, the site's per-test budget and
+    what is left of its day (``netready.budget``); 100 MB by default."""
+    from netready import budget
+
+    return budget.test_cap_bytes(ctx, spec.max_mb)
 
 
 def _base_tags(ctx: registry.Context, spec: Spec) -> dict[str, str]:
@@ -864,11 +879,25 @@ async def measure(
             fails.append(CallFailed("error", f"{type(r).__name__}: {r}"))
         else:
             ok.append(r)
-    moved = sum(r.up_send.bytes + int(r.down_send.get("bytes", 0)) for r in ok)
+    moved = sum(
+        r.up_send.bytes
+        + IP_UDP_OVERHEAD * r.up_send.sent
+        + int(r.down_send.get("bytes", 0))
+        + IP_UDP_OVERHEAD * int(r.down_send.get("sent", 0))
+        for r in ok
+    )
     if fails:
         f = fails[0]
         more = f" ({len(fails)} of {calls} calls failed)" if calls > 1 else ""
-        rec = failure("media", tags, f.result, f.reason + more, time_ms=t_ms, calls=calls)
+        rec = failure(
+            "media",
+            tags,
+            f.result,
+            f.reason + more,
+            time_ms=t_ms,
+            calls=calls,
+            bytes=moved or None,  # type: ignore[arg-type]
+        )
         return [rec], None, f.result, moved
     records: list[Record] = []
     fields_by_dir: dict[str, dict[str, Any]] = {}
@@ -911,6 +940,7 @@ async def measure(
                 "recommended_reasons": "; ".join(verdict.recommended_reasons)
                 or "all recommended gates met",
                 "calls": calls,
+                "bytes": moved,
             },
             t_ms,
         )
@@ -920,12 +950,12 @@ async def measure(
 
 async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
     """Largest number of concurrent calls that meets the minimum gates: 1, 2, 4, … until a
-    failure, then bisect; bounded by ``max_calls``, ``budget_s`` and ``budget_mb``."""
+    failure, then bisect; bounded by ``max_calls``, ``budget_s`` and the byte cap."""
     prof = MEDIA_PROFILES[spec.profile]
     step_s = spec.step_duration_s or spec.duration_s
     tags = {**_base_tags(ctx, spec), "method": "find_capacity"}
     t0 = time.monotonic()
-    budget_bytes = spec.budget_mb * 1e6
+    budget_bytes = cap_bytes(ctx, spec)
     used = 0
     lo, hi = 0, None  # largest passing, smallest failing
     steps: list[str] = []
@@ -941,7 +971,7 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
             or time.monotonic() - t0 + step_s + overhead_s > spec.budget_s
         ):
             what = (
-                f"byte budget {spec.budget_mb:g} MB"
+                f"byte budget {budget_bytes / 1e6:g} MB"
                 if used + need_b > budget_bytes
                 else f"time budget {spec.budget_s:g} s"
             )
@@ -963,6 +993,12 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
         )
         used += moved
         out.extend(recs)
+        if ctx.progress:
+            click.echo(
+                f"media: {n} concurrent {spec.profile} call(s): "
+                + (fail_result or ("pass" if verdict and verdict.passed else "fail")),
+                err=True,
+            )
         if verdict is None:
             reason = recs[0].fields.get("reason", fail_result)
             if lo == 0 and hi is None:
@@ -1018,23 +1054,20 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
 @registry.register("probe", "media", Spec, heavy=True)
 async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     """Emulated video consultation(s) against a media responder, both directions at once."""
-    try:
-        secret_ok = spec.resolved_secret()
-        del secret_ok
-    except NetreadyError as e:
-        return [failure("media", _base_tags(ctx, spec), "auth_failed", str(e))]
+    spec.resolved_secret()  # a bad secret reference is a config error (SecretError)
     if spec.find_capacity:
         return await find_capacity(ctx, spec)
     prof = MEDIA_PROFILES[spec.profile]
     need_mb = spec.calls * call_bytes(prof, spec.duration_s) / 1e6
-    if need_mb > spec.budget_mb:
+    cap_mb = cap_bytes(ctx, spec) / 1e6
+    if need_mb > cap_mb:
         return [
             failure(
                 "media",
                 _base_tags(ctx, spec),
                 "budget_exceeded",
-                f"{spec.calls} call(s) for {spec.duration_s:g} s need {need_mb:.0f} MB, "
-                f"over the {spec.budget_mb:g} MB budget",
+                f"{spec.calls} call(s) for {spec.duration_s:g} s need {need_mb:.1f} MB, "
+                f"over the {cap_mb:g} MB budget",
                 calls=spec.calls,
             )
         ]
@@ -1133,10 +1166,10 @@ def print_records(records: list[Record], fmt: str) -> None:
 )
 @click.option(
     "--budget-mb",
-    default=1000.0,
-    show_default=True,
+    default=None,
     type=float,
-    help="Byte budget (both directions), MB.",
+    help="Byte cap of the run (IP bytes, both directions), MB [default: 100, or the site's "
+    "per-test budget].",
 )
 @click.option(
     "--secret",
@@ -1158,7 +1191,7 @@ def media_command(
     max_calls: int,
     step_duration_s: float | None,
     budget_s: float,
-    budget_mb: float,
+    budget_mb: float | None,
     secret: str | None,
     dscp_audio: int,
     dscp_video: int,
@@ -1179,14 +1212,14 @@ def media_command(
                 max_calls=max_calls,
                 step_duration_s=step_duration_s,
                 budget_s=budget_s,
-                budget_mb=budget_mb,
+                max_mb=budget_mb,
                 secret=secret,
                 dscp_audio=dscp_audio,
                 dscp_video=dscp_video,
             ),
             where="probe media",
         )
-        records = asyncio.run(plugin.run(registry.Context(), spec))
+        records = asyncio.run(plugin.run(registry.Context(force=True, progress=True), spec))
     except NetreadyError as e:
         raise fail(e) from None
     print_records(records, fmt)

@@ -194,10 +194,11 @@ def responder() -> Iterator[Callable[..., int]]:
     """Start real responder processes (``python -m probes.media_responder``) on loopback."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> int:
+    def start(*args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> int:
         port = free_port()
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         p = subprocess.Popen(
-            [PY, "-m", "probes.media_responder", "--listen", f"127.0.0.1:{port}", *args],
+            [PY, "-m", "probes.media_responder", "--listen", listen, *args],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -247,6 +248,25 @@ def test_loopback_call_both_directions(responder: Callable[..., int]) -> None:
         assert f["mos"] > 4.0 and f["calls"] == 2
     gate = recs["minimum"]
     assert gate.fields["passed"] is True and gate.fields["tier"] == "recommended"
+    # IP bytes moved (payload + 28 B per packet, both directions) for the agent's budget
+    payload = (
+        2
+        * 2
+        * (
+            100 * media.AUDIO_PACKET
+            + sum(sum(media.frame_packets(k, prof.video_kbps)) for k in range(60))
+        )
+    )
+    assert gate.fields["bytes"] == payload + 28 * 4 * per_call
+
+
+def test_ipv6_loopback_call(responder: Callable[..., int]) -> None:
+    port = responder("--allow", "::1/128", host="::1")
+    recs = by(probe(target=f"[::1]:{port}", profile="sd", duration_s=1))
+    for d in ("up", "down"):
+        f = recs[d].fields
+        assert f["loss_pct"] == 0.0 and f["received"] > 100
+        assert f["dscp_preserved"] is True and f["dscp_video_rx"] == 34  # IPV6_TCLASS path
 
 
 def test_secret_accepted_refused_and_missing(responder: Callable[..., int]) -> None:
@@ -291,7 +311,7 @@ def test_unreachable_and_silent_responder() -> None:
 
 def test_budgets(responder: Callable[..., int]) -> None:
     port = responder()
-    (r,) = probe(target=f"127.0.0.1:{port}", profile="fhd", duration_s=15, calls=4, budget_mb=1)
+    (r,) = probe(target=f"127.0.0.1:{port}", profile="fhd", duration_s=15, calls=4, max_mb=1)
     assert r.result == "budget_exceeded" and "over the 1 MB budget" in r.fields["reason"]
     (r,) = probe(target=f"127.0.0.1:{port}", find_capacity=True, step_duration_s=2, budget_s=1)
     assert r.result == "budget_exceeded" and "time budget" in r.fields["reason"]
@@ -301,7 +321,7 @@ def test_budgets(responder: Callable[..., int]) -> None:
         profile="sd",
         find_capacity=True,
         step_duration_s=1,
-        budget_mb=0.3,
+        max_mb=0.3,
     )
     cap = recs[-1]
     assert cap.ok and cap.tags["method"] == "find_capacity" and cap.tags["profile"] == "sd"
