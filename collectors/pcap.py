@@ -260,14 +260,16 @@ def _iter_pcapng(rd: _Chunks) -> Iterator[tuple[int, int, bytes, int]]:
                 )
             ifaces = []
         btype, blen = struct.unpack_from(endian + "II", rd.buf, pos)
-        if blen < 12 or blen % 4 or (blen > MAX_RECORD + 64 and btype not in (1, 2, 3, 6)):
-            raise CaptureError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
-        if blen > (1 << 26):
+        if blen < 12 or blen % 4 or blen > (1 << 26):
             raise CaptureError(f"{p}: corrupt pcapng block at byte {rd.offset}: length {blen}")
         if not rd.need(blen):
             raise CaptureError(
                 f"{p}: truncated pcapng block at byte {rd.offset}: block says {blen} bytes, "
                 f"file has {len(rd.buf) - rd.pos}"
+            )
+        if struct.unpack_from(endian + "I", rd.buf, rd.pos + blen - 4)[0] != blen:
+            raise CaptureError(
+                f"{p}: corrupt pcapng block at byte {rd.offset}: trailing length differs"
             )
         pos = rd.pos
         buf = rd.buf
