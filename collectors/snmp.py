@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +71,19 @@ XDSL2_LINE = "1.3.6.1.2.1.10.251.1.1.1.1"  # xdsl2LineEntry (20/21: attainable D
 XDSL2_BAND = "1.3.6.1.2.1.10.251.1.1.2.1"  # xdsl2LineBandEntry (2 LnAtten, 3 SigAtten, 4 SNR)
 XDSL2_CHAN = "1.3.6.1.2.1.10.251.1.2.2.1"  # xdsl2ChannelStatusEntry (2 rate, 4 delay)
 
+#: Octet counter columns, walked first and back to back so one timestamp fits them all.
+COUNTER_WALKS: tuple[tuple[str, str], ...] = (
+    ("ifXTable.6", f"{IFX_ENTRY}.6"),
+    ("ifXTable.10", f"{IFX_ENTRY}.10"),
+    ("ifTable.10", f"{IF_ENTRY}.10"),
+    ("ifTable.16", f"{IF_ENTRY}.16"),
+)
+
 #: What one poll walks, in order: (name for messages, subtree).
 WALKS: tuple[tuple[str, str], ...] = (
-    *((f"ifTable.{c}", f"{IF_ENTRY}.{c}") for c in IF_COLUMNS),
-    *((f"ifXTable.{c}", f"{IFX_ENTRY}.{c}") for c in IFX_COLUMNS),
+    *COUNTER_WALKS,
+    *((f"ifTable.{c}", f"{IF_ENTRY}.{c}") for c in IF_COLUMNS if c not in (10, 16)),
+    *((f"ifXTable.{c}", f"{IFX_ENTRY}.{c}") for c in IFX_COLUMNS if c not in (6, 10)),
     ("adslLineTable", ADSL_LINE),
     ("adslAtucPhysTable", ADSL_ATUC_PHYS),
     ("adslAturPhysTable", ADSL_ATUR_PHYS),
@@ -761,6 +771,20 @@ def _value(v: Any) -> Value | None:
         return str(v)
 
 
+_MIB_VIEW: Any = None
+_MIB_VIEW_LOCK = threading.Lock()
+
+
+def _mib_view() -> Any:
+    global _MIB_VIEW
+    with _MIB_VIEW_LOCK:
+        if _MIB_VIEW is None:
+            from pysnmp.smi import builder, view
+
+            _MIB_VIEW = view.MibViewController(builder.MibBuilder())
+        return _MIB_VIEW
+
+
 async def poll(
     host: str,
     port: int,
@@ -768,8 +792,11 @@ async def poll(
     *,
     max_repetitions: int = 25,
     walks: tuple[tuple[str, str], ...] = WALKS,
-) -> Varbinds:
+) -> tuple[Varbinds, int]:
     """Read sysUpTime/sysObjectID/sysDescr and walk ``walks``; raise ``SnmpFailure``.
+
+    Returns the varbinds and the time (ms) the octet counters were read: the middle of the
+    back-to-back counter walks, so a slow poll does not skew the rate's interval.
 
     ``cfg`` is the inventory's ``SnmpConfig``; secrets are resolved here and never logged.
     One SnmpEngine per call (pysnmp wants one per event loop), closed at the end.
@@ -798,6 +825,10 @@ async def poll(
             privProtocol=privp,
         )
     engine = h.SnmpEngine()
+    # pysnmp builds a MIB compiler (a Lark parser, ~0.5 s of CPU) per engine the first time an
+    # OID is resolved, even a numeric one. The MIB view holds no sockets and no loop, so one
+    # per process serves every engine.
+    engine.cache["mibViewController"] = _mib_view()
     tries = cfg.retries + 1
     where = f"{host}:{port}"
     try:
@@ -829,8 +860,13 @@ async def poll(
             v = _value(val)
             if v is not None:
                 out[str(name)] = v
+        counter_labels = {label for label, _ in COUNTER_WALKS}
+        t_first: int | None = None
+        t_last: int | None = None
         for label, prefix in walks:
             n = 0
+            if label in counter_labels and t_first is None:
+                t_first = now_ms()
             async for ei, es, _eix, rows in h.bulk_walk_cmd(
                 engine,
                 auth,
@@ -856,7 +892,10 @@ async def poll(
                     if v is not None and str(name).startswith(prefix + "."):
                         out[str(name)] = v
                         n += 1
-        return out
+            if label in counter_labels:
+                t_last = now_ms()
+        t = now_ms() if t_first is None or t_last is None else (t_first + t_last) // 2
+        return out, t
     finally:
         engine.close_dispatcher()
 
@@ -987,7 +1026,7 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     fail_tags = {**base, "method": "snmp", "device": device}
     t0 = now_ms()
     try:
-        vb = await asyncio.wait_for(
+        vb, counters_ms = await asyncio.wait_for(
             poll(host, port, cfg, max_repetitions=spec.max_repetitions), spec.deadline_s
         )
     except SnmpFailure as e:
@@ -1007,7 +1046,7 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
         base_tags=base,
         device=device,
         prev=prev,
-        time_ms=now_ms(),
+        time_ms=counters_ms,
         wan_pattern=router.wan_interface,
         interfaces_mode=spec.interfaces,
         dsl=spec.dsl,
