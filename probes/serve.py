@@ -198,7 +198,9 @@ class SpeedServer:
     # -- lifecycle
 
     async def start(self, host: str, port: int, ssl_context: Any = None) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
@@ -221,7 +223,7 @@ class SpeedServer:
             bucket = None
             if lim.max_rate_mbps:
                 rate = lim.max_rate_mbps * 1e6 / 8
-                bucket = TokenBucket(rate, max(rate * 0.05, 4 * CHUNK))
+                bucket = TokenBucket(rate, max(rate * 0.02, CHUNK))
             c = ClientState(bucket, TokenBucket(lim.max_pings_per_s, lim.max_pings_per_s))
             self.clients[ip] = c
         now = time.monotonic()

@@ -638,6 +638,7 @@ class _Run:
         ping_task = asyncio.create_task(pinger.loop())
         win: tuple[float, int] | None = None
         stop = "time_cap"
+        drained_at: float | None = None
         try:
             while True:
                 await asyncio.sleep(0.05)
@@ -669,9 +670,13 @@ class _Run:
                     stop = "time_cap"
                     break
                 if self.reserve.exhausted and all(s.idle for s in self.streams):
-                    if self.direction == "down" or b >= sum(
-                        s.sent for s in self.streams if isinstance(s, _UpProto)
-                    ):
+                    # down: everything requested has arrived. up: all written; give the
+                    # endpoint up to 2 s to receive what is still queued, then stop.
+                    if drained_at is None:
+                        drained_at = time.monotonic()
+                    sent = sum(s.sent for s in self.streams if isinstance(s, _UpProto))
+                    if (self.direction == "down" or b >= sent * 0.99
+                            or time.monotonic() - drained_at > 2.0):
                         stop = "byte_cap"
                         break
             duration = time.monotonic() - t_start

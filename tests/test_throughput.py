@@ -1,0 +1,353 @@
+"""Probe "throughput" and netready/budget.py.
+
+Real parts: the speed endpoint (aiohttp) on loopback and in the link lab's core namespace,
+the probe in a lab site namespace behind the lab's HTB shaper, SQLite for the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from netready import budget, registry
+from netready.inventory import Budget, ClinicHours, Link, Site
+from netready.records import Record
+from probes import throughput
+from probes.serve import Limits, SpeedServer
+from probes.throughput import Estimator, Spec, bufferbloat_grade, throughput_command
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "lab-token-0123456789"
+os.environ["NR_TP_TOKEN"] = TOKEN
+OVERHEAD = 0.956  # TCP/IP goodput at 1500-byte MTU (DESIGN.md)
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def _feed(est: Estimator, rates_mbps: list[float], dt_s: float = 0.25) -> list[str]:
+    return [est.add_window(int(r * 1e6 / 8 * dt_s), dt_s) for r in rates_mbps]
+
+
+def test_estimator_grows_then_stops_on_three_stable_windows() -> None:
+    est = Estimator(streams=2, max_streams=8)
+    # slow start, plateau at 2 streams -> add; 4 streams give no rise -> three stable windows
+    acts = _feed(est, [20, 36, 36.1, 36.0, 35.9, 36.0])
+    assert acts == ["wait", "wait", "add", "wait", "wait", "done"]
+    assert est.streams == 4
+    nbytes, secs = est.result()  # type: ignore[misc]
+    assert nbytes * 8 / secs / 1e6 == pytest.approx(36.0, rel=1e-3)  # ramp windows discarded
+
+
+def test_estimator_keeps_growing_while_streams_help() -> None:
+    est = Estimator(streams=1, max_streams=8)
+    acts = _feed(est, [10, 10, 19, 19, 30, 30, 30.2, 30.1, 30.0])
+    assert acts[:6] == ["wait", "add", "wait", "add", "wait", "add"]
+    assert est.streams == 8 and acts[-1] == "done"
+    nbytes, secs = est.result()  # type: ignore[misc]
+    assert nbytes * 8 / secs / 1e6 == pytest.approx(30.1, rel=1e-3)
+
+
+def test_estimator_needs_agreement_within_tolerance() -> None:
+    est = Estimator(streams=4, max_streams=4)  # no growth: only the first window is ramp
+    acts = _feed(est, [5, 10, 10.5, 9.6, 10.0, 10.1, 9.95])
+    assert "done" not in acts[:5]  # 10.5 vs 9.6 is outside ±2% of their mean
+    assert acts[-1] == "done"
+
+
+def test_estimator_window_stretches_on_slow_lines() -> None:
+    est = Estimator(streams=1, max_streams=1, min_window_s=0.25)
+    _feed(est, [0.8])
+    assert 0.55 < est.window_s() < 0.65  # 40 full-size packets at 0.8 Mbit/s
+    _feed(est, [100])
+    assert est.window_s() == 0.25
+
+
+@pytest.mark.parametrize(
+    ("ms", "grade"),
+    [
+        (0, "A"),
+        (29.9, "A"),
+        (30, "B"),
+        (59, "B"),
+        (60, "C"),
+        (199, "C"),
+        (200, "D"),
+        (399, "D"),
+        (400, "F"),
+        (2000, "F"),
+    ],
+)
+def test_bufferbloat_grades(ms: float, grade: str) -> None:
+    assert bufferbloat_grade(ms) == grade
+
+
+def test_spec_rejects_inline_token_and_bad_url() -> None:
+    plugin = registry.get("probe", "throughput")
+    from netready.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="inline"):
+        plugin.make_spec({"target": "http://h:1", "token": "abc"})
+    with pytest.raises(ConfigError, match="not an http"):
+        plugin.make_spec({"target": "ftp://h", "token": "env:X"})
+    assert plugin.heavy
+
+
+# --------------------------------------------------------------------------- loopback
+
+
+def _loop_run(limits: Limits, token: str = "env:NR_TP_TOKEN", **spec_kw):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, limits)
+        port = await srv.start("127.0.0.1", 0)
+        try:
+            spec = Spec(target=f"http://127.0.0.1:{port}", token=token, **spec_kw)
+            recs = await throughput.run(registry.Context(), spec)
+            return recs, srv
+        finally:
+            await srv.close()
+
+    return asyncio.run(go())
+
+
+def test_byte_cap_is_respected_by_client_and_endpoint() -> None:
+    cap = 1_500_000  # 40 Mbit/s would need ~2.5 MB for 5 windows: the cap ends it first
+    recs, srv = _loop_run(Limits(max_rate_mbps=40), direction="both", max_mb=cap / 1e6)
+    (client,) = srv.clients.values()
+    sent = sum(t.tx_bytes for t in client.tests.values())
+    received = sum(t.rx_bytes for t in client.tests.values())
+    assert 0 < sent + received <= cap
+    assert sum(int(r.fields.get("bytes", 0)) for r in recs) <= cap
+    down = recs[0]
+    assert down.tags["direction"] == "down"
+    assert down.result in ("ok", "budget_exceeded")
+    if down.ok:
+        assert down.fields["stop"] == "byte_cap" and down.fields["stable"] is False
+
+
+def test_wrong_token_and_closed_port_are_failed_records() -> None:
+    os.environ["NR_TP_WRONG"] = "not-the-token-xx"
+    recs, _ = _loop_run(Limits(), token="env:NR_TP_WRONG", direction="down")
+    assert [r.result for r in recs] == ["auth_failed"]
+    assert "401" in str(recs[0].fields["reason"])
+
+    async def closed():  # type: ignore[no-untyped-def]
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        spec = Spec(target=f"http://127.0.0.1:{port}", token="env:NR_TP_TOKEN", direction="up")
+        return await throughput.run(registry.Context(), spec)
+
+    recs = asyncio.run(closed())
+    assert [r.result for r in recs] == ["refused"]
+    assert recs[0].tags["direction"] == "up"
+
+
+def test_cli_json_is_clean_and_failures_are_one_line() -> None:
+    r = CliRunner().invoke(
+        throughput_command,
+        [
+            "--target",
+            "http://127.0.0.1:9",
+            "--token",
+            "env:NR_TP_TOKEN",
+            "--direction",
+            "down",
+            "--format",
+            "json",
+        ],
+    )
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert data[0]["tags"]["result"] == "refused"
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("Error: ")
+    r = CliRunner().invoke(
+        throughput_command, ["--target", "http://127.0.0.1:9", "--token", "inline-secret"]
+    )
+    assert r.exit_code == 2 and "inline" in r.output and "Traceback" not in r.output
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def _site(**kw) -> Site:  # type: ignore[no-untyped-def]
+    base = dict(
+        ods="Y81001",
+        name="Riverside",
+        type="gp_practice",
+        icb="QHM",
+        link=Link(tech="adsl", down_mbps=8, up_mbps=0.8),
+        clinic_hours=ClinicHours(
+            days=["mon", "tue", "wed", "thu", "fri"], start=dt.time(8), end=dt.time(18, 30)
+        ),
+        budget=Budget(test_mb=50, daily_mb=120),
+    )
+    base.update(kw)
+    return Site(**base)  # type: ignore[arg-type]
+
+
+def test_admit_clinic_hours_budget_and_force(tmp_path: Path) -> None:
+    ctx = registry.Context(site=_site(), state_dir=tmp_path)
+    plugin = registry.get("probe", "throughput")
+    light = registry.get("probe", "iperf3")
+    spec = plugin.make_spec({"target": "http://h:1", "token": "env:X"})
+    # Wednesday 2026-07-15 09:00 UTC = 10:00 BST: clinic hours
+    clinic = dt.datetime(2026, 7, 15, 9, 0, tzinfo=dt.UTC)
+    evening = dt.datetime(2026, 7, 15, 18, 0, tzinfo=dt.UTC)  # 19:00 BST
+    winter_evening = dt.datetime(2026, 1, 14, 18, 0, tzinfo=dt.UTC)  # 18:00 GMT: clinic
+    reason = budget.admit(ctx, plugin, spec, clinic)
+    assert reason and "clinic hours" in reason and "Y81001" in reason
+    assert budget.admit(ctx, plugin, spec, evening) is None
+    assert "clinic hours" in (budget.admit(ctx, plugin, spec, winter_evening) or "")
+    assert budget.refusal(ctx, plugin, spec, reason).result == "skipped"
+    # budget: 120 MB/day, 50 MB per test
+    assert budget.charge(ctx, "Y81001", 60_000_000, evening) == 60_000_000
+    assert budget.admit(ctx, plugin, spec, evening) is None  # 60 + 50 <= 120
+    budget.charge(ctx, "Y81001", 20_000_000, evening)
+    reason = budget.admit(ctx, plugin, spec, evening)
+    assert reason and "daily budget" in reason
+    assert budget.refusal(ctx, plugin, spec, reason).result == "budget_exceeded"
+    # next UTC day starts afresh; the count persists across contexts (SQLite file)
+    tomorrow = evening + dt.timedelta(days=1)
+    ctx2 = registry.Context(site=_site(), state_dir=tmp_path)
+    assert budget.used_today(ctx2, "Y81001", evening) == 80_000_000
+    assert budget.admit(ctx2, plugin, spec, tomorrow) is None
+    # per-test cap: min(spec, site test_mb, what is left today)
+    assert budget.test_cap_bytes(ctx2, None, evening) == 40_000_000
+    assert budget.test_cap_bytes(ctx2, 10, evening) == 10_000_000
+    assert budget.test_cap_bytes(ctx2, None, tomorrow) == 50_000_000
+    # force skips clinic hours and the daily budget; light plugins always pass
+    forced = registry.Context(site=_site(), state_dir=tmp_path, force=True)
+    assert budget.admit(forced, plugin, spec, clinic) is None
+    assert budget.test_cap_bytes(forced, None, evening) == 50_000_000
+    object.__setattr__(light, "heavy", light.heavy)  # iperf3 is heavy too
+    assert light.heavy
+
+
+def _tp(direction: str, mbps: float, t_ms: int) -> Record:
+    return Record(
+        "throughput",
+        {"direction": direction, "result": "ok", "method": "http"},
+        {"goodput_mbps": mbps, "bytes": 1000},
+        t_ms,
+    )
+
+
+def _if(direction: str, rate: float, end_ms: int, wan: bool = True) -> Record:
+    return Record(
+        "if_traffic",
+        {"direction": direction, "result": "ok", "method": "snmp"},
+        {"rate_mbps": rate, "interval_s": 60.0, "is_wan": wan, "util_pct": 1.0},
+        end_ms,
+    )
+
+
+def test_link_busy_with_and_without_snmp() -> None:
+    t0, t1 = 1_000_000_000, 1_000_010_000  # a 10 s test
+    recs = [_tp("down", 6.7, t1), _tp("up", 0.76, t1)]
+    assert budget.mark_link_busy(recs, [], t0, t1) == recs  # no SNMP: unchanged
+    # quiet minute before, and a sample overlapping the test carrying only the test itself
+    quiet = [
+        _if("in", 0.1, t0 - 1000),
+        _if("out", 0.02, t0 - 1000),
+        _if("in", 6.7 / 0.956 * 10 / 60 + 0.05, t1 + 50_000),
+    ]
+    assert [r.result for r in budget.mark_link_busy(recs, quiet, t0, t1)] == ["ok", "ok"]
+    # someone uploading 0.3 Mbit/s (a scan?) during the minute before the test
+    busy = [*quiet, _if("out", 0.3, t0 - 5000), _if("out", 50.0, t0, wan=False)]
+    out = budget.mark_link_busy(recs, busy, t0, t1)
+    assert [r.result for r in out] == ["ok", "link_busy"]
+    assert out[1].fields["goodput_mbps"] == 0.76 and "link busy" in str(out[1].fields["reason"])
+    # samples long before the lookback do not count
+    old = [_if("out", 0.3, t0 - 600_000)]
+    assert [r.result for r in budget.mark_link_busy(recs, old, t0, t1)] == ["ok", "ok"]
+    assert budget.bytes_used(out) == 2000
+
+
+# --------------------------------------------------------------------------- lab
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[object]:
+    from lab.netns import PROFILES, Lab
+
+    with Lab(sites={"adsl": PROFILES["adsl"], "fttc40": PROFILES["fttc40"]}) as lb:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        srv = lb.popen(
+            lb.core_ns,
+            [
+                sys.executable,
+                "-m",
+                "probes.serve",
+                "--listen",
+                f"{lb.core_ip}:8080",
+                "--token",
+                "env:NR_TP_TOKEN",
+                "--max-tests",
+                "2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "listening" in srv.stderr.readline()
+        yield lb
+
+
+def _lab_probe(lb, site: str, *extra: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    cp = lb.run(
+        lb.site_ns(site),
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, %r); "
+            "from probes.throughput import throughput_command as c; c()" % str(ROOT),
+            "--target",
+            f"http://{lb.core_ip}:8080",
+            "--token",
+            "env:NR_TP_TOKEN",
+            "--format",
+            "json",
+            *extra,
+        ],
+        timeout=90,
+        check=False,
+    )
+    assert cp.stdout.strip(), cp.stderr
+    return json.loads(cp.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("site", ["adsl", "fttc40"])
+def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  # type: ignore[no-untyped-def]
+    from lab.netns import PROFILES
+
+    p = PROFILES[site]
+    recs = _lab_probe(lab, site)
+    assert [r["tags"]["direction"] for r in recs] == ["down", "up"]
+    for r in recs:
+        f = r["fields"]
+        assert r["tags"]["result"] == "ok", f
+        truth = (p.down_mbit if r["tags"]["direction"] == "down" else p.up_mbit) * OVERHEAD
+        assert f["goodput_mbps"] == pytest.approx(truth, rel=0.05), (site, r)
+        assert f["streams"] >= 2 and isinstance(f["retransmits"], int)
+        # bounded: far fewer bytes than a 10 s iperf3 run at the line rate
+        assert f["bytes"] < truth * 1e6 / 8 * 10
+        assert f["bufferbloat_grade"] in "ABCDF"
+    if site == "adsl":
+        up = recs[1]["fields"]
+        # 250 ms of buffer on a 0.8 Mbit/s upload: the loaded RTT must show it
+        assert up["rtt_loaded_ms"] > up["rtt_idle_ms"] + 100
+        assert up["bufferbloat_grade"] in "CDF"
