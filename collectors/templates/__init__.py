@@ -1,0 +1,1 @@
+"""TextFSM templates for router CLI outputs (a package so *.textfsm ships as package data)."""
