@@ -71,6 +71,9 @@ FPS = 30
 KEYFRAME_EVERY = 60  # frames (2 s)
 KEYFRAME_FACTOR = 3.0
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # cmsg: packets the socket dropped so far
+RCVBUF = 4 << 20
 
 ProfileName = Literal["sd", "hd", "fhd"]
 
@@ -206,6 +209,7 @@ class DirectionStats:
     dscp_audio_rx: int | None = None
     dscp_video_rx: int | None = None
     dscp_preserved: bool | None = None
+    host_drops: int = 0  # dropped by the receiving host's socket buffer (not the network)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -392,6 +396,11 @@ def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
                 reasons.append(f"{name}: {label} {v:.3g}{unit} {inv} {lo:g}{unit}")
             elif _fails(v, op, hi):
                 rec.append(f"{name}: {label} {v:.3g}{unit} {inv} {hi:g}{unit}")
+        if f.get("host_drops"):
+            reasons.append(
+                f"{name}: {f['host_drops']} packets dropped in the receiving host's socket "
+                "buffer (host overloaded; result not valid)"
+            )
         sent, offered = f.get("sent_kbps"), f.get("offered_kbps")
         if sent is not None and offered and sent < SENDER_MIN_RATIO * offered:
             reasons.append(
@@ -416,9 +425,13 @@ def open_media_socket(family: int) -> socket.socket:
     """A non-blocking UDP socket that reports arrival time (kernel) and received TOS."""
     s = socket.socket(family, socket.SOCK_DGRAM)
     s.setblocking(False)
+    try:  # root may exceed net.core.rmem_max: key-frame bursts of many calls need room
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     with contextlib.suppress(OSError):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     if family == socket.AF_INET6:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
@@ -431,10 +444,12 @@ def open_media_socket(family: int) -> socket.socket:
 
 class Clock:
     """Kernel receive timestamps are CLOCK_REALTIME; map them to monotonic with an offset
-    taken once, so send and receive times of one host share one clock."""
+    taken once, so send and receive times of one host share one clock. Also keeps the
+    socket's drop counter (``SO_RXQ_OVFL``): packets lost in *our* receive buffer."""
 
     def __init__(self) -> None:
         self.offset = time.time_ns() - time.monotonic_ns()
+        self.drops = 0
 
     def from_cmsg(self, anc: list[tuple[int, int, bytes]]) -> tuple[int, int | None]:
         recv_ns = None
@@ -447,6 +462,8 @@ class Clock:
                 tos = data[0]
             elif level == socket.IPPROTO_IPV6 and typ == socket.IPV6_TCLASS and data:
                 tos = int.from_bytes(data[:4], sys.byteorder) if len(data) >= 4 else data[0]
+            elif level == socket.SOL_SOCKET and typ == SO_RXQ_OVFL and len(data) >= 4:
+                self.drops = max(self.drops, int.from_bytes(data[:4], sys.byteorder))
         now = time.monotonic_ns()
         if recv_ns is None or abs(now - recv_ns) > 1_000_000_000:  # clock stepped: fall back
             recv_ns = now
@@ -734,6 +751,7 @@ async def run_call(
                 dscp_audio=dscp_audio,
                 dscp_video=dscp_video,
             )
+            down_stats.host_drops = clock.drops
         return CallResult(up_stats, down_stats, up, down_info, up_error)
     finally:
         with contextlib.suppress(Exception):
@@ -820,6 +838,7 @@ def _merge(dirs: list[DirectionStats], duration_s: float) -> dict[str, Any]:
         "sent": sent,
         "received": recv,
         "duplicates": sum(d.duplicates for d in dirs),
+        "host_drops": sum(d.host_drops for d in dirs),
         "loss_pct": 100.0 * (sent - recv) / sent if sent else None,
         "loss_15s_worst_pct": worst("loss_15s_worst_pct"),
         "burst_loss_200ms_worst_pct": worst("burst_loss_200ms_worst_pct"),

@@ -89,6 +89,7 @@ class Session:
     task: asyncio.Task[Any] | None = None
     stats: dict[str, Any] | None = None
     policed: bool = False
+    drops0: int = 0
     finishing: bool = False
     finisher: asyncio.Task[None] | None = None
 
@@ -285,6 +286,7 @@ class MediaResponder:
                 int(msg.get("dscp_audio", 46)),
                 int(msg.get("dscp_video", 34)),
                 time.monotonic(),
+                drops0=self.clock.drops,
             )
             self.sessions[key] = sess
             self.counters["sessions"] += 1
@@ -341,6 +343,7 @@ class MediaResponder:
                 dscp_audio=sess.dscp_audio,
                 dscp_video=sess.dscp_video,
             )
+            up.host_drops = self.clock.drops - sess.drops0  # the shared socket, this session's span
         snd = sess.send
         sess.stats = {
             "op": "stats",

@@ -129,6 +129,34 @@ def test_evaluate_gates() -> None:
     assert not v.passed and "upload: MOS (E-model) not measured" in v.reasons
     v = media.evaluate({"up": good, "down": {**good, "sent_kbps": 1000.0}})
     assert not v.passed and "sender reached only" in v.reasons[0]
+    v = media.evaluate({"up": {**good, "host_drops": 3}, "down": good})
+    assert v.reasons == [
+        "upload: 3 packets dropped in the receiving host's socket buffer "
+        "(host overloaded; result not valid)"
+    ]
+
+
+def test_receive_buffer_overflow_is_counted() -> None:
+    """SO_RXQ_OVFL: packets our own socket dropped are counted, not blamed on the network."""
+    rx = media.open_media_socket(socket.AF_INET)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # tiny, on purpose
+    rx.bind(("127.0.0.1", 0))
+    clock = media.Clock()
+    got = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for _ in range(200):
+            tx.sendto(bytes(1200), rx.getsockname())
+        # the kernel stamps the drop count on the packets queued *after* a drop
+        for _ in range(2):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    _d, anc, _f, _a = rx.recvmsg(2048, 256)
+                    clock.from_cmsg(anc)
+                    got += 1
+            tx.sendto(bytes(1200), rx.getsockname())
+            time.sleep(0.05)
+    rx.close()
+    assert got + clock.drops == 201 and clock.drops > 100
 
 
 def test_admission_is_pure_and_checks_everything() -> None:
