@@ -306,25 +306,26 @@ def lab() -> Iterator[object]:
         yield lb
 
 
+_PROBE_CMD = (
+    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    "from probes.throughput import throughput_command as c; c()"
+)
+
+
 def _lab_probe(lb, site: str, *extra: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    cp = lb.run(
-        lb.site_ns(site),
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, %r); "
-            "from probes.throughput import throughput_command as c; c()" % str(ROOT),
-            "--target",
-            f"http://{lb.core_ip}:8080",
-            "--token",
-            "env:NR_TP_TOKEN",
-            "--format",
-            "json",
-            *extra,
-        ],
-        timeout=90,
-        check=False,
-    )
+    argv = [
+        sys.executable,
+        "-c",
+        _PROBE_CMD,
+        "--target",
+        f"http://{lb.core_ip}:8080",
+        "--token",
+        "env:NR_TP_TOKEN",
+        "--format",
+        "json",
+        *extra,
+    ]
+    cp = lb.run(lb.site_ns(site), argv, timeout=90, check=False)
     assert cp.stdout.strip(), cp.stderr
     return json.loads(cp.stdout)  # type: ignore[no-any-return]
 

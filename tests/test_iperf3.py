@@ -1,0 +1,132 @@
+"""Probe "iperf3": parser on recorded iperf3 3.12 output, and the real iperf3 on loopback
+(a closed port for the failure JSON, ``iperf3 -s`` for real results)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from netready import registry
+from probes import iperf3
+from probes.iperf3 import Spec, iperf3_command, parse
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_parse_recorded_reverse_tcp() -> None:
+    r = parse((DATA / "iperf3_tcp_reverse.json").read_text(), "down", {"site": "Y1"})
+    assert r.ok and r.tags["method"] == "iperf3" and r.tags["direction"] == "down"
+    assert r.fields["goodput_mbps"] == pytest.approx(20.968835, rel=1e-6)
+    assert r.fields["bytes"] == 2621440 and r.fields["streams"] == 1
+    assert "retransmits" not in r.fields  # -R: the server sent; its TCP_INFO is not ours
+    assert r.tags["site"] == "Y1"
+
+
+def test_parse_recorded_forward_tcp_two_streams() -> None:
+    r = parse((DATA / "iperf3_tcp_p2.json").read_text(), "up")
+    assert r.ok and r.fields["streams"] == 2
+    assert r.fields["retransmits"] == 0
+    d = json.loads((DATA / "iperf3_tcp_p2.json").read_text())
+    rtts_us = [st["sender"]["mean_rtt"] for st in d["end"]["streams"]]
+    assert len(rtts_us) == 2
+    assert r.fields["rtt_loaded_ms"] == pytest.approx(sum(rtts_us) / 2 / 1000)
+    assert r.fields["duration_s"] == pytest.approx(1.000143)
+
+
+def test_parse_recorded_udp() -> None:
+    r = parse((DATA / "iperf3_udp.json").read_text(), "up")
+    assert r.ok and r.tags["method"] == "iperf3_udp"
+    assert r.fields["loss_pct"] == 0 and r.fields["jitter_rfc3550_ms"] == pytest.approx(
+        0.0054767, rel=1e-4
+    )
+    assert r.fields["goodput_mbps"] == pytest.approx(5.24213, rel=1e-5)
+
+
+def test_parse_recorded_error_and_garbage() -> None:
+    r = parse((DATA / "iperf3_refused.json").read_text(), "up", {"target": "h:5201"})
+    assert r.result == "refused"
+    assert r.fields["reason"] == "iperf3 h:5201: unable to connect to server: Connection refused"
+    assert parse("iperf3: error - some text\n", "down").result == "error"
+    assert "lacks" in str(parse('{"end": {}}', "down").fields["reason"])
+    for text, result in (
+        ('{"error": "unable to connect to server: No route to host"}', "unreachable"),
+        ('{"error": "control socket has closed unexpectedly"}', "error"),
+        ('{"error": "unable to connect to server: Connection timed out"}', "timeout"),
+    ):
+        assert parse(text, "down").result == result
+
+
+def test_real_iperf3_closed_port_is_a_clear_error() -> None:
+    spec = Spec(target=f"127.0.0.1:{_free_port()}", duration_s=1, direction="up")
+    t0 = time.monotonic()
+    (r,) = asyncio.run(iperf3.run(registry.Context(), spec))
+    assert time.monotonic() - t0 < 10
+    assert r.result == "refused"
+    assert "unable to connect to server: Connection refused" in str(r.fields["reason"])
+    r = CliRunner().invoke(iperf3_command, ["--target", spec.target, "--direction", "down"])
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [
+        f"Error: iperf3 {spec.target}: unable to connect to server: Connection refused"
+    ]
+
+
+@pytest.fixture
+def iperf3_server() -> Iterator[str]:
+    port = _free_port()
+    p = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(port), "-B", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        yield f"127.0.0.1:{port}"
+    finally:
+        p.terminate()
+        p.wait(timeout=5)
+
+
+def test_real_iperf3_tcp_both_directions_and_udp(iperf3_server: str) -> None:
+    spec = Spec(target=iperf3_server, duration_s=1, bitrate_mbps=40)
+    recs = asyncio.run(iperf3.run(registry.Context(), spec))
+    assert [(r.tags["direction"], r.result) for r in recs] == [("down", "ok"), ("up", "ok")]
+    for r in recs:  # -b 40M paces the sender: the receiver sees about that
+        assert r.fields["goodput_mbps"] == pytest.approx(40, rel=0.1)
+        assert r.tags["target"] == iperf3_server
+    assert isinstance(recs[1].fields["retransmits"], int)
+    udp = Spec(target=iperf3_server, duration_s=1, protocol="udp", bitrate_mbps=5, direction="up")
+    (u,) = asyncio.run(iperf3.run(registry.Context(), udp))
+    assert u.ok and u.tags["method"] == "iperf3_udp"
+    assert u.fields["goodput_mbps"] == pytest.approx(5, rel=0.1)
+    assert 0 <= u.fields["loss_pct"] < 5
+    r = CliRunner().invoke(
+        iperf3_command,
+        ["--target", iperf3_server, "--duration", "1", "--direction", "up", "--format", "json"],
+    )
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)[0]["tags"]["method"] == "iperf3"
+
+
+def test_argv() -> None:
+    a = iperf3.argv(Spec(target="h", protocol="udp", bitrate_mbps=2.5, streams=4), "down")
+    assert a[:5] == ["iperf3", "-c", "h", "-p", "5201"]
+    assert "-R" in a and "-u" in a and a[a.index("-b") + 1] == "2500000"
+    assert a[a.index("-P") + 1] == "4"
