@@ -155,11 +155,45 @@ def run_netready(path: Path, timeout: float) -> tuple[float, dict]:
     return el, {(s["ssrc"], s["src"], s["dst"]): s for s in json.loads(p.stdout)}
 
 
+def time_readers(path: Path) -> list[tuple[str, float]]:
+    """Reading only (no analysis): netready's struct reader, dpkt, scapy's RawPcapReader."""
+    out = []
+    from collectors.pcap import iter_frames
+
+    t0 = time.monotonic()
+    for _ in iter_frames(path):
+        pass
+    out.append(("netready iter_frames", time.monotonic() - t0))
+    try:
+        import dpkt
+
+        t0 = time.monotonic()
+        with open(path, "rb") as f:
+            for _ in dpkt.pcap.Reader(f):
+                pass
+        out.append(("dpkt.pcap.Reader", time.monotonic() - t0))
+    except ImportError:
+        pass
+    try:
+        from scapy.utils import RawPcapReader
+
+        t0 = time.monotonic()
+        with RawPcapReader(str(path)) as r:
+            for _ in r:
+                pass
+        out.append(("scapy RawPcapReader", time.monotonic() - t0))
+    except ImportError:
+        pass
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--keep", help="write the capture here and keep it")
+    ap.add_argument("--no-readers", dest="readers", action="store_false",
+                    help="skip the reading-only comparison with dpkt and scapy")  # fmt: skip
     a = ap.parse_args()
     if not shutil.which("tshark"):
         print("tshark is not installed", file=sys.stderr)
@@ -174,6 +208,7 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         tn, nr = run_netready(path, a.timeout)
         tt, ts = run_tshark(path, a.timeout)
+        readers = time_readers(path) if a.readers else []
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -221,6 +256,8 @@ def main() -> int:
     print(f"speed ratio netready/tshark: {tt / tn:.2f}x ({'faster' if tn < tt else 'slower'}); "
           f"results {'equal' if ok else 'DIFFER'}"
           f"{f'; tshark lost differs on {len(notes)} streams with reordering (noted)' if notes else ''}")  # fmt: skip
+    for name, sec in readers:
+        print(f"{'  read only: ' + name:<26} {sec:>8.2f} {frames / sec:>12,.0f}")
     return 0 if ok else 1
 
 

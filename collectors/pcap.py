@@ -31,7 +31,7 @@ import math
 import socket
 import struct
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,23 +107,14 @@ _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """Not used in the hot loop; documents what ``iter_frames`` yields as a tuple."""
-
-    ts_ns: int
-    linktype: int
-    data: bytes
-    offset: int
-
-
 class _Chunks:
     """A growing window over a file: ``need(n)`` makes ``buf[pos:pos+n]`` available."""
 
-    __slots__ = ("base", "buf", "eof", "f", "path", "pos")
+    __slots__ = ("base", "buf", "eof", "f", "path", "pos", "progress")
 
-    def __init__(self, f: Any, path: str):
+    def __init__(self, f: Any, path: str, progress: Callable[[int], None] | None = None):
         self.f = f
+        self.progress = progress
         self.buf = b""
         self.pos = 0
         self.base = 0  # file offset of buf[0]
@@ -143,6 +134,8 @@ class _Chunks:
         if len(more) < max(CHUNK, n - len(rest)):
             self.eof = True
         self.buf = rest + more
+        if self.progress is not None:
+            self.progress(self.base + len(self.buf))
         return n <= len(self.buf)
 
     @property
@@ -150,10 +143,12 @@ class _Chunks:
         return self.base + self.pos
 
 
-def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
+def iter_frames(
+    path: str | Path, progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, int, bytes, int]]:
     """Stream ``(ts_ns, linktype, frame_bytes, file_offset)`` from a pcap or pcapng file.
 
-    Raises ``ParseError`` naming the file and byte offset for a non-capture file, a
+    ``progress(bytes_read)`` is called each time a chunk (1 MiB) is read. Raises ``ParseError`` naming the file and byte offset for a non-capture file, a
     truncated record or a corrupt block. Unknown pcapng blocks are skipped.
     """
     p = str(path)
@@ -162,7 +157,7 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
     except OSError as e:
         raise CaptureError(f"{p}: cannot open capture: {e.strerror}") from None
     try:
-        rd = _Chunks(f, p)
+        rd = _Chunks(f, p, progress)
         if not rd.need(4):
             raise CaptureError(
                 f"{p}: not a pcap or pcapng file: only {len(rd.buf)} bytes at byte 0"
@@ -676,28 +671,31 @@ def analyse(
     udp = udp_payload
     unpack_rtp = struct.Struct("!BBHII").unpack_from
     # IPv4 without options + UDP + RTP fixed header in one call (the common case)
-    unpack_fast = struct.Struct("!B5xHxB14xH2xBBHII").unpack_from
-    eth, sll, sll2 = LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
-    count = 0
-    for ts_ns, lt, d, off in iter_frames(path):
-        if t0 is None:
-            t0 = ts_ns
-        count += 1
-        if progress is not None and not count & 0x3FFF:
-            progress(off)
+    # ethertype + IPv4 without options + UDP + RTP fixed header in one call (the common
+    # case); the ethertype sits just before the IP header in Ethernet and SLL frames
+    unpack_fast = struct.Struct("!HB5xHxB14xH2xBBHII").unpack_from
+    fast_offset = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16}
+    sll2 = LINKTYPE_LINUX_SLL2
+    frames = iter_frames(path, progress)
+    first = next(frames, None)
+    if first is not None:
+        t0 = first[0]
+        frames = itertools.chain((first,), frames)
+    sget = streams.get
+    for ts_ns, lt, d, _off in frames:
         # -- locate IPv4/UDP/RTP; fast path first
         n = len(d)
-        o = -1
-        if lt == eth:
-            if n >= 54 and d[12] == 8 and d[13] == 0:
-                o = 14
-        elif lt == sll:
-            if n >= 56 and d[14] == 8 and d[15] == 0:
-                o = 16
-        elif lt == sll2 and n >= 60 and d[0] == 8 and d[1] == 0:
+        o = fast_offset.get(lt, -1)
+        if o < 0 and lt == sll2 and n >= 60 and d[0] == 8 and d[1] == 0 and d[20] == 0x45:
             o = 20
-        if o >= 0 and d[o] == 0x45:
-            _, frag, proto, ulen, b0, b1, seq, rts, ssrc = unpack_fast(d, o)
+            _, _, frag, proto, ulen, b0, b1, seq, rts, ssrc = unpack_fast(b"\x08\x00" + d[20:60])
+        elif o > 0 and n >= o + 40:
+            et, vihl, frag, proto, ulen, b0, b1, seq, rts, ssrc = unpack_fast(d, o - 2)
+            if et != 0x0800 or vihl != 0x45:
+                o = -1
+        else:
+            o = -1
+        if o > 0:
             if proto != 17 or frag & 0x3FFF:
                 continue
             ep = d[o + 12 : o + 24]
@@ -731,7 +729,7 @@ def analyse(
                 if padn == 0 or hlen + padn > plen:
                     continue
         key = (ssrc, ep)
-        st = streams.get(key)
+        st = sget(key)
         if st is None:
             pt = b1 & 0x7F
             rate = overrides.get(pt) or STATIC_CLOCK.get(pt)
@@ -741,7 +739,7 @@ def analyse(
             streams[key] = st
             first_ns[key] = ts_ns
         pend = st.pending
-        pend.append(((ts_ns - t0) / 1e6, seq, rts, b1, plen))
+        pend.append(((ts_ns - t0) / 1e6, seq, rts, b1, plen))  # type: ignore[operator]
         if len(pend) >= 4096:
             st.flush()
     results = []
