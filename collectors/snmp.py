@@ -970,6 +970,17 @@ def records_from_varbinds(
             )
         )
     which = sorted(ifaces) if interfaces_mode == "all" else ([wan.index] if wan else [])
+    if ifaces and wan is None and not wan_pattern:
+        records.append(
+            failure(
+                "if_traffic",
+                {**tags, "method": "snmp", "device": device},
+                "error",
+                f"{device}: no interface looks like the WAN (none oper-up outside loopback/"
+                "virtual/voice/wireless types); set router.wan_interface in the inventory",
+                time_ms,
+            )
+        )
     up_line = next((ln for ln in lines if ln.line_up), None)
     records += traffic_records(
         ifaces,

@@ -672,3 +672,20 @@ def test_snmpd_v3_wrong_priv_key_or_user_fail_with_a_reason(
     assert {r.result for r in recs} == {"auth_failed"} and "Unknown USM user" in recs[0].fields[
         "reason"
     ]
+
+
+def test_all_interfaces_and_no_wan_found() -> None:
+    vb = vb_of("tplink_td-w9970")
+    recs, _ = snmp.records_from_varbinds(
+        vb, base_tags={"site": "A81001"}, device="r1", prev=None, time_ms=0, interfaces_mode="all"
+    )
+    traffic = [r for r in recs if r.measurement == "if_traffic"]
+    assert len(traffic) == 2 * len(snmp.interfaces(vb))  # in and out for each of 6 ports
+    assert {r.tags["ifname"] for r in traffic if r.fields["is_wan"]} == {"ptm0.101"}
+    # Every interface down: no guess, a failed record that says what to configure.
+    down = {k: (2 if k.startswith(f"{snmp.IF_ENTRY}.8.") else v) for k, v in vb.items()}
+    recs, _ = snmp.records_from_varbinds(
+        down, base_tags={"site": "A81001"}, device="r1", prev=None, time_ms=0
+    )
+    [r] = [r for r in recs if r.measurement == "if_traffic"]
+    assert r.result == "error" and "router.wan_interface" in r.fields["reason"]
