@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> tuple[int, dict[
     0.1 % of packets swapped with their neighbour.
     """
     rnd = random.Random(seed)
-    streams = []
+    streams: list[dict[str, Any]] = []
     for i in range(8):
         video = i >= 6
         streams.append({
@@ -100,13 +101,13 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> tuple[int, dict[
     with open(path, "wb", buffering=1 << 20) as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         rec = struct.Struct("<IIII")
-        for t, _, frame in events:
+        for t, _, data in events:
             sec = int(t)
             us = round((t - sec) * 1e6)
             if us == 1_000_000:
                 sec, us = sec + 1, 0
-            f.write(rec.pack(sec, us, len(frame), len(frame)))
-            f.write(frame)
+            f.write(rec.pack(sec, us, len(data), len(data)))
+            f.write(data)
     return len(events), truth
 
 

@@ -33,6 +33,7 @@ from click.testing import CliRunner
 from collectors import pcap
 from netready import registry
 from netready.errors import ParseError
+from netready.records import Record
 
 DATA = Path(__file__).parent / "data" / "pcap"
 FIELDS = [
@@ -365,7 +366,8 @@ def test_recorded_captures(name: str) -> None:
     ours = by_key(pcap.analyse(path))
     assert sorted("|".join(k) for k in ours) == sorted(expected)
     for key, t in expected.items():
-        o = ours[tuple(key.split("|"))]  # type: ignore[index]
+        ssrc, src, dst = key.split("|")
+        o = ours[(ssrc, src, dst)]
         assert (o.packets, o.lost) == (t["packets"], t["lost"])
         if o.payload_type < 96:
             for f in ("jitter_mean_ms", "jitter_max_ms"):
@@ -621,16 +623,18 @@ def test_registered_collector_writes_records(tmp_path: Path) -> None:
     lt, frames = frames_of(audio_stream(lose=frozenset({9})))
     write_pcap(tmp_path / "a.pcap", frames, lt)
     plugin = registry.get("collector", "pcap")
-    spec = plugin.make_spec({"path": str(tmp_path / "a.pcap")})
-    (rec,) = asyncio.run(plugin.run(registry.Context(), spec))
+
+    async def run(path: Path) -> list[Record]:
+        return await plugin.run(registry.Context(), plugin.make_spec({"path": str(path)}))
+
+    (rec,) = asyncio.run(run(tmp_path / "a.pcap"))
     assert rec.measurement == "rtp_stream" and rec.ok
     assert rec.tags["stream"] == "audio"
     assert "ssrc" not in rec.tags and rec.fields["ssrc"] == "0x1234abcd"
     assert rec.fields["lost"] == 1 and rec.fields["clock_hz"] == 8000
     assert abs(rec.time_ms - frames[0][0] * 1000) <= 1
     (tmp_path / "bad.pcap").write_bytes(b"nope")
-    (fail,) = asyncio.run(plugin.run(registry.Context(), plugin.make_spec({"path": str(
-        tmp_path / "bad.pcap")})))  # fmt: skip
+    (fail,) = asyncio.run(run(tmp_path / "bad.pcap"))
     assert fail.result == "error" and "bad.pcap" in str(fail.fields["reason"])
 
 
