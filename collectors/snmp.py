@@ -679,6 +679,8 @@ def traffic_records(
                             fields[fk] = dd
             elif p is not None:
                 note = f"counter width changed ({p.get('bits')} -> {c['bits']} bit): baseline only"
+            elif iv.seconds:
+                note = "interface not in the previous poll: baseline only"
             if note and "rate_mbps" not in fields:
                 fields["note"] = note
             tags = {
