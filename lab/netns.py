@@ -676,7 +676,8 @@ class Lab:
         s = self._site(site)
         r, dev, table = self.router_ns, f"d{s.index}", str(100 + s.index)
         _sh(["ip", "-n", r, "tuntap", "add", "mode", "tun", "name", dev])
-        _sh(["ip", "-n", r, "link", "set", dev, "up"])
+        # A long TUN queue rides out the moments the (user-space) delay line is descheduled.
+        _sh(["ip", "-n", r, "link", "set", dev, "txqueuelen", "10000", "up"])
         self.run(r, ["sysctl", "-q", "-w", f"net.ipv4.conf.{dev}.rp_filter=0"])
         subnet = f"{SUBNET}.{s.index}.0/24"
         _sh(["ip", "-n", r, "route", "add", "default", "dev", dev, "table", table])
