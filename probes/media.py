@@ -1242,8 +1242,11 @@ def media_command(
     except NetreadyError as e:
         raise fail(e) from None
     print_records(records, fmt)
+    for r in records:
+        if not r.ok:
+            click.echo(f"media {r.result}: {r.fields.get('reason', '')}", err=True)
     if records and not any(r.ok for r in records):
-        sys.exit(1)
+        sys.exit(1)  # nothing measured; a failed quality gate is a result, not an error
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m probes.media --target ...`
