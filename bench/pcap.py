@@ -251,14 +251,14 @@ def main() -> int:
               f"{'' if same else '  DIFFERENT'}{mark}")  # fmt: skip
     print()
     print("lost = true loss (packets the generator did not send); nr = netready; ts = tshark")
-    print(f"{'tool':<26} {'seconds':>8} {'packets/s':>12}")
-    print(f"{'netready pcap analyse':<26} {tn:>8.2f} {frames / tn:>12,.0f}")
-    print(f"{'tshark -z rtp,streams':<26} {tt:>8.2f} {frames / tt:>12,.0f}")
+    print(f"{'tool':<34} {'seconds':>8} {'packets/s':>12}")
+    print(f"{'netready pcap analyse':<34} {tn:>8.2f} {frames / tn:>12,.0f}")
+    print(f"{'tshark -z rtp,streams':<34} {tt:>8.2f} {frames / tt:>12,.0f}")
     print(f"speed ratio netready/tshark: {tt / tn:.2f}x ({'faster' if tn < tt else 'slower'}); "
           f"results {'equal' if ok else 'DIFFER'}"
           f"{f'; tshark lost differs on {len(notes)} streams with reordering (noted)' if notes else ''}")  # fmt: skip
     for name, sec in readers:
-        print(f"{'  read only: ' + name:<26} {sec:>8.2f} {frames / sec:>12,.0f}")
+        print(f"{'read only: ' + name:<34} {sec:>8.2f} {frames / sec:>12,.0f}")
     return 0 if ok else 1
 
 

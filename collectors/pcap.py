@@ -24,7 +24,6 @@ Design (see docs/pcap.md):
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
@@ -841,6 +840,8 @@ class Spec(BaseModel):
 @registry.register("collector", "pcap", Spec)
 async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     """RTP streams of a captured call (one ``rtp_stream`` record per stream)."""
+    import asyncio  # here, not at the top: keeps `netready pcap` start-up short
+
     try:
         res = await asyncio.to_thread(
             analyse, spec.path, spec.clock, spec.latency_ms, spec.min_packets
