@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for k in ("site", "task", "result", "records", "seconds"):
+        for k in _EXTRA:
             if hasattr(record, k):
                 out[k] = getattr(record, k)
         if record.exc_info and log.isEnabledFor(logging.DEBUG):
@@ -60,13 +60,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{k}={getattr(record, k)}" for k in _EXTRA if hasattr(record, k))
+        return super().format(record) + (" " + extra if extra else "")
+
+
+_EXTRA = ("site", "task", "result", "records", "seconds")
+
+
 def setup_logging(fmt: str, level: str) -> None:
     h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    h.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [h]
     root.setLevel(level.upper())
@@ -153,7 +163,7 @@ class Agent:
         recs: list[Record]
         refusal = None
         if budget is not None and task.plugin.heavy:
-            refusal = budget.admit(self.ctx, task.plugin, task.spec, time.time())
+            refusal = budget.admit(self.ctx, task.plugin, task.spec)
         if refusal:
             recs = [
                 failure(
@@ -241,14 +251,14 @@ class Agent:
             )
         return res
 
-    async def once(self) -> list[Record]:
+    async def once(self, ship_timeout_s: float = 60.0) -> list[Record]:
         out: list[Record] = []
         for task in self.tasks:
             if self.stop.is_set():
                 break
             out += await self.run_task(task)
         if not self.stop.is_set():
-            await self.ship()
+            await self.ship(deadline_s=ship_timeout_s)
         return out
 
     async def forever(self) -> None:
@@ -319,6 +329,7 @@ async def run_agent(
     state_dir: Path,
     force: bool = False,
     only: set[str] | None = None,
+    ship_timeout_s: float = 60.0,
 ) -> Agent:
     agent = Agent(inv, site, spool, state_dir, force=force, only=only)
     loop = asyncio.get_running_loop()
@@ -334,7 +345,7 @@ async def run_agent(
         extra={"site": site.ods},
     )
     if once:
-        job = asyncio.create_task(agent.once())
+        job = asyncio.create_task(agent.once(ship_timeout_s))
         stopper = asyncio.create_task(agent.stop.wait())
         done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if job not in done:
@@ -374,6 +385,8 @@ async def run_agent(
 )
 @click.option("--only", default=None, help="Comma-separated probe/collector/target names to run.")
 @click.option("--force", is_flag=True, help="Run heavy tests even in clinic hours or over budget.")
+@click.option("--ship-timeout", default=60.0, show_default=True,
+              help="--once: give up shipping after this many seconds (records stay spooled).")
 @click.option(
     "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
 )
@@ -387,6 +400,7 @@ def agent_command(
     state_dir: str,
     only: str | None,
     force: bool,
+    ship_timeout: float,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -408,7 +422,8 @@ def agent_command(
         only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
         agent = asyncio.run(
             run_agent(
-                inv, site, spool, once=once, state_dir=Path(state_dir), force=force, only=only_set
+                inv, site, spool, once=once, state_dir=Path(state_dir), force=force,
+                only=only_set, ship_timeout_s=ship_timeout,
             )
         )
         spool.close()
@@ -423,3 +438,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["Agent", "Task", "agent_command", "build_tasks", "main", "now_ms", "run_agent"]
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,8 @@
 
 Sends ``rate_pps`` packets/s for ``duration_s`` seconds to a TWAMP-light reflector
 (``netready reflector`` or a router's own), then waits ``timeout_s`` for stragglers.
+Writes one record per ``window_s`` (default 15 s, the window the quality targets are defined
+over) of sending, stamped at the window's start; a run shorter than a window gives one record.
 
 Record (measurement ``rtt``; tags: site, icb, tech, target, method=twamp_light, result):
 
@@ -31,6 +33,7 @@ A reflector that never answers gives ``result=timeout``; a refused port (ICMP un
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 from collections.abc import Sequence
@@ -57,6 +60,8 @@ class Spec(BaseModel):
     )
     timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
     dscp: int = Field(0, ge=0, le=63)
+    window_s: float = Field(15.0, gt=0, le=3600,
+                            description="one record per window of sending (targets use 15 s)")
 
     @field_validator("target")
     @classmethod
@@ -161,14 +166,51 @@ class _Proto(asyncio.DatagramProtocol):
             self.error = exc
 
 
-async def measure(spec: Spec) -> tuple[dict[str, float | int], str | None, str | None]:
-    """Run one measurement. Returns (fields, failure result, reason)."""
+@dataclass
+class Trace:
+    """Everything one run observed: send times by sequence number and the replies."""
+
+    send_mono: list[float]
+    replies: list[Reply]
+    sent_for: float
+    error: OSError | None = None
+
+
+def windows(trace: Trace, window_s: float) -> list[tuple[float, dict[str, float | int]]]:
+    """Statistics per ``window_s`` of send time: [(offset_s, fields), ...].
+
+    Quality targets (loss, jitter) are defined over 15 s windows, so a 60 s run gives four
+    records; a run shorter than one window gives one record over the whole run.
+    """
+    send = trace.send_mono
+    if not send:
+        return []
+    t0 = send[0]
+    bounds: list[int] = [0]
+    for i, t in enumerate(send):
+        if t - t0 >= window_s * len(bounds):
+            bounds.append(i)
+    # a trailing fragment shorter than half a window joins the previous window
+    if len(bounds) > 1 and send[-1] - send[bounds[-1]] < window_s / 2:
+        bounds.pop()
+    bounds.append(len(send))
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        reps = [Reply(r.seq - a, r.rx_mono, r.rx_wall_ntp, r.pkt) for r in trace.replies
+                if a <= r.seq < b]
+        dur = (send[b - 1] - send[a]) + (trace.sent_for / len(send))
+        out.append((send[a] - t0, summarise(send[a:b], reps, dur)))
+    return out
+
+
+async def measure(spec: Spec) -> Trace | tuple[str, str]:
+    """Run one measurement: the raw trace, or (failure result, reason) if it could not start."""
     host, port = split_hostport(spec.target, 862)
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as e:
-        return {}, "unreachable", f"cannot resolve {host}: {e.strerror}"
+        return "unreachable", f"cannot resolve {host}: {e.strerror}"
     fam, _, _, _, addr = infos[0]
     transport, proto = await loop.create_datagram_endpoint(_Proto, family=fam, remote_addr=addr)
     try:
@@ -196,24 +238,28 @@ async def measure(spec: Spec) -> tuple[dict[str, float | int], str | None, str |
             await asyncio.sleep(0.02)
     finally:
         transport.close()
-    fields = summarise(send_mono, proto.replies, sent_for)
-    if fields["received"] == 0:
-        if proto.error is not None and getattr(proto.error, "errno", None) == 111:
-            return fields, "refused", f"{spec.target}: port unreachable (no reflector listening)"
-        return (
-            fields,
-            "timeout",
-            f"no reply from {spec.target} to {n} packets in {sent_for + spec.timeout_s:.1f} s",
-        )
-    return fields, None, None
+    return Trace(send_mono, proto.replies, sent_for, proto.error)
 
 
 @registry.register("probe", "rtt", Spec)
 async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
-    """Isochronous UDP round trips to a TWAMP-light reflector: RTT, jitter, loss, reorder."""
+    """Isochronous UDP round trips to a TWAMP-light reflector: RTT, jitter, loss, reorder.
+
+    One record per ``window_s`` (15 s) of sending; a failure (nothing came back) is one record.
+    """
     tags = {**ctx.tags, "target": spec.target, "method": "twamp_light"}
     t_start = int(time.time() * 1000)
-    fields, result, reason = await measure(spec)
-    if result:
-        return [failure("rtt", tags, result, reason or result, t_start, **fields)]
-    return [Record("rtt", tags, fields, t_start)]
+    trace = await measure(spec)
+    if isinstance(trace, tuple):
+        return [failure("rtt", tags, trace[0], trace[1], t_start)]
+    if not trace.replies:
+        whole = summarise(trace.send_mono, [], trace.sent_for)
+        if trace.error is not None and getattr(trace.error, "errno", None) == 111:
+            return [failure("rtt", tags, "refused",
+                            f"{spec.target}: port unreachable (no reflector listening)",
+                            t_start, **whole)]
+        return [failure("rtt", tags, "timeout",
+                        f"no reply from {spec.target} to {len(trace.send_mono)} packets in "
+                        f"{trace.sent_for + spec.timeout_s:.1f} s", t_start, **whole)]
+    return [Record("rtt", tags, fields, t_start + int(offset * 1000))
+            for offset, fields in windows(trace, spec.window_s)]

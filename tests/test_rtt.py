@@ -289,3 +289,24 @@ def test_bad_target_is_one_line_exit_2() -> None:
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("Error: probe rtt: target")
+
+
+def test_one_record_per_15s_window_split_correctly() -> None:
+    """A 45 s run at 10 pps: three windows of 150 packets; loss lands in the right window."""
+    send = [i * 0.1 for i in range(450)]
+
+    def pkt(seq: int) -> twamp.ReflectedPacket:
+        return twamp.ReflectedPacket(seq, 0, 1, 0, seq, 0, 1, 64)
+
+    lost = set(range(160, 175))  # 15 packets lost in the second window
+    replies = [rtt.Reply(s, send[s] + 0.004, 0, pkt(s)) for s in range(450) if s not in lost]
+    out = rtt.windows(rtt.Trace(send, replies, 45.0), 15.0)
+    assert [round(o, 6) for o, _ in out] == [0.0, 15.0, 30.0]
+    assert [f["sent"] for _, f in out] == [150, 150, 150]
+    assert [f["received"] for _, f in out] == [150, 135, 150]
+    assert out[1][1]["loss_pct"] == pytest.approx(10.0)
+    assert out[1][1]["burst_loss_200ms_pct"] == pytest.approx(100.0)
+    assert all(f["rtt_p50_ms"] == pytest.approx(4.0) for _, f in out)
+    # a short run is one record; a short tail joins the last window
+    assert len(rtt.windows(rtt.Trace(send[:100], replies[:100], 10.0), 15.0)) == 1
+    assert [f["sent"] for _, f in rtt.windows(rtt.Trace(send[:160], replies[:160], 16.0), 15.0)] == [160]
