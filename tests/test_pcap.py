@@ -327,7 +327,7 @@ def test_ffmpeg_call_matches_tshark(lab_call: dict[str, Path], name: str) -> Non
     assert sum(r.lost for r in results) > 0, "the nft rule dropped nothing?"
     for r in results:
         assert r.expected == r.packets + r.lost
-        assert 3.0 < r.duration_s < 5.0
+        assert 2.5 < r.duration_s < 8.0  # 4 s of media; generous for a slow, busy box
     # tshark has no clock rate for a dynamic type without SDP: it reports jitter 0 there
     static = {k: v for k, v in by_key(results).items() if v.payload_type < 96}
     ref = tshark(path)
@@ -452,6 +452,22 @@ for i in range(120):
     v = res[("0xbbbb0002", "127.0.0.1:6002", "127.0.0.1:6000")]
     assert (v.payload_type, v.packets, v.lost, v.reorder) == (96, 120, 0, 0)
     assert v.clock_hz == 90000 and v.clock_source == "guessed"
+    # without --clock, the Opus-like stream's rate is guessed from ticks per second
+    guessed = by_key(pcap.analyse(cap))[("0xaaaa0001", "127.0.0.1:6002", "127.0.0.1:6000")]
+    assert (guessed.clock_hz, guessed.clock_source) == (48000, "guessed")
+    assert guessed.jitter_mean_ms == a.jitter_mean_ms
+
+
+def test_clock_guess_fallbacks_for_short_streams() -> None:
+    """Under 0.2 s of packets the rate cannot be measured: split frames (shared
+    timestamps) or big packets mean video (90 kHz), otherwise Opus-like audio (48 kHz)."""
+    video = [(i * 1.0, i, 3000 * (i // 3), 96, 900) for i in range(9)]
+    big = [(i * 1.0, i, 3000 * i, 96, 1100) for i in range(9)]
+    opus = [(i * 20.0, i, 960 * i, 111, 90) for i in range(5)]
+    assert pcap.guess_clock(video) == pcap.guess_clock(big) == 90000
+    assert pcap.guess_clock(opus) == 48000
+    g722 = [(i * 20.0, i, 320 * i, 9, 170) for i in range(30)]  # 16 kHz over 0.58 s
+    assert pcap.guess_clock(g722) == 16000
 
 
 # --------------------------------------------------------------------------- formats
