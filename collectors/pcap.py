@@ -10,7 +10,7 @@ Design (see docs/pcap.md):
 
 - The file is streamed in 1 MiB chunks and decoded with ``struct``; it is never loaded whole
   and no per-packet objects are built (scapy's dissector runs at a few thousand packets/s;
-  dpkt's reader is slower than this loop, measured in ``bench/pcap.py``).
+  dpkt's and scapy's raw readers are about 3x slower than this one: ``bench/pcap.py``).
 - Link types: Ethernet (with 802.1Q/QinQ tags), Linux cooked SLL and SLL2 (``tcpdump -i any``),
   raw IP, IPv4, IPv6, BSD loopback (NULL) and OpenBSD LOOP. IPv4 and IPv6 (extension
   headers walked); UDP only. IP fragments are skipped (Wireshark reassembles them).
@@ -19,7 +19,7 @@ Design (see docs/pcap.md):
   (RTCP packet types 192-223) is RTCP and is skipped. SRTP is analysed like RTP (its header
   is in clear). A stream must look like RTP (header length, padding, mostly consecutive
   sequence numbers) to be reported.
-- No sockets here: a path in, ``StreamStats`` / records out.
+- No sockets here: a path in, ``StreamResult`` values / records out.
 """
 
 from __future__ import annotations
@@ -681,7 +681,10 @@ def analyse(
         t0 = first[0]
         frames = itertools.chain((first,), frames)
     sget = streams.get
+    unsupported: dict[int, int] = {}  # link type -> frames
+    total = 0
     for ts_ns, lt, d, _off in frames:
+        total += 1
         # -- locate IPv4/UDP/RTP; fast path first
         n = len(d)
         o = fast_offset.get(lt, -1)
@@ -705,6 +708,8 @@ def analyse(
         else:
             u = udp(lt, d)
             if u is None:
+                if lt not in SUPPORTED_LINKTYPES:
+                    unsupported[lt] = unsupported.get(lt, 0) + 1
                 continue
             ep, ps, pe = u
             if pe - ps < 12:
@@ -741,6 +746,11 @@ def analyse(
         pend.append(((ts_ns - t0) / 1e6, seq, rts, b1, plen))  # type: ignore[operator]
         if len(pend) >= 4096:
             st.flush()
+    if unsupported and sum(unsupported.values()) == total:
+        raise CaptureError(
+            f"{path}: link type {', '.join(map(str, sorted(unsupported)))} is not supported "
+            "(Ethernet, Linux cooked SLL/SLL2, raw IP, BSD NULL/LOOP)"
+        )
     results = []
     for key, st in streams.items():
         st.flush(final=True)

@@ -598,6 +598,18 @@ def test_not_a_capture(tmp_path: Path, content: bytes, message: str) -> None:
     assert res.stderr.strip() == f"Error: {f}: {message}"
 
 
+def test_unsupported_link_type_is_a_clear_error(tmp_path: Path) -> None:
+    """An 802.11 radiotap capture (link type 127) holds no frames we can decode: say so
+    rather than report 'no RTP streams'."""
+    _lt, frames = frames_of(audio_stream(n=5))
+    write_pcap(tmp_path / "wifi.pcap", [(t, b"\0\0\x08\0\0\0\0\0" + f) for t, f in frames], 127)
+    with pytest.raises(ParseError, match=r"wifi\.pcap: link type 127 is not supported"):
+        pcap.analyse(tmp_path / "wifi.pcap")
+    empty = tmp_path / "empty.pcap"
+    write_pcap(empty, [], 127)
+    assert pcap.analyse(empty) == []
+
+
 def test_cli_json_is_clean_list_with_exact_fields(tmp_path: Path) -> None:
     lt, frames = frames_of(audio_stream(lose=frozenset({3})))
     write_pcap(tmp_path / "a.pcap", frames, lt)
