@@ -268,7 +268,17 @@ def test_latency_rises_under_load_on_adsl_upload(lab: Lab) -> None:
 def test_random_loss_two_percent_per_direction(lab: Lab) -> None:
     """2% loss on download only: iperf3 -u sees ~2% down (15k packets) and ~0% up."""
     lab.set_loss("lossy", down_pct=2, up_pct=0)
-    udp = ("-u", "-b", "8M", "-l", "200", "-t", "3")
+    udp = (
+        "-u",
+        "-b",
+        "8M",
+        "-l",
+        "200",
+        "-t",
+        "3",
+        "-w",
+        "2M",
+    )  # big buffers: no CPU-starvation loss
     down_p, up_p = iperf3_client(lab, "lossy", *udp, "-R"), iperf3_client(lab, "lossy", *udp)
     down, up = iperf3_result(down_p)["sum"], iperf3_result(up_p)["sum"]
     assert down["packets"] > 10_000
@@ -341,17 +351,24 @@ def ping_rtts(lab: Lab, site: str, count: int = 25) -> list[float]:
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
 
 
+def iqr(xs: list[float]) -> float:
+    q = statistics.quantiles(xs, n=4)
+    return q[2] - q[0]
+
+
 def test_delay_line_adds_fixed_delay_and_jitter(lab: Lab) -> None:
-    fixed = ping_rtts(lab, "delay")
-    assert len(fixed) == 25
-    assert min(fixed) >= 30.0 and statistics.median(fixed) < 34.0, fixed  # 2 x 15 ms one-way
-    assert statistics.pstdev(fixed) < 1.5, fixed
-    jit = ping_rtts(lab, "jitter")
-    assert len(jit) == 25
-    # RTT = 30 ms + two independent U(-5, +5) ms: between 20 and ~42 ms, stdev ~4 ms
-    assert min(jit) >= 19.5 and max(jit) < 45, jit
-    assert statistics.pstdev(jit) > 1.5, jit
-    assert 25 < statistics.mean(jit) < 36, jit
+    """15 ms each way: RTT >= 30 ms. Quartile statistics, so a CPU hiccup (a user-space
+    delay line can be descheduled on this 2-core box) does not fail the test."""
+    fixed = ping_rtts(lab, "delay", 40)
+    assert len(fixed) == 40
+    assert min(fixed) >= 30.0 and statistics.median(fixed) < 32.5, fixed
+    assert iqr(fixed) < 1.5, fixed
+    jit = ping_rtts(lab, "jitter", 40)
+    assert len(jit) == 40
+    # RTT = 30 ms + two independent U(-5, +5) ms: triangular on 20..40 ms, IQR ~5.9 ms
+    assert min(jit) >= 19.5, jit
+    assert 3.0 < iqr(jit) < 10.0, jit
+    assert 26 < statistics.median(jit) < 35, jit
 
 
 # --------------------------------------------------------------------------- lifecycle
