@@ -121,11 +121,8 @@ def clinic_sessions(
 RTT_AGGS = (
     Agg("n", "rtt_p50_ms"),
     Agg("rtt_ms", "rtt_p50_ms", rubric.QUALITY_PCT),
-    Agg("rtt_med_ms", "rtt_p50_ms", 50),
     Agg("jitter_ms", "jitter_rfc3550_ms", rubric.QUALITY_PCT),
-    Agg("jitter_med_ms", "jitter_rfc3550_ms", 50),
     Agg("loss_pct", "loss_pct", rubric.QUALITY_PCT),
-    Agg("loss_med_pct", "loss_pct", 50),
     Agg("burst_loss_pct", "burst_loss_200ms_pct", rubric.QUALITY_PCT),
     Agg("reorder_pct", "reorder_pct", rubric.QUALITY_PCT),
 )
