@@ -147,8 +147,9 @@ def iter_frames(
 ) -> Iterator[tuple[int, int, bytes, int]]:
     """Stream ``(ts_ns, linktype, frame_bytes, file_offset)`` from a pcap or pcapng file.
 
-    ``progress(bytes_read)`` is called each time a chunk (1 MiB) is read. Raises ``ParseError`` naming the file and byte offset for a non-capture file, a
-    truncated record or a corrupt block. Unknown pcapng blocks are skipped.
+    ``progress(bytes_read)`` is called each time a chunk (1 MiB) is read. Raises
+    ``CaptureError`` (a ``ParseError``) naming the file and byte offset for a non-capture
+    file, a truncated record or a corrupt block. Unknown pcapng blocks are skipped.
     """
     p = str(path)
     try:
@@ -418,8 +419,8 @@ class StreamState:
     __slots__ = (
         "bitmap", "bm_base", "bytes", "clock", "divs", "dst", "ext_max", "ext_min", "first_pt",
         "first_ts", "guessing", "ipv6", "jitter", "lastnominal", "markers", "max_jitter",
-        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "t_first", "t_last", "time",
-        "total_nr",
+        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "t_first",
+        "t_last", "time", "total_nr",
     )  # fmt: skip
 
     def __init__(self, ssrc: int, src: str, dst: str, ipv6: bool, clock: int | None,
@@ -878,8 +879,10 @@ def _table(results: list[StreamResult]) -> str:
             f"{r.bitrate_kbps:.1f}", f"{r.mos_emodel:.2f}",
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]  # fmt: skip
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
     if not results:
         lines.append("(no RTP streams found)")
     elif any(r.clock_source == "guessed" for r in results):
