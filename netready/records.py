@@ -5,8 +5,8 @@ Only ``netready/influx.py`` knows line protocol; everything else builds ``Record
 Conventions (see DESIGN.md):
 - Tags are indexed, low-cardinality strings: ``TAG_KEYS``.
 - Field names carry their unit and definition (``rtt_p50_ms``, ``jitter_rfc3550_ms``).
-- A field keeps its type: floats stay floats (``1`` is written ``1.0`` unless it is a count
-  declared in ``INT_FIELDS``), counts are ints, booleans are bools, reasons are strings.
+- A field keeps its type: floats stay floats (build them as ``float``; ``1.0`` is written
+  ``1.0``), counts are Python ints (written ``1i``), booleans are bools, reasons are strings.
 - "No data" is an absent field, never 0. ``None`` values are dropped when a record is built.
 - A failed measurement is still a record: ``result`` tag (``ok`` or a failure code) and a
   ``reason`` string field.
