@@ -42,6 +42,7 @@ def _lab_summary(st: dict[str, Any]) -> dict[str, Any]:
         "status": st.get("status"),
         "alive": st.get("alive", True),
         "detached": st.get("owner_pid") is None,
+        "owner_pid": st.get("owner_pid"),
         "core_ns": st["core_ns"],
         "core_ip": st["core_ip"],
         "router_ns": st["router_ns"],
@@ -66,7 +67,12 @@ def _lab_summary(st: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_lab(summary: dict[str, Any]) -> None:
-    flag = "" if summary["alive"] else "  (STALE: owner process gone; `netready lab down --all`)"
+    if not summary["alive"]:
+        flag = "  (STALE: owner process gone; `netready lab down --all`)"
+    elif summary["owner_pid"] is not None:
+        flag = f"  (owned by running process {summary['owner_pid']})"
+    else:
+        flag = "  (detached: `netready lab down --id " + summary["id"] + "`)"
     click.echo(f"lab {summary['id']}: {summary['status']}{flag}")
     click.echo(f"  core    {summary['core_ns']:<28} {summary['core_ip']}")
     click.echo(f"  router  {summary['router_ns']}")
@@ -91,7 +97,8 @@ def lab() -> None:
 
     A `core` namespace (servers run there), a `router` namespace that shapes each site's
     link (HTB + CPE-sized FIFO, nft random loss, optional delay line) and one namespace per
-    site. Run tools inside with `ip netns exec <namespace> <command>`.
+    site. Run tools inside with `netready lab exec SITE -- COMMAND` or
+    `ip netns exec <namespace> <command>`.
     """
 
 
@@ -141,17 +148,45 @@ def up_cmd(profiles: tuple[str, ...], sites: tuple[str, ...], lab_id: str | None
 
 @lab.command("down")
 @click.option("--id", "lab_id", default=None, help="The lab to remove (default: the only one).")
-@click.option("--all", "all_", is_flag=True, help="Remove every lab and any stale namespaces.")
-def down_cmd(lab_id: str | None, all_: bool) -> None:
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Remove every detached lab (from `lab up`) and every stale one; labs owned by a "
+    "running process (someone's tests) are left to it unless --force.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --all: also remove labs of running processes and lab namespaces that have no "
+    "state file.",
+)
+def down_cmd(lab_id: str | None, all_: bool, force: bool) -> None:
     """Remove a lab: its processes, namespaces, veths, qdiscs, nft rules and state."""
     try:
         netns.check_available()
         if all_:
-            ids = [st["id"] for st in netns.list_labs()]
-            for i in ids:
+            stale = netns.cleanup_stale(orphans=force)
+            labs = netns.list_labs()
+            gone = [st["id"] for st in labs if force or st.get("owner_pid") is None]
+            for i in gone:
                 netns.destroy(i)
-            stale = netns.cleanup_stale()
-            click.echo(f"removed {len(ids)} lab(s), {stale} stale namespace(s)", err=True)
+            kept = len(labs) - len(gone)
+            orphans = netns.orphan_ids()
+            if orphans:
+                click.echo(
+                    f"lab namespaces without state: {', '.join(orphans)} (`down --id ID` or --force)",
+                    err=True,
+                )
+            click.echo(
+                f"removed {len(gone)} lab(s) and {stale} stale namespace(s)"
+                + (
+                    f"; left {kept} lab(s) of running processes (--force removes them)"
+                    if kept
+                    else ""
+                ),
+                err=True,
+            )
             return
         if lab_id is None:
             ids = [st["id"] for st in netns.list_labs()]

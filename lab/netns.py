@@ -832,12 +832,24 @@ def destroy(lab_id: str) -> bool:
     return True
 
 
-def cleanup_stale(prefix: str = NS_PREFIX) -> int:
+def orphan_ids(prefix: str = NS_PREFIX) -> list[str]:
+    """Ids of labs whose ``<prefix><id>-core``/``-router`` namespace has no state file here."""
+    ids = []
+    for ns in list_netns():
+        m = re.match(rf"^{re.escape(prefix)}([a-z0-9]{{1,12}})-(core|router)$", ns)
+        if m and m.group(1) not in ids and load_state(m.group(1)) is None:
+            ids.append(m.group(1))
+    return ids
+
+
+def cleanup_stale(prefix: str = NS_PREFIX, orphans: bool = False) -> int:
     """Remove labs whose owning process is dead. Returns the number of namespaces removed.
 
-    A lab is stale when its state file names an owner pid that is no longer running, or when
-    its ``<prefix><id>-core`` / ``-router`` namespace exists without any state file. Labs
-    started by ``netready lab up`` (detached) and labs of live processes are left alone.
+    A lab is stale when its state file names an owner pid that is no longer running. Labs
+    started by ``netready lab up`` (detached) and labs of live processes are left alone, so
+    this is safe to call from any test while other labs run. With ``orphans=True`` it also
+    removes labs whose core/router namespace has no state file at all (state deleted by
+    hand); that is only safe when every lab on the machine uses this state directory.
     """
     present = list_netns()
     removed = 0
@@ -845,10 +857,8 @@ def cleanup_stale(prefix: str = NS_PREFIX) -> int:
     for st in list_labs():
         if not st["alive"] and all(ns.startswith(prefix) for ns in st.get("namespaces", [])):
             stale_ids.add(st["id"])
-    for ns in present:
-        m = re.match(rf"^{re.escape(prefix)}([a-z0-9]{{1,12}})-(core|router)$", ns)
-        if m and load_state(m.group(1)) is None:
-            stale_ids.add(m.group(1))
+    if orphans:
+        stale_ids.update(orphan_ids(prefix))
     for lab_id in stale_ids:
         st = load_state(lab_id) or {}
         nss = [ns for ns in present if ns.startswith(f"{prefix}{lab_id}-")]

@@ -500,6 +500,39 @@ def test_cli_up_status_down() -> None:
         netns.destroy(lab_id)
 
 
+def test_cli_down_all_spares_labs_of_running_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`down --all` removes detached and dead labs, not a running process's lab (unless
+    --force). A private state directory keeps other labs on this machine out of view."""
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(tmp_path))
+    runner = CliRunner()
+    det, dead = f"d{os.getpid() % 100000}", f"k{os.getpid() % 100000}"
+    try:
+        with Lab({"s": PROFILES["ethernet"]}) as live:
+            r = runner.invoke(lab_cli, ["up", "--id", det, "--profile", "ethernet"])
+            assert r.exit_code == 0, r.output
+            cp = subprocess.run(
+                [sys.executable, "-c", CRASHER, str(ROOT), dead],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert "up" in cp.stdout, cp.stderr
+            assert len(ours(det)) == 3 and len(ours(dead)) == 3
+            r = runner.invoke(lab_cli, ["down", "--all"])
+            assert r.exit_code == 0, r.output
+            assert "left 1 lab" in r.stderr
+            assert ours(det) == [] and ours(dead) == []
+            assert len(ours(live.lab_id)) == 3
+            r = runner.invoke(lab_cli, ["down", "--all", "--force"])
+            assert r.exit_code == 0 and ours(live.lab_id) == []
+        assert list(tmp_path.glob("*.json")) == []
+    finally:
+        netns.destroy(det)
+        netns.destroy(dead)
+
+
 def test_cli_profiles_json() -> None:
     r = CliRunner().invoke(lab_cli, ["profiles", "--format", "json"])
     assert r.exit_code == 0
