@@ -537,9 +537,12 @@ class Lab:
         _sh(["ip", "-n", ns, "link", "set", "lo", "up"])
 
     def _addr(self, ns: str, dev: str, cidr: str) -> None:
-        # Offloads off: the router must queue and drop real 1500-byte packets, not 64 kB
-        # GSO aggregates, or shaping turns bursty and rates drift.
-        self.run(ns, ["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"], check=False)
+        # One segment per skb (no TSO/GSO aggregates; veth GRO is off by default): the router
+        # must queue and drop real 1500-byte packets, not 64 kB aggregates that would
+        # overflow a small CPE buffer whole and make shaping bursty.
+        _sh(
+            ["ip", "-n", ns, "link", "set", dev, "gso_max_segs", "1", "gso_max_size", str(MTU + 14)]
+        )
         _sh(["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
         _sh(["ip", "-n", ns, "link", "set", dev, "up"])
 
