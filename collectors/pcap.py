@@ -61,8 +61,11 @@ PT_NAMES: dict[int, str] = {
     34: "H263",
 }  # fmt: skip
 
-#: Clock rates a dynamic payload type may be snapped to by the heuristic.
-DYNAMIC_CANDIDATES: tuple[int, ...] = (8000, 16000, 24000, 32000, 44100, 48000, 90000)
+#: Clock rates a dynamic payload type may be snapped to by the heuristic: the usual ones
+#: (Opus 48000, AMR/iLBC/telephone-event 8000, AMR-WB/SILK-WB 16000, video 90000). They
+#: are at least 1.5x apart, so a sender whose pacing drifts by 10 % cannot flip the guess
+#: (44100 and 24000 are left out for that reason; give them with --clock).
+DYNAMIC_CANDIDATES: tuple[int, ...] = (8000, 16000, 32000, 48000, 90000)
 #: Packets and seconds of a dynamic-PT stream buffered before its clock rate is guessed.
 GUESS_PACKETS = 50
 GUESS_SECONDS = 1.0

@@ -420,6 +420,7 @@ sdes = struct.pack("!BBHI", 0x81, 202, 2, 0xAAAA0001) + b"\x01\x02ab\0\0\0\0"
 lose = {10, 11, 12, 40}
 late = {60, 90}
 pending = None
+t0 = time.monotonic()
 for i in range(120):
     if i % 25 == 0:
         for m in (stun, dtls, dtls_app, turn, sr, rr, sdes):
@@ -436,7 +437,7 @@ for i in range(120):
                 s.sendto(pending, to)
                 pending = None
     s.sendto(v, to)
-    time.sleep(0.01)
+    time.sleep(max(0.0, t0 + 0.01 * (i + 1) - time.monotonic()))  # paced by a clock
 """
     ns.run("python3", "-c", sender, timeout=30)
     time.sleep(0.2)
