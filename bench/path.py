@@ -4,7 +4,8 @@ For each scenario, one emulated site behind the lab's shaping router (random los
 with nft, and a fixed delay / uniform jitter from the lab's delay line), every tool runs in
 turn over the same path in the same run:
 
-- netready media: 4 concurrent HD calls (both directions at once), loss/RTT/jitter per direction
+- netready media: 4 concurrent HD calls (both directions at once), loss/RTT/jitter per
+  direction; then 1 SD call (a light load, to compare RTT with the idle tools)
 - netready rtt: TWAMP-light at 500 packets/s against ``netready reflector``
 - irtt: 2 ms interval, 172-byte packets (``irtt client -o -``), server stats for loss per way
 - iperf3 -u: 2 Mbit/s of 250-byte datagrams, upload then download (-R): loss, RFC 3550 jitter
@@ -55,7 +56,7 @@ def run_json(lab: Lab, argv: list[str], timeout: float = 60) -> Any:
         raise SystemExit(f"{argv[0]} {argv[1:3]} gave no JSON: {err.strip()[-300:]}") from None
 
 
-def media(lab: Lab) -> list[dict[str, Any]]:
+def media(lab: Lab, profile: str = "hd", calls: int = 4) -> list[dict[str, Any]]:
     recs = run_json(
         lab,
         [
@@ -65,9 +66,9 @@ def media(lab: Lab) -> list[dict[str, Any]]:
             "--target",
             f"{lab.core_ip}:5004",
             "--profile",
-            "hd",
+            profile,
             "--calls",
-            "4",
+            str(calls),
             "--duration",
             str(SECONDS),
             "--format",
@@ -81,7 +82,7 @@ def media(lab: Lab) -> list[dict[str, Any]]:
             f = r["fields"]
             rows.append(
                 {
-                    "tool": "netready media",
+                    "tool": f"netready media {calls}x{profile.upper()}",
                     "dir": d,
                     "loss": f["loss_pct"],
                     "n": f["sent"],
@@ -264,7 +265,7 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
         ]
         time.sleep(1.5)
         try:
-            rows = media(lab) + rtt(lab) + irtt(lab) + iperf3(lab)
+            rows = media(lab) + media(lab, "sd", 1) + rtt(lab) + irtt(lab) + iperf3(lab)
         finally:
             for s in servers:
                 s.terminate()
@@ -325,7 +326,7 @@ def main() -> None:
     print(
         f"\n{time.monotonic() - t0:.0f} s. Loss truth is per way (rt = 1-(1-p)^2); jitter "
         "truth 2J/3 for uniform +-J delay-line jitter on an idle path; netready media "
-        "jitter is the mean running RFC 3550 J of the audio stream under 4 HD calls; "
+        "jitter is the mean running RFC 3550 J of its audio stream; "
         "RTT of netready media is measured under the calls' load (RTT/2 feeds MOS)."
     )
 

@@ -401,6 +401,11 @@ def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
                 f"{name}: {f['host_drops']} packets dropped in the receiving host's socket "
                 "buffer (host overloaded; result not valid)"
             )
+        if f.get("send_errors"):
+            reasons.append(
+                f"{name}: the sender could not send {f['send_errors']} packets (local socket "
+                "errors; result not valid)"
+            )
         sent, offered = f.get("sent_kbps"), f.get("offered_kbps")
         if sent is not None and offered and sent < SENDER_MIN_RATIO * offered:
             reasons.append(
@@ -507,6 +512,7 @@ async def send_stream(
     dscp_audio: int = 46,
     dscp_video: int = 34,
     keyframes: bool = True,
+    keyframe_offset: int = 0,
     start_delay_s: float = 0.0,
     stop: asyncio.Event | None = None,
     result: SendResult | None = None,
@@ -534,9 +540,12 @@ async def send_stream(
                 sock.sendmsg(buf, cm)
             else:
                 sock.sendmsg(buf, cm, 0, addr)
-            res.bytes += size
         except OSError:
-            res.errors += 1  # a real sender drops too when its queue is full
+            # Not sent (local queue full, a pending ICMP error): count it apart, and do not
+            # use up a sequence number, so the receiver does not blame the network for it.
+            res.errors += 1
+            return
+        res.bytes += size
         if res.sent == 0:
             res.first_ns = now
         res.last_ns = now
@@ -558,7 +567,7 @@ async def send_stream(
             emit(STREAM_AUDIO, AUDIO_PACKET, 0, cm_a)
             ka += 1
         else:
-            for size in frame_packets(kv, video_kbps, keyframes):
+            for size in frame_packets(kv + keyframe_offset, video_kbps, keyframes):
                 emit(STREAM_VIDEO, size, kv, cm_v)
             kv += 1
     res.elapsed_s = max(duration_s, (time.monotonic_ns() - max(start, t0)) / 1e9)
@@ -605,6 +614,7 @@ async def run_call(
     dscp_audio: int = 46,
     dscp_video: int = 34,
     keyframes: bool = True,
+    keyframe_offset: int = 0,
     start_delay_s: float = 0.0,
     timeout_s: float = 3.0,
 ) -> CallResult:
@@ -695,6 +705,7 @@ async def run_call(
             "dscp_audio": dscp_audio,
             "dscp_video": dscp_video,
             "keyframes": keyframes,
+            "keyframe_offset": keyframe_offset,
             "nonce": secrets.token_hex(8),
             "time": time.time(),
         }
@@ -719,6 +730,7 @@ async def run_call(
             dscp_audio=dscp_audio,
             dscp_video=dscp_video,
             keyframes=keyframes,
+            keyframe_offset=keyframe_offset,
             start_delay_s=start_delay_s,
         )
         stop = {
@@ -883,6 +895,7 @@ async def measure(
             dscp_audio=spec.dscp_audio,
             dscp_video=spec.dscp_video,
             keyframes=spec.keyframes,
+            keyframe_offset=i * KEYFRAME_EVERY // calls,
             start_delay_s=(i * frame_ns / calls) / 1e9,
             timeout_s=spec.timeout_s,
         )
@@ -924,8 +937,10 @@ async def measure(
         dirs = [getattr(r, d) for r in ok if getattr(r, d) is not None]
         if d == "up":
             sends = [(r.up_send.sent_kbps, r.up_send.late_p95_ms) for r in ok]
+            errs = sum(r.up_send.errors for r in ok)
         else:
             sends = [(r.down_send.get("sent_kbps"), r.down_send.get("late_p95_ms")) for r in ok]
+            errs = sum(int(r.down_send.get("errors") or 0) for r in ok)
         if not dirs:
             reason = next((r.up_error for r in ok if r.up_error), f"no {d} statistics")
             records.append(
@@ -943,6 +958,7 @@ async def measure(
             offered_kbps=prof.kbps,
             sent_kbps=min(skbps) if skbps else None,
             send_late_p95_ms=max(late) if late else None,
+            send_errors=errs,
             latency_basis="rtt/2",
         )
         fields_by_dir[d] = f

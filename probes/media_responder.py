@@ -3,9 +3,10 @@
 Protocol version 1 (see ``probes/media.py`` for the packet format), all on one UDP port:
 
 1. probe -> ``hello`` {v, sid, profile, video_kbps, duration_s, dscp_audio, dscp_video,
-   keyframes, nonce, time, [hmac]}; the responder answers ``accept`` {sid} or ``reject``
-   {sid, code: refused | auth_failed | link_busy, reason} and, on accept, starts sending the
-   downstream call stream (same profile and DSCP marks) to the probe's address at once.
+   keyframes, keyframe_offset, nonce, time, [hmac]}; the responder answers ``accept`` {sid}
+   or ``reject`` {sid, code: refused | auth_failed | link_busy, reason} and, on accept,
+   starts sending the downstream call stream (same profile, DSCP marks and key-frame phase)
+   to the probe's address at once.
 2. the probe sends its upstream; the responder timestamps every packet on arrival (kernel
    timestamp), keeps its sequence number, send timestamp, size and received TOS.
 3. probe -> ``stop`` {sid, sent, first_ns, last_ns, duration_s}; the responder stops its
@@ -160,6 +161,7 @@ class MediaResponder:
             kbps = float(msg["video_kbps"]) + MEDIA_PROFILES["sd"].audio_kbps
             dur = float(msg["duration_s"])
             int(msg["sid"])
+            int(msg.get("keyframe_offset", 0))
             if not (kbps > 0 and dur > 0):
                 raise ValueError
             for k in ("dscp_audio", "dscp_video"):
@@ -303,6 +305,7 @@ class MediaResponder:
                     dscp_audio=sess.dscp_audio,
                     dscp_video=sess.dscp_video,
                     keyframes=bool(msg.get("keyframes", True)),
+                    keyframe_offset=int(msg.get("keyframe_offset", 0)) % 60,
                     stop=sess.stop,
                     result=sess.send,
                 )

@@ -498,7 +498,7 @@ def test_lab_injected_two_percent_loss_is_measured(lab: object) -> None:
     for d in ("up", "down"):
         f = recs[d].fields
         assert f["sent"] >= 10_000
-        assert abs(f["loss_pct"] - 2.0) <= 0.5, (d, f["loss_pct"])
+        assert abs(f["loss_pct"] - 2.0) <= 0.5, (d, f)
     assert recs["minimum"].fields["passed"] is False  # 2 % > the 1 % gate
 
 
