@@ -730,7 +730,7 @@ class Lab:
         self._delay_pids.append(p.pid)
         self._delay_procs.append(p)
         # The delay line says "ready" on stderr once it holds the TUN device.
-        line = p.stderr.readline() if p.stderr else b""  # type: ignore[union-attr]
+        line = p.stderr.readline() if p.stderr else b""
         if b"ready" not in line:
             raise LabError(
                 f"{r}: delay line for site {site} did not start: {line.decode(errors='replace').strip()}"
@@ -804,7 +804,7 @@ def _teardown(lab_id: str, namespaces: list[str], delay_pids: list[int]) -> None
 def load_state(lab_id: str) -> dict[str, Any] | None:
     path = state_dir() / f"{lab_id}.json"
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +36,12 @@ pytestmark = pytest.mark.root
 
 def ours(lab_id: str) -> list[str]:
     return [ns for ns in netns.list_netns() if ns.startswith(f"nr-{lab_id}-")]
+
+
+def state(lab_id: str) -> dict[str, Any]:
+    st = netns.load_state(lab_id)
+    assert st is not None, f"no state file for lab {lab_id}"
+    return st
 
 
 def running(pid: int) -> bool:
@@ -236,7 +243,7 @@ def test_set_rate_changes_the_shaped_rate(lab: Lab) -> None:
         end = iperf3_result(iperf3_client(lab, "fttc", "-t", "2"))
         got = end["sum_received"]["bits_per_second"] / 1e6
         assert abs(got - 3 * TCP_EFFICIENCY) <= 0.1 * 3 * TCP_EFFICIENCY, got
-        assert netns.load_state(lab.lab_id)["sites"]["fttc"]["up_mbit"] == 3
+        assert state(lab.lab_id)["sites"]["fttc"]["up_mbit"] == 3
     finally:
         lab.set_rate("fttc", 36, 9)
 
@@ -284,7 +291,7 @@ def test_random_loss_two_percent_per_direction(lab: Lab) -> None:
     assert down["packets"] > 10_000
     assert abs(down["lost_percent"] - 2.0) < 0.6, down
     assert up["lost_percent"] < 0.3, up
-    st = netns.load_state(lab.lab_id)["sites"]["lossy"]
+    st = state(lab.lab_id)["sites"]["lossy"]
     assert (st["loss_pct_down"], st["loss_pct_up"]) == (2, 0)
     lab.set_loss("lossy", 0, 0)
     assert (
@@ -492,7 +499,7 @@ def test_cleanup_stale_removes_dead_labs_only() -> None:
     )
     assert cp.returncode == -signal.SIGKILL and "up" in cp.stdout, cp.stderr
     assert len(ours(dead_id)) == 3
-    delay_pids = netns.load_state(dead_id)["delay_pids"]
+    delay_pids = state(dead_id)["delay_pids"]
     assert delay_pids and all(Path(f"/proc/{pid}").exists() for pid in delay_pids)
     with Lab({"s": PROFILES["ethernet"]}) as live:
         removed = netns.cleanup_stale()
