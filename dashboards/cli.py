@@ -19,7 +19,7 @@ def dashboards() -> None:
     """
 
 
-@dashboards.command("build")
+@dashboards.command("build", short_help="Generate the dashboard JSON and provisioning files.")
 @click.option(
     "--out",
     "out_dir",
@@ -59,7 +59,7 @@ def build_command(out_dir: Path | None, check: bool) -> None:
     )
 
 
-@dashboards.command("push")
+@dashboards.command("push", short_help="Push the dashboards (and the data source) to a Grafana.")
 @click.option(
     "--url",
     envvar="GRAFANA_URL",
