@@ -422,7 +422,7 @@ class StreamState:
     __slots__ = (
         "bitmap", "bm_base", "bytes", "clock", "divs", "dst", "ext_max", "ext_min", "first_pt",
         "first_ts", "guessing", "ipv6", "jitter", "lastnominal", "markers", "max_jitter",
-        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "t_first",
+        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "steps", "t_first",
         "t_last", "time", "total_nr",
     )  # fmt: skip
 
@@ -447,6 +447,7 @@ class StreamState:
         self.bitmap = bytearray()
         self.bm_base = 0
         self.reorder = 0
+        self.steps = 0  # packets that moved the highest sequence number on by 1-512
         self.bytes = 0
         self.t_first = self.t_last = 0.0
         self.markers = 0
@@ -490,6 +491,7 @@ class StreamState:
         bm = self.bitmap
         base = self.bm_base
         reorder = 0
+        steps = 0
         nbytes = 0
         markers = 0
         t = 0.0
@@ -500,16 +502,19 @@ class StreamState:
             if delta < 0x8000:
                 ext = ext_max + delta
                 ext_max = ext
+                if 0 < delta <= 512:
+                    steps += 1
             else:
                 ext = ext_max - 0x10000 + delta
-                if ext < ext_min:
-                    ext_min = ext
             i = ext - base
             if i >= len(bm):
                 bm.extend(bytes(max(i + 1 - len(bm), len(bm))))
             if i >= 0:
-                if delta >= 0x8000 and not bm[i]:
-                    reorder += 1
+                if delta >= 0x8000:
+                    if not bm[i]:
+                        reorder += 1
+                    if ext < ext_min:
+                        ext_min = ext
                 bm[i] = 1
             # -- jitter: Wireshark 4.0 rtppacket_analyse
             marker = b1 & 0x80
@@ -548,6 +553,7 @@ class StreamState:
         self.ext_max = ext_max
         self.ext_min = ext_min
         self.reorder += reorder
+        self.steps += steps
         self.bytes += nbytes
         self.markers += markers
         self.t_last = t
@@ -571,10 +577,11 @@ class StreamState:
         return self.ext_max - self.ext_min + 1, lost, burst
 
     def looks_like_rtp(self) -> bool:
-        """Sequence numbers mostly advance by one: rules out random UDP that passed the
-        first-byte test (DNS ids, game traffic)."""
+        """Most packets move the sequence number on by a small step (1-512, so even 90 %
+        loss passes): rules out random UDP that passed the first-byte test (DNS ids, game
+        traffic), whose 16-bit "sequence numbers" jump at random."""
         n = self.total_nr
-        return n >= 2 and self.ext_max - self.ext_min + 1 <= 4 * n + 16
+        return n >= 2 and 2 * self.steps >= n - 1
 
 
 def guess_clock(pending: list[tuple[float, int, int, int, int]]) -> int:

@@ -539,6 +539,29 @@ def test_reorder_and_duplicates(tmp_path: Path) -> None:
     assert (r.jitter_mean_ms, r.jitter_max_ms) == (t["jitter_mean_ms"], t["jitter_max_ms"])
 
 
+def test_heavy_loss_is_reported_and_random_udp_is_not(tmp_path: Path) -> None:
+    """A stream that lost 85 % of its packets is exactly what this tool must show; random
+    UDP whose first byte happens to look like RTP (128-191) must not become a stream."""
+    rnd = random.Random(11)
+    lose = frozenset(i for i in range(1, 400) if rnd.random() < 0.85)
+    payloads = audio_stream(n=400, lose=lose)
+    noise = []
+    for k in range(300):
+        # fixed "SSRC" so that all of it would form one stream with random sequence numbers
+        junk = bytes([0x80, 96]) + rnd.randbytes(6) + b"\xde\xad\xbe\xef" + rnd.randbytes(50)
+        noise.append((1_700_000_000 + 0.013 * k, junk))
+    frames = [link("ether", ip_udp(p))[1] for _, p in payloads]
+    frames += [link("ether", ip_udp(p, sport=53000, dport=4444))[1] for _, p in noise]
+    times = [t for t, _ in payloads] + [t for t, _ in noise]
+    path = tmp_path / "lossy.pcap"
+    write_pcap(path, sorted(zip(times, frames)), 1)
+    (r,) = pcap.analyse(path)
+    assert r.ssrc == "0x1234abcd"
+    last = max(i for i in range(400) if i not in lose)
+    assert (r.packets, r.lost) == (400 - len(lose), sum(1 for i in lose if i < last))
+    assert r.loss_pct > 70
+
+
 def test_comfort_noise_and_marker_packets_leave_jitter_stats_as_wireshark(tmp_path: Path
                                                                           ) -> None:  # fmt: skip
     """Marker packets and comfort noise (PT 13) are not 'regular' in Wireshark's mean/max."""
