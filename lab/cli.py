@@ -15,9 +15,15 @@ from netready.errors import ConfigError, NetreadyError
 
 
 def _sites_from_options(
-    profiles: tuple[str, ...], sites: tuple[str, ...]
+    profiles: tuple[str, ...], sites: tuple[str, ...], inventory: str | None = None
 ) -> dict[str, netns.Profile]:
     out: dict[str, netns.Profile] = {}
+    if inventory:
+        from netready import inventory as inv_mod
+
+        for site in inv_mod.load(inventory).sites:
+            link = site.link
+            out[site.ods] = netns.profile_for_link(link.tech, link.down_mbps, link.up_mbps)
     for i, text in enumerate(profiles, start=1):
         p = netns.parse_profile(text)
         name = p.name if "=" not in text else f"custom{i}"
@@ -116,7 +122,14 @@ def lab() -> None:
     multiple=True,
     metavar="NAME=PROFILE",
     help="Add a named site, e.g. A81001=adsl or 'B2=down=20,up=5'. Repeatable. "
-    "Without --profile/--site: the four demo sites.",
+    "Without --profile/--site/--inventory: the four demo sites.",
+)
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Add every site of this inventory, named by ODS code, shaped at its link's "
+    "contracted rates with the buffer typical of its technology.",
 )
 @click.option(
     "--id", "lab_id", default=None, help="Lab id (1-12 lower-case letters/digits); default random."
@@ -124,10 +137,16 @@ def lab() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def up_cmd(profiles: tuple[str, ...], sites: tuple[str, ...], lab_id: str | None, fmt: str) -> None:
+def up_cmd(
+    profiles: tuple[str, ...],
+    sites: tuple[str, ...],
+    inventory: str | None,
+    lab_id: str | None,
+    fmt: str,
+) -> None:
     """Build a lab that stays up until `netready lab down`."""
     try:
-        site_map = _sites_from_options(profiles, sites)
+        site_map = _sites_from_options(profiles, sites, inventory)
         netns.check_available()
         stale = netns.cleanup_stale()
         if stale:

@@ -112,6 +112,31 @@ PROFILES: dict[str, Profile] = {
     )
 }
 
+#: CPE buffer depth by access technology, for profiles made from an inventory's link.
+QUEUE_MS_BY_TECH = {
+    "adsl": 250.0,
+    "fttc": 120.0,
+    "sogea": 120.0,
+    "fttp": 30.0,
+    "ethernet": 20.0,
+    "unknown": 50.0,
+}
+
+
+def profile_for_link(
+    tech: str, down_mbit: float, up_mbit: float, name: str | None = None
+) -> Profile:
+    """A profile for an inventory link (``site.link``): its contracted rates, shaped as they
+    are, and the CPE buffer typical of its technology."""
+    return Profile(
+        name or f"{tech}-{down_mbit:g}/{up_mbit:g}",
+        tech,
+        float(down_mbit),
+        float(up_mbit),
+        queue_ms=QUEUE_MS_BY_TECH.get(tech, 50.0),
+    )
+
+
 _KEYS = {
     "down": "down_mbit",
     "down_mbit": "down_mbit",

@@ -590,6 +590,35 @@ def test_cli_down_all_spares_labs_of_running_processes(
         netns.destroy(dead)
 
 
+def test_cli_up_from_inventory(example_inventory: Path) -> None:
+    from netready.inventory import load
+
+    inv = load(example_inventory)
+    lab_id = f"i{os.getpid() % 100000}"
+    try:
+        r = CliRunner().invoke(
+            lab_cli,
+            ["up", "--id", lab_id, "--inventory", str(example_inventory), "--format", "json"],
+        )
+        assert r.exit_code == 0, r.output
+        sites = json.loads(r.stdout)["sites"]
+        assert set(sites) == {s.ods for s in inv.sites}
+        for s in inv.sites:
+            got = sites[s.ods]
+            assert (got["tech"], got["down_mbit"], got["up_mbit"]) == (
+                s.link.tech,
+                s.link.down_mbps,
+                s.link.up_mbps,
+            )
+            assert got["queue_ms"] == netns.QUEUE_MS_BY_TECH[s.link.tech]
+        assert len(ours(lab_id)) == 2 + len(inv.sites)
+    finally:
+        netns.destroy(lab_id)
+    assert ours(lab_id) == []
+    r = CliRunner().invoke(lab_cli, ["up", "--inventory", "/nonexistent/inv.yaml"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
 def test_cli_profiles_json() -> None:
     r = CliRunner().invoke(lab_cli, ["profiles", "--format", "json"])
     assert r.exit_code == 0
