@@ -573,7 +573,7 @@ class StreamState:
         """(expected, lost, longest run lost) between the lowest and highest sequence seen."""
         w = self._window()
         lost = w.count(0)
-        burst = max(map(len, w.split(b"\x01")))
+        burst = stats.max_burst(map(bool, w)) if lost else 0  # received flags, in seq order
         return self.ext_max - self.ext_min + 1, lost, burst
 
     def looks_like_rtp(self) -> bool:
