@@ -510,6 +510,47 @@ def test_link_types_and_formats_match_tshark(tmp_path: Path, kind: str, fmt: str
         r0.jitter_mean_ms, r0.jitter_max_ms, r0.bitrate_kbps)  # fmt: skip
 
 
+def test_pcapng_sections_byte_orders_tsoffset_and_old_packet_blocks(tmp_path: Path) -> None:
+    """Two sections (little- then big-endian), binary timestamp resolution (2^-20 s) and
+    if_tsoffset in the second, obsolete Packet Blocks (type 2) there: the same packets, so
+    the same results as the plain pcap, and as tshark."""
+    payloads = audio_stream(lose=frozenset({7, 8}))
+    lt, frames = frames_of(payloads)
+    half = len(frames) // 2
+
+    def block(e: str, btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack(e + "II", btype, 12 + len(body)) + body + struct.pack(e + "I",
+                                                                                 12 + len(body))  # fmt: skip
+
+    out = bytearray()
+    out += block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block("<", 1, struct.pack("<HHI", lt, 0, 0))  # default resolution: microseconds
+    for tm, d in frames[:half]:
+        us = round(tm * 1e6)
+        out += block(
+            "<", 6, struct.pack("<IIIII", 0, us >> 32, us & 0xFFFFFFFF, len(d), len(d)) + d
+        )
+    offset = 1_600_000_000  # if_tsoffset: seconds added to every timestamp
+    opts = struct.pack(">HHB3x", 9, 1, 0x80 | 20) + struct.pack(">HHq", 14, 8, offset)
+    out += block(">", 0x0A0D0D0A, struct.pack(">IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(">", 1, struct.pack(">HHI", lt, 0, 0) + opts + b"\0\0\0\0")
+    for tm, d in frames[half:]:
+        units = ((round(tm * 1e6) - offset * 10**6) << 20) // 10**6  # 2^-20 s ticks
+        out += block(">", 2, struct.pack(">HHIIII", 0, 0, units >> 32, units & 0xFFFFFFFF,
+                                         len(d), len(d)) + d)  # fmt: skip
+    ng = tmp_path / "sections.pcapng"
+    ng.write_bytes(bytes(out))
+    write_pcap(tmp_path / "plain.pcap", frames, lt, nanos=True)
+    (a,) = pcap.analyse(ng)
+    (b,) = pcap.analyse(tmp_path / "plain.pcap")
+    assert (a.packets, a.lost, a.expected) == (b.packets, b.lost, b.expected) == (298, 2, 300)
+    # binary 2^-20 s ticks are within 1 us of the original times
+    assert abs(a.jitter_mean_ms - b.jitter_mean_ms) < 0.002
+    assert abs(a.duration_s - b.duration_s) < 2e-6
+    assert_matches_tshark(ng)
+
+
 def test_sequence_and_timestamp_wrap(tmp_path: Path) -> None:
     """Sequence 65400 -> wraps at 65535; RTP timestamp wraps at 2^32 too; losses on both
     sides of the wrap."""
