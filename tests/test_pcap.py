@@ -520,8 +520,8 @@ def test_pcapng_sections_byte_orders_tsoffset_and_old_packet_blocks(tmp_path: Pa
 
     def block(e: str, btype: int, body: bytes) -> bytes:
         body += b"\0" * (-len(body) % 4)
-        return struct.pack(e + "II", btype, 12 + len(body)) + body + struct.pack(e + "I",
-                                                                                 12 + len(body))  # fmt: skip
+        n = 12 + len(body)
+        return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
 
     out = bytearray()
     out += block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
