@@ -32,6 +32,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import geomap as gm
 from grafana_foundation_sdk.models import piechart as pm
 
 from reports.rubric import HEADROOM, RUBRIC
@@ -521,6 +522,8 @@ def estate_overview() -> dm.Dashboard:
             .expect("verdict", "lat", "lon", tags=["site"])
         )
         .view(geomap.MapViewConfig().id("coords").lat(53.5).lon(-1.8).zoom(5.5))
+        .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
+        .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
         .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
         .layers(
             [
