@@ -13,10 +13,13 @@ Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
 ``POST /upload[?test=ID]``
     Reads and discards the body (``Content-Length`` or chunked); 200 ``{"bytes": n}``.
 ``GET /ping[?test=ID]``
-    200 JSON ``{"t": server monotonic s, "rx_bytes", "rx_t", "tx_bytes", "retransmits"}``: the
+    200 JSON ``{"t": server monotonic s, "rx_bytes", "rx_t", "tx_bytes", "retransmits",
+    "tx_delivered", "tx_t"}``: the
     counters of test ``ID`` (zeros if unknown). ``rx_t`` is the server's monotonic time of the
     last upload byte, so a client can compute the upload rate from the server's own clock.
-    ``retransmits`` sums ``tcpi_total_retrans`` (TCP_INFO) over the test's connections.
+    ``retransmits`` sums ``tcpi_total_retrans`` (TCP_INFO) over the test's connections;
+    ``tx_delivered`` is the download data the client has acknowledged or SACKed
+    (``delivered_bytes``) and ``tx_t`` the time of the last ACK.
 
 ``test`` is a client-chosen id (``[A-Za-z0-9_-]{1,64}``) grouping the parallel connections of
 one test; a request without one is a test of its own.
@@ -64,6 +67,7 @@ _TCPI_LEN = 232
 _TCPI = {
     "snd_mss": (16, "I"),
     "rcv_mss": (20, "I"),
+    "sacked": (28, "I"),
     "last_data_recv_ms": (52, "I"),
     "last_ack_recv_ms": (56, "I"),
     "rtt_us": (68, "I"),
@@ -89,6 +93,14 @@ def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
         if len(raw) >= off + size:
             out[name] = struct.unpack_from("=" + fmt, raw, off)[0]
     return out
+
+
+def delivered_bytes(info: dict[str, int]) -> int:
+    """Bytes a TCP sender knows reached the receiver: cumulatively acknowledged bytes (exact)
+    plus segments SACKed beyond a hole (``tcpi_sacked`` x MSS, estimated). Unlike in-order
+    counts this does not stall during loss recovery; unlike ``tcpi_delivered`` x MSS it is
+    not inflated by short segments."""
+    return info["bytes_acked"] + info.get("sacked", 0) * info["snd_mss"]
 
 
 # --------------------------------------------------------------------------- limits
@@ -150,17 +162,28 @@ class TestState:
     tx_bytes: int = 0
     last_active: float = field(default_factory=time.monotonic)
     retrans: dict[int, int] = field(default_factory=dict)  # connection id -> total_retrans
+    delivered: dict[int, int] = field(default_factory=dict)  # connection id -> bytes delivered
+    last_ack: float = 0.0  # monotonic time of the last ACK on any of the test's connections
     socks: dict[int, socket.socket] = field(default_factory=dict)
 
     def active(self, now: float) -> bool:
         return self.streams > 0 or now - self.last_active < TEST_LINGER_S
 
-    def retransmits(self) -> int:
+    def _read(self, key: int, s: socket.socket, now: float) -> None:
+        info = tcp_info(s)
+        if not info:
+            return
+        if "total_retrans" in info:
+            self.retrans[key] = info["total_retrans"]
+        if "delivered" in info:
+            self.delivered[key] = delivered_bytes(info)
+            self.last_ack = max(self.last_ack, now - info["last_ack_recv_ms"] / 1000)
+
+    def refresh(self) -> None:
+        """Update the counters from TCP_INFO of the test's open connections."""
+        now = time.monotonic()
         for k, s in list(self.socks.items()):
-            info = tcp_info(s)
-            if info and "total_retrans" in info:
-                self.retrans[k] = info["total_retrans"]
-        return sum(self.retrans.values())
+            self._read(k, s, now)
 
 
 @dataclass
@@ -272,10 +295,12 @@ class SpeedServer:
         return key
 
     def _untrack(self, t: TestState, key: int) -> None:
-        s = t.socks.pop(key, None)
-        info = tcp_info(s) if s is not None else None
-        if info and "total_retrans" in info:
-            t.retrans[key] = info["total_retrans"]
+        # The socket stays in t.socks: between two pipelined requests its counters still
+        # move, and a stale count would skew the client's rate windows. Once the connection
+        # is closed, TCP_INFO fails and the last values read are kept.
+        s = t.socks.get(key)
+        if s is not None:
+            t._read(key, s, time.monotonic())
         t.streams -= 1
         t.last_active = time.monotonic()
 
@@ -381,14 +406,24 @@ class SpeedServer:
         t = c.tests.get(tid) if tid else None
         body: dict[str, float | int] = {"t": time.monotonic()}
         if t is not None:
+            t.refresh()
             body |= {
                 "rx_bytes": t.rx_bytes,
                 "rx_t": t.rx_t,
                 "tx_bytes": t.tx_bytes,
-                "retransmits": t.retransmits(),
+                "retransmits": sum(t.retrans.values()),
+                "tx_delivered": sum(t.delivered.values()),
+                "tx_t": t.last_ack,
             }
         else:
-            body |= {"rx_bytes": 0, "rx_t": 0.0, "tx_bytes": 0, "retransmits": 0}
+            body |= {
+                "rx_bytes": 0,
+                "rx_t": 0.0,
+                "tx_bytes": 0,
+                "retransmits": 0,
+                "tx_delivered": 0,
+                "tx_t": 0.0,
+            }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

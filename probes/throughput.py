@@ -6,7 +6,7 @@ Runs against ``netready serve`` (``probes/serve.py``). For each direction:
 2. Transfer over ``start_streams`` parallel TCP connections (pipelined ``GET /download?bytes=N``
    or ``POST /upload``; every request's size is reserved from the byte cap first, so the
    endpoint can never send more than the cap). The rate is measured in short windows
-   (``window_s`` long, stretched to at least ~40 full-size packets on slow lines) at the
+   (``window_s`` (0.4 s) long, stretched to at least 30 full-size packets on slow lines) at the
    receiver: for download on our own read times, for upload on the endpoint's clock (its
    ``/ping`` reports bytes received and the time of the last byte).
 3. Streams double whenever the rate stops rising (a window within +3% of the previous one),
@@ -70,7 +70,7 @@ from netready import registry, stats
 from netready.errors import NetreadyError
 from netready.inventory import SecretRef
 from netready.records import Record, failure
-from probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
+from probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 
 WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
 CHUNK = 64 * 1024
@@ -106,7 +106,7 @@ class Spec(BaseModel):
     max_streams: int = Field(8, ge=1, le=32)
     tolerance_pct: float = Field(2.0, gt=0, le=50)
     stable_windows: int = Field(3, ge=2, le=20)
-    window_s: float = Field(0.25, ge=0.05, le=10, description="shortest measurement window")
+    window_s: float = Field(0.4, ge=0.05, le=10, description="shortest measurement window")
     connect_timeout_s: float = Field(5.0, gt=0, le=60)
     verify_tls: bool = True
 
@@ -160,7 +160,7 @@ class Estimator:
     rise: float = 0.03
     min_window_s: float = 0.25
     max_window_s: float = 2.0
-    packets_per_window: int = 40
+    packets_per_window: int = 30
     windows: list[Window] = field(default_factory=list)
     epoch: int = 0
     growing: bool = True
@@ -533,7 +533,7 @@ class Pinger:
             rtt = await self.ping(timeout=10.0)
             if self.loaded:
                 self.loaded_ms.append(rtt)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -602,13 +602,17 @@ class _Run:
     def sample(self, pinger: Pinger) -> tuple[float, int]:
         """(time, cumulative payload bytes) at the receiver, for the rate windows.
 
-        Linux: packets that reached the receiver, from TCP_INFO (``data_segs_in`` x
-        ``rcv_mss`` on our sockets for down; ``delivered`` x ``snd_mss`` for up, i.e. data
-        the endpoint acknowledged or SACKed), timed at the last arrival / ACK. Unlike bytes
-        read by the application these include data held out of order behind a lost packet,
-        so a window is not skewed by a loss-recovery stall. Elsewhere: bytes we read (down)
-        or the endpoint read (up, from its /ping counters).
+        Linux: data the receiver acknowledged or SACKed, from the *sender's* TCP_INFO
+        (``serve.delivered_bytes``: bytes_acked + SACKed segments x MSS, timed at the last
+        ACK): for up our own sockets, for down the endpoint's, from its /ping reply (server
+        clock). Unlike bytes read by the application this includes data held out of order
+        behind a lost packet, so a window is not skewed by a loss-recovery stall.
+        Fallbacks: our ``data_segs_in`` x ``rcv_mss`` (down, endpoint without TCP_INFO),
+        then bytes we read (down) or the endpoint read (up, from its /ping counters).
         """
+        if self.direction == "down" and "tx_delivered" in pinger.last and self.use_tcp_info:
+            # the endpoint's sender-side count: each segment once, however often it was sent
+            return float(pinger.last["tx_t"]), int(pinger.last["tx_delivered"])
         if self.use_tcp_info:
             down = self.direction == "down"
             total, age = 0, None
@@ -618,7 +622,7 @@ class _Run:
                     if down:
                         val, a = info["data_segs_in"] * info["rcv_mss"], info["last_data_recv_ms"]
                     else:
-                        val, a = info["delivered"] * info["snd_mss"], info["last_ack_recv_ms"]
+                        val, a = delivered_bytes(info), info["last_ack_recv_ms"]
                     self._last_counts[i] = val
                     age = a if age is None else min(age, a)
                 total += self._last_counts.get(i, 0)
@@ -675,8 +679,11 @@ class _Run:
                     if drained_at is None:
                         drained_at = time.monotonic()
                     sent = sum(s.sent for s in self.streams if isinstance(s, _UpProto))
-                    if (self.direction == "down" or b >= sent * 0.99
-                            or time.monotonic() - drained_at > 2.0):
+                    if (
+                        self.direction == "down"
+                        or b >= sent * 0.99
+                        or time.monotonic() - drained_at > 2.0
+                    ):
                         stop = "byte_cap"
                         break
             duration = time.monotonic() - t_start

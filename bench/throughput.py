@@ -1,0 +1,307 @@
+"""Benchmark: netready's adaptive throughput probe vs iperf3 vs the truth, on the link lab.
+
+    sudo .venv/bin/python bench/throughput.py [--iperf3-seconds 10] [--sites adsl,fttp]
+    sudo .venv/bin/python bench/throughput.py --cpu     # client CPU: raw asyncio vs aiohttp
+
+Every lab profile plus two odd rates (3.3/0.45 and 23/6 Mbit/s), both directions. The truth is
+the shaped rate x 0.956 (TCP/IP + Ethernet overhead at 1500-byte MTU; DESIGN.md). netready runs
+alone, site after site; iperf3 (1 and 4 streams, ``-t`` seconds) runs on all sites at once per
+configuration, each site against its own ``iperf3 -s`` (the lab shapes each site separately).
+``nr s`` is the probe's transfer time (ramp-up included; ~0.2 s of idle pings and process start
+not included); ``ip3 s`` is iperf3's test duration. Target: |error| <= 2% of the truth with at
+most half the bytes of ``iperf3 -P1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab.netns import PROFILES, Lab, parse_profile  # noqa: E402
+from probes.iperf3 import parse as parse_iperf3  # noqa: E402
+
+OVERHEAD = 0.956
+TOKEN_ENV = "NR_BENCH_TOKEN"
+PROBE = (
+    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    "from probes.throughput import throughput_command as c; c()"
+)
+
+SITES = {
+    **{n: p for n, p in PROFILES.items()},
+    "odd-3.3": parse_profile("name=odd-3.3,tech=adsl,down=3.3,up=0.45,queue_ms=200"),
+    "odd-23": parse_profile("name=odd-23,tech=fttc,down=23,up=6,queue_ms=100"),
+}
+
+
+def netready(lab: Lab, site: str) -> dict[str, dict]:
+    argv = [
+        sys.executable,
+        "-c",
+        PROBE,
+        "--target",
+        f"http://{lab.core_ip}:8080",
+        "--token",
+        f"env:{TOKEN_ENV}",
+        "--format",
+        "json",
+    ]
+    cp = lab.run(lab.site_ns(site), argv, timeout=120, check=False)
+    out = {}
+    for r in json.loads(cp.stdout or "[]"):
+        out[r["tags"]["direction"]] = r
+    return out
+
+
+def iperf3(lab: Lab, site: str, port: int, direction: str, streams: int, secs: float) -> dict:
+    argv = [
+        "iperf3",
+        "-c",
+        lab.core_ip,
+        "-p",
+        str(port),
+        "-J",
+        "-t",
+        f"{secs:g}",
+        "-P",
+        str(streams),
+    ] + (["-R"] if direction == "down" else [])
+    cp = lab.run(lab.site_ns(site), argv, timeout=secs + 30, check=False)
+    return parse_iperf3(cp.stdout or cp.stderr, direction).to_dict()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iperf3-seconds", type=float, default=10.0)
+    ap.add_argument("--sites", default=",".join(SITES))
+    ap.add_argument("--cpu", action="store_true", help="only compare client CPU (loopback)")
+    a = ap.parse_args()
+    if a.cpu:
+        cpu_compare()
+        return
+    names = a.sites.split(",")
+    os.environ[TOKEN_ENV] = "bench-token-0123456789"
+    t_start = time.monotonic()
+    with Lab(sites={n: SITES[n] for n in names}) as lab:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        srv = lab.popen(
+            lab.core_ns,
+            [
+                sys.executable,
+                "-m",
+                "probes.serve",
+                "--listen",
+                f"{lab.core_ip}:8080",
+                "--token",
+                f"env:{TOKEN_ENV}",
+                "--max-tests",
+                "4",
+                "--max-mb",
+                "100000",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "listening" in srv.stderr.readline()
+        ports = {n: 5301 + i for i, n in enumerate(names)}
+        for n, port in ports.items():
+            lab.popen(
+                lab.core_ns,
+                ["iperf3", "-s", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        time.sleep(0.5)
+        nr = {}
+        for n in names:
+            print(f"netready {n} ...", file=sys.stderr, flush=True)
+            nr[n] = netready(lab, n)
+        ip3: dict[tuple[str, str, int], dict] = {}
+        for streams in (1, 4):
+            for d in ("down", "up"):
+                print(f"iperf3 -P{streams} {d} (all sites) ...", file=sys.stderr, flush=True)
+                with ThreadPoolExecutor(len(names)) as ex:
+                    futs = {
+                        n: ex.submit(iperf3, lab, n, ports[n], d, streams, a.iperf3_seconds)
+                        for n in names
+                    }
+                    for n, f in futs.items():
+                        ip3[(n, d, streams)] = f.result()
+    wall = time.monotonic() - t_start
+    print_table(names, nr, ip3, a.iperf3_seconds, wall)
+
+
+def _err(mbps: float | None, truth: float) -> str:
+    return f"{(mbps / truth - 1) * 100:+.1f}" if mbps else "fail"
+
+
+def print_table(names, nr, ip3, secs, wall) -> None:  # type: ignore[no-untyped-def]
+    hdr = (
+        f"{'site':9} {'dir':4} {'truth':>7} | {'netready':>8} {'err%':>5} {'MB':>6} "
+        f"{'s':>4} {'str':>3} | {'ip3 P1':>7} {'err%':>5} {'MB':>6} | {'ip3 P4':>7} "
+        f"{'err%':>5} {'MB':>6} {'s':>4} | {'MB nr/P1':>8}"
+    )
+    print(
+        f"\nthroughput: netready vs iperf3 -t {secs:g} vs truth (rate x {OVERHEAD}); "
+        f"Mbit/s, MB = 1e6 bytes"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    errs, ratios = [], []
+    for n in names:
+        p = SITES[n]
+        for d in ("down", "up"):
+            truth = (p.down_mbit if d == "down" else p.up_mbit) * OVERHEAD
+            r = nr[n].get(d, {"fields": {}, "tags": {}})
+            f = r["fields"]
+            g = f.get("goodput_mbps")
+            i1 = ip3[(n, d, 1)]["fields"]
+            i4 = ip3[(n, d, 4)]["fields"]
+            nb, b1 = f.get("bytes", 0) / 1e6, i1.get("bytes", 0) / 1e6
+            ratio = nb / b1 if b1 else float("nan")
+            if g:
+                errs.append(abs(g / truth - 1) * 100)
+                ratios.append(ratio)
+            print(
+                f"{n:9} {d:4} {truth:7.2f} | {g or 0:8.2f} {_err(g, truth):>5} {nb:6.1f} "
+                f"{f.get('duration_s', 0):4.1f} {f.get('streams', 0):3} | "
+                f"{i1.get('goodput_mbps', 0):7.2f} {_err(i1.get('goodput_mbps'), truth):>5} "
+                f"{b1:6.1f} | {i4.get('goodput_mbps', 0):7.2f} "
+                f"{_err(i4.get('goodput_mbps'), truth):>5} {i4.get('bytes', 0) / 1e6:6.1f} "
+                f"{i4.get('duration_s', 0):4.1f} | {ratio:8.2f}"
+            )
+    for n in names:
+        for d in ("down", "up"):
+            for what, r in (
+                ("netready", nr[n].get(d)),
+                ("iperf3 -P1", ip3[(n, d, 1)]),
+                ("iperf3 -P4", ip3[(n, d, 4)]),
+            ):
+                if r is None or r["tags"].get("result") != "ok":
+                    why = (r or {}).get("fields", {}).get("reason", "no record")
+                    print(f"  {n} {d} {what} failed: {why}")
+    if errs:
+        print(
+            f"\nnetready: max |error| {max(errs):.2f}% (target 2%), mean {sum(errs) / len(errs):.2f}%;"
+            f" bytes vs iperf3 -P1: max {max(ratios):.2f}x, mean {sum(ratios) / len(ratios):.2f}x"
+            f" (target <= 0.5x). Wall time {wall:.0f} s."
+        )
+
+
+def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
+    """Client CPU seconds per GB downloaded over loopback from `netready serve`: the probe's
+    BufferedProtocol (no copies), asyncio streams, and aiohttp's client."""
+    import asyncio
+    import resource
+
+    import aiohttp
+
+    tok = "cpu-token-0123456789"
+    os.environ[TOKEN_ENV] = tok
+    srv = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "probes.serve",
+            "--listen",
+            "127.0.0.1:18099",
+            "--token",
+            f"env:{TOKEN_ENV}",
+            "--max-mb",
+            "1000000",
+            "--max-rate-mbps",
+            "100000",
+            "--max-streams",
+            "32",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert srv.stderr and "listening" in srv.stderr.readline()
+    per = total_mb * 1_000_000 // streams
+    url = "http://127.0.0.1:18099"
+    hdr = {"Authorization": f"Bearer {tok}"}
+
+    async def raw_protocol() -> None:
+        from probes.throughput import Endpoint, Spec, _Run
+
+        spec = Spec(
+            target=url, token=f"env:{TOKEN_ENV}", start_streams=streams, max_streams=streams
+        )
+        run = _Run(spec, Endpoint.from_spec(spec), "down", total_mb * 1_000_000, None)
+        run.rate_Bps = 4e9  # large segments, as at full speed
+        await run.grow(streams)
+        while not all(s.idle for s in run.streams):
+            await asyncio.sleep(0.01)
+        run.running = False
+        run._abort_data()
+
+    async def streams_api() -> None:
+        async def one() -> None:
+            r, w = await asyncio.open_connection("127.0.0.1", 18099)
+            w.write(
+                f"GET /download?bytes={per}&test=s HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                f"Bearer {tok}\r\n\r\n".encode()
+            )
+            await r.readuntil(b"\r\n\r\n")
+            left = per
+            while left:
+                n = len(await r.read(min(left, 262144)))
+                if not n:
+                    raise RuntimeError("connection closed early")
+                left -= n
+            w.close()
+
+        await asyncio.gather(*(one() for _ in range(streams)))
+
+    async def aiohttp_client() -> None:
+        async with aiohttp.ClientSession(url, headers=hdr) as http:
+
+            async def one() -> None:
+                async with http.get(f"/download?bytes={per}&test=a") as resp:
+                    resp.raise_for_status()
+                    async for _ in resp.content.iter_chunked(262144):
+                        pass
+
+            await asyncio.gather(*(one() for _ in range(streams)))
+
+    try:
+        print(
+            f"\nclient CPU, {total_mb} MB over {streams} loopback connections "
+            "(server in another process):"
+        )
+        for name, fn in (
+            ("probe (BufferedProtocol)", raw_protocol),
+            ("asyncio streams", streams_api),
+            ("aiohttp client", aiohttp_client),
+        ):
+            time.sleep(1.2)  # let the endpoint forget the previous test
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.monotonic()
+            asyncio.run(fn())
+            el = time.monotonic() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            print(
+                f"  {name:26} {cpu / (total_mb / 1000):5.2f} CPU s/GB  "
+                f"{total_mb * 8 / el / 1000:5.2f} Gbit/s"
+            )
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
