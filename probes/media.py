@@ -338,18 +338,19 @@ def trace_stats(
 
 # --------------------------------------------------------------------------- rubric gates
 
-#: Per direction, per call. Values from the rubric in DESIGN.md (Teams network targets,
-#: ITU-T G.114 / G.107). (field, comparison, minimum tier, recommended tier, label, unit)
-GATES: list[tuple[str, str, float, float, str, str]] = [
-    ("loss_15s_worst_pct", "<", 1.0, 0.1, "worst 15 s loss", "%"),
-    ("jitter_rfc3550_15s_worst_ms", "<", 30.0, 15.0, "worst 15 s jitter (RFC 3550)", " ms"),
-    ("burst_loss_200ms_worst_pct", "<", 10.0, 1.0, "worst 200 ms burst loss", "%"),
-    ("reorder_pct", "<", 0.05, 0.01, "reorder", "%"),
-    ("rtt_p50_ms", "<=", 100.0, 60.0, "RTT p50 under load", " ms"),
-    ("mos", ">=", 3.6, 4.0, "MOS (E-model)", ""),
+#: Per direction, per call: (field of the direction record, rubric metric, label). The
+#: thresholds live in ``reports/rubric.py`` (the DESIGN.md table, with sources).
+GATES: list[tuple[str, str, str]] = [
+    ("loss_15s_worst_pct", "loss_pct", "worst 15 s loss"),
+    ("jitter_rfc3550_15s_worst_ms", "jitter_ms", "worst 15 s jitter (RFC 3550)"),
+    ("burst_loss_200ms_worst_pct", "burst_loss_pct", "worst 200 ms burst loss"),
+    ("reorder_pct", "reorder_pct", "reorder"),
+    ("rtt_p50_ms", "rtt_ms", "RTT p50 under load"),
+    ("mos", "mos", "MOS (E-model)"),
 ]
 DIRECTION_NAMES = {"up": "upload", "down": "download"}
 SENDER_MIN_RATIO = 0.9  # a sender below 90 % of the profile rate invalidates the verdict
+TIERS = ("recommended", "minimum", "marginal", "not_ready")  # best first
 
 
 def mos_of(st: DirectionStats) -> float | None:
@@ -362,59 +363,67 @@ def mos_of(st: DirectionStats) -> float | None:
 
 @dataclass
 class Verdict:
-    passed: bool  # minimum tier
-    tier: str  # "recommended", "minimum" or "not_ready"
+    passed: bool  # every gate meets the minimum tier, and the measurement is valid
+    tier: str  # the worst band over the gates: recommended, minimum, marginal, not_ready
     reasons: list[str] = field(default_factory=list)  # failures against the minimum tier
     recommended_reasons: list[str] = field(default_factory=list)
-
-
-def _fails(value: float, op: str, limit: float) -> bool:
-    return not (value < limit if op == "<" else value <= limit if op == "<=" else value >= limit)
 
 
 def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
     """Verdict against the rubric for the worst-case values per direction (sans-IO).
 
     ``directions`` maps "up"/"down" to fields (as in the direction records). A missing
-    value is a failure ("no data"), never a pass.
+    value is a failure ("no data"), never a pass; so is an invalid measurement (the
+    measuring host dropped or could not send packets, or sent below the profile rate).
     """
+    from reports.rubric import RUBRIC
+
     reasons: list[str] = []
     rec: list[str] = []
+    worst = 0
     for d in ("up", "down"):
         f = directions.get(d)
         name = DIRECTION_NAMES[d]
         if f is None:
             reasons.append(f"{name}: no statistics")
+            worst = len(TIERS) - 1
             continue
-        for key, op, lo, hi, label, unit in GATES:
+        for key, metric, label in GATES:
+            t = RUBRIC[metric]
+            unit = "%" if t.unit == "%" else f" {t.unit}" if t.unit else ""
             v = f.get(key)
             if v is None:
                 reasons.append(f"{name}: {label} not measured")
+                worst = len(TIERS) - 1
                 continue
-            inv = {"<": "≥", "<=": ">", ">=": "<"}[op]
-            if _fails(v, op, lo):
-                reasons.append(f"{name}: {label} {v:.3g}{unit} {inv} {lo:g}{unit}")
-            elif _fails(v, op, hi):
-                rec.append(f"{name}: {label} {v:.3g}{unit} {inv} {hi:g}{unit}")
+            band = t.band(float(v))
+            worst = max(worst, TIERS.index(band))
+            bad = (">" if t.inclusive else "≥") if t.better == "lower" else "<"
+            if not t.passes(v, t.minimum):
+                reasons.append(f"{name}: {label} {v:.3g}{unit} {bad} {t.minimum:g}{unit}")
+            elif not t.passes(v, t.recommended):
+                rec.append(f"{name}: {label} {v:.3g}{unit} {bad} {t.recommended:g}{unit}")
+        invalid = []
         if f.get("host_drops"):
-            reasons.append(
+            invalid.append(
                 f"{name}: {f['host_drops']} packets dropped in the receiving host's socket "
                 "buffer (host overloaded; result not valid)"
             )
         if f.get("send_errors"):
-            reasons.append(
+            invalid.append(
                 f"{name}: the sender could not send {f['send_errors']} packets (local socket "
                 "errors; result not valid)"
             )
         sent, offered = f.get("sent_kbps"), f.get("offered_kbps")
         if sent is not None and offered and sent < SENDER_MIN_RATIO * offered:
-            reasons.append(
+            invalid.append(
                 f"{name}: sender reached only {sent:.0f} of {offered:.0f} kbit/s "
                 "(measuring host too slow; result not valid)"
             )
-    passed = not reasons
-    tier = "not_ready" if not passed else ("minimum" if rec else "recommended")
-    return Verdict(passed, tier, reasons, rec)
+        if invalid:
+            reasons.extend(invalid)
+            worst = len(TIERS) - 1
+    return Verdict(not reasons, TIERS[worst], reasons, rec)
 
 
 # --------------------------------------------------------------------------- socket edge

@@ -124,6 +124,13 @@ def test_evaluate_gates() -> None:
     assert not v.passed and v.tier == "not_ready"
     assert any(r.startswith("upload: worst 15 s loss 2.5%") for r in v.reasons)
     assert any("download" in r and "jitter" in r for r in v.recommended_reasons)
+    # between not-ready and minimum (rubric bands from reports/rubric.py): marginal
+    v = media.evaluate({"up": {**good, "burst_loss_200ms_worst_pct": 15.0}, "down": good})
+    assert (v.passed, v.tier) == (False, "marginal")
+    assert v.reasons == ["upload: worst 200 ms burst loss 15% ≥ 10%"]
+    v = media.evaluate({"up": good, "down": {**good, "rtt_p50_ms": 100.0}})  # "≤ 100 ms"
+    assert (v.passed, v.tier) == (True, "minimum")
+    assert v.recommended_reasons == ["download: RTT p50 under load 100 ms > 60 ms"]
     # a missing figure never passes; a sender that fell short invalidates the verdict
     v = media.evaluate({"up": {k: x for k, x in good.items() if k != "mos"}, "down": good})
     assert not v.passed and "upload: MOS (E-model) not measured" in v.reasons
