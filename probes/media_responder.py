@@ -236,7 +236,7 @@ class MediaResponder:
             m = parse_media(data)
             if m is not None:
                 sess = self.sessions.get((addr, m[0]))
-                if sess is None or sess.stats is not None:
+                if sess is None or sess.stats is not None or sess.policed:
                     self.counters["dropped"] += 1
                     continue
                 recv_ns, tos = self.clock.from_cmsg(anc)
