@@ -233,13 +233,28 @@ _VALID = "(\"result\" = '' OR \"result\" = 'ok')"
 class InfluxStore:
     """InfluxDB through InfluxQL; one HTTP request per question (statements batched)."""
 
-    #: concurrent requests
+    #: concurrent requests per question; several questions may be in flight at once
     WORKERS = 4
+    concurrent = True  # httpx.Client is thread-safe
+
+    #: Estate aggregates are heavier than writes: at least this per request (seconds).
+    MIN_TIMEOUT_S = 120.0
 
     def __init__(self, cfg: StoreConfig, client: InfluxV1 | None = None):
+        import threading
+
         from netready.influx import query_client_for
 
+        if cfg.timeout_s < self.MIN_TIMEOUT_S:
+            cfg = cfg.model_copy(update={"timeout_s": self.MIN_TIMEOUT_S})
         self.client = client or query_client_for(cfg)
+        # At most WORKERS requests in flight in total, however many questions run at once:
+        # more only queues inside the server and stretches each request towards its timeout.
+        self._slots = threading.BoundedSemaphore(self.WORKERS)
+
+    def _query(self, q: str) -> list[Any]:
+        with self._slots:
+            return self.client.query(q)
 
     def close(self) -> None:
         self.client.close()
@@ -249,11 +264,11 @@ class InfluxStore:
         concurrent queries but one for the statements of a single request); results in the
         order of the statements."""
         if len(statements) <= 1:
-            return [r for q in statements for r in self.client.query(q)]
+            return [r for q in statements for r in self._query(q)]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(self.WORKERS, len(statements))) as pool:
-            parts = list(pool.map(self.client.query, statements))
+            parts = list(pool.map(self._query, statements))
         return [r for part in parts for r in part]
 
     @staticmethod

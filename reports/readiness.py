@@ -5,12 +5,12 @@ Steps (``assess_estate``):
 1. The window: ``since`` back from ``now``; per site, its clinic sessions (one per clinic day,
    local time ``Europe/London``, DST-correct) or, for round-the-clock profiles, the whole window.
 2. Evidence, aggregated in the store (``reports/query.py``):
-   - ``rtt`` per site per session: p95 and p50 over the 15 s windows of the window's median RTT,
+   - ``rtt`` per site per session: p95 over the 15 s windows of the window's median RTT,
      RFC 3550 jitter, loss; p95 of burst loss and reorder. A site's figure is the **median over
      its clinic sessions** of the session figure ("on a typical clinic day, 95 % of 15 s windows
      were at or below ..."); the worst session is kept too.
    - ``throughput`` per direction over the whole window (heavy tests run outside clinic hours by
-     design): p10 ("sustained") and p50 of ``goodput_mbps``; ``link_busy`` and other invalid
+     design): p10 ("sustained") of ``goodput_mbps``; ``link_busy`` and other invalid
      samples are excluded and counted.
    - ``media``: p10 of ``mos`` per direction and of ``capacity_calls`` over the whole window.
    - failures by ``result``; the newest valid measurement; the router-detected access tech.
@@ -40,8 +40,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from netready import stats
@@ -129,7 +130,6 @@ RTT_AGGS = (
 TP_AGGS = (
     Agg("n", "goodput_mbps"),
     Agg("p10", "goodput_mbps", rubric.SUSTAINED_PCT),
-    Agg("p50", "goodput_mbps", 50),
 )
 MEDIA_AGGS = (
     Agg("n", "mos"),
@@ -160,7 +160,7 @@ class Evidence:
     windows: int = 0
     sessions_with_data: int = 0
     sessions_total: int = 0
-    tp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # direction -> p10/p50/n
+    tp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # direction -> p10, n
     media_mos: float | None = None
     media_n: int = 0
     capacity_calls: float | None = None
@@ -198,14 +198,39 @@ def site_sessions(site: Site, profile: Profile, w: Window) -> list[tuple[int, in
 
 
 def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
-    """All evidence for ``sites``: a fixed number of store queries, whatever the estate size."""
+    """All evidence for ``sites``: a fixed number of store queries, whatever the estate size.
+
+    The questions are independent; a store that can answer several at once (InfluxDB:
+    ``concurrent = True``) gets them all in flight together, so the server's cores stay busy.
+    """
     ev = {s.ods: Evidence() for s in sites}
     ods = [s.ods for s in sites]
     sess = {s.ods: site_sessions(s, profile, w) for s in sites}
     for s in sites:
         ev[s.ods].sessions_total = len(sess[s.ods])
+    whole = {o: [(w.t0, w.t1)] for o in ods}
+    jobs: dict[str, Callable[[], Any]] = {
+        "rtt": lambda: store.aggregate("rtt", RTT_AGGS, sess),
+        "tp": lambda: store.aggregate("throughput", TP_AGGS, whole, by="direction"),
+        "media": lambda: store.aggregate("media", MEDIA_AGGS, whole, by="direction"),
+        "cap": lambda: store.aggregate("media", CAP_AGGS, whole),
+        "tech": lambda: store.detected_tech(ods, w.t0, w.t1),
+    }
+    for m in ("rtt", "throughput", "media"):
+        jobs[f"fail:{m}"] = lambda m=m: store.failures(m, ods, w.t0, w.t1)
+    for i, (m, f) in enumerate(LATEST):
+        jobs[f"latest:{i}"] = lambda m=m, f=f: store.latest(m, f, ods, w.t0, w.t1)
+    if getattr(store, "concurrent", False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+            got = {k: f.result() for k, f in futures.items()}
+    else:
+        got = {k: fn() for k, fn in jobs.items()}
+
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (site, _g, _sid), row in store.aggregate("rtt", RTT_AGGS, sess).items():
+    for (site, _g, _sid), row in got["rtt"].items():
         if site not in ev or not row.get("n"):
             continue
         e = ev[site]
@@ -216,34 +241,29 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
                 per[site][k].append(float(v))
     for site, d in per.items():
         ev[site].quality = {k: combine(v) for k, v in d.items()}
-    whole = {o: [(w.t0, w.t1)] for o in ods}
-    for (site, g, _sid), row in store.aggregate(
-        "throughput", TP_AGGS, whole, by="direction"
-    ).items():
+    for (site, g, _sid), row in got["tp"].items():
         if site in ev and g:
             ev[site].tp[g] = row
     media: dict[str, list[float]] = defaultdict(list)
-    for (site, _g, _sid), row in store.aggregate(
-        "media", MEDIA_AGGS, whole, by="direction"
-    ).items():
+    for (site, _g, _sid), row in got["media"].items():
         if site in ev and row.get("mos_p10") is not None:
-            media[site].append(float(row["mos_p10"]))  # type: ignore[arg-type]
+            media[site].append(float(row["mos_p10"]))
             ev[site].media_n += int(row["n"] or 0)
     for site, v in media.items():
         ev[site].media_mos = min(v)  # the worse direction
-    for (site, _g, _sid), row in store.aggregate("media", CAP_AGGS, whole).items():
+    for (site, _g, _sid), row in got["cap"].items():
         if site in ev and row.get("p10") is not None:
-            ev[site].capacity_calls = float(row["p10"])  # type: ignore[arg-type]
+            ev[site].capacity_calls = float(row["p10"])
             ev[site].capacity_n = int(row["n"] or 0)
     for m in ("rtt", "throughput", "media"):
-        for site, res in store.failures(m, ods, w.t0, w.t1).items():
+        for site, res in got[f"fail:{m}"].items():
             if site in ev:
                 ev[site].failures[m] = res
-    for m, f in LATEST:
-        for site, t in store.latest(m, f, ods, w.t0, w.t1).items():
+    for i in range(len(LATEST)):
+        for site, t in got[f"latest:{i}"].items():
             if site in ev:
                 ev[site].newest_ms = max(t, ev[site].newest_ms or 0)
-    for site, tech in store.detected_tech(ods, w.t0, w.t1).items():
+    for site, tech in got["tech"].items():
         if site in ev:
             ev[site].detected_tech = tech
     return ev
@@ -297,9 +317,7 @@ class SiteResult:
     contracted_up_mbps: float
     planned_clinics: int
     down_p10_mbps: float | None
-    down_p50_mbps: float | None
     up_p10_mbps: float | None
-    up_p50_mbps: float | None
     rtt_ms: float | None
     jitter_ms: float | None
     loss_pct: float | None
@@ -654,9 +672,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         contracted_up_mbps=site.link.up_mbps,
         planned_clinics=site.planned_clinics,
         down_p10_mbps=down10,
-        down_p50_mbps=_tp(ev, "down", "p50"),
         up_p10_mbps=up10,
-        up_p50_mbps=_tp(ev, "up", "p50"),
         rtt_ms=rtt,
         jitter_ms=jit,
         loss_pct=loss,

@@ -52,8 +52,8 @@ def good(**over: float) -> Evidence:
         sessions_with_data=10,
         sessions_total=10,
         tp={
-            "up": {"n": 8, "p10": over.get("up", 4.0), "p50": 5.0},
-            "down": {"n": 8, "p10": over.get("down", 20.0), "p50": 25.0},
+            "up": {"n": 8, "p10": over.get("up", 4.0)},
+            "down": {"n": 8, "p10": over.get("down", 20.0)},
         },
         newest_ms=NOW - 3_600_000,
     )

@@ -230,7 +230,7 @@ def check_hand_site(store) -> None:
     assert (h.jitter_ms, h.rtt_ms, h.loss_pct) == (12.0, 19.0, 0.0)
     j = next(x for x in h.reasons if x.metric == "jitter_ms")
     assert "median of 2 clinic days; worst day 19 ms" in j.text
-    assert (h.up_p10_mbps, h.down_p10_mbps, h.up_p50_mbps) == (3.0, 30.0, 5.0)
+    assert (h.up_p10_mbps, h.down_p10_mbps) == (3.0, 30.0)
     assert h.capacity_calls == 1
     assert h.confidence.windows == 30 and h.confidence.sessions_with_data == 2
     assert h.confidence.excluded == {"link_busy": 1, "timeout": 1}
