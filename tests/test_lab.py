@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -273,22 +272,16 @@ def test_latency_rises_under_load_on_adsl_upload(lab: Lab) -> None:
 
 
 def test_random_loss_two_percent_per_direction(lab: Lab) -> None:
-    """2% loss on download only: iperf3 -u sees ~2% down (15k packets) and ~0% up."""
+    """2% loss on download only: iperf3 -u sees ~2% down (10k packets) and ~0% up.
+
+    2,500 packets/s per direction and 2 MB socket buffers, so a busy CPU does not add loss
+    at the endpoints; ±0.6 points is over 4 standard deviations of a 2% Bernoulli count.
+    """
     lab.set_loss("lossy", down_pct=2, up_pct=0)
-    udp = (
-        "-u",
-        "-b",
-        "8M",
-        "-l",
-        "200",
-        "-t",
-        "3",
-        "-w",
-        "2M",
-    )  # big buffers: no CPU-starvation loss
+    udp = ("-u", "-b", "4M", "-l", "200", "-t", "4", "-w", "2M")
     down_p, up_p = iperf3_client(lab, "lossy", *udp, "-R"), iperf3_client(lab, "lossy", *udp)
     down, up = iperf3_result(down_p)["sum"], iperf3_result(up_p)["sum"]
-    assert down["packets"] > 10_000
+    assert down["packets"] > 9_000
     assert abs(down["lost_percent"] - 2.0) < 0.6, down
     assert up["lost_percent"] < 0.3, up
     st = state(lab.lab_id)["sites"]["lossy"]
@@ -383,12 +376,12 @@ import json, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(5)
+s.settimeout(15)
 seqs = []
 try:
     while len(seqs) < int(sys.argv[2]):
         seqs.append(int(s.recv(2048)[:8]))
-        s.settimeout(1)
+        s.settimeout(2)
 except TimeoutError:
     pass
 print(json.dumps(seqs))
@@ -480,33 +473,42 @@ def test_popen_processes_are_killed_by_down() -> None:
 
 
 CRASHER = r"""
-import os, sys
+import os, sys, time
 sys.path.insert(0, sys.argv[1])
 from lab.netns import Lab, parse_profile
 lab = Lab({"s": parse_profile("down=5,up=5,delay_ms=3")}, sys.argv[2]).up()
 print("up", flush=True)
-os.kill(os.getpid(), 9)  # die without cleaning up
+time.sleep(60)  # the test SIGKILLs us: a crash that leaves the lab behind
 """
+
+
+def crashed_lab(lab_id: str) -> list[int]:
+    """A lab whose owner process died by SIGKILL; returns its delay-line pids."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(ROOT), lab_id], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "up"
+        # checked while the owner lives (another test's cleanup_stale may remove it after)
+        assert len(ours(lab_id)) == 3
+        pids = state(lab_id)["delay_pids"]
+        assert pids and all(running(pid) for pid in pids)
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+    return list(pids)
 
 
 def test_cleanup_stale_removes_dead_labs_only() -> None:
     dead_id = f"x{os.getpid() % 100000}"
-    cp = subprocess.run(
-        [sys.executable, "-c", CRASHER, str(ROOT), dead_id],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert cp.returncode == -signal.SIGKILL and "up" in cp.stdout, cp.stderr
-    assert len(ours(dead_id)) == 3
-    delay_pids = state(dead_id)["delay_pids"]
-    assert delay_pids and all(Path(f"/proc/{pid}").exists() for pid in delay_pids)
+    delay_pids = crashed_lab(dead_id)
     with Lab({"s": PROFILES["ethernet"]}) as live:
         removed = netns.cleanup_stale()
-        assert removed >= 3
+        assert isinstance(removed, int)
         assert ours(dead_id) == []
         assert netns.load_state(dead_id) is None
         assert len(ours(live.lab_id)) == 3  # a live process's lab is left alone
+        assert "ttl=64" in live.run(live.site_ns("s"), ["ping", "-c", "1", "10.77.1.1"]).stdout
     # the dead lab's delay line (a process in its router namespace) is gone too
     assert not any(running(pid) for pid in delay_pids)
 
@@ -569,14 +571,12 @@ def test_cli_down_all_spares_labs_of_running_processes(
         with Lab({"s": PROFILES["ethernet"]}) as live:
             r = runner.invoke(lab_cli, ["up", "--id", det, "--profile", "ethernet"])
             assert r.exit_code == 0, r.output
-            cp = subprocess.run(
-                [sys.executable, "-c", CRASHER, str(ROOT), dead],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            assert "up" in cp.stdout, cp.stderr
-            assert len(ours(det)) == 3 and len(ours(dead)) == 3
+            crashed_lab(dead)
+            assert len(ours(det)) == 3
+            # nobody else reads this private state directory: the count is exact
+            assert netns.cleanup_stale() == 3
+            assert ours(dead) == []
+            crashed_lab(dead)  # again, for `down --all` to find
             r = runner.invoke(lab_cli, ["down", "--all"])
             assert r.exit_code == 0, r.output
             assert "left 1 lab" in r.stderr
