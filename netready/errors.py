@@ -68,4 +68,6 @@ class CollectorError(NetreadyError):
 
 
 class ParseError(NetreadyError):
-    """Input bytes or text could not be parsed (pcap, CLI output, JSON from a tool)."""
+    """Input bytes or text could not be parsed (pcap, CLI output, JSON from a tool): bad input."""
+
+    exit_code = 2

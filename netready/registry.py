@@ -45,6 +45,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     "collector": {
         "snmp": "collectors.snmp",
         "ssh": "collectors.ssh",
+        "pcap": "collectors.pcap",
     },
 }
 
