@@ -160,6 +160,8 @@ class Evidence:
     windows: int = 0
     sessions_with_data: int = 0
     sessions_total: int = 0
+    #: "all" when the site had no rtt window in clinic hours and was judged on all hours
+    hours: str = "clinic"
     tp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # direction -> p10, n
     media_mos: float | None = None
     media_n: int = 0
@@ -229,8 +231,23 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
     else:
         got = {k: fn() for k, fn in jobs.items()}
 
+    rtt_rows = dict(got["rtt"])
+    if profile.hours == "clinic":
+        # A site with no rtt window in clinic hours (a new agent installed in the evening, the
+        # demo at night) is judged on all hours, and says so (confidence low).
+        seen = {site for (site, _g, _sid), row in rtt_rows.items() if row.get("n")}
+        missing = [o for o in ods if o not in seen]
+        if missing:
+            extra = store.aggregate("rtt", RTT_AGGS, {o: [(w.t0, w.t1)] for o in missing})
+            for key, row in extra.items():
+                if key[0] in ev and row.get("n"):
+                    rtt_rows[key] = row
+                    ev[key[0]].hours = "all"
+    for e in ev.values():
+        if e.hours == "all":
+            e.sessions_total = 1
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (site, _g, _sid), row in got["rtt"].items():
+    for (site, _g, _sid), row in rtt_rows.items():
         if site not in ev or not row.get("n"):
             continue
         e = ev[site]
@@ -463,6 +480,19 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
     runs = ev.windows + unavailable
     availability = 100.0 * ev.windows / runs if runs else None
     hours = "clinic hours" if profile.hours == "clinic" else "all hours"
+    if profile.hours == "clinic" and ev.hours == "all":
+        reasons.append(
+            Reason(
+                "hours",
+                "info",
+                None,
+                "clinic hours",
+                "inventory clinic_hours",
+                "no rtt window in clinic hours in the window: quality judged on all hours "
+                "(night-time figures may flatter the line; confidence low)",
+                "judged on all hours",
+            )
+        )
     no_quality = f"{ev.windows} valid 15 s windows in {hours} (need {rubric.MIN_WINDOWS})"
 
     if ev.windows == 0 and unavailable:
@@ -506,6 +536,8 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                 if mos is not None
                 else f"media probe, p10 of {ev.media_n} runs"
             )
+        elif g in q and v is not None and profile.hours == "clinic" and ev.hours == "all":
+            what = f"{t.how}, all hours: none in clinic hours"
         elif g in q and v is not None and profile.hours == "clinic":
             what = (
                 f"{t.how}, median of {q[g].sessions} clinic days; "
@@ -634,11 +666,10 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
     level = "none"
     if ev.any:
         enough_days = ev.sessions_with_data >= min(5, max(1, ev.sessions_total))
-        if (
-            enough_days
-            and ev.windows >= 50
-            and (tp_n >= 4 or ev.capacity_n >= 3 or not profile.concurrent)
-        ):
+        capacity_ok = tp_n >= 4 or ev.capacity_n >= 3 or not profile.concurrent
+        if ev.hours == "all" and profile.hours == "clinic":
+            level = "low"
+        elif enough_days and ev.windows >= 50 and capacity_ok:
             level = "high"
         elif ev.sessions_with_data >= 2 and ev.windows >= 12:
             level = "medium"

@@ -394,3 +394,44 @@ def test_assess_writes_readiness_into_influxdb(tmp_path, influx_cfg) -> None:
     # and the report over InfluxDB exits 3 for a named site that is not ready
     r = CliRunner().invoke(report, ["--inventory", str(inv), "--now", str(NOW), "--site", "Y81001"])
     assert r.exit_code == 3
+
+
+def test_site_without_clinic_hours_data_is_judged_on_all_hours(tmp_path, influxdb) -> None:
+    """A new agent installed in the evening (or the demo at night): no rtt window in clinic
+    hours, so the quality figures come from all hours, with a reason and low confidence."""
+    (d1,) = clinic_days(1)
+    tags = {"site": "H00001", "icb": "QHM", "tech": "fttc", "target": "core"}
+    recs = [
+        Record(
+            "rtt",
+            tags,
+            {
+                "rtt_p50_ms": 10.0 + i,
+                "jitter_rfc3550_ms": 2.0,
+                "loss_pct": 0.0,
+                "burst_loss_200ms_pct": 0.0,
+                "reorder_pct": 0.0,
+            },
+            at(d1, 22, 0, 15 * i),
+        )
+        for i in range(10)
+    ]
+    sp = tmp_path / "night.db"
+    with Spool(sp, ship=False, embedded=True, max_age_s=10**9) as s:
+        s.enqueue(recs)
+    url, db = influxdb
+    cfg = StoreConfig(kind="influxdb_v1", url=url, database=db)
+    with InfluxV1(cfg) as c:
+        c.write(recs)
+    site = inv_for(sp).sites[:1]
+    for store in (SqliteStore(sp), InfluxStore(cfg)):
+        e = readiness.assess_estate(store, site, "gp_video", WINDOW)
+        h = e.sites[0]
+        # 10 windows, RTT 10..19: p95 k = floor(9.5 + 0.5) = 10 -> 19
+        assert (h.rtt_ms, h.jitter_ms, h.confidence.windows) == (19.0, 2.0, 10)
+        assert h.confidence.level == "low"
+        assert any(r.short == "judged on all hours" for r in h.reasons)
+        assert "all hours: none in clinic hours" in next(
+            r.text for r in h.reasons if r.metric == "jitter_ms"
+        )
+        assert h.verdict == "MARGINAL"  # quality fine, but no throughput: capacity unknown
