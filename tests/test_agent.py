@@ -143,3 +143,25 @@ def test_agent_py_is_the_same_entry_point(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, str(root / "agent.py"), "--version"], capture_output=True,
                        text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert r.stdout.startswith("netready-agent, version ")
+
+
+def test_secrets_never_reach_logs_or_records(tmp_path: Path) -> None:
+    """A wrong SNMP community (from env:) on an unreachable router: the failure is recorded and
+    logged, and the secret's value appears nowhere — not in the log, not in the spool."""
+    secret = "hunter2-" + os.urandom(4).hex()
+    inv = inventory(tmp_path, {"kind": "embedded"}, "127.0.0.1:9", duration=0.2)
+    data = yaml.safe_load(inv.read_text())
+    data["sites"][0]["router"] = {"host": "127.0.0.1", "snmp": {
+        "version": "2c", "port": udp_port(), "community": "env:NR_TEST_COMMUNITY",
+        "timeout_s": 0.3, "retries": 0}}
+    inv.write_text(yaml.safe_dump(data))
+    r = subprocess.run(["netready-agent", "--inventory", str(inv), "--once", "--log-level", "debug",
+                        "--state-dir", str(tmp_path / "state")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "NR_TEST_COMMUNITY": secret})
+    assert r.returncode == 0, r.stderr
+    assert secret not in r.stdout + r.stderr
+    assert any(json.loads(x).get("task") == "collector:snmp:router-snmp"
+               for x in r.stderr.splitlines() if x.startswith("{"))
+    dump = b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
+    assert secret.encode() not in dump
+    assert b"router" in dump or b"if_traffic" in dump or b"snmp" in dump
