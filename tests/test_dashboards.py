@@ -1033,7 +1033,7 @@ def test_panels_on_data_written_by_the_agent(
                     "--token",
                     "env:DASH_TEST_TOKEN",
                     "--max-rate-mbps",
-                    "100",
+                    "40",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -1087,10 +1087,13 @@ def test_panels_on_data_written_by_the_agent(
                             "name": "speed",
                             "probe": "throughput",
                             "address": f"http://127.0.0.1:{sport}",
+                            # again every 2 s until both directions gave a result: on a busy
+                            # box one direction can end at its time cap without a window
+                            "interval_s": 2,
                             "params": {
                                 "token": "env:DASH_TEST_TOKEN",
                                 "max_seconds": 3,
-                                "max_mb": 60,
+                                "max_mb": 80,
                             },
                         },
                     ],
@@ -1124,7 +1127,8 @@ def test_panels_on_data_written_by_the_agent(
             'SELECT count("ship_latency_s") FROM "agent"': 2,
             'SELECT count("mos") FROM "media"': 2,
             'SELECT count("capacity_calls") FROM "media"': 1,
-            'SELECT count("goodput_mbps") FROM "throughput" GROUP BY "direction"': 2,
+            'SELECT count("goodput_mbps") FROM "throughput" WHERE "direction" = \'up\'': 1,
+            'SELECT count("goodput_mbps") FROM "throughput" WHERE "direction" = \'down\'': 1,
         }
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
