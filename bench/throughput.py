@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -26,10 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.netns import PROFILES, Lab, parse_profile  # noqa: E402
+from lab.netns import PROFILES, Lab, LabError, parse_profile  # noqa: E402
 from probes.iperf3 import parse as parse_iperf3  # noqa: E402
 
 OVERHEAD = 0.956
+# The real iperf3 binary under its own name: other work on this machine may `pkill iperf3`.
+IPERF3 = f"/tmp/nrbench-iperf3-{os.getpid()}"
 TOKEN_ENV = "NR_BENCH_TOKEN"
 PROBE = (
     f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
@@ -63,8 +66,16 @@ def netready(lab: Lab, site: str) -> dict[str, dict]:
 
 
 def iperf3(lab: Lab, site: str, port: int, direction: str, streams: int, secs: float) -> dict:
+    """One iperf3 run against a fresh one-off server (``-s -1``) on ``port`` in the core."""
+    srv = lab.popen(
+        lab.core_ns,
+        [IPERF3, "-s", "-1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
     argv = [
-        "iperf3",
+        IPERF3,
         "-c",
         lab.core_ip,
         "-p",
@@ -74,9 +85,20 @@ def iperf3(lab: Lab, site: str, port: int, direction: str, streams: int, secs: f
         f"{secs:g}",
         "-P",
         str(streams),
-    ] + (["-R"] if direction == "down" else [])
-    cp = lab.run(lab.site_ns(site), argv, timeout=secs + 30, check=False)
-    return parse_iperf3(cp.stdout or cp.stderr, direction).to_dict()
+        "--connect-timeout",
+        "3000",
+    ]
+    if direction == "down":
+        argv.append("-R")
+    try:
+        cp = lab.run(lab.site_ns(site), argv, timeout=secs + 20, check=False)
+        text = cp.stdout or cp.stderr
+    except LabError as e:
+        text = json.dumps({"error": str(e)})
+    finally:
+        srv.kill()
+        srv.wait()
+    return parse_iperf3(text, direction).to_dict()
 
 
 def main() -> None:
@@ -89,6 +111,7 @@ def main() -> None:
         cpu_compare()
         return
     names = a.sites.split(",")
+    shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", IPERF3)
     os.environ[TOKEN_ENV] = "bench-token-0123456789"
     t_start = time.monotonic()
     with Lab(sites={n: SITES[n] for n in names}) as lab:
@@ -115,14 +138,6 @@ def main() -> None:
         )
         assert "listening" in srv.stderr.readline()
         ports = {n: 5301 + i for i, n in enumerate(names)}
-        for n, port in ports.items():
-            lab.popen(
-                lab.core_ns,
-                ["iperf3", "-s", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        time.sleep(0.5)
         nr = {}
         for n in names:
             print(f"netready {n} ...", file=sys.stderr, flush=True)
@@ -138,6 +153,7 @@ def main() -> None:
                     }
                     for n, f in futs.items():
                         ip3[(n, d, streams)] = f.result()
+    os.unlink(IPERF3)
     wall = time.monotonic() - t_start
     print_table(names, nr, ip3, a.iperf3_seconds, wall)
 

@@ -15,8 +15,9 @@ Runs against ``netready serve`` (``probes/serve.py``). For each direction:
 4. The test stops when ``stable_windows`` (3) consecutive windows after the ramp agree within
    ±``tolerance_pct`` (2%) of their mean, or when the time cap (``max_seconds``) or the byte
    cap is hit (then ``stable=false``). Goodput = bytes / time over those last windows.
-5. Loaded RTT: the ping connection keeps pinging (every ~100 ms) during the transfer; its
-   replies queue behind the test traffic, so the median of those pings is the RTT under load.
+5. Loaded RTT: the ping connection keeps pinging during the transfer (every 50 ms, slower on
+   slow lines so pings stay under 0.5% of the rate); they queue behind the test traffic
+   (requests on the upload, replies on the download), so their median is the RTT under load.
 
 Record (measurement ``throughput``; tags: site, icb, tech, target, method=http, direction
 (down|up), result):
@@ -77,6 +78,10 @@ CHUNK = 64 * 1024
 MIN_SEGMENT = 64 * 1024
 MAX_SEGMENT = 32 * 1024 * 1024
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+#: A /ping costs about this many bytes on the wire each way (request or reply + an ACK).
+PING_WIRE_BYTES = 300
+#: Pings may use at most this share of the measured rate (a 0.45 Mbit/s upload: ~1 per s).
+PING_SHARE = 0.005
 
 #: Bufferbloat grade from the extra RTT under load (ms): (upper bound, grade). Same bands as
 #: Waveform's Bufferbloat test (A+ folded into A): A < 30, B < 60, C < 200, D < 400, F >= 400.
@@ -102,7 +107,7 @@ class Spec(BaseModel):
         le=100_000,
         description="byte cap for the whole test, MB (1e6); default: the site's budget.test_mb",
     )
-    start_streams: int = Field(2, ge=1, le=32)
+    start_streams: int = Field(1, ge=1, le=32)
     max_streams: int = Field(8, ge=1, le=32)
     tolerance_pct: float = Field(2.0, gt=0, le=50)
     stable_windows: int = Field(3, ge=2, le=20)
@@ -150,7 +155,9 @@ class Window:
 class Estimator:
     """Decides, window by window, whether to add streams, keep going or stop. No I/O.
 
-    ``add_window`` returns ``"add"`` (``streams`` was raised), ``"wait"`` or ``"done"``.
+    ``add_window`` returns ``"add"`` (``streams`` was raised), ``"shrink"`` (more streams
+    lowered the rate by over half the tolerance: ``streams`` is back to the previous count and
+    growing stops), ``"wait"`` or ``"done"``.
     """
 
     streams: int = 2
@@ -165,6 +172,7 @@ class Estimator:
     epoch: int = 0
     growing: bool = True
     plateau_bps: float | None = None
+    prev_streams: int = 0
 
     def __post_init__(self) -> None:
         self.growing = self.streams < self.max_streams
@@ -197,13 +205,22 @@ class Estimator:
         if self.growing and len(cur) >= 2:
             last, prev = cur[-1].rate_bps, cur[-2].rate_bps
             ref = self.plateau_bps
-            if ref is not None and max(w.rate_bps for w in cur) <= ref * (1 + self.rise):
+            best = max(w.rate_bps for w in cur)
+            if ref is not None and best < ref * (1 - self.tolerance / 2) and self.prev_streams:
+                # more streams made it worse (a shallow buffer: they time out in turn):
+                # go back to the previous count and measure again
+                self.streams, self.prev_streams = self.prev_streams, 0
+                self.growing = False
+                self.epoch += 1
+                return "shrink"
+            if ref is not None and best <= ref * (1 + self.rise):
                 self.growing = False  # more streams did not raise the rate
             elif last <= prev * (1 + self.rise):  # plateau at this stream count
                 if self.streams >= self.max_streams:
                     self.growing = False
                 else:
-                    self.plateau_bps = max(last, prev)
+                    self.plateau_bps = (last + prev) / 2
+                    self.prev_streams = self.streams
                     self.streams = min(self.max_streams, self.streams * 2)
                     self.epoch += 1
                     return "add"
@@ -311,6 +328,7 @@ class _Stream:
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
         self.finished = False  # no more requests will be sent (byte cap, stop)
+        self.retired = False  # closed on purpose (the estimator shrank the stream count)
 
     def sock(self) -> socket.socket | None:
         return self.transport.get_extra_info("socket") if self.transport else None
@@ -318,6 +336,16 @@ class _Stream:
     def _lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(exc)
+
+    def retire(self) -> None:
+        """Close this connection on purpose; what it moved so far still counts."""
+        self.retired = self.finished = True
+        if isinstance(self, _DownProto):
+            self.outstanding = 0
+        if isinstance(self, _UpProto) and self.writer is not None:
+            self.writer.cancel()
+        if self.transport is not None:
+            self.transport.abort()
 
     def _fail(self, exc: Exception) -> None:
         self.run.fail(exc)
@@ -401,7 +429,7 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost(exc)
-        if self.run.running and (self.outstanding or not self.finished):
+        if self.run.running and not self.retired and (self.outstanding or not self.finished):
             self.run.fail(exc or ConnectionResetError("endpoint closed the connection"))
 
     @property
@@ -481,7 +509,7 @@ class _UpProto(_Stream, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost(exc)
         self.can_write.set()
-        if self.run.running:
+        if self.run.running and not self.retired:
             self.run.fail(exc or ConnectionResetError("endpoint closed the connection"))
 
     @property
@@ -533,7 +561,11 @@ class Pinger:
             rtt = await self.ping(timeout=10.0)
             if self.loaded:
                 self.loaded_ms.append(rtt)
-            await asyncio.sleep(0.05)
+            # keep our own ping traffic under PING_SHARE of the line (it shares the link)
+            rate_bps = self.run.rate_Bps * 8
+            await asyncio.sleep(
+                max(0.05, PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps)) if rate_bps > 0 else 0.05
+            )
 
     def close(self) -> None:
         if self.writer is not None:
@@ -582,7 +614,7 @@ class _Run:
 
     def segment(self) -> int:
         """Request size: ~0.5 s of this stream's share of the rate seen so far."""
-        n = len(self.streams) or 1
+        n = sum(not st.retired for st in self.streams) or 1
         return int(min(MAX_SEGMENT, max(MIN_SEGMENT, self.rate_Bps * 0.5 / n)))
 
     async def _open(self) -> None:
@@ -663,10 +695,13 @@ class _Run:
                     if self.progress:
                         self.progress(
                             f"{self.direction}: {nbytes * 8 / dt / 1e6:.2f} Mbit/s over "
-                            f"{dt:.2f} s with {len(self.streams)} streams"
+                            f"{dt:.2f} s with {est.streams} streams"
                         )
                     if action == "add":
                         await self.grow(est.streams)
+                    elif action == "shrink":
+                        for st in self.streams[est.streams :]:
+                            st.retire()
                     elif action == "done":
                         stop = "stable"
                         break
@@ -800,7 +835,7 @@ async def measure_direction(
         "bytes": int(out["bytes"]),  # type: ignore[call-overload]
         "duration_s": float(out["duration_s"]),  # type: ignore[arg-type]
         "measured_s": secs,
-        "streams": len(run.streams),
+        "streams": sum(not st.retired for st in run.streams),
         "retransmits": out["retransmits"],
         "rtt_idle_ms": idle,
         "rtt_loaded_ms": loaded,

@@ -57,6 +57,15 @@ def test_estimator_keeps_growing_while_streams_help() -> None:
     assert nbytes * 8 / secs / 1e6 == pytest.approx(30.1, rel=1e-3)
 
 
+def test_estimator_goes_back_when_more_streams_hurt() -> None:
+    est = Estimator(streams=1, max_streams=8)
+    acts = _feed(est, [0.40, 0.43, 0.43, 0.41, 0.415, 0.43, 0.431, 0.429])
+    assert acts[:5] == ["wait", "wait", "add", "wait", "shrink"]
+    assert est.streams == 1 and acts[-1] == "done"
+    nbytes, secs = est.result()  # type: ignore[misc]
+    assert nbytes * 8 / secs / 1e6 == pytest.approx(0.43, rel=1e-2)
+
+
 def test_estimator_needs_agreement_within_tolerance() -> None:
     est = Estimator(streams=4, max_streams=4)  # no growth: only the first window is ramp
     acts = _feed(est, [5, 10, 10.5, 9.6, 10.0, 10.1, 9.95])
