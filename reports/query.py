@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from netready.errors import StoreError
-from netready.influx import InfluxV1, quote_ident
+from netready.influx import InfluxV1, quote_ident, quote_str
 from netready.inventory import StoreConfig
 
 #: site -> list of sessions [(t0_ms, t1_ms)]; the session id is its t0.
@@ -52,8 +52,16 @@ class Agg:
 
 class Store(Protocol):
     def aggregate(
-        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
-    ) -> AggRows: ...
+        self,
+        measurement: str,
+        aggs: Sequence[Agg],
+        sessions: Sessions,
+        by: str | None = None,
+        exclude: Mapping[str, str] | None = None,
+    ) -> AggRows:
+        """Per (site, ``by`` tag value, session): the aggregates over valid points, leaving out
+        points whose tag equals a value in ``exclude`` (e.g. ``{"method": "find_capacity"}``)."""
+        ...
 
     def failures(
         self, measurement: str, sites: Iterable[str], t0: int, t1: int
@@ -124,7 +132,12 @@ class SqliteStore:
         )
 
     def aggregate(
-        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+        self,
+        measurement: str,
+        aggs: Sequence[Agg],
+        sessions: Sessions,
+        by: str | None = None,
+        exclude: Mapping[str, str] | None = None,
     ) -> AggRows:
         fields = sorted({_check_name(a.field) for a in aggs})
         col = {f: f"v{i}" for i, f in enumerate(fields)}
@@ -144,13 +157,17 @@ class SqliteStore:
             else:
                 k = f"MAX(1, MIN(n_{c}, CAST(n_{c} * {float(a.pct)!r} / 100.0 + 0.5 AS INTEGER)))"
                 outs.append(f"MAX(CASE WHEN r_{c} = {k} THEN {c} END)")
+        not_sql = "".join(
+            f" AND coalesce(json_extract(p.tags, '$.{_check_name(k)}'), '') != ?"
+            for k in (exclude or {})
+        )
         sql = f"""
             WITH base AS (
                 SELECT p.site AS site, s.t0 AS sid, coalesce({grp}, '') AS g, {base_cols}
                 FROM w.sess s JOIN points p
                   ON p.measurement = ? AND p.site = s.site
                  AND p.time_ms >= s.t0 AND p.time_ms < s.t1
-                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'
+                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'{not_sql}
             ),
             ranked AS (
                 SELECT *, {ranks} FROM base WINDOW w AS (PARTITION BY site, sid, g)
@@ -160,7 +177,7 @@ class SqliteStore:
         self._load_sessions(sessions)
         out: AggRows = {}
         try:
-            for row in self.db.execute(sql, (measurement,)):
+            for row in self.db.execute(sql, (measurement, *(exclude or {}).values())):
                 site, g, sid, *vals = row
                 d = {a.alias: v for a, v in zip(aggs, vals, strict=True)}
                 if not _empty(aggs, d):
@@ -280,7 +297,12 @@ class InfluxStore:
         return f' AND "site" =~ /^({alts})$/'
 
     def aggregate(
-        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+        self,
+        measurement: str,
+        aggs: Sequence[Agg],
+        sessions: Sessions,
+        by: str | None = None,
+        exclude: Mapping[str, str] | None = None,
     ) -> AggRows:
         cols: list[str] = []
         for a in aggs:
@@ -296,13 +318,17 @@ class InfluxStore:
             for r in lst:
                 wanted[r].add(site)
         group = '"site"' + (f", {quote_ident(_check_name(by))}" if by else "")
+        not_q = "".join(
+            f" AND {quote_ident(_check_name(k))} != {quote_str(v)}"
+            for k, v in (exclude or {}).items()
+        )
         stmts = []
         ranges = sorted(wanted)
         for t0, t1 in ranges:
             stmts.append(
                 f"SELECT {', '.join(cols)} FROM {quote_ident(measurement)} WHERE {_VALID}"
                 f" AND time >= {t0}ms AND time < {t1}ms{self._site_filter(wanted[(t0, t1)])}"
-                f" GROUP BY {group}"
+                f"{not_q} GROUP BY {group}"
             )
         out: AggRows = {}
         members = {(s, t0) for (t0, _t1), ss in wanted.items() for s in ss}
@@ -423,7 +449,12 @@ class EmptyStore:
     """No store yet (a fresh install before the agent ran): every question has no answer."""
 
     def aggregate(
-        self, measurement: str, aggs: Sequence[Agg], sessions: Sessions, by: str | None = None
+        self,
+        measurement: str,
+        aggs: Sequence[Agg],
+        sessions: Sessions,
+        by: str | None = None,
+        exclude: Mapping[str, str] | None = None,
     ) -> AggRows:
         return {}
 

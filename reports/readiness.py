@@ -214,7 +214,10 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
     jobs: dict[str, Callable[[], Any]] = {
         "rtt": lambda: store.aggregate("rtt", RTT_AGGS, sess),
         "tp": lambda: store.aggregate("throughput", TP_AGGS, whole, by="direction"),
-        "media": lambda: store.aggregate("media", MEDIA_AGGS, whole, by="direction"),
+        # quality of ordinary calls: not the capacity search, which pushes to failure on purpose
+        "media": lambda: store.aggregate(
+            "media", MEDIA_AGGS, whole, by="direction", exclude={"method": "find_capacity"}
+        ),
         "cap": lambda: store.aggregate("media", CAP_AGGS, whole),
         "tech": lambda: store.detected_tech(ods, w.t0, w.t1),
     }

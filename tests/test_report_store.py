@@ -163,6 +163,29 @@ def hand_records() -> list[Record]:
             at(d1, 12),
         )
     )
+    # Y60010: media calls. Ordinary calls (method udp) MOS 4.3/4.2 up and 4.4/4.1 down; the
+    # capacity search (method find_capacity) at 16 calls, MOS 1.5, is not call quality.
+    # p10 of 2 values: k = floor(0.2 + 0.5) = 0 -> clamped to 1 -> the lower; worse direction:
+    # down 4.1.
+    mt = {"site": "Y60010", "icb": "QWE", "tech": "fttp", "target": "core-media", "profile": "hd"}
+    for i, (d, m) in enumerate((("up", 4.3), ("up", 4.2), ("down", 4.4), ("down", 4.1))):
+        out.append(
+            Record(
+                "media",
+                {**mt, "method": "udp", "direction": d},
+                {"mos": m, "loss_pct": 0.0, "calls": 1},
+                at(d1, 11, i),
+            )
+        )
+    for d in ("up", "down"):
+        out.append(
+            Record(
+                "media",
+                {**mt, "method": "find_capacity", "direction": d},
+                {"mos": 1.5, "loss_pct": 9.0, "calls": 16},
+                at(d1, 11, 30),
+            )
+        )
     return out
 
 
@@ -241,6 +264,7 @@ def check_hand_site(store) -> None:
     assert {r.ods: r.verdict for r in e.sites}["Y71005"] == "STALE"
     assert {r.ods: r.verdict for r in e.sites}["RXC20"] == "NO DATA"
     assert {r.ods: r.verdict for r in e.sites}["Y81001"] == "NOT READY"
+    assert next(r for r in e.sites if r.ods == "Y60010").media_mos == 4.1
 
 
 def test_embedded_store_aggregates_match_the_hand_worked_numbers(spool_path) -> None:
