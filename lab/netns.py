@@ -40,6 +40,7 @@ MAX_SITES = 250
 TECHS = ("adsl", "fttc", "sogea", "fttp", "ethernet", "unknown")
 MTU = 1500
 NFT_TABLE = "netready"
+LOSS_SCALE = 100_000  # nft numgen modulus: loss in steps of 0.001 %
 
 
 class LabError(NetreadyError):
@@ -323,20 +324,27 @@ class _Site:
 class Lab:
     """Emulated sites behind a shaping router. ``with Lab({"a": PROFILES["adsl"]}) as lab:``."""
 
-    def __init__(self, sites: dict[str, Profile], lab_id: str | None = None):
+    def __init__(
+        self, sites: dict[str, Profile] | dict[str, Profile | str], lab_id: str | None = None
+    ):
+        """``sites`` maps a site name to a ``Profile`` (or a profile name / custom text)."""
         if not sites:
             raise ConfigError("a lab needs at least one site")
         if len(sites) > MAX_SITES:
             raise ConfigError(f"a lab holds at most {MAX_SITES} sites, got {len(sites)}")
+        profiles: dict[str, Profile] = {}
         for name, prof in sites.items():
             if not _SITE_RE.match(name) or name in _RESERVED:
                 raise ConfigError(
                     f"site name {name!r}: use 1-40 letters, digits, '.', '_' or '-' (not core/router)"
                 )
-            if not isinstance(prof, Profile):
+            if isinstance(prof, str):  # a profile name or custom text, as in DEMO_SITES
+                prof = parse_profile(prof)
+            elif not isinstance(prof, Profile):
                 raise ConfigError(
                     f"site {name}: profile must be a Profile, got {type(prof).__name__}"
                 )
+            profiles[name] = prof
         if lab_id is None:
             lab_id = secrets.token_hex(3)
         if not _ID_RE.match(lab_id):
@@ -357,7 +365,7 @@ class Lab:
                 prof.down_mbit,
                 prof.up_mbit,
             )
-            for i, (name, prof) in enumerate(sites.items(), start=1)
+            for i, (name, prof) in enumerate(profiles.items(), start=1)
         }
         self._procs: list[subprocess.Popen[Any]] = []
         self._delay_pids: list[int] = []
@@ -670,15 +678,17 @@ class Lab:
             lines.append(f"flush chain inet {NFT_TABLE} {chain}")
             if s.dscp_rewrite:
                 lines.append(f"add rule inet {NFT_TABLE} {chain} ip dscp set cs0")
-            n = round(pct * 10)  # per mille
-            if n >= 1000:
-                lines.append(f"add rule inet {NFT_TABLE} {chain} drop")
+            n = round(pct * LOSS_SCALE / 100)  # drop n in LOSS_SCALE packets
+            if n >= LOSS_SCALE:
+                lines.append(f"add rule inet {NFT_TABLE} {chain} counter drop")
             elif n > 0:
-                lines.append(f"add rule inet {NFT_TABLE} {chain} numgen random mod 1000 < {n} drop")
+                lines.append(
+                    f"add rule inet {NFT_TABLE} {chain} numgen random mod {LOSS_SCALE} < {n} counter drop"
+                )
         self._nft("\n".join(lines) + "\n")
 
     def set_loss(self, site: str, down_pct: float = 0, up_pct: float = 0) -> None:
-        """Random per-packet loss in percent (0.1 % steps), per direction, in the router."""
+        """Random per-packet loss in percent (0.001 % steps), per direction, in the router."""
         s = self._site(site)
         for v in (down_pct, up_pct):
             if not (0 <= v <= 100):

@@ -212,11 +212,21 @@ def iperf3_client(lab: Lab, site: str, *args: str) -> subprocess.Popen[str]:
     return lab.popen(lab.site_ns(site), argv, stdout=subprocess.PIPE, text=True)
 
 
-def iperf3_result(p: subprocess.Popen[str]) -> dict:
-    out, _ = p.communicate(timeout=30)
-    j = json.loads(out)
-    assert "error" not in j, j.get("error")
-    return j["end"]
+def iperf3_result(p: subprocess.Popen[str], lab: Lab | None = None, site: str = "") -> dict:
+    """The ``end`` section of an iperf3 run. Given ``lab`` and ``site``, a UDP run whose
+    set-up datagram was lost (iperf3 does not retransmit it, esnet/iperf#862; on a lossy
+    link that happens at the loss rate) is run again, up to twice."""
+    for attempt in range(3):
+        out, _ = p.communicate(timeout=30)
+        j = json.loads(out)
+        err = j.get("error")
+        if err is None:
+            return j["end"]
+        if lab is None or "stream socket" not in err or attempt == 2:
+            raise AssertionError(f"iperf3: {err}")
+        argv = [str(a) for a in p.args]  # type: ignore[union-attr]
+        p = iperf3_client(lab, site, *argv[argv.index("-J") + 1 :])
+    raise AssertionError("unreachable")
 
 
 def test_shaped_tcp_rates_match_profiles_both_directions(lab: Lab) -> None:
@@ -280,12 +290,20 @@ def test_random_loss_two_percent_per_direction(lab: Lab) -> None:
     lab.set_loss("lossy", down_pct=2, up_pct=0)
     udp = ("-u", "-b", "4M", "-l", "200", "-t", "4", "-w", "2M")
     down_p, up_p = iperf3_client(lab, "lossy", *udp, "-R"), iperf3_client(lab, "lossy", *udp)
-    down, up = iperf3_result(down_p)["sum"], iperf3_result(up_p)["sum"]
+    down = iperf3_result(down_p, lab, "lossy")["sum"]
+    up = iperf3_result(up_p, lab, "lossy")["sum"]
     assert down["packets"] > 9_000
     assert abs(down["lost_percent"] - 2.0) < 0.6, down
     assert up["lost_percent"] < 0.3, up
+    # the router's own drop counter accounts for what iperf3 lost
+    idx = lab.site_ip("lossy").split(".")[2]
+    chain = lab.run(lab.router_ns, ["nft", "list", "chain", "inet", "netready", f"down_s{idx}"])
+    dropped = int(re.search(r"counter packets (\d+)", chain.stdout).group(1))  # type: ignore[union-attr]
+    assert abs(dropped - down["lost_packets"]) <= 3 + 0.02 * dropped, (dropped, down)
+    lab.set_loss("lossy", down_pct=0.25, up_pct=0)  # 0.001 % steps
+    assert "mod 100000 < 250" in lab.run(lab.router_ns, ["nft", "list", "ruleset"]).stdout
     st = state(lab.lab_id)["sites"]["lossy"]
-    assert (st["loss_pct_down"], st["loss_pct_up"]) == (2, 0)
+    assert (st["loss_pct_down"], st["loss_pct_up"]) == (0.25, 0)
     lab.set_loss("lossy", 0, 0)
     assert (
         "numgen" not in lab.run(lab.router_ns, ["nft", "list", "table", "inet", "netready"]).stdout
