@@ -1093,6 +1093,8 @@ def test_panels_on_data_written_by_the_agent(
                             "params": {
                                 "token": "env:DASH_TEST_TOKEN",
                                 "max_seconds": 3,
+                                "start_streams": 1,
+                                "max_streams": 2,
                                 "max_mb": 80,
                             },
                         },
