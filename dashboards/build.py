@@ -35,7 +35,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
 from grafana_foundation_sdk.models import piechart as pm
 
-from reports.rubric import HEADROOM, RUBRIC
+from reports.rubric import DEFAULT_PROFILE, HEADROOM, RUBRIC
 
 HERE = Path(__file__).resolve().parent
 
@@ -381,6 +381,7 @@ def profile_variable() -> db.QueryVariable:
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(False)
         .include_all(False)
+        .current(dm.VariableOption(selected=True, text=DEFAULT_PROFILE, value=DEFAULT_PROFILE))
     )
 
 
