@@ -27,7 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import lab.netns  # noqa: E402
 from lab.netns import PROFILES, Lab, LabError, parse_profile  # noqa: E402
+
+# Workaround: `lab.netns.cleanup_stale()` run with a private NETREADY_LAB_STATE_DIR (as the lab
+# tests do) treats any live `nr-<id>-core` namespace it has no state file for as debris and
+# removes it. A distinct prefix keeps a long benchmark out of its reach on a shared machine.
+lab.netns.NS_PREFIX = "nrtp-"
 from probes.iperf3 import parse as parse_iperf3  # noqa: E402
 
 OVERHEAD = 0.956
@@ -58,7 +64,11 @@ def netready(lab: Lab, site: str) -> dict[str, dict]:
         "--format",
         "json",
     ]
-    cp = lab.run(lab.site_ns(site), argv, timeout=120, check=False)
+    try:
+        cp = lab.run(lab.site_ns(site), argv, timeout=120, check=False)
+    except LabError as e:
+        print(f"  netready {site}: {e}", file=sys.stderr)
+        return {}
     out = {}
     for r in json.loads(cp.stdout or "[]"):
         out[r["tags"]["direction"]] = r

@@ -475,6 +475,8 @@ class _UpProto(_Stream, asyncio.Protocol):
                 t.write(run.ep.request("POST", f"{PATH_UPLOAD}?test={run.test_id}", n))
                 left = n
                 while left and run.running and not self.closed.done():
+                    if t.is_closing():
+                        return
                     if not self.can_write.is_set():
                         await self.can_write.wait()
                         continue
@@ -482,6 +484,7 @@ class _UpProto(_Stream, asyncio.Protocol):
                     t.write(pat[:k])
                     left -= k
                     self.sent += k
+                    await asyncio.sleep(0)  # never starve the loop (controller, pinger)
                 if left:
                     break
         finally:
@@ -810,7 +813,8 @@ async def measure_direction(
     try:
         await pinger.connect()
         await pinger.measure_idle()
-        out = await run.execute(pinger)
+        # watchdog: a direction never outlives its time cap by more than a few seconds
+        out = await asyncio.wait_for(run.execute(pinger), spec.max_seconds + 10)
     except Exception as e:  # a failed measurement is a record
         result, reason = _classify(e, where)
         return failure("throughput", tags, result, reason)
