@@ -1141,6 +1141,14 @@ def site_detail() -> dm.Dashboard:
 # ------------------------------------------------------------------ agent health
 
 
+def _per_site_last(fld: str, where: str) -> str:
+    """Subquery: each site's latest ``fld`` per interval (agents report every ship cycle)."""
+    return (
+        f'SELECT last("{fld}") AS "{fld}" FROM "agent" '
+        f'WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
+    )
+
+
 def agent_health() -> dm.Dashboard:
     where = f"{ICB} AND {SITE}"
     d = (
@@ -1302,64 +1310,75 @@ def agent_health() -> dm.Dashboard:
         .with_panel(
             ts(
                 "Spool depth",
-                "Records waiting in each site's spool (spool_pending). A growing line means the "
-                "agent cannot reach the store.",
+                "Records waiting to ship across the selected sites: the total and the deepest "
+                "single spool (each site's latest spool_pending per interval). A growing line "
+                "means agents cannot reach the store; the table shows which.",
                 "none",
                 [
                     InfluxQL(
-                        f'SELECT max("spool_pending") AS "spool_pending" FROM "agent" '
-                        f'WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
+                        'SELECT sum("spool_pending") AS "total", max("spool_pending") AS "deepest" '
+                        f"FROM ({_per_site_last('spool_pending', where)}) "
+                        f"WHERE {T} {BY_TIME} fill(none)"
                     )
-                    .alias("$tag_site")
-                    .expect("spool_pending", tags=["site"])
+                    .alias("$col")
+                    .expect("total", "deepest")
                 ],
             )
         )
         .with_panel(
             ts(
                 "Dropped and dead-lettered records",
-                "Cumulative counters per site: spool_dropped (evicted by quota) and "
-                "dead_lettered (rejected by the store).",
+                "Totals across the selected sites of the cumulative counters spool_dropped "
+                "(evicted by the spool quota, never shipped) and dead_lettered (rejected by the "
+                "store as malformed).",
                 "none",
                 [
                     InfluxQL(
-                        f'SELECT max("spool_dropped") AS "spool_dropped", '
-                        f'max("dead_lettered") AS "dead_lettered" FROM "agent" '
-                        f'WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
+                        'SELECT sum("spool_dropped") AS "spool_dropped" '
+                        f"FROM ({_per_site_last('spool_dropped', where)}) "
+                        f"WHERE {T} {BY_TIME} fill(none)"
                     )
-                    .alias("$tag_site $col")
-                    .expect("spool_dropped", "dead_lettered", tags=["site"])
+                    .alias("$col")
+                    .expect("spool_dropped"),
+                    InfluxQL(
+                        'SELECT sum("dead_lettered") AS "dead_lettered" '
+                        f"FROM ({_per_site_last('dead_lettered', where)}) "
+                        f"WHERE {T} {BY_TIME} fill(none)"
+                    )
+                    .alias("$col")
+                    .expect("dead_lettered"),
                 ],
             )
         )
         .with_panel(
             ts(
                 "Ship latency",
-                "Seconds the agent's last drain of its spool to the store took "
-                "(ship_latency_s), mean and max per interval.",
+                "Seconds an agent's drain of its spool to the store took (ship_latency_s), "
+                "mean and worst across the selected sites per interval.",
                 "s",
                 [
                     InfluxQL(
-                        f'SELECT mean("ship_latency_s") AS "mean", max("ship_latency_s") AS "max" '
-                        f'FROM "agent" WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
+                        'SELECT mean("ship_latency_s") AS "mean", max("ship_latency_s") AS "max" '
+                        f'FROM "agent" WHERE {T} AND {where} {BY_TIME} fill(none)'
                     )
-                    .alias("$tag_site $col")
-                    .expect("mean", "max", tags=["site"])
+                    .alias("$col")
+                    .expect("mean", "max")
                 ],
             )
         )
         .with_panel(
             ts(
                 "Agent memory",
-                "Resident memory of the agent process (rss_mb).",
+                "Resident memory of the agent process (rss_mb), mean and largest across the "
+                "selected sites.",
                 "decmbytes",
                 [
                     InfluxQL(
-                        f'SELECT max("rss_mb") AS "rss_mb" FROM "agent" '
-                        f'WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
+                        'SELECT mean("rss_mb") AS "mean", max("rss_mb") AS "max" FROM "agent" '
+                        f"WHERE {T} AND {where} {BY_TIME} fill(none)"
                     )
-                    .alias("$tag_site")
-                    .expect("rss_mb", tags=["site"])
+                    .alias("$col")
+                    .expect("mean", "max")
                 ],
             )
         )
