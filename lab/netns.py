@@ -489,8 +489,15 @@ class Lab:
             raise LabError(
                 f"lab {self.lab_id} already exists ({', '.join(clash) or self.state_path}); use another id or `netready lab down --id {self.lab_id}`"
             )
+        # Claim the id atomically (O_EXCL), so two processes given the same id cannot both
+        # build, and write the state first, so cleanup_stale never mistakes us for debris.
+        state_dir().mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise LabError(f"lab {self.lab_id} already exists ({self.state_path})") from None
         self._owns = True
-        self._write_state("building")  # first, so cleanup_stale never mistakes us for debris
+        self._write_state("building")
         _LIVE.add(self)
         try:
             self._build()
