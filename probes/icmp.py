@@ -180,8 +180,8 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
             if recv is None or abs(now - recv) > 1_000_000_000:
                 recv = now
             try:
-                ok = ipaddress.ip_address(src[0].split("%")[0]) == ipaddress.ip_address(
-                    addr[0].split("%")[0]
+                ok = ipaddress.ip_address(str(src[0]).split("%")[0]) == ipaddress.ip_address(
+                    str(addr[0]).split("%")[0]
                 )
                 got = parse(data) if ok else None
             except Exception:  # a packet scapy cannot dissect is not ours
@@ -288,7 +288,11 @@ def icmp_command(
             },
             where="probe icmp",
         )
-        records = _asyncio.run(plugin.run(registry.Context(), spec))
+
+        async def go() -> list[Record]:
+            return await plugin.run(registry.Context(), spec)
+
+        records = _asyncio.run(go())
     except NetreadyError as e:
         raise fail(e) from None
     print_records(records, fmt)

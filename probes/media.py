@@ -682,11 +682,11 @@ async def run_call(
                 except TimeoutError:
                     break
                 if msg.get("op") == "_error":
-                    e = errors[-1]
+                    err = errors[-1]
                     raise CallFailed(
                         "unreachable",
                         f"responder {host}:{port} unreachable: "
-                        f"{e.strerror or e} (is netready responder running?)",
+                        f"{err.strerror or err} (is netready responder running?)",
                     )
                 if msg.get("op") in want:
                     return msg
@@ -958,10 +958,10 @@ async def measure(
                 )
             )
             continue
-        f = _merge(dirs, duration_s)
+        fl = _merge(dirs, duration_s)
         skbps = [s for s, _ in sends if s is not None]
         late = [x for _, x in sends if x is not None]
-        f.update(
+        fl.update(
             calls=calls,
             duration_s=float(duration_s),
             offered_kbps=prof.kbps,
@@ -970,8 +970,8 @@ async def measure(
             send_errors=errs,
             latency_basis="rtt/2",
         )
-        fields_by_dir[d] = f
-        records.append(Record("media", {**tags, "direction": d, "result": "ok"}, f, t_ms))
+        fields_by_dir[d] = fl
+        records.append(Record("media", {**tags, "direction": d, "result": "ok"}, fl, t_ms))
     verdict = evaluate(fields_by_dir)
     records.append(
         Record(
@@ -1263,7 +1263,12 @@ def media_command(
             ),
             where="probe media",
         )
-        records = asyncio.run(plugin.run(registry.Context(force=True, progress=True), spec))
+        ctx = registry.Context(force=True, progress=True)
+
+        async def go() -> list[Record]:
+            return await plugin.run(ctx, spec)
+
+        records = asyncio.run(go())
     except NetreadyError as e:
         raise fail(e) from None
     print_records(records, fmt)

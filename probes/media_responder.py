@@ -311,15 +311,15 @@ class MediaResponder:
                 )
             )
             return
-        sess = self.sessions.get(key)
-        if sess is None:
+        found = self.sessions.get(key)
+        if found is None:
             return
         if op == "stop":
-            if sess.stats is not None:
-                self._send_control(sess.stats, addr)
-            elif not sess.finishing:
-                sess.finishing = True
-                sess.finisher = asyncio.create_task(self._finish(sess, msg, addr))
+            if found.stats is not None:
+                self._send_control(found.stats, addr)
+            elif not found.finishing:
+                found.finishing = True
+                found.finisher = asyncio.create_task(self._finish(found, msg, addr))
 
     async def _finish(self, sess: Session, msg: dict[str, Any], addr: Any) -> None:
         """Let the downstream run to its scheduled end (the probe may stop a hair early),
