@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import httpx  # noqa: E402
 from influxd import Influxd  # noqa: E402
 
+from netready import inventory as inv_mod  # noqa: E402
 from netready.influx import encode  # noqa: E402
 from reports import synthetic  # noqa: E402
 from reports.query import InfluxStore  # noqa: E402
@@ -103,39 +104,46 @@ def load(url: str, db: str, n: int, templates: list[list[str]]) -> tuple[int, fl
     return count, time.monotonic() - t
 
 
+#: The child reports its own peak RSS (VmHWM of its address space) when it exits: wait4's
+#: ru_maxrss would include the parent's RSS inherited across fork/exec.
+CHILD = """
+import atexit, os, sys
+def _hwm():
+    with open("/proc/self/status") as f, open(os.environ["NETREADY_BENCH_HWM"], "w") as o:
+        o.write(next(l for l in f if l.startswith("VmHWM")).split()[1])
+atexit.register(_hwm)
+from netready.cli import main
+main(sys.argv[1:])
+"""
+
+
 def run_report(inv: Path, now: int, out: Path) -> tuple[float, float]:
     """``netready report`` in a child process: (wall seconds, peak RSS MiB)."""
-    code = (
-        "import sys; from netready.cli import main; "
-        "sys.argv=['netready']+sys.argv[1:]; main(sys.argv[1:])"
-    )
+    hwm = out.with_suffix(".hwm")
+    args = [
+        "report",
+        "--inventory",
+        str(inv),
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        "--now",
+        str(now),
+    ]
     t = time.monotonic()
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "report",
-            "--inventory",
-            str(inv),
-            "--format",
-            "json",
-            "--out",
-            str(out),
-            "--now",
-            str(now),
-        ],
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
         cwd=ROOT,
+        env={**os.environ, "NETREADY_BENCH_HWM": str(hwm)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        check=False,
     )
-    _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode() if p.stderr else ""
     if p.returncode != 0:
-        raise SystemExit(f"netready report failed ({p.returncode}): {err[-500:]}")
-    return wall, ru.ru_maxrss / 1024.0
+        raise SystemExit(f"netready report failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return wall, int(hwm.read_text()) / 1024.0
 
 
 def statements(inv: Path, now: int) -> list[str]:
@@ -176,14 +184,55 @@ def replay(url: str, db: str, qs: list[str], workers: int) -> float:
         return time.monotonic() - t
 
 
+def embedded(d: Path, n: int, now: int, rtt_every: int, inv_influx: Path) -> tuple[float, float]:
+    """The same kind of history in the embedded store (spool ``points``): report time, RSS."""
+    from netready.spool import Spool
+
+    spool = d / f"spool{n}.db"
+    sites = synthetic.estate(n)
+    with Spool(
+        spool, ship=False, embedded=True, max_age_s=10**9, max_bytes=1 << 40, synchronous="OFF"
+    ) as sp:
+        batch = []
+        for rec in synthetic.history(
+            sites, now - 14 * DAY, now, rtt_every_s=rtt_every, media_every_s=86400
+        ):
+            batch.append(rec)
+            if len(batch) >= 50_000:
+                sp.enqueue(batch)
+                batch = []
+        sp.enqueue(batch)
+    inv = d / f"inv{n}-embedded.yaml"
+    text = inv_influx.read_text().splitlines()
+    text[1] = f"store: {{kind: embedded}}\nagent: {{spool_path: '{spool}'}}"
+    inv.write_text("\n".join(text) + "\n")
+    return run_report(inv, now, d / f"e{n}.json")
+
+
+def growth(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log(y) on log(x)."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / sum(
+        (x - mx) ** 2 for x in lx
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--rtt-every", type=int, default=3600, help="seconds between rtt windows")
+    ap.add_argument(
+        "--embedded-max",
+        type=int,
+        default=1000,
+        help="also time the embedded store up to this many sites (0: never)",
+    )
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     now = (int(time.time() * 1000) // 60_000) * 60_000
     templates = template_lines(now, a.rtt_every)
+    load_avg = os.getloadavg()[0]
     srv = Influxd().start()
     rows = []
     try:
@@ -196,9 +245,17 @@ def main() -> None:
                 inv = Path(d) / f"inv{n}.yaml"
                 inventory(inv, sites, srv.url, db)
                 qs = statements(inv, now)  # also warms the server after the load
+                t = time.monotonic()
+                inv_mod.load(inv)
+                inv_s = time.monotonic() - t
                 wall, rss = run_report(inv, now, Path(d) / f"r{n}.json")
                 ref = replay(srv.url, db, qs, InfluxStore.WORKERS)
-                rows.append((n, pts, load_s, wall, rss, ref, len(qs)))
+                emb = (
+                    embedded(Path(d), n, now, a.rtt_every, inv)
+                    if n <= a.embedded_max
+                    else (None, None)
+                )
+                rows.append((n, pts, load_s, wall, rss, ref, len(qs), inv_s, *emb))
                 print(
                     f"  {n} sites: {pts:,} points loaded in {load_s:.1f} s; report {wall:.2f} s",
                     file=sys.stderr,
@@ -207,37 +264,31 @@ def main() -> None:
         srv.close()
 
     print(
-        f"\nnetready report over InfluxDB 1.6 (14 days, rtt every {a.rtt_every} s, "
-        "throughput 4/day/direction)"
+        f"\nnetready report, 14 days of history, rtt every {a.rtt_every} s, throughput "
+        f"4/day/direction; load average at start {load_avg:.1f} on {os.cpu_count()} cores"
     )
     print(
-        f"{'sites':>6} {'points':>10} {'load s':>7} | {'netready report s':>17} "
-        f"{'peak RSS MiB':>12} | {'same InfluxQL, bare client s':>28} {'stmts':>5} "
-        f"{'ratio':>6}"
+        f"{'sites':>6} {'points':>10} {'load s':>7} | {'report s':>8} {'(inventory s)':>13} "
+        f"{'RSS MiB':>7} | {'same InfluxQL bare client s':>27} {'stmts':>5} {'ratio':>5} | "
+        f"{'embedded report s':>17} {'RSS MiB':>7}"
     )
-    for n, pts, load_s, wall, rss, ref, nq in rows:
+    for n, pts, load_s, wall, rss, ref, nq, inv_s, ew, er in rows:
+        emb = f"{ew:>17.2f} {er:>7.0f}" if ew is not None else f"{'—':>17} {'—':>7}"
         print(
-            f"{n:>6} {pts:>10,} {load_s:>7.1f} | {wall:>17.2f} {rss:>12.0f} | {ref:>28.2f} "
-            f"{nq:>5} {wall / ref:>6.2f}"
+            f"{n:>6} {pts:>10,} {load_s:>7.1f} | {wall:>8.2f} {inv_s:>13.2f} {rss:>7.0f} | "
+            f"{ref:>27.2f} {nq:>5} {wall / ref:>5.2f} | {emb}"
         )
     if len(rows) >= 2:
-        xs = [math.log(r[0]) for r in rows]
-        ys = [math.log(r[3]) for r in rows]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-            (x - mx) ** 2 for x in xs
-        )
-        ys2 = [math.log(r[5]) for r in rows]
-        my2 = sum(ys2) / len(ys2)
-        k2 = sum((x - mx) * (y - my2) for x, y in zip(xs, ys2, strict=True)) / sum(
-            (x - mx) ** 2 for x in xs
-        )
+        ns = [float(r[0]) for r in rows]
         print(
-            f"growth exponent (time ~ sites^k): netready k = {k:.2f}, server queries k = {k2:.2f}"
+            f"growth exponent (time ~ sites^k): netready report k = "
+            f"{growth(ns, [r[3] for r in rows]):.2f}, server queries k = "
+            f"{growth(ns, [r[5] for r in rows]):.2f}, points k = "
+            f"{growth(ns, [float(r[1]) for r in rows]):.2f}"
         )
-    for n, _pts, _l, wall, *_ in rows:
-        if n == 1000:
-            print(f"target 1,000 sites < 10 s: {'met' if wall < 10 else 'NOT met'} ({wall:.2f} s)")
+    for r in rows:
+        if r[0] == 1000:
+            print(f"target 1,000 sites < 10 s: {'met' if r[3] < 10 else 'NOT met'} ({r[3]:.2f} s)")
 
 
 if __name__ == "__main__":
