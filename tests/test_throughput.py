@@ -289,8 +289,20 @@ def test_link_busy_with_and_without_snmp() -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
+    import lab.netns as netns
     from lab.netns import PROFILES, Lab
 
+    # lab.netns.cleanup_stale() run elsewhere with a private state directory (the lab tests,
+    # on a shared machine) removes any live `nr-<id>-core` lab it has no state file for; a
+    # distinct prefix keeps this module's lab out of its reach. Restored afterwards.
+    saved, netns.NS_PREFIX = netns.NS_PREFIX, "nrtp-"
+    try:
+        yield from _lab_up(Lab, PROFILES)
+    finally:
+        netns.NS_PREFIX = saved
+
+
+def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]  # noqa: N803
     with Lab(sites={"adsl": PROFILES["adsl"], "fttc40": PROFILES["fttc40"]}) as lb:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         srv = lb.popen(
