@@ -77,7 +77,7 @@ def _options(f: Any) -> Any:
             type=click.Choice(sorted(PROFILES)),
             default=DEFAULT_PROFILE,
             show_default=True,
-            help="Use the link is judged for.",
+            help="What the link is judged for (docs/reports.md).",
         ),
         click.option(
             "--now",
@@ -256,7 +256,7 @@ def assess(
     fmt: str,
     dry_run: bool,
 ) -> None:
-    """Write ``readiness`` records (verdict, capacity, figures per site) back to the store, so
+    """Write 'readiness' records (verdict, capacity, figures per site) back to the store, so
     Grafana can show readiness over time. Run it from cron, e.g. nightly.
 
     Embedded store: into the spool's points table; InfluxDB: through its write API.
