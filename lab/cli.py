@@ -65,6 +65,7 @@ def _lab_summary(st: dict[str, Any]) -> dict[str, Any]:
                 "loss_pct_up": s["loss_pct_up"],
                 "delay_ms": s["profile"]["delay_ms"],
                 "jitter_ms": s["profile"]["jitter_ms"],
+                "keep_order": s["profile"].get("keep_order", False),
                 "dscp_rewrite": s["dscp_rewrite"],
             }
             for name, s in st["sites"].items()
@@ -87,7 +88,10 @@ def _print_lab(summary: dict[str, Any]) -> None:
         if s["loss_pct_down"] or s["loss_pct_up"]:
             extra.append(f"loss {s['loss_pct_down']:g}/{s['loss_pct_up']:g}%")
         if s["delay_ms"] or s["jitter_ms"]:
-            extra.append(f"delay {s['delay_ms']:g}±{s['jitter_ms']:g} ms")
+            extra.append(
+                f"delay {s['delay_ms']:g}±{s['jitter_ms']:g} ms"
+                + (" (in order)" if s["keep_order"] else "")
+            )
         if s["dscp_rewrite"]:
             extra.append("dscp->0")
         click.echo(

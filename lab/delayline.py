@@ -42,14 +42,19 @@ def serve(
     jitter_s: float,
     seed: int | None = None,
     stats: dict[str, int] | None = None,
+    keep_order: bool = False,
 ) -> None:
-    """Hold each packet read from ``fd`` for delay ± jitter, then write it back. Never returns."""
+    """Hold each packet read from ``fd`` for delay ± jitter, then write it back. Never returns.
+
+    ``keep_order``: a packet never leaves before the one read ahead of it (release times
+    are made non-decreasing), so jitter behaves like queueing and never reorders."""
     stats = stats if stats is not None else {}
     for k in ("packets", "overflow_drops", "write_errors"):
         stats.setdefault(k, 0)
     rng = random.Random(seed)
     held: list[tuple[float, int, bytes]] = []
     seq = 0
+    last_release = 0.0
     # select(2) takes a timeval (microseconds); epoll/poll round timeouts up to whole ms.
     rlist = [fd]
     clock = time.monotonic
@@ -68,8 +73,12 @@ def serve(
                     stats["overflow_drops"] += 1
                     continue
                 d = delay_s + (rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0)
+                release = now + max(d, 0.0)
+                if keep_order and release < last_release:
+                    release = last_release
+                last_release = release
                 seq += 1
-                heapq.heappush(held, (now + max(d, 0.0), seq, pkt))
+                heapq.heappush(held, (release, seq, pkt))
         now = clock()
         while held and held[0][0] <= now:
             _, _, pkt = heapq.heappop(held)
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--site-net", default="", help="the site's subnet (informational)")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added, ms")
     ap.add_argument("--jitter-ms", type=float, default=0.0, help="uniform ± jitter, ms")
+    ap.add_argument("--keep-order", action="store_true", help="never reorder (queue-like jitter)")
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -108,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     _sharpen_timers()
     print(f"ready {a.dev} delay={a.delay_ms}ms jitter={a.jitter_ms}ms", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(fd, a.delay_ms / 1000.0, a.jitter_ms / 1000.0, a.seed)
+        serve(fd, a.delay_ms / 1000.0, a.jitter_ms / 1000.0, a.seed, keep_order=a.keep_order)
     return 0
 
 

@@ -76,6 +76,7 @@ class Profile:
     loss_pct_up: float = 0.0
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
+    keep_order: bool = False  # jitter without reordering (queueing-like); see docs/lab.md
 
     def __post_init__(self) -> None:
         if self.tech not in TECHS:
@@ -155,6 +156,7 @@ _KEYS = {
     "delay": "delay_ms",
     "jitter_ms": "jitter_ms",
     "jitter": "jitter_ms",
+    "keep_order": "keep_order",
     "tech": "tech",
     "name": "name",
     "base": "base",
@@ -191,6 +193,11 @@ def parse_profile(text: str) -> Profile:
         if k in ("tech", "name", "base"):
             values[k] = val
             continue
+        if k == "keep_order":
+            if val.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ConfigError(f"link profile {text!r}: keep_order={val!r} is not 1/0")
+            values[k] = val.lower() in ("1", "true", "yes")
+            continue
         try:
             num = float(val)
         except ValueError:
@@ -217,9 +224,9 @@ def parse_profile(text: str) -> Profile:
 def profile_to_text(p: Profile) -> str:
     """The inverse of ``parse_profile`` for any profile (round-trips exactly)."""
     return (
-        f"name={p.name},tech={p.tech},down={p.down_mbit:g},up={p.up_mbit:g},"
-        f"queue_ms={p.queue_ms:g},loss_down={p.loss_pct_down:g},loss_up={p.loss_pct_up:g},"
-        f"delay_ms={p.delay_ms:g},jitter_ms={p.jitter_ms:g}"
+        f"name={p.name},tech={p.tech},down={p.down_mbit!r},up={p.up_mbit!r},"
+        f"queue_ms={p.queue_ms!r},loss_down={p.loss_pct_down!r},loss_up={p.loss_pct_up!r},"
+        f"delay_ms={p.delay_ms!r},jitter_ms={p.jitter_ms!r},keep_order={int(p.keep_order)}"
     )
 
 
@@ -753,9 +760,10 @@ class Lab:
             "--site-net",
             subnet,
             "--delay-ms",
-            f"{s.profile.delay_ms:g}",
+            repr(s.profile.delay_ms),
             "--jitter-ms",
-            f"{s.profile.jitter_ms:g}",
+            repr(s.profile.jitter_ms),
+            *(["--keep-order"] if s.profile.keep_order else []),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = (

@@ -77,6 +77,7 @@ def lab() -> Iterator[Lab]:
         "dscp": parse_profile("down=50,up=50"),
         "delay": parse_profile("down=50,up=50,delay_ms=15"),
         "jitter": parse_profile("down=50,up=50,delay_ms=15,jitter_ms=5"),
+        "jitord": parse_profile("down=50,up=50,delay_ms=15,jitter_ms=5,keep_order=1"),
     }
     before_links, before_nft = root_links(), root_nft_tables()
     lab = Lab(sites)
@@ -128,7 +129,9 @@ def test_parse_profile_named_custom_and_errors() -> None:
     b = parse_profile("base=fttc40,loss=2,delay_ms=10")
     assert (b.down_mbit, b.up_mbit, b.tech) == (36, 9, "fttc")
     assert (b.loss_pct_down, b.loss_pct_up, b.delay_ms) == (2, 2, 10)
-    for p in PROFILES.values():
+    assert not b.keep_order and parse_profile("base=adsl,jitter_ms=3,keep_order=1").keep_order
+    odd = parse_profile("down=0.123456789,up=1,jitter_ms=2.5,keep_order=yes,loss_up=0.0125")
+    for p in [*PROFILES.values(), odd]:
         assert parse_profile(netns.profile_to_text(p)) == p
     for bad in (
         "vdsl9",
@@ -138,6 +141,7 @@ def test_parse_profile_named_custom_and_errors() -> None:
         "down=0,up=1",
         "down=5,up=5,loss=101",
         "down=5,up=5,tech=isdn",
+        "down=5,up=5,keep_order=maybe",
     ):
         with pytest.raises(ConfigError):
             parse_profile(bad)
@@ -437,6 +441,10 @@ def test_delay_line_reorders_only_when_jitter_exceeds_the_gap(lab: Lab) -> None:
     assert spaced == list(range(25))
     fixed = arrival_order(lab, "delay", 40, 0, 5503)
     assert fixed == list(range(40))
+    # keep_order=1: the same jitter, but a burst leaves in order
+    assert arrival_order(lab, "jitord", 40, 0, 5504) == list(range(40))
+    rtts = ping_rtts(lab, "jitord", 40)
+    assert min(rtts) >= 19.5 and 3.0 < iqr(rtts) < 10.0, rtts
 
 
 # --------------------------------------------------------------------------- lifecycle
