@@ -302,7 +302,7 @@ def lab() -> Iterator[object]:
         netns.NS_PREFIX = saved
 
 
-def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]  # noqa: N803
+def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
     with Lab(sites={"adsl": PROFILES["adsl"], "fttc40": PROFILES["fttc40"]}) as lb:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         srv = lb.popen(
