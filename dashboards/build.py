@@ -1141,14 +1141,6 @@ def site_detail() -> dm.Dashboard:
 # ------------------------------------------------------------------ agent health
 
 
-def _per_site_last(fld: str, where: str) -> str:
-    """Subquery: each site's latest ``fld`` per interval (agents report every ship cycle)."""
-    return (
-        f'SELECT last("{fld}") AS "{fld}" FROM "agent" '
-        f'WHERE {T} AND {where} {BY_TIME}, "site" fill(none)'
-    )
-
-
 def agent_health() -> dm.Dashboard:
     where = f"{ICB} AND {SITE}"
     d = (
@@ -1159,6 +1151,7 @@ def agent_health() -> dm.Dashboard:
             "spool depth, dropped and dead-lettered records, ship latency, memory, versions.",
             ["agent"],
         )
+        .time("now-6h", "now")  # agents report every ship cycle: many points per site
         .with_variable(ds_variable())
         .with_variable(icb_variable())
         .with_variable(site_variable(include_all=True))
@@ -1310,43 +1303,35 @@ def agent_health() -> dm.Dashboard:
         .with_panel(
             ts(
                 "Spool depth",
-                "Records waiting to ship across the selected sites: the total and the deepest "
-                "single spool (each site's latest spool_pending per interval). A growing line "
-                "means agents cannot reach the store; the table shows which.",
+                "Records waiting to ship (spool_pending): the deepest spool among the selected "
+                "sites and the mean, per interval. A growing line means agents cannot reach the "
+                "store; the table above says which.",
                 "none",
                 [
                     InfluxQL(
-                        'SELECT sum("spool_pending") AS "total", max("spool_pending") AS "deepest" '
-                        f"FROM ({_per_site_last('spool_pending', where)}) "
-                        f"WHERE {T} {BY_TIME} fill(none)"
+                        'SELECT max("spool_pending") AS "deepest", mean("spool_pending") AS "mean" '
+                        f'FROM "agent" WHERE {T} AND {where} {BY_TIME} fill(none)'
                     )
                     .alias("$col")
-                    .expect("total", "deepest")
+                    .expect("deepest", "mean")
                 ],
             )
         )
         .with_panel(
             ts(
                 "Dropped and dead-lettered records",
-                "Totals across the selected sites of the cumulative counters spool_dropped "
-                "(evicted by the spool quota, never shipped) and dead_lettered (rejected by the "
-                "store as malformed).",
+                "The largest cumulative counts among the selected sites: spool_dropped (evicted "
+                "by the spool quota, never shipped) and dead_lettered (rejected by the store as "
+                "malformed). Totals are in the stats above, per site in the table.",
                 "none",
                 [
                     InfluxQL(
-                        'SELECT sum("spool_dropped") AS "spool_dropped" '
-                        f"FROM ({_per_site_last('spool_dropped', where)}) "
-                        f"WHERE {T} {BY_TIME} fill(none)"
+                        'SELECT max("spool_dropped") AS "spool_dropped", '
+                        'max("dead_lettered") AS "dead_lettered" '
+                        f'FROM "agent" WHERE {T} AND {where} {BY_TIME} fill(none)'
                     )
                     .alias("$col")
-                    .expect("spool_dropped"),
-                    InfluxQL(
-                        'SELECT sum("dead_lettered") AS "dead_lettered" '
-                        f"FROM ({_per_site_last('dead_lettered', where)}) "
-                        f"WHERE {T} {BY_TIME} fill(none)"
-                    )
-                    .alias("$col")
-                    .expect("dead_lettered"),
+                    .expect("spool_dropped", "dead_lettered")
                 ],
             )
         )
