@@ -373,3 +373,54 @@ def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  #
         # 250 ms of buffer on a 0.8 Mbit/s upload: the loaded RTT must show it
         assert up["rtt_loaded_ms"] > up["rtt_idle_ms"] + 100
         assert up["bufferbloat_grade"] in "CDF"
+
+
+def test_https_endpoint_with_and_without_verification(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sctx.load_cert_chain(cert, key)
+
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, Limits(max_rate_mbps=20))
+        port = await srv.start("127.0.0.1", 0, sctx)
+        try:
+            out = []
+            for verify in (False, True):
+                await asyncio.sleep(1.1)  # the previous test at the endpoint is over
+                spec = Spec(
+                    target=f"https://127.0.0.1:{port}",
+                    token="env:NR_TP_TOKEN",
+                    direction="down",
+                    verify_tls=verify,
+                    max_seconds=5,
+                )
+                out += await throughput.run(registry.Context(), spec)
+            return out
+        finally:
+            await srv.close()
+
+    insecure, verified = asyncio.run(go())
+    assert insecure.ok and insecure.fields["goodput_mbps"] == pytest.approx(20, rel=0.15)
+    assert verified.result == "error" and "TLS" in str(verified.fields["reason"])
