@@ -10,32 +10,45 @@ custom ``Dataquery``: a raw InfluxQL target as Grafana's InfluxDB data source st
 build (``tests/test_dashboards.py`` fails on any). ``panel_queries()`` lists every panel query
 with the columns and tags the panel expects, so the tests can run each one against InfluxDB.
 
-Queries follow the schema in ``netready/records.py``; the rubric thresholds drawn on the panels
-are the starting values in DESIGN.md (reports/ owns the rubric; keep the two in step).
+Queries follow the schema in ``netready/records.py``; the thresholds drawn on the panels come
+from the rubric table in ``reports/rubric.py`` (a rubric change makes the JSON stale).
 """
 
 from __future__ import annotations
 
 import json
 import typing
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from grafana_foundation_sdk.builders import barchart, geomap, piechart, stat, table, timeseries
-from grafana_foundation_sdk.builders import common as cb
-from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import runtime as cogruntime
-from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as cm
-from grafana_foundation_sdk.models import dashboard as dm
-from grafana_foundation_sdk.models import geomap as gm
-from grafana_foundation_sdk.models import piechart as pm
 
 from reports.rubric import DEFAULT_PROFILE, HEADROOM, RUBRIC
+
+with warnings.catch_warnings():
+    # the SDK warns at import that dashboard v2 is preferred; file provisioning and
+    # /api/dashboards/db take the v1 JSON model built here
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from grafana_foundation_sdk.builders import (
+        barchart,
+        geomap,
+        piechart,
+        stat,
+        table,
+        timeseries,
+    )
+    from grafana_foundation_sdk.builders import common as cb
+    from grafana_foundation_sdk.builders import dashboard as db
+    from grafana_foundation_sdk.cog import builder as cogbuilder
+    from grafana_foundation_sdk.cog import runtime as cogruntime
+    from grafana_foundation_sdk.cog import variants as cogvariants
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import common as cm
+    from grafana_foundation_sdk.models import dashboard as dm
+    from grafana_foundation_sdk.models import geomap as gm
+    from grafana_foundation_sdk.models import piechart as pm
 
 HERE = Path(__file__).resolve().parent
 
