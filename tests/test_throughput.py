@@ -424,3 +424,36 @@ def test_https_endpoint_with_and_without_verification(tmp_path: Path) -> None:
     insecure, verified = asyncio.run(go())
     assert insecure.ok and insecure.fields["goodput_mbps"] == pytest.approx(20, rel=0.15)
     assert verified.result == "error" and "TLS" in str(verified.fields["reason"])
+
+
+def test_docs_list_every_field_the_probes_write() -> None:
+    """docs/throughput.md and the module docstrings name every field a record carries."""
+    from probes import iperf3, speedtest
+
+    docs = (ROOT / "docs" / "throughput.md").read_text()
+    recs, _ = _loop_run(Limits(max_rate_mbps=20), direction="down", max_seconds=4)
+    data = ROOT / "tests" / "data"
+    ip3 = [
+        iperf3.parse((data / f).read_text(), "up")
+        for f in ("iperf3_tcp_p2.json", "iperf3_udp.json")
+    ]
+    st = speedtest.to_records(
+        {
+            "download": 1e6,
+            "upload": 1e6,
+            "ping": 3.0,
+            "bytes_sent": 1,
+            "bytes_received": 1,
+            "server": {"id": "1"},
+        },
+        speedtest.Spec(threads=2),
+        {},
+    )
+    for mod, records in ((throughput, recs), (iperf3, ip3), (speedtest, st)):
+        for r in records:
+            assert r.ok, r
+            for name in r.fields:
+                assert f"`{name}`" in docs, f"docs/throughput.md does not document {name}"
+                assert name in (mod.__doc__ or ""), f"{mod.__name__} docstring lacks {name}"
+            for tag in r.tags:
+                assert tag in ("site", "icb", "tech", "target", "method", "direction", "result")
