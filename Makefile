@@ -7,7 +7,7 @@ PYTHON ?= python3
 # Debian packages the tests, the lab and the demo use (binary:package).
 SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            sshd:openssh-server nft:nftables tshark:tshark tcpdump:tcpdump ffmpeg:ffmpeg \
-           chromium:chromium ip:iproute2 tc:iproute2
+           chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping
 
 .PHONY: all demo test lint typecheck bench sysdeps venv lock clean
 
