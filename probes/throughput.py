@@ -602,6 +602,7 @@ class _Run:
         self.progress = progress
         self.use_tcp_info = True
         self._last_counts: dict[int, int] = {}
+        self._last_retrans: dict[int, int] = {}
         self._last_t = 0.0
         self.est = Estimator(
             spec.start_streams,
@@ -658,6 +659,7 @@ class _Run:
                         val, a = info["data_segs_in"] * info["rcv_mss"], info["last_data_recv_ms"]
                     else:
                         val, a = delivered_bytes(info), info["last_ack_recv_ms"]
+                        self._last_retrans[i] = info["total_retrans"]
                     self._last_counts[i] = val
                     age = a if age is None else min(age, a)
                 total += self._last_counts.get(i, 0)
@@ -729,17 +731,18 @@ class _Run:
             retrans: int | None = None
             nbytes_total = self.meter.bytes
             if self.direction == "up":
-                infos = [tcp_info(s.sock()) for s in self.streams]
-                if all(i and "total_retrans" in i for i in infos):
-                    retrans = sum(i["total_retrans"] for i in infos)  # type: ignore[index]
-                acked = [i.get("bytes_acked") for i in infos if i]
-                sent = sum(s.sent for s in self.streams if isinstance(s, _UpProto))
-                nbytes_total = (
-                    sum(a for a in acked if a)
-                    if len(acked) == len(infos) and all(a is not None for a in acked)
-                    else sent
-                )
-                nbytes_total = min(nbytes_total, sent)
+                # a retired stream's socket is closed: its last sampled figures stand in
+                acked, rtx = 0, 0
+                for i, st in enumerate(self.streams):
+                    info = tcp_info(st.sock())
+                    if info and "delivered" in info:
+                        self._last_counts[i] = delivered_bytes(info)
+                        self._last_retrans[i] = info["total_retrans"]
+                    acked += self._last_counts.get(i, 0)
+                    rtx += self._last_retrans.get(i, 0)
+                sent = sum(st.sent for st in self.streams if isinstance(st, _UpProto))
+                nbytes_total = min(acked, sent) if self._last_counts else sent
+                retrans = rtx if self._last_counts else None
             ping_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ping_task
