@@ -160,7 +160,7 @@ def bytes_used(records: Iterable[Record]) -> int:
     """Sum of the ``bytes`` fields of a test's records (what to ``charge``)."""
     return sum(
         int(r.fields.get("bytes", 0))
-        for r in records  # type: ignore[call-overload]
+        for r in records
         if isinstance(r.fields.get("bytes", 0), (int, float))
     )
 
@@ -215,13 +215,13 @@ def mark_link_busy(
         for s in samples:
             if _WAN_DIR[s.tags["direction"]] != d:
                 continue
-            iv = float(s.fields["interval_s"])  # type: ignore[arg-type]
+            iv = float(s.fields["interval_s"])
             s1 = s.time_ms
             s0 = s1 - iv * 1000
             if s1 < start_ms - lookback_s * 1000 or s0 > end_ms or iv <= 0:
                 continue
             overlap = max(0.0, min(s1, end_ms) - max(s0, start_ms)) / (iv * 1000)
-            other = float(s.fields["rate_mbps"]) - float(goodput) * GOODPUT_TO_WIRE * overlap  # type: ignore[arg-type]
+            other = float(s.fields["rate_mbps"]) - float(goodput) * GOODPUT_TO_WIRE * overlap
             worst = max(worst, other)
         if ref > 0 and worst > busy_pct / 100 * ref:
             reason = (

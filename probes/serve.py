@@ -227,8 +227,8 @@ class SpeedServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
-        server = site._server  # the asyncio Server: read the real port when port=0
-        sock = server.sockets[0] if server and server.sockets else None  # type: ignore[union-attr]
+        server: Any = site._server  # the asyncio Server: read the real port when port=0
+        sock = server.sockets[0] if server is not None and server.sockets else None
         return int(sock.getsockname()[1]) if sock else port
 
     async def close(self) -> None:

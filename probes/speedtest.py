@@ -67,7 +67,7 @@ def _blocking(spec: Spec) -> dict[str, Any]:
         st.download(threads=spec.threads)
     if spec.direction in ("up", "both"):
         st.upload(threads=spec.threads, pre_allocate=False)
-    return st.results.dict()  # type: ignore[no-any-return]
+    return st.results.dict()
 
 
 def to_records(res: dict[str, Any], spec: Spec, tags: dict[str, str]) -> list[Record]:

@@ -375,9 +375,10 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
             if n == 0:
                 self.finished = True
                 break
+            assert self.transport is not None
             self.transport.write(
                 run.ep.request("GET", f"{PATH_DOWNLOAD}?bytes={n}&test={run.test_id}")
-            )  # type: ignore[union-attr]
+            )
             self.outstanding += 1
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -832,8 +833,8 @@ async def measure_direction(
             tags,
             result,
             f"{where}: {what} reached before a measurement window ({cap} bytes cap)",
-            bytes=int(out["bytes"]),
-        )  # type: ignore[call-overload]
+            bytes=int(out["bytes"]),  # type: ignore[call-overload]
+        )
     nbytes, secs = res
     idle = stats.percentile(pinger.idle_ms, 50)
     loaded = stats.percentile(pinger.loaded_ms, 50)
@@ -879,7 +880,7 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
         # each remaining direction gets an equal share of what is left of the cap
         cap = (cap_total - used) // (len(directions) - i)
         rec = await measure_direction(spec, ep, d, cap, tags, progress, test_id)
-        used += int(rec.fields.get("bytes", 0))  # type: ignore[call-overload]
+        used += int(rec.fields.get("bytes", 0))
         out.append(rec)
     return out
 
@@ -928,7 +929,7 @@ def run_cli(plugin_name: str, params: dict[str, object], fmt: str, quiet: bool =
         plugin = registry.get("probe", plugin_name)
         spec = plugin.make_spec({k: v for k, v in params.items() if v is not None})
         ctx = registry.Context(progress=not quiet and fmt != "json" and sys.stderr.isatty())
-        records = asyncio.run(plugin.run(ctx, spec))
+        records: list[Record] = asyncio.run(plugin.run(ctx, spec))  # type: ignore[arg-type]
     except NetreadyError as e:
         raise fail(e) from None
     emit(records, fmt)
