@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -154,7 +155,7 @@ def statements(inv: Path, now: int) -> list[str]:
     sent: list[str] = []
     orig = InfluxV1.query
 
-    def spy(self, q, **kw):  # type: ignore[no-untyped-def]
+    def spy(self: InfluxV1, q: str, **kw: Any) -> Any:
         sent.append(q)
         return orig(self, q, **kw)
 
@@ -273,10 +274,10 @@ def main() -> None:
         f"{'embedded report s':>17} {'RSS MiB':>7}"
     )
     for n, pts, load_s, wall, rss, ref, nq, inv_s, ew, er in rows:
-        emb = f"{ew:>17.2f} {er:>7.0f}" if ew is not None else f"{'—':>17} {'—':>7}"
+        cell = f"{ew:>17.2f} {er:>7.0f}" if ew is not None else f"{'—':>17} {'—':>7}"
         print(
             f"{n:>6} {pts:>10,} {load_s:>7.1f} | {wall:>8.2f} {inv_s:>13.2f} {rss:>7.0f} | "
-            f"{ref:>27.2f} {nq:>5} {wall / ref:>5.2f} | {emb}"
+            f"{ref:>27.2f} {nq:>5} {wall / ref:>5.2f} | {cell}"
         )
     if len(rows) >= 2:
         ns = [float(r[0]) for r in rows]

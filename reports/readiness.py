@@ -38,6 +38,7 @@ beside it when present and used only when there is no rtt evidence.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -222,9 +223,9 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
         "tech": lambda: store.detected_tech(ods, w.t0, w.t1),
     }
     for m in ("rtt", "throughput", "media"):
-        jobs[f"fail:{m}"] = lambda m=m: store.failures(m, ods, w.t0, w.t1)
+        jobs[f"fail:{m}"] = functools.partial(store.failures, m, ods, w.t0, w.t1)
     for i, (m, f) in enumerate(LATEST):
-        jobs[f"latest:{i}"] = lambda m=m, f=f: store.latest(m, f, ods, w.t0, w.t1)
+        jobs[f"latest:{i}"] = functools.partial(store.latest, m, f, ods, w.t0, w.t1)
     if getattr(store, "concurrent", False):
         from concurrent.futures import ThreadPoolExecutor
 
@@ -736,11 +737,11 @@ class Estate:
     since_s: float
     store: str
     sites: list[SiteResult]
-    cohorts: list[dict[str, object]]
-    by_icb: list[dict[str, object]]
-    priority: list[dict[str, object]]
-    pstn_risk: list[dict[str, object]]
-    mismatches: list[dict[str, object]]
+    cohorts: list[dict[str, Any]]
+    by_icb: list[dict[str, Any]]
+    priority: list[dict[str, Any]]
+    pstn_risk: list[dict[str, Any]]
+    mismatches: list[dict[str, Any]]
 
     def counts(self) -> dict[str, int]:
         c = {v: 0 for v in VERDICTS}
@@ -783,7 +784,7 @@ def assess_estate(
                 "name": r.name,
                 "declared_tech": r.declared_tech,
                 "detected_tech": r.detected_tech,
-                "router": (by_ods[r.ods].router.vendor if by_ods[r.ods].router else None),
+                "router": _vendor(by_ods[r.ods]),
             }
             for r in results
             if r.tech_mismatch
@@ -791,12 +792,16 @@ def assess_estate(
     )
 
 
+def _vendor(site: Site) -> str | None:
+    return site.router.vendor if site.router else None
+
+
 def _dist(vals: Iterable[float | None]) -> dict[str, float | None]:
     v = [float(x) for x in vals if x is not None]
     return {"median": stats.percentile(v, 50), "p10": stats.percentile(v, 10), "n": len(v)}
 
 
-def cohorts(results: Sequence[SiteResult], key: str) -> list[dict[str, object]]:
+def cohorts(results: Sequence[SiteResult], key: str) -> list[dict[str, Any]]:
     """Per value of ``key`` (declared_tech, detected_tech, icb): counts, share ready and the
     distribution across its sites of their figures (median and p10 of the site values)."""
     groups: dict[tuple[str, str], list[SiteResult]] = defaultdict(list)
@@ -808,7 +813,7 @@ def cohorts(results: Sequence[SiteResult], key: str) -> list[dict[str, object]]:
     for (v, cls), rs in sorted(groups.items()):
         ready = sum(r.verdict == READY for r in rs)
         judged = sum(r.verdict not in (NO_DATA,) for r in rs)
-        row: dict[str, object] = {
+        row: dict[str, Any] = {
             "by": key,
             "group": v,
             "class": cls or classify(v),
@@ -844,9 +849,9 @@ def shortfall(r: SiteResult) -> float:
     return s
 
 
-def upgrade_priority(results: Sequence[SiteResult]) -> list[dict[str, object]]:
+def upgrade_priority(results: Sequence[SiteResult]) -> list[dict[str, Any]]:
     """Copper sites not ready, by planned clinics × shortfall, then registered patients."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in results:
         copper = r.tech_class == "copper" or classify(r.detected_tech) == "copper"
         verdict = r.assessed if r.verdict == STALE else r.verdict
@@ -871,17 +876,17 @@ def upgrade_priority(results: Sequence[SiteResult]) -> list[dict[str, object]]:
                 ),
             }
         )
-    rows.sort(key=lambda d: (-d["score"], -(d["registered_patients"] or 0), d["ods"]))  # type: ignore[operator]
+    rows.sort(key=lambda d: (-d["score"], -(d["registered_patients"] or 0), d["ods"]))
     for i, d in enumerate(rows, 1):
         d["rank"] = i
     return rows
 
 
-def pstn_risk(results: Sequence[SiteResult], now_ms: int) -> list[dict[str, object]]:
+def pstn_risk(results: Sequence[SiteResult], now_ms: int) -> list[dict[str, Any]]:
     """ADSL or WLR lines (declared, or ADSL detected) that stop working at the PSTN switch-off."""
     today = dt.datetime.fromtimestamp(now_ms / 1000, TZ).date()
     days = (rubric.PSTN_SWITCH_OFF - today).days
-    out = []
+    out: list[dict[str, Any]] = []
     for r in results:
         why = []
         if r.declared_tech in rubric.PSTN_TECHS:
@@ -905,5 +910,5 @@ def pstn_risk(results: Sequence[SiteResult], now_ms: int) -> list[dict[str, obje
                     "verdict": r.verdict,
                 }
             )
-    out.sort(key=lambda d: (-(d["registered_patients"] or 0), d["ods"]))  # type: ignore[operator]
+    out.sort(key=lambda d: (-(d["registered_patients"] or 0), d["ods"]))
     return out

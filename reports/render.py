@@ -12,6 +12,7 @@ import html
 import io
 import json
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from reports import rubric
@@ -488,7 +489,7 @@ def charts(e: Estate) -> list[tuple[str, str]]:
 
 
 def _html_table(
-    head: Sequence[str], rows: Sequence[Sequence[str]], raw_cols: set[int] = frozenset()
+    head: Sequence[str], rows: Sequence[Sequence[str]], raw_cols: AbstractSet[int] = frozenset()
 ) -> str:
     h = "".join(f"<th>{html.escape(x)}</th>" for x in head)
     body = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 Better = Literal["lower", "higher"]
 
@@ -300,7 +300,7 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "gp_video"
 
 
-def rubric_rows() -> list[dict[str, object]]:
+def rubric_rows() -> list[dict[str, Any]]:
     """The rubric as rows (docs, ``--format json`` ``rubric`` key)."""
     rows = []
     for p in PROFILES.values():
