@@ -14,12 +14,14 @@ Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
     Reads and discards the body (``Content-Length`` or chunked); 200 ``{"bytes": n}``.
 ``GET /ping[?test=ID]``
     200 JSON ``{"t": server monotonic s, "rx_bytes", "rx_t", "tx_bytes", "retransmits",
-    "tx_delivered", "tx_t"}``: the
+    "tx_delivered", "tx_t", "throttled"}``: the
     counters of test ``ID`` (zeros if unknown). ``rx_t`` is the server's monotonic time of the
     last upload byte, so a client can compute the upload rate from the server's own clock.
     ``retransmits`` sums ``tcpi_total_retrans`` (TCP_INFO) over the test's connections;
     ``tx_delivered`` is the download data the client has acknowledged or SACKed
-    (``delivered_bytes``) and ``tx_t`` the time of the last ACK.
+    (``delivered_bytes``) and ``tx_t`` the time of the last ACK. ``throttled`` is true when
+    the client's rate limit made the endpoint wait in the last second: the endpoint, not the
+    line, is then the bottleneck.
 
 ``test`` is a client-chosen id (``[A-Za-z0-9_-]{1,64}``) grouping the parallel connections of
 one test; a request without one is a test of its own.
@@ -134,6 +136,7 @@ class TokenBucket:
     def __init__(self, rate_Bps: float, burst: float):
         self.rate, self.burst = rate_Bps, burst
         self.tokens, self.t = burst, time.monotonic()
+        self.throttled_at = -1e9  # monotonic time a caller last had to wait
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -151,6 +154,7 @@ class TokenBucket:
         self._refill()
         self.tokens -= n  # may go negative: the debt is slept off
         if self.tokens < 0:
+            self.throttled_at = time.monotonic()
             await asyncio.sleep(-self.tokens / self.rate)
 
 
@@ -404,7 +408,9 @@ class SpeedServer:
             raise Refused(429, f"at most {self.limits.max_pings_per_s:g} pings/s", 1)
         tid = self._test_id(request)
         t = c.tests.get(tid) if tid else None
-        body: dict[str, float | int] = {"t": time.monotonic()}
+        now = time.monotonic()
+        throttled = c.bucket is not None and now - c.bucket.throttled_at < 1.0
+        body: dict[str, float | int | bool] = {"t": now, "throttled": throttled}
         if t is not None:
             t.refresh()
             body |= {

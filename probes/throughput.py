@@ -41,6 +41,8 @@ bufferbloat_grade  str    A-F from bufferbloat_ms (see GRADES)
 stable             bool   the stop rule was met (false: a cap ended the test first)
 windows            int    measurement windows taken, ramp-up included
 stop               str    why it stopped: stable, time_cap, byte_cap
+endpoint_limited   bool   the endpoint's per-client rate limit throttled this test: the
+                          figure is that limit, not the line's capacity
 =================  =====  ============================================================
 
 Failures (``records.failure``): ``refused`` (connection refused, or the endpoint answered
@@ -62,7 +64,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -228,6 +230,12 @@ class Estimator:
             return "done"
         return "wait"
 
+    def restart(self) -> None:
+        """Forget the windows so far (the byte source changed); stop growing."""
+        self.epoch += 1
+        self.growing = False
+        self.plateau_bps = None
+
     def result(self) -> tuple[int, float] | None:
         """(bytes, seconds) over the last ``stable_windows`` post-ramp windows, if any."""
         m = self.measured()[-self.stable_windows :]
@@ -267,7 +275,7 @@ class Endpoint:
         port = u.port or (443 if https else 80)
         host = u.hostname or ""
         return cls(
-            host, port, u.path.rstrip("/"), ctx, SecretRef(spec.token).resolve(), f"{host}:{port}"
+            host, port, u.path.rstrip("/"), ctx, SecretRef(spec.token).resolve(), _hostport(u)
         )
 
     def request(self, method: str, path: str, length: int | None = None) -> bytes:
@@ -604,6 +612,8 @@ class _Run:
         self.use_tcp_info = True
         self._last_counts: dict[int, int] = {}
         self._last_retrans: dict[int, int] = {}
+        self.endpoint_limited = False
+        self.restarted = False
         self._last_t = 0.0
         self.est = Estimator(
             spec.start_streams,
@@ -647,6 +657,16 @@ class _Run:
         Fallbacks: our ``data_segs_in`` x ``rcv_mss`` (down, endpoint without TCP_INFO),
         then bytes we read (down) or the endpoint read (up, from its /ping counters).
         """
+        if pinger.last.get("throttled") and not self.endpoint_limited:
+            # The endpoint's per-client rate limit is the bottleneck. For upload its kernel
+            # acknowledges into a receive buffer faster than the throttled reader empties it,
+            # so TCP counts overstate the rate: from now on use what the endpoint read, and
+            # start the windows again.
+            self.endpoint_limited = True
+            if self.direction == "up":
+                self.use_tcp_info = False
+                self.est.restart()
+                self.restarted = True
         if self.direction == "down" and "tx_delivered" in pinger.last and self.use_tcp_info:
             # the endpoint's sender-side count: each segment once, however often it was sent
             return float(pinger.last["tx_t"]), int(pinger.last["tx_delivered"])
@@ -689,6 +709,8 @@ class _Run:
                 if ping_task.done():
                     ping_task.result()  # raises the ping connection's error
                 t, b = self.sample(pinger)
+                if self.restarted:
+                    self.restarted, win = False, None
                 if win is None:
                     if b > 0:
                         win = (t, b)
@@ -851,6 +873,7 @@ async def measure_direction(
         "stable": out["stop"] == "stable",
         "windows": len(run.est.windows),
         "stop": out["stop"],
+        "endpoint_limited": run.endpoint_limited,
     }
     if idle is not None and loaded is not None:
         fields["bufferbloat_ms"] = max(0.0, loaded - idle)
@@ -858,9 +881,15 @@ async def measure_direction(
     return Record("throughput", {**tags, "result": "ok"}, fields)  # type: ignore[arg-type]
 
 
+def _hostport(u: SplitResult) -> str:
+    """``host:port`` for the Host header and the ``target`` tag (IPv6 in brackets)."""
+    host = u.hostname or ""
+    port = u.port or (443 if u.scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _target_tag(spec: Spec) -> str:
-    u = urlsplit(spec.target)
-    return f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
+    return _hostport(urlsplit(spec.target))
 
 
 @registry.register("probe", "throughput", Spec, heavy=True)

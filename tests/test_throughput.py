@@ -457,3 +457,25 @@ def test_docs_list_every_field_the_probes_write() -> None:
                 assert name in (mod.__doc__ or ""), f"{mod.__name__} docstring lacks {name}"
             for tag in r.tags:
                 assert tag in ("site", "icb", "tech", "target", "method", "direction", "result")
+
+
+def test_ipv6_loopback_endpoint() -> None:
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, Limits(max_rate_mbps=20))
+        port = await srv.start("::1", 0)
+        try:
+            spec = Spec(
+                target=f"http://[::1]:{port}",
+                token="env:NR_TP_TOKEN",
+                direction="up",
+                max_seconds=5,
+            )
+            return await throughput.run(registry.Context(), spec)
+        finally:
+            await srv.close()
+
+    (r,) = asyncio.run(go())
+    assert r.ok, r
+    assert r.tags["target"].startswith("[::1]:")
+    assert r.fields["goodput_mbps"] == pytest.approx(20, rel=0.1)
+    assert r.fields["endpoint_limited"] is True  # the endpoint throttled: its cap, not the line
