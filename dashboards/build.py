@@ -215,6 +215,16 @@ def latest_verdicts(where: str, group_by: str = '"site"') -> str:
     )
 
 
+def site_figures(where: str) -> str:
+    """Subquery: each site's latest readiness point — verdict and the figures it was judged on
+    (one selector, so every figure comes from that same point)."""
+    return (
+        'SELECT last("verdict") AS "verdict", "rtt_ms", "jitter_ms", "loss_pct", "mos", '
+        '"up_p10_mbps", "down_p10_mbps" FROM "readiness" '
+        f'WHERE {T} AND {where} GROUP BY "site", "tech"'
+    )
+
+
 # ------------------------------------------------------------------ panel helpers
 
 _ids = iter(range(1, 10_000))
@@ -694,42 +704,34 @@ def estate_overview() -> dm.Dashboard:
         .show_value(cm.VisibilityMode.AUTO)
         .unit("none")
     )
+    figures = site_figures(where)
     d = d.with_panel(
         barchart.Panel()
         .id(next(_ids))
         .title("Measured goodput by access technology")
         .description(
-            "Median and 10th percentile of speed-test goodput per declared technology, upload "
-            "and download (throughput measurement, valid results only)."
+            "Per declared technology, the sustained (p10) goodput of the median site and of the "
+            "slowest site, upload and download, from each site's latest readiness assessment "
+            "(the figures `netready report` compares)."
         )
         .datasource(DS)
         .grid_pos(_pos(12, 8))
         .with_target(
             InfluxQL(
-                'SELECT median("goodput_mbps") AS "up_median_mbps", '
-                'percentile("goodput_mbps", 10) AS "up_p10_mbps" FROM "throughput" '
-                f'WHERE {T} AND {ICB} AND {OK} AND "direction" = \'up\' GROUP BY "tech"'
+                'SELECT median("up_p10_mbps") AS "up_median_site_mbps", '
+                'min("up_p10_mbps") AS "up_slowest_site_mbps", '
+                'median("down_p10_mbps") AS "down_median_site_mbps", '
+                'min("down_p10_mbps") AS "down_slowest_site_mbps" '
+                f'FROM ({figures}) GROUP BY "tech"'
             )
-            .ref_id("A")
             .table()
-            .expect("up_median_mbps", "up_p10_mbps", tags=["tech"])
-        )
-        .with_target(
-            InfluxQL(
-                'SELECT median("goodput_mbps") AS "down_median_mbps", '
-                'percentile("goodput_mbps", 10) AS "down_p10_mbps" FROM "throughput" '
-                f'WHERE {T} AND {ICB} AND {OK} AND "direction" = \'down\' GROUP BY "tech"'
+            .expect(
+                "up_median_site_mbps",
+                "up_slowest_site_mbps",
+                "down_median_site_mbps",
+                "down_slowest_site_mbps",
+                tags=["tech"],
             )
-            .ref_id("B")
-            .table()
-            .expect("down_median_mbps", "down_p10_mbps", tags=["tech"])
-        )
-        .transformations(
-            [
-                dm.DataTransformerConfig(
-                    id_val="joinByField", options={"byField": "tech", "mode": "outer"}
-                )
-            ]
         )
         .x_field("tech")
         .unit("Mbits")
@@ -739,44 +741,30 @@ def estate_overview() -> dm.Dashboard:
         .id(next(_ids))
         .title("Path quality by access technology")
         .description(
-            "Medians per declared technology: RTT p50, RFC 3550 jitter and loss from the rtt "
-            "probe (A), MOS from the media probe (B). Thresholds are the rubric's."
+            "Per declared technology, the median site's RTT, RFC 3550 jitter and loss (each the "
+            "p95 of its 15 s windows in clinic hours) and MOS, from each site's latest readiness "
+            "assessment; coloured by the rubric."
         )
         .datasource(DS)
         .grid_pos(_pos(24, 7))
         .with_target(
             InfluxQL(
-                'SELECT median("rtt_p50_ms") AS "rtt_p50_ms", '
-                'median("jitter_rfc3550_ms") AS "jitter_rfc3550_ms", '
-                'median("loss_pct") AS "loss_pct", count("rtt_p50_ms") AS "runs" FROM "rtt" '
-                f'WHERE {T} AND {ICB} AND {OK} GROUP BY "tech"'
+                'SELECT median("rtt_ms") AS "rtt_ms", median("jitter_ms") AS "jitter_ms", '
+                'median("loss_pct") AS "loss_pct", median("mos") AS "mos", '
+                f'count("verdict") AS "sites" FROM ({figures}) GROUP BY "tech"'
             )
-            .ref_id("A")
             .table()
-            .expect("rtt_p50_ms", "jitter_rfc3550_ms", "loss_pct", "runs", tags=["tech"])
-        )
-        .with_target(
-            InfluxQL(
-                'SELECT median("mos") AS "mos" FROM "media" '
-                f'WHERE {T} AND {ICB} AND {OK} GROUP BY "tech"'
-            )
-            .ref_id("B")
-            .table()
-            .expect("mos", tags=["tech"])
+            .expect("rtt_ms", "jitter_ms", "loss_pct", "mos", "sites", tags=["tech"])
         )
         .transformations(
             [
                 dm.DataTransformerConfig(
-                    id_val="joinByField", options={"byField": "tech", "mode": "outer"}
-                ),
-                dm.DataTransformerConfig(
-                    id_val="organize",
-                    options={"excludeByName": {"Time": True, "Time 1": True, "Time 2": True}},
+                    id_val="organize", options={"excludeByName": {"Time": True}}
                 ),
             ]
         )
-        .override_by_name("rtt_p50_ms", _cell_thresholds("ms", _rtt_steps()))
-        .override_by_name("jitter_rfc3550_ms", _cell_thresholds("ms", _jitter_steps()))
+        .override_by_name("rtt_ms", _cell_thresholds("ms", _rtt_steps()))
+        .override_by_name("jitter_ms", _cell_thresholds("ms", _jitter_steps()))
         .override_by_name("loss_pct", _cell_thresholds("percent", _loss_steps()))
         .override_by_name("mos", _cell_thresholds("none", _mos_steps()))
     )
