@@ -122,6 +122,15 @@ def main() -> None:
         return
     names = a.sites.split(",")
     shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", IPERF3)
+    try:
+        nr, ip3, t_start = run_all(names, a.iperf3_seconds)
+    finally:
+        os.unlink(IPERF3)
+    wall = time.monotonic() - t_start
+    print_table(names, nr, ip3, a.iperf3_seconds, wall)
+
+
+def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
     os.environ[TOKEN_ENV] = "bench-token-0123456789"
     t_start = time.monotonic()
     with Lab(sites={n: SITES[n] for n in names}) as lab:
@@ -157,15 +166,10 @@ def main() -> None:
             for d in ("down", "up"):
                 print(f"iperf3 -P{streams} {d} (all sites) ...", file=sys.stderr, flush=True)
                 with ThreadPoolExecutor(len(names)) as ex:
-                    futs = {
-                        n: ex.submit(iperf3, lab, n, ports[n], d, streams, a.iperf3_seconds)
-                        for n in names
-                    }
+                    futs = {n: ex.submit(iperf3, lab, n, ports[n], d, streams, secs) for n in names}
                     for n, f in futs.items():
                         ip3[(n, d, streams)] = f.result()
-    os.unlink(IPERF3)
-    wall = time.monotonic() - t_start
-    print_table(names, nr, ip3, a.iperf3_seconds, wall)
+    return nr, ip3, t_start
 
 
 def _err(mbps: float | None, truth: float) -> str:
