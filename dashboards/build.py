@@ -877,13 +877,11 @@ def site_detail() -> dm.Dashboard:
         )
         .with_row(_row("Throughput against the per-call requirement"))
     )
-    for direction, req, label in [("up", UP_MBPS, "Upload"), ("down", DOWN_MBPS, "Download")]:
+    for direction, label in [("up", "Upload"), ("down", "Download")]:
         d = d.with_panel(
             ts(
-                f"{label} goodput vs per-call requirement",
-                f"Speed-test goodput, {label.lower()} (throughput measurement). Dashed lines: "
-                f"the per-call requirement — {req['not_ready']} Mbit/s not ready, "
-                f"{req['minimum']} minimum, {req['recommended']} recommended (720p).",
+                f"{label} goodput",
+                f"Speed-test goodput, {label.lower()} (throughput measurement, valid runs).",
                 "Mbits",
                 [
                     InfluxQL(
@@ -894,9 +892,30 @@ def site_detail() -> dm.Dashboard:
                     .alias("$tag_site")
                     .expect("goodput_mbps", tags=["site"])
                 ],
-                thresholds=_rate_steps(req),
                 bars=True,
             )
+        )
+    for direction, req, label in [("up", UP_MBPS, "Upload"), ("down", DOWN_MBPS, "Download")]:
+        col = f"{direction}_per_call_mbps"
+        d = d.with_panel(
+            ts(
+                f"{label} per planned call vs requirement",
+                f"What each planned concurrent clinic gets: {HEADROOM:g} × the sustained (p10) "
+                f"{label.lower()} goodput ÷ planned clinics, from each readiness assessment. "
+                f"Dashed lines: the per-call requirement — {req['not_ready']:g} Mbit/s not "
+                f"ready, {req['minimum']:g} minimum, {req['recommended']:g} recommended (720p).",
+                "Mbits",
+                [
+                    InfluxQL(
+                        f'SELECT {HEADROOM:g} * "{direction}_p10_mbps" / "planned_clinics" '
+                        f'AS "{col}" FROM "readiness" WHERE {T} AND {SITE} AND {PROFILE} '
+                        'GROUP BY "site"'
+                    )
+                    .alias("$tag_site")
+                    .expect(col, tags=["site"])
+                ],
+                thresholds=_rate_steps(req),
+            ).show_points(cm.VisibilityMode.ALWAYS)
         )
     d = d.with_panel(
         ts(
