@@ -1326,3 +1326,17 @@ def test_router_panels_on_what_the_snmp_collector_makes_of_a_real_router(
             "in": 25.0,
             "out": 25.0,
         }
+
+
+def test_per_planned_call_arithmetic(estate: tuple[InfluxV1, int]) -> None:
+    """0.75 × p10 ÷ planned clinics, computed by InfluxDB from the readiness point: Riverside
+    (ADSL, p10 up 0.64, down 6.4 Mbit/s, 2 clinics) gets 0.24 up and 2.4 down per call."""
+    client, now_ms = estate
+    v = {**SCENARIOS["all"][0], "site": ["Y81001"]}
+    for panel, col, want in (
+        ("Upload per planned call vs requirement", "up_per_call_mbps", 0.24),
+        ("Download per planned call vs requirement", "down_per_call_mbps", 2.4),
+    ):
+        (s,) = _value(client, now_ms, "site-detail.json", panel, variables=v)
+        vals = [r[col] for r in s.dicts() if r[col] is not None]
+        assert vals == [pytest.approx(want)], (panel, s.dicts())
