@@ -25,13 +25,14 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from netready import __version__, registry
+from netready import __version__, budget, registry
 from netready.errors import ConfigError, NetreadyError
 from netready.inventory import Inventory, Site, load
 from netready.records import Record, failure, now_ms
@@ -121,14 +122,6 @@ def build_tasks(inv: Inventory, site: Site, only: set[str] | None = None) -> lis
     return tasks
 
 
-def _budget() -> Any:
-    try:
-        from netready import budget  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # pragma: no cover - budget module optional during development
-        return None
-    return budget
-
-
 @dataclass
 class Agent:
     inventory: Inventory
@@ -141,6 +134,7 @@ class Agent:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ship_stop: threading.Event = field(default_factory=threading.Event)
     last_drain: DrainResult | None = None
+    recent_traffic: deque[Record] = field(default_factory=lambda: deque(maxlen=256))
     last_ship_latency_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -159,18 +153,14 @@ class Agent:
         """Run one task; failures become records; the records are spooled before returning."""
         extra = {"site": self.site.ods, "task": task.label}
         t0 = time.monotonic()
-        budget = _budget()
         recs: list[Record]
         refusal = None
-        if budget is not None and task.plugin.heavy:
+        if task.plugin.heavy:
             refusal = budget.admit(self.ctx, task.plugin, task.spec)
         if refusal:
-            recs = [
-                failure(
-                    _measurement(task), {**self.ctx.tags, "target": task.name}, "skipped", refusal
-                )
-            ]
+            recs = [budget.refusal(self.ctx, task.plugin, task.spec, refusal)]
         else:
+            t0_ms = now_ms()
             try:
                 recs = await task.plugin.run(self.ctx, task.spec)
             except asyncio.CancelledError:
@@ -191,13 +181,12 @@ class Agent:
                         f"{type(e).__name__}: {e}",
                     )
                 ]
-            if budget is not None and task.plugin.heavy:
-                used = sum(
-                    int(r.fields.get("bytes", 0) or 0)
-                    for r in recs
-                    if isinstance(r.fields.get("bytes", 0), (int, float))
-                )
-                budget.charge(self.ctx, self.site.ods, used)
+            if task.plugin.name == "snmp":
+                self._remember_traffic(recs)
+            if task.plugin.heavy:
+                budget.charge(self.ctx, self.site.ods, budget.bytes_used(recs))
+                # a speed test taken while the site was busy is not the line's capacity
+                recs = budget.mark_link_busy(recs, list(self.recent_traffic), t0_ms, now_ms())
         self.spool.enqueue(recs)
         log.info(
             "task done",
@@ -209,6 +198,10 @@ class Agent:
             },
         )
         return recs
+
+    def _remember_traffic(self, recs: list[Record]) -> None:
+        """Keep the last SNMP interface samples for the link-busy check of heavy tests."""
+        self.recent_traffic.extend(r for r in recs if r.measurement == "if_traffic" and r.ok)
 
     def self_record(self) -> Record:
         st = self.spool.stats()
@@ -385,8 +378,12 @@ async def run_agent(
 )
 @click.option("--only", default=None, help="Comma-separated probe/collector/target names to run.")
 @click.option("--force", is_flag=True, help="Run heavy tests even in clinic hours or over budget.")
-@click.option("--ship-timeout", default=60.0, show_default=True,
-              help="--once: give up shipping after this many seconds (records stay spooled).")
+@click.option(
+    "--ship-timeout",
+    default=60.0,
+    show_default=True,
+    help="--once: give up shipping after this many seconds (records stay spooled).",
+)
 @click.option(
     "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
 )
@@ -422,8 +419,14 @@ def agent_command(
         only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
         agent = asyncio.run(
             run_agent(
-                inv, site, spool, once=once, state_dir=Path(state_dir), force=force,
-                only=only_set, ship_timeout_s=ship_timeout,
+                inv,
+                site,
+                spool,
+                once=once,
+                state_dir=Path(state_dir),
+                force=force,
+                only=only_set,
+                ship_timeout_s=ship_timeout,
             )
         )
         spool.close()

@@ -153,7 +153,8 @@ def refusal(ctx: Context, plugin: Plugin, spec: Any, reason: str) -> Record:
     ``budget_exceeded``."""
     result = "skipped" if "clinic hours" in reason else "budget_exceeded"
     method = {"throughput": "http"}.get(plugin.name, plugin.name)
-    return failure("throughput", {**ctx.tags, "method": method}, result, reason)
+    measurement = "media" if plugin.name == "media" else "throughput"
+    return failure(measurement, {**ctx.tags, "method": method}, result, reason)
 
 
 def bytes_used(records: Iterable[Record]) -> int:

@@ -165,3 +165,24 @@ def test_secrets_never_reach_logs_or_records(tmp_path: Path) -> None:
     dump = b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
     assert secret.encode() not in dump
     assert b"router" in dump or b"if_traffic" in dump or b"snmp" in dump
+
+
+def test_heavy_probe_not_run_in_clinic_hours_unless_forced(tmp_path: Path) -> None:
+    """The media probe is heavy: in clinic hours the agent records why it did not run."""
+    from netready.spool import Spool
+
+    inv = inventory(tmp_path, {"kind": "embedded"}, "127.0.0.1:9", duration=0.2)
+    data = yaml.safe_load(inv.read_text())
+    data["sites"][0]["targets"] = [{"name": "media", "probe": "media",
+                                    "address": f"127.0.0.1:{udp_port()}",
+                                    "params": {"duration_s": 1, "timeout_s": 0.5}}]
+    inv.write_text(yaml.safe_dump(data))
+    assert agent(inv, "--once").returncode == 0
+    with Spool(tmp_path / "spool.db") as sp:
+        (rec,) = sp.records("media")
+    assert rec.result == "skipped" and "clinic hours" in str(rec.fields["reason"])
+    assert agent(inv, "--once", "--force").returncode == 0
+    with Spool(tmp_path / "spool.db") as sp:
+        results = sorted(r.result for r in sp.records("media"))
+    assert results.count("skipped") == 1  # the first run only
+    assert any(r in ("refused", "timeout", "unreachable") for r in results)  # forced: it ran
