@@ -13,10 +13,10 @@ SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
 
 all: test
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -c requirements.lock -e '.[dev]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -47,7 +47,7 @@ demo: venv
 bench: sysdeps venv
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Refresh the lock file (exact versions of every dependency, for reproducible installs).
+# Refresh the lock file (exact versions of every dependency; `make venv` installs with it).
 lock: venv
 	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' > requirements.lock
 
