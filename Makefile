@@ -49,7 +49,8 @@ bench: sysdeps venv
 
 # Refresh the lock file (exact versions of every dependency; `make venv` installs with it).
 lock: venv
-	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' > requirements.lock
+	@echo '# Exact versions of every dependency, used as pip constraints by `make venv` (refresh: `make lock`).' > requirements.lock
+	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' >> requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache demo-out *.egg-info
