@@ -18,6 +18,7 @@ import click
 
 from netready.cli import fail
 from netready.errors import NetreadyError
+from netready.output import format_option
 from netready.records import Record
 
 _inventory = click.option(
@@ -38,14 +39,7 @@ _port = click.option(
     help="Router port (overrides the inventory).",
 )
 _device = click.option("--device", default=None, help="device tag (default: the router host).")
-_format = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format on stdout.",
-)
+_format = format_option
 _state = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),

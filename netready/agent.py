@@ -8,7 +8,7 @@ else happens to it; a shipper drains the spool to the central store in the backg
 SIGTERM/SIGINT: no new tasks start, running probes are cancelled, the write in hand
 finishes, and the agent exits; whatever was not shipped stays in the spool.
 
-The agent reports on itself with an ``agent`` record after every ship cycle: spool depth,
+The agent reports on itself with an ``agent`` record every 5 minutes and at the end of ``--once``: spool depth,
 dropped (evicted by quota) and dead-lettered counts, last ship time, ship latency, version,
 resident memory.
 """
@@ -135,7 +135,7 @@ class Agent:
     ship_stop: threading.Event = field(default_factory=threading.Event)
     last_drain: DrainResult | None = None
     recent_traffic: deque[Record] = field(default_factory=lambda: deque(maxlen=256))
-    last_ship_latency_s: float | None = None
+    last_self_record: float = float("-inf")  # monotonic time of the last `agent` record
 
     def __post_init__(self) -> None:
         self.tasks = build_tasks(self.inventory, self.site, self.only)
@@ -217,16 +217,24 @@ class Agent:
         }
         if st.last_ship_ms is not None:
             fields["last_ship_ms"] = st.last_ship_ms
-        if self.last_ship_latency_s is not None:
-            fields["ship_latency_s"] = self.last_ship_latency_s
+        latency = self.spool.get_meta("ship_latency_s")  # kept in the spool: --once runs too
+        if latency is not None:
+            fields["ship_latency_s"] = float(latency)
         with contextlib.suppress(Exception):
             import psutil
 
             fields["rss_mb"] = psutil.Process().memory_info().rss / 1e6
         return Record("agent", {**self.ctx.tags, "host": os.uname().nodename}, fields)
 
-    async def ship(self, deadline_s: float = 60.0) -> DrainResult | None:
-        self.spool.enqueue([self.self_record()])
+    async def ship(
+        self, deadline_s: float = 60.0, *, report_self: bool = False
+    ) -> DrainResult | None:
+        """Drain the spool. Every ``agent.self_report_s`` (default 300 s; and on ``report_self``)
+        the agent's own ``agent`` record goes first: 6,000 sites write 1.7M, not 17M, a day."""
+        every = self.inventory.agent.self_report_s
+        if report_self or time.monotonic() - self.last_self_record >= every:
+            self.spool.enqueue([self.self_record()])
+            self.last_self_record = time.monotonic()
         if self.shipper is None:
             return None
         t0 = time.monotonic()
@@ -234,7 +242,7 @@ class Agent:
             self.shipper.drain, deadline=time.monotonic() + deadline_s, stop=self.ship_stop
         )
         if res.shipped:
-            self.last_ship_latency_s = time.monotonic() - t0
+            self.spool.set_meta("ship_latency_s", f"{time.monotonic() - t0:.3f}")
         self.last_drain = res
         if res.error:
             log.warning(
@@ -251,7 +259,7 @@ class Agent:
                 break
             out += await self.run_task(task)
         if not self.stop.is_set():
-            await self.ship(deadline_s=ship_timeout_s)
+            await self.ship(deadline_s=ship_timeout_s, report_self=True)
         return out
 
     async def forever(self) -> None:

@@ -113,6 +113,9 @@ class AgentConfig(_Model):
     ship_interval_s: float = Field(30.0, gt=0, le=86_400)
     batch_size: int = Field(5000, ge=1, le=100_000)
     splay_s: float = Field(30.0, ge=0, le=86_400)
+    self_report_s: float = Field(
+        300.0, gt=0, le=86_400, description="how often the agent writes its own `agent` record"
+    )
 
 
 class Link(_Model):

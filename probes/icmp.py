@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netready import registry, stats
 from netready.errors import NetreadyError
+from netready.output import format_option
 from netready.records import Record, failure, now_ms
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -258,14 +259,7 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
 )
 @click.option("--size", default=56, show_default=True, type=int, help="ICMP payload bytes.")
 @click.option("--dscp", default=0, show_default=True, type=int, help="DSCP mark.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@format_option
 def icmp_command(
     target: str, count: int, interval_s: float, timeout_s: float, size: int, dscp: int, fmt: str
 ) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 
-from netready.errors import ConfigError, NetreadyError
+from netready.errors import NetreadyError
 from netready.inventory import split_hostport
 from probes.media import (
     MEDIA_PROFILES,
@@ -54,6 +54,7 @@ from probes.media import (
     trace_stats,
     verify,
 )
+from probes.reflector import parse_networks
 
 log = logging.getLogger("netready.media_responder")
 
@@ -61,16 +62,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_WINDOW_S = 300.0
 GRACE_S = 30.0
 POLICE_FACTOR = 2.0
-
-
-def parse_networks(cidrs: Sequence[str]) -> list[Network]:
-    nets: list[Network] = []
-    for c in cidrs:
-        try:
-            nets.append(ipaddress.ip_network(c, strict=False))
-        except ValueError:
-            raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
-    return nets
 
 
 @dataclass

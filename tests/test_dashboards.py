@@ -1064,6 +1064,7 @@ def test_panels_on_data_written_by_the_agent(
             "agent": {
                 "spool_path": str(tmp_path / "spool.db"),
                 "ship_interval_s": 0.5,
+                "self_report_s": 0.5,
                 "splay_s": 0,
             },
             "sites": [
