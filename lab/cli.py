@@ -181,24 +181,29 @@ def up_cmd(
 @click.option(
     "--force",
     is_flag=True,
-    help="With --all: also remove labs of running processes and lab namespaces that have no "
-    "state file.",
+    help="With --all: also remove labs of running processes.",
 )
-def down_cmd(lab_id: str | None, all_: bool, force: bool) -> None:
+@click.option(
+    "--orphans",
+    is_flag=True,
+    help="With --all: also remove lab namespaces that have no state file (safe only when no "
+    "other lab state directory is in use on this machine).",
+)
+def down_cmd(lab_id: str | None, all_: bool, force: bool, orphans: bool) -> None:
     """Remove a lab: its processes, namespaces, veths, qdiscs, nft rules and state."""
     try:
         netns.check_available()
         if all_:
-            stale = netns.cleanup_stale(orphans=force)
+            stale = netns.cleanup_stale(orphans=orphans)
             labs = netns.list_labs()
             gone = [st["id"] for st in labs if force or st.get("owner_pid") is None]
             for i in gone:
                 netns.destroy(i)
             kept = len(labs) - len(gone)
-            orphans = netns.orphan_ids()
-            if orphans:
+            left = netns.orphan_ids()
+            if left:
                 click.echo(
-                    f"lab namespaces without state: {', '.join(orphans)} (`down --id ID` or --force)",
+                    f"lab namespaces without state: {', '.join(left)} (`down --id ID` or --orphans)",
                     err=True,
                 )
             click.echo(
