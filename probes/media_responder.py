@@ -54,7 +54,7 @@ from probes.media import (
     trace_stats,
     verify,
 )
-from probes.reflector import parse_networks
+from probes.reflector import allow_option, parse_networks
 
 log = logging.getLogger("netready.media_responder")
 
@@ -404,14 +404,7 @@ async def serve(
 
 @click.command("responder")
 @click.option("--listen", default="0.0.0.0:5004", show_default=True, help="HOST:PORT to listen on.")
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    default=["127.0.0.0/8", "::1/128"],
-    show_default=True,
-    help="Source CIDR allowed to open sessions (repeatable).",
-)
+@allow_option
 @click.option(
     "--secret",
     default=None,

@@ -190,16 +190,20 @@ async def serve(
     return refl.stats
 
 
-@click.command("reflector")
-@click.option("--listen", default="0.0.0.0:862", show_default=True, help="HOST:PORT to listen on.")
-@click.option(
+#: ``--allow CIDR`` (repeatable) for the central far ends; loopback only unless told.
+allow_option = click.option(
     "--allow",
     "allow",
     multiple=True,
     default=["127.0.0.0/8", "::1/128"],
     show_default=True,
-    help="Source CIDR allowed to use the reflector (repeatable).",
+    help="Source CIDR allowed to use this server (repeatable).",
 )
+
+
+@click.command("reflector")
+@click.option("--listen", default="0.0.0.0:862", show_default=True, help="HOST:PORT to listen on.")
+@allow_option
 @click.option("--max-pps", default=2000.0, show_default=True, help="Packets/s per source.")
 @click.option("--max-kbps", default=20000.0, show_default=True, help="kbit/s per source.")
 @click.option("--max-total-kbps", default=200000.0, show_default=True, help="kbit/s in total.")
