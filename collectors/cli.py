@@ -9,13 +9,13 @@ go to stderr. Exit codes: 0 when at least one record is ok, 1 when every record 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from netready import output
 from netready.cli import fail
 from netready.errors import NetreadyError
 from netready.output import format_option
@@ -72,7 +72,7 @@ def _run(
 
 def _emit(records: list[Record], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=False))
+        output.print_records(records, "json")
     else:
         from rich.console import Console
         from rich.table import Table

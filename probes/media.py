@@ -49,7 +49,7 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry, stats
+from netready import output, registry, stats
 from netready.errors import NetreadyError
 from netready.inventory import split_hostport
 from netready.records import Record, failure, now_ms
@@ -1143,7 +1143,7 @@ _TABLE_FIELDS = (
 
 def print_records(records: list[Record], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        output.print_records(records, "json")
         return
     from rich.console import Console
     from rich.table import Table

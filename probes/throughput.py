@@ -69,7 +69,7 @@ from urllib.parse import SplitResult, urlsplit
 import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netready import registry, stats
+from netready import output, registry, stats
 from netready.errors import NetreadyError
 from netready.inventory import SecretRef
 from netready.records import Record, failure
@@ -921,7 +921,7 @@ def emit(records: list[Record], fmt: str) -> None:
     """Records to stdout (``json``: a JSON list of all; ``table``: one line per ok record).
     Each failed record gets one line on stderr: ``Error: <reason>``."""
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        output.print_records(records, "json")
     else:
         for r in records:
             f, d = r.fields, r.tags.get("direction", "")

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from netready import output
 from netready.cli import fail
 from netready.errors import ConfigError, NetreadyError
 from netready.records import Record
@@ -262,7 +263,6 @@ def assess(
     Embedded store: into the spool's points table; InfluxDB: through its write API.
     Exit codes as for `netready report` (3: a --site named is not READY).
     """
-    import json
 
     from netready import inventory as inv_mod
 
@@ -275,7 +275,7 @@ def assess(
     except NetreadyError as e:
         raise fail(e) from None
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in recs], indent=2, ensure_ascii=False))
+        output.print_records(recs, "json")
     else:
         counts = ", ".join(f"{k} {v}" for k, v in estate.counts().items())
         verb = "would write" if dry_run else "wrote"
