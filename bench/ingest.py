@@ -39,13 +39,35 @@ def make_records(n: int) -> list[Record]:
     out = []
     for i in range(n):
         site = f"Y{i % 6000:05d}"
-        out.append(Record("rtt", {"site": site, "icb": f"Q{i % 42:02d}", "tech": "fttc",
-                                  "target": "core", "method": "twamp_light"},
-                          {"sent": 750, "received": 749, "loss_pct": 0.133, "rtt_min_ms": 11.2,
-                           "rtt_p50_ms": 14.5 + (i % 7), "rtt_p95_ms": 22.1, "rtt_max_ms": 40.3,
-                           "rtt_mean_ms": 15.2, "jitter_rfc3550_ms": 1.7, "ipdv_p95_ms": 3.1,
-                           "burst_loss_200ms_pct": 10.0, "reorder_pct": 0.0, "duplicates": 0,
-                           "duration_s": 15.0}, t0 + (i // 6000) * 15_000))
+        out.append(
+            Record(
+                "rtt",
+                {
+                    "site": site,
+                    "icb": f"Q{i % 42:02d}",
+                    "tech": "fttc",
+                    "target": "core",
+                    "method": "twamp_light",
+                },
+                {
+                    "sent": 750,
+                    "received": 749,
+                    "loss_pct": 0.133,
+                    "rtt_min_ms": 11.2,
+                    "rtt_p50_ms": 14.5 + (i % 7),
+                    "rtt_p95_ms": 22.1,
+                    "rtt_max_ms": 40.3,
+                    "rtt_mean_ms": 15.2,
+                    "jitter_rfc3550_ms": 1.7,
+                    "ipdv_p95_ms": 3.1,
+                    "burst_loss_200ms_pct": 10.0,
+                    "reorder_pct": 0.0,
+                    "duplicates": 0,
+                    "duration_s": 15.0,
+                },
+                t0 + (i // 6000) * 15_000,
+            )
+        )
     return out
 
 
@@ -61,7 +83,7 @@ def main() -> None:
         spool_path = work / "spool.db"
         with Spool(spool_path, synchronous="NORMAL", max_bytes=10**10) as sp:
             for i in range(0, len(recs), 20_000):
-                sp.enqueue(recs[i:i + 20_000])
+                sp.enqueue(recs[i : i + 20_000])
             lines = [line for _, line in sp.oldest(args.points)]
         shutil.copy(spool_path, work / "spool2.db")
         results: list[tuple[str, float]] = []
@@ -71,14 +93,19 @@ def main() -> None:
         with httpx.Client(timeout=60) as c:
             t = time.perf_counter()
             for i in range(0, len(lines), args.batch):
-                r = c.post(f"{srv.url}/write", params={"db": "ceiling", "precision": "ms"},
-                           content="\n".join(lines[i:i + args.batch]).encode())
+                r = c.post(
+                    f"{srv.url}/write",
+                    params={"db": "ceiling", "precision": "ms"},
+                    content="\n".join(lines[i : i + args.batch]).encode(),
+                )
                 r.raise_for_status()
             results.append(("bare HTTP client (ceiling)", time.perf_counter() - t))
 
         # 2/3. netready's shipper from the spool, without and with gzip
-        for name, path, gz in (("netready shipper", spool_path, False),
-                               ("netready shipper, gzip", work / "spool2.db", True)):
+        for name, path, gz in (
+            ("netready shipper", spool_path, False),
+            ("netready shipper, gzip", work / "spool2.db", True),
+        ):
             db = "ship_gz" if gz else "ship"
             srv.create_db(db)
             cfg = StoreConfig(kind="influxdb_v1", url=srv.url, database=db, gzip=gz, timeout_s=60)
@@ -91,17 +118,23 @@ def main() -> None:
             results.append((name, dt))
 
         for db in ("ceiling", "ship", "ship_gz"):
-            n = srv.query('SELECT count("sent") FROM "rtt"', db)["results"][0]["series"][0]["values"][0][1]
+            n = srv.query('SELECT count("sent") FROM "rtt"', db)["results"][0]["series"][0][
+                "values"
+            ][0][1]
             assert n == args.points, (db, n)
         base = args.points / results[0][1]
-        print(f"\ningest: {args.points:,} points, batch {args.batch:,}, InfluxDB "
-              f"{httpx.get(srv.url + '/ping').headers.get('X-Influxdb-Version')} on loopback\n")
+        print(
+            f"\ningest: {args.points:,} points, batch {args.batch:,}, InfluxDB "
+            f"{httpx.get(srv.url + '/ping').headers.get('X-Influxdb-Version')} on loopback\n"
+        )
         print(f"{'writer':32} {'seconds':>8} {'points/s':>10} {'vs ceiling':>11}")
         for name, dt in results:
             pps = args.points / dt
             print(f"{name:32} {dt:8.2f} {pps:10,.0f} {pps / base:10.0%}")
-        print("\ntarget: shipper >= 80% of the ceiling; every point verified in InfluxDB "
-              "(count equals points written)")
+        print(
+            "\ntarget: shipper >= 80% of the ceiling; every point verified in InfluxDB "
+            "(count equals points written)"
+        )
     finally:
         srv.close()
         shutil.rmtree(work, ignore_errors=True)

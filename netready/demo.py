@@ -24,7 +24,15 @@ DEMO_ODS = {
     "adsl-practice": ("Y90001", "Riverside Surgery (ADSL2+)", "gp_practice", "adsl", 7, 0.8, 2),
     "fttc-practice": ("Y90002", "Moorside Medical Centre (FTTC)", "gp_practice", "fttc", 36, 9, 3),
     "fttp-practice": ("Y90003", "Castle Lane Practice (FTTP)", "gp_practice", "fttp", 150, 30, 4),
-    "hospital": ("RXZ01", "St Cuthbert's Hospital (leased line)", "hospital", "ethernet", 100, 100, 12),
+    "hospital": (
+        "RXZ01",
+        "St Cuthbert's Hospital (leased line)",
+        "hospital",
+        "ethernet",
+        100,
+        100,
+        12,
+    ),
 }
 TOKEN_ENV = "NETREADY_DEMO_TOKEN"
 
@@ -36,23 +44,47 @@ def say(msg: str) -> None:
 def site_entry(name: str, core: str, quick: bool) -> dict[str, object]:
     ods, title, typ, tech, down, up, clinics = DEMO_ODS[name]
     targets: list[dict[str, object]] = [
-        {"name": "core-reflector", "probe": "rtt", "address": f"{core}:8620",
-         "params": {"duration_s": 45, "rate_pps": 50}},  # three 15 s quality windows
-        {"name": "core-media", "probe": "media", "address": f"{core}:8630",
-         "params": {"profile": "hd", "find_capacity": True, "step_duration_s": 4,
-                    "max_calls": 16, "budget_s": 60}},
+        {
+            "name": "core-reflector",
+            "probe": "rtt",
+            "address": f"{core}:8620",
+            "params": {"duration_s": 45, "rate_pps": 50},
+        },  # three 15 s quality windows
+        {
+            "name": "core-media",
+            "probe": "media",
+            "address": f"{core}:8630",
+            "params": {
+                "profile": "hd",
+                "find_capacity": True,
+                "step_duration_s": 4,
+                "max_calls": 16,
+                "budget_s": 60,
+            },
+        },
     ]
     if not quick:
-        targets.append({"name": "core-speed", "probe": "throughput", "address": f"http://{core}:8640",
-                        "params": {"token": f"env:{TOKEN_ENV}", "direction": "both",
-                                   "max_seconds": 8}})
+        targets.append(
+            {
+                "name": "core-speed",
+                "probe": "throughput",
+                "address": f"http://{core}:8640",
+                "params": {"token": f"env:{TOKEN_ENV}", "direction": "both", "max_seconds": 8},
+            }
+        )
     return {
-        "ods": ods, "name": title, "type": typ, "icb": "QHM",
+        "ods": ods,
+        "name": title,
+        "type": typ,
+        "icb": "QHM",
         "link": {"tech": tech, "down_mbps": down, "up_mbps": up, "provider": "netready lab"},
         "planned_clinics": clinics,
         # the demo runs at any hour: treat the whole day as clinic hours
-        "clinic_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                         "start": "00:00", "end": "23:59:59"},
+        "clinic_hours": {
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "00:00",
+            "end": "23:59:59",
+        },
         "targets": targets,
     }
 
@@ -71,13 +103,35 @@ def write_inventory(sites: list[str], core: str, quick: bool) -> Path:
 
 
 def agent_argv(inv: Path, ods: str) -> list[str]:
-    return [sys.executable, "-m", "netready.agent", "--inventory", str(inv), "--site", ods,
-            "--once", "--force", "--log-format", "text", "--state-dir", str(OUT / "state")]
+    return [
+        sys.executable,
+        "-m",
+        "netready.agent",
+        "--inventory",
+        str(inv),
+        "--site",
+        ods,
+        "--once",
+        "--force",
+        "--log-format",
+        "text",
+        "--state-dir",
+        str(OUT / "state"),
+    ]
 
 
 def report(inv: Path) -> int:
     html = OUT / "report.html"
-    base = [sys.executable, "-m", "netready.cli", "report", "--inventory", str(inv), "--since", "1d"]
+    base = [
+        sys.executable,
+        "-m",
+        "netready.cli",
+        "report",
+        "--inventory",
+        str(inv),
+        "--since",
+        "1d",
+    ]
     subprocess.run([*base, "--format", "html", "--out", str(html)], check=False)
     rc = subprocess.run(base, check=False).returncode
     say(f"\nHTML report: {html.resolve()}")
@@ -106,47 +160,117 @@ def run_lab(quick: bool) -> int:
     for f in OUT.glob("spool.db*"):
         f.unlink()
     with Lab(sites) as lab:
-        say(f"lab up: {', '.join(f'{n} ({p.name} {p.down_mbit:g}/{p.up_mbit:g} Mbit/s)' for n, p in sites.items())}")
+        say(
+            f"lab up: {', '.join(f'{n} ({p.name} {p.down_mbit:g}/{p.up_mbit:g} Mbit/s)' for n, p in sites.items())}"
+        )
         allow = "10.0.0.0/8"
         py = sys.executable
         OUT.mkdir(exist_ok=True)
         logs = open(OUT / "servers.log", "w")  # noqa: SIM115 - closed with the lab
-        say(f"central servers (reflector, media responder, speed endpoint) log to {OUT / 'servers.log'}")
-        lab.popen(lab.core_ns, [py, "-m", "netready.cli", "reflector", "--listen",
-                                f"{lab.core_ip}:8620", "--allow", allow, "--media",
-                                f"{lab.core_ip}:8630"], stdout=logs, stderr=logs)
+        say(
+            f"central servers (reflector, media responder, speed endpoint) log to {OUT / 'servers.log'}"
+        )
+        lab.popen(
+            lab.core_ns,
+            [
+                py,
+                "-m",
+                "netready.cli",
+                "reflector",
+                "--listen",
+                f"{lab.core_ip}:8620",
+                "--allow",
+                allow,
+                "--media",
+                f"{lab.core_ip}:8630",
+            ],
+            stdout=logs,
+            stderr=logs,
+        )
         if not quick:
-            lab.popen(lab.core_ns, [py, "-m", "netready.cli", "serve", "--listen",
-                                    f"{lab.core_ip}:8640", "--token", f"env:{TOKEN_ENV}",
-                                    "--max-tests", "2"], stdout=logs, stderr=logs)
+            lab.popen(
+                lab.core_ns,
+                [
+                    py,
+                    "-m",
+                    "netready.cli",
+                    "serve",
+                    "--listen",
+                    f"{lab.core_ip}:8640",
+                    "--token",
+                    f"env:{TOKEN_ENV}",
+                    "--max-tests",
+                    "2",
+                ],
+                stdout=logs,
+                stderr=logs,
+            )
         time.sleep(2.0)
         inv = write_inventory(list(sites), lab.core_ip, quick)
         # Path quality (light) at every site at once, then the heavy tests one site at a time
         # so the sites do not compete for this machine's two cores.
         say("\n== rtt probe at all four sites at once (45 s: three 15 s windows each)")
-        light = [subprocess.Popen(["ip", "netns", "exec", lab.site_ns(n),
-                                   *agent_argv(inv, DEMO_ODS[n][0]), "--only", "rtt"])
-                 for n in sites]
+        light = [
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    lab.site_ns(n),
+                    *agent_argv(inv, DEMO_ODS[n][0]),
+                    "--only",
+                    "rtt",
+                ]
+            )
+            for n in sites
+        ]
         for p in light:
             p.wait(timeout=300)
         for name in sites:
             ods = DEMO_ODS[name][0]
-            say(f"\n== video-call capacity and speed test at {ods} {DEMO_ODS[name][1]} "
-                f"(namespace {lab.site_ns(name)})")
-            subprocess.run(["ip", "netns", "exec", lab.site_ns(name), *agent_argv(inv, ods),
-                            "--only", "media,throughput"], check=False, timeout=600)
+            say(
+                f"\n== video-call capacity and speed test at {ods} {DEMO_ODS[name][1]} "
+                f"(namespace {lab.site_ns(name)})"
+            )
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    lab.site_ns(name),
+                    *agent_argv(inv, ods),
+                    "--only",
+                    "media,throughput",
+                ],
+                check=False,
+                timeout=600,
+            )
     return report(inv)
 
 
 def run_loopback() -> int:
-    say("no root or no network namespaces: falling back to one site on loopback "
-        "(no emulated access line; figures show this machine, not a practice link)")
+    say(
+        "no root or no network namespaces: falling back to one site on loopback "
+        "(no emulated access line; figures show this machine, not a practice link)"
+    )
     os.environ.setdefault(TOKEN_ENV, "demo-" + os.urandom(8).hex())
     for f in OUT.glob("spool.db*"):
         f.unlink()
     py = sys.executable
-    procs = [subprocess.Popen([py, "-m", "netready.cli", "reflector", "--listen", "127.0.0.1:8620",
-                               "--media", "127.0.0.1:8630"])]
+    procs = [
+        subprocess.Popen(
+            [
+                py,
+                "-m",
+                "netready.cli",
+                "reflector",
+                "--listen",
+                "127.0.0.1:8620",
+                "--media",
+                "127.0.0.1:8630",
+            ]
+        )
+    ]
     try:
         time.sleep(1.5)
         inv = write_inventory(["fttc-practice"], "127.0.0.1", quick=True)

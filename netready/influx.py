@@ -290,7 +290,10 @@ class InfluxV2:
             return
         try:
             self._write.write(
-                bucket=self.bucket, org=self.org, record=list(lines), write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                bucket=self.bucket,
+                org=self.org,
+                record=list(lines),
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
         except (ApiException, InfluxDBError) as e:
             status = getattr(e, "status", None) or getattr(

@@ -60,8 +60,9 @@ class Spec(BaseModel):
     )
     timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
     dscp: int = Field(0, ge=0, le=63)
-    window_s: float = Field(15.0, gt=0, le=3600,
-                            description="one record per window of sending (targets use 15 s)")
+    window_s: float = Field(
+        15.0, gt=0, le=3600, description="one record per window of sending (targets use 15 s)"
+    )
 
     @field_validator("target")
     @classmethod
@@ -196,8 +197,11 @@ def windows(trace: Trace, window_s: float) -> list[tuple[float, dict[str, float 
     bounds.append(len(send))
     out = []
     for a, b in itertools.pairwise(bounds):
-        reps = [Reply(r.seq - a, r.rx_mono, r.rx_wall_ntp, r.pkt) for r in trace.replies
-                if a <= r.seq < b]
+        reps = [
+            Reply(r.seq - a, r.rx_mono, r.rx_wall_ntp, r.pkt)
+            for r in trace.replies
+            if a <= r.seq < b
+        ]
         dur = (send[b - 1] - send[a]) + (trace.sent_for / len(send))
         out.append((send[a] - t0, summarise(send[a:b], reps, dur)))
     return out
@@ -255,11 +259,28 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     if not trace.replies:
         whole = summarise(trace.send_mono, [], trace.sent_for)
         if trace.error is not None and getattr(trace.error, "errno", None) == 111:
-            return [failure("rtt", tags, "refused",
-                            f"{spec.target}: port unreachable (no reflector listening)",
-                            t_start, **whole)]
-        return [failure("rtt", tags, "timeout",
-                        f"no reply from {spec.target} to {len(trace.send_mono)} packets in "
-                        f"{trace.sent_for + spec.timeout_s:.1f} s", t_start, **whole)]
-    return [Record("rtt", tags, fields, t_start + int(offset * 1000))
-            for offset, fields in windows(trace, spec.window_s)]
+            return [
+                failure(
+                    "rtt",
+                    tags,
+                    "refused",
+                    f"{spec.target}: port unreachable (no reflector listening)",
+                    t_start,
+                    **whole,
+                )
+            ]
+        return [
+            failure(
+                "rtt",
+                tags,
+                "timeout",
+                f"no reply from {spec.target} to {len(trace.send_mono)} packets in "
+                f"{trace.sent_for + spec.timeout_s:.1f} s",
+                t_start,
+                **whole,
+            )
+        ]
+    return [
+        Record("rtt", tags, fields, t_start + int(offset * 1000))
+        for offset, fields in windows(trace, spec.window_s)
+    ]

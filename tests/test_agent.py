@@ -26,8 +26,11 @@ def udp_port() -> int:
 @pytest.fixture
 def reflector_addr() -> Iterator[str]:
     port = udp_port()
-    p = subprocess.Popen([sys.executable, "-m", "netready.cli", "reflector", "--listen",
-                          f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     p.stderr.readline()  # type: ignore[union-attr]  # bound and listening
     yield f"127.0.0.1:{port}"
     p.terminate()
@@ -39,14 +42,28 @@ def inventory(tmp_path: Path, store: dict[str, object], target: str, duration: f
         "version": 1,
         "store": store,
         "agent": {"spool_path": str(tmp_path / "spool.db"), "ship_interval_s": 1, "splay_s": 0},
-        "sites": [{
-            "ods": "Y81001", "name": "Riverside Surgery", "type": "gp_practice", "icb": "QHM",
-            "link": {"tech": "fttc", "down_mbps": 40, "up_mbps": 10},
-            "clinic_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                             "start": "00:00", "end": "23:59:59"},
-            "targets": [{"name": "core", "probe": "rtt", "address": target,
-                         "params": {"duration_s": duration, "rate_pps": 50, "window_s": 1}}],
-        }],
+        "sites": [
+            {
+                "ods": "Y81001",
+                "name": "Riverside Surgery",
+                "type": "gp_practice",
+                "icb": "QHM",
+                "link": {"tech": "fttc", "down_mbps": 40, "up_mbps": 10},
+                "clinic_hours": {
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "00:00",
+                    "end": "23:59:59",
+                },
+                "targets": [
+                    {
+                        "name": "core",
+                        "probe": "rtt",
+                        "address": target,
+                        "params": {"duration_s": duration, "rate_pps": 50, "window_s": 1},
+                    }
+                ],
+            }
+        ],
     }
     p = tmp_path / "inv.yaml"
     p.write_text(yaml.safe_dump(inv))
@@ -54,13 +71,24 @@ def inventory(tmp_path: Path, store: dict[str, object], target: str, duration: f
 
 
 def agent(inv: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["netready-agent", "--inventory", str(inv), "--state-dir",
-                           str(inv.parent / "state"), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [
+            "netready-agent",
+            "--inventory",
+            str(inv),
+            "--state-dir",
+            str(inv.parent / "state"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def test_agent_once_to_influxdb_and_report(influxd: Influxd, influxdb: tuple[str, str],
-                                           reflector_addr: str, tmp_path: Path) -> None:
+def test_agent_once_to_influxdb_and_report(
+    influxd: Influxd, influxdb: tuple[str, str], reflector_addr: str, tmp_path: Path
+) -> None:
     url, db = influxdb
     inv = inventory(tmp_path, {"kind": "influxdb_v1", "url": url, "database": db}, reflector_addr)
     r = agent(inv, "--once")
@@ -77,27 +105,51 @@ def test_agent_once_to_influxdb_and_report(influxd: Influxd, influxdb: tuple[str
     ag = influxd.query('SELECT * FROM "agent"', db)["results"][0]["series"][0]
     agent_row = dict(zip(ag["columns"], ag["values"][0]))
     assert agent_row["version"] and agent_row["rss_mb"] > 0
-    st = subprocess.run(["netready", "spool", "stats", "--inventory", str(inv), "--format", "json"],
-                        capture_output=True, text=True, check=True)
+    st = subprocess.run(
+        ["netready", "spool", "stats", "--inventory", str(inv), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stats = json.loads(st.stdout)
     assert stats["pending"] == 0 and stats["shipped"] == 4 and stats["dropped"] == 0
-    rep = subprocess.run(["netready", "report", "--inventory", str(inv), "--format", "json",
-                          "--since", "1d"], capture_output=True, text=True, timeout=60)
+    rep = subprocess.run(
+        ["netready", "report", "--inventory", str(inv), "--format", "json", "--since", "1d"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode == 0, rep.stderr
     site = next(s for s in json.loads(rep.stdout)["sites"] if s["ods"] == "Y81001")
-    assert min(r["rtt_p50_ms"] for r in rows) <= site["rtt_ms"] <= max(r["rtt_p50_ms"] for r in rows)
+    assert (
+        min(r["rtt_p50_ms"] for r in rows) <= site["rtt_ms"] <= max(r["rtt_p50_ms"] for r in rows)
+    )
     assert site["loss_pct"] == 0
 
 
 def test_agent_keeps_records_when_influxdb_is_down(reflector_addr: str, tmp_path: Path) -> None:
-    inv = inventory(tmp_path, {"kind": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}",
-                               "database": "netready", "timeout_s": 1}, reflector_addr, 1)
+    inv = inventory(
+        tmp_path,
+        {
+            "kind": "influxdb_v1",
+            "url": f"http://127.0.0.1:{free_port()}",
+            "database": "netready",
+            "timeout_s": 1,
+        },
+        reflector_addr,
+        1,
+    )
     r = agent(inv, "--once", "--ship-timeout", "3")
     assert r.returncode == 1
     assert "records stay in the spool" in r.stderr
-    st = json.loads(subprocess.run(["netready", "spool", "stats", "--inventory", str(inv),
-                                    "--format", "json"], capture_output=True, text=True,
-                                   check=True).stdout)
+    st = json.loads(
+        subprocess.run(
+            ["netready", "spool", "stats", "--inventory", str(inv), "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert st["pending"] == 2 and st["shipped"] == 0  # the rtt record (1 s) and the agent record
     assert "unreachable" in st["last_error"]
 
@@ -105,16 +157,23 @@ def test_agent_keeps_records_when_influxdb_is_down(reflector_addr: str, tmp_path
 def test_agent_embedded_store_feeds_report(reflector_addr: str, tmp_path: Path) -> None:
     inv = inventory(tmp_path, {"kind": "embedded"}, reflector_addr, 3)
     assert agent(inv, "--once").returncode == 0
-    rep = subprocess.run(["netready", "report", "--inventory", str(inv), "--format", "json",
-                          "--since", "1d"], capture_output=True, text=True, timeout=60)
+    rep = subprocess.run(
+        ["netready", "report", "--inventory", str(inv), "--format", "json", "--since", "1d"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     site = json.loads(rep.stdout)["sites"][0]
     assert site["ods"] == "Y81001" and site["rtt_ms"] is not None and site["rtt_ms"] > 0
 
 
 def test_sigterm_stops_promptly_and_cleanly(reflector_addr: str, tmp_path: Path) -> None:
     inv = inventory(tmp_path, {"kind": "embedded"}, reflector_addr, duration=60)
-    p = subprocess.Popen(["netready-agent", "--inventory", str(inv), "--state-dir",
-                          str(tmp_path / "state")], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        ["netready-agent", "--inventory", str(inv), "--state-dir", str(tmp_path / "state")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert "starting" in p.stderr.readline()  # type: ignore[union-attr]
     time.sleep(1.0)
     t0 = time.monotonic()
@@ -132,16 +191,22 @@ def test_bad_site_and_bad_inventory_exit_2(tmp_path: Path) -> None:
     inv.write_text(inv.read_text().replace("probe: rtt", "probe: rtx"))
     r = agent(inv, "--once")
     assert r.returncode == 2 and "unknown probe 'rtx'" in r.stderr and "Traceback" not in r.stderr
-    inv.write_text(inv.read_text().replace("probe: rtx", "probe: rtt").replace(
-        "rate_pps: 50", "rate_pps: -5"))
+    inv.write_text(
+        inv.read_text().replace("probe: rtx", "probe: rtt").replace("rate_pps: 50", "rate_pps: -5")
+    )
     r = agent(inv, "--once")
     assert r.returncode == 2 and "site Y81001 target core: rate_pps" in r.stderr
 
 
 def test_agent_py_is_the_same_entry_point(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, str(root / "agent.py"), "--version"], capture_output=True,
-                       text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    r = subprocess.run(
+        [sys.executable, str(root / "agent.py"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert r.stdout.startswith("netready-agent, version ")
 
 
@@ -151,17 +216,40 @@ def test_secrets_never_reach_logs_or_records(tmp_path: Path) -> None:
     secret = "hunter2-" + os.urandom(4).hex()
     inv = inventory(tmp_path, {"kind": "embedded"}, "127.0.0.1:9", duration=0.2)
     data = yaml.safe_load(inv.read_text())
-    data["sites"][0]["router"] = {"host": "127.0.0.1", "snmp": {
-        "version": "2c", "port": udp_port(), "community": "env:NR_TEST_COMMUNITY",
-        "timeout_s": 0.3, "retries": 0}}
+    data["sites"][0]["router"] = {
+        "host": "127.0.0.1",
+        "snmp": {
+            "version": "2c",
+            "port": udp_port(),
+            "community": "env:NR_TEST_COMMUNITY",
+            "timeout_s": 0.3,
+            "retries": 0,
+        },
+    }
     inv.write_text(yaml.safe_dump(data))
-    r = subprocess.run(["netready-agent", "--inventory", str(inv), "--once", "--log-level", "debug",
-                        "--state-dir", str(tmp_path / "state")], capture_output=True, text=True,
-                       timeout=120, env={**os.environ, "NR_TEST_COMMUNITY": secret})
+    r = subprocess.run(
+        [
+            "netready-agent",
+            "--inventory",
+            str(inv),
+            "--once",
+            "--log-level",
+            "debug",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NR_TEST_COMMUNITY": secret},
+    )
     assert r.returncode == 0, r.stderr
     assert secret not in r.stdout + r.stderr
-    assert any(json.loads(x).get("task") == "collector:snmp:router-snmp"
-               for x in r.stderr.splitlines() if x.startswith("{"))
+    assert any(
+        json.loads(x).get("task") == "collector:snmp:router-snmp"
+        for x in r.stderr.splitlines()
+        if x.startswith("{")
+    )
     dump = b"".join(p.read_bytes() for p in tmp_path.glob("spool.db*"))
     assert secret.encode() not in dump
     assert b"router" in dump or b"if_traffic" in dump or b"snmp" in dump
@@ -173,9 +261,14 @@ def test_heavy_probe_not_run_in_clinic_hours_unless_forced(tmp_path: Path) -> No
 
     inv = inventory(tmp_path, {"kind": "embedded"}, "127.0.0.1:9", duration=0.2)
     data = yaml.safe_load(inv.read_text())
-    data["sites"][0]["targets"] = [{"name": "media", "probe": "media",
-                                    "address": f"127.0.0.1:{udp_port()}",
-                                    "params": {"duration_s": 1, "timeout_s": 0.5}}]
+    data["sites"][0]["targets"] = [
+        {
+            "name": "media",
+            "probe": "media",
+            "address": f"127.0.0.1:{udp_port()}",
+            "params": {"duration_s": 1, "timeout_s": 0.5},
+        }
+    ]
     inv.write_text(yaml.safe_dump(data))
     assert agent(inv, "--once").returncode == 0
     with Spool(tmp_path / "spool.db") as sp:

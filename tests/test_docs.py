@@ -52,8 +52,14 @@ def test_rtt_fields_match_docs() -> None:
     from probes import rtt
 
     doc = (ROOT / "docs" / "agent.md").read_text()
-    trace = rtt.Trace([0.0, 0.01, 0.02], [rtt.Reply(i, 0.005 + i * 0.01, 0, rtt.twamp.ReflectedPacket(
-        i, 0, 1, 0, i, 0, 1, 64)) for i in range(3)], 0.03)
+    trace = rtt.Trace(
+        [0.0, 0.01, 0.02],
+        [
+            rtt.Reply(i, 0.005 + i * 0.01, 0, rtt.twamp.ReflectedPacket(i, 0, 1, 0, i, 0, 1, 64))
+            for i in range(3)
+        ],
+        0.03,
+    )
     ((_, fields),) = rtt.windows(trace, 15)
     assert len(fields) >= 15
     for f in fields:

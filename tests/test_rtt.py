@@ -309,4 +309,6 @@ def test_one_record_per_15s_window_split_correctly() -> None:
     assert all(f["rtt_p50_ms"] == pytest.approx(4.0) for _, f in out)
     # a short run is one record; a short tail joins the last window
     assert len(rtt.windows(rtt.Trace(send[:100], replies[:100], 10.0), 15.0)) == 1
-    assert [f["sent"] for _, f in rtt.windows(rtt.Trace(send[:160], replies[:160], 16.0), 15.0)] == [160]
+    assert [
+        f["sent"] for _, f in rtt.windows(rtt.Trace(send[:160], replies[:160], 16.0), 15.0)
+    ] == [160]
