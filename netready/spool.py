@@ -9,7 +9,9 @@ Tables:
 - ``deadletter``: points the server rejected as malformed, isolated by splitting batches.
 - ``points``: the embedded store, used when no central store is configured. Reports query it
   with SQL (``json_extract`` over ``fields``).
-- ``counters``: enqueued, shipped, dead_lettered, dropped (evicted by quota), kept forever.
+- ``counters``: enqueued, shipped, dead_lettered, dropped (evicted by quota), kept forever;
+  and the gauge ``bytes_held`` (outbox + points), kept in step by every insert and delete so
+  the size quota costs one row read per enqueue, not a scan.
 - ``meta``: last_ship_ms, last_error.
 
 Quotas: ``max_bytes`` over outbox + points and ``max_age_s``; eviction is oldest-first and every
@@ -53,11 +55,15 @@ CREATE TABLE IF NOT EXISTS points (
 );
 CREATE INDEX IF NOT EXISTS points_msite ON points (measurement, site, time_ms);
 CREATE INDEX IF NOT EXISTS points_time ON points (time_ms);
+CREATE INDEX IF NOT EXISTS outbox_enq ON outbox (enq_ms);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 COUNTERS = ("enqueued", "shipped", "dead_lettered", "dropped")
+#: Gauge kept in ``counters``: bytes held in outbox + points, so quota checks are O(1).
+HELD = "bytes_held"
+AGE_SWEEP_S = 60.0  # the age quota is swept at most this often from enqueue()
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Spool:
         self.embedded = embedded
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self._last_age_sweep = float("-inf")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(
@@ -109,6 +116,11 @@ class Spool:
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.execute("PRAGMA busy_timeout=30000")
             self.db.executescript(SCHEMA)
+            if not self.db.execute("SELECT 1 FROM counters WHERE name = ?", (HELD,)).fetchone():
+                # first open (or a spool from before the gauge): count once
+                self.db.execute(
+                    "INSERT INTO counters(name, value) VALUES (?, ?)", (HELD, self._bytes(self.db))
+                )
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"spool {self.path}: cannot open: {e}") from None
 
@@ -156,6 +168,7 @@ class Spool:
             return 0
         now = int(time.time() * 1000)
         lines = [encode(r) for r in recs] if self.ship else []
+        held = sum(len(ln) for ln in lines)
         with self._tx() as db:
             if self.ship:
                 db.executemany(
@@ -163,53 +176,72 @@ class Spool:
                     [(now, r.time_ms, ln) for r, ln in zip(recs, lines, strict=True)],
                 )
             if self.embedded:
+                rows = [
+                    (
+                        r.measurement,
+                        r.time_ms,
+                        r.tags.get("site"),
+                        json.dumps(dict(r.tags), ensure_ascii=False),
+                        json.dumps(dict(r.fields), ensure_ascii=False),
+                    )
+                    for r in recs
+                ]
                 db.executemany(
                     "INSERT INTO points(measurement, time_ms, site, tags, fields) VALUES (?,?,?,?,?)",
-                    [
-                        (
-                            r.measurement,
-                            r.time_ms,
-                            r.tags.get("site"),
-                            json.dumps(dict(r.tags), ensure_ascii=False),
-                            json.dumps(dict(r.fields), ensure_ascii=False),
-                        )
-                        for r in recs
-                    ],
+                    rows,
                 )
+                held += sum(len(t) + len(f) for *_, t, f in rows)
             self._bump(db, "enqueued", len(recs))
-        self.enforce_quota()
+            self._bump(db, HELD, held)
+        due = time.monotonic() - self._last_age_sweep >= AGE_SWEEP_S
+        self._enforce(sweep_age=due)
         return len(recs)
 
     def enforce_quota(self) -> int:
         """Evict oldest-first beyond the age and size quotas; returns records evicted."""
-        cutoff = int((time.time() - self.max_age_s) * 1000)
+        return self._enforce(sweep_age=True)
+
+    def _delete(
+        self, db: sqlite3.Connection, table: str, where: str, args: Sequence[object]
+    ) -> int:
+        """Delete rows, keeping the bytes-held gauge true; returns rows deleted."""
+        size = "length(line)" if table == "outbox" else "length(tags) + length(fields)"
+        freed = db.execute(
+            f"SELECT coalesce(sum({size}), 0) FROM {table} WHERE {where}", args
+        ).fetchone()[0]
+        n = db.execute(f"DELETE FROM {table} WHERE {where}", args).rowcount
+        self._bump(db, HELD, -int(freed))
+        return int(n)
+
+    def _held(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name = ?", (HELD,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _enforce(self, *, sweep_age: bool) -> int:
         evicted = 0
         with self._tx() as db:
-            evicted += db.execute("DELETE FROM outbox WHERE enq_ms < ?", (cutoff,)).rowcount
-            evicted += db.execute("DELETE FROM points WHERE time_ms < ?", (cutoff,)).rowcount
-            size = self._bytes(db)
-            while size > self.max_bytes:
-                # Drop the oldest 5% (at least one row) from whichever table holds the oldest.
-                for table, col in (
-                    ("outbox", "enq_ms"),
-                    ("points", "time_ms"),
-                ):
-                    n = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                    if not n:
-                        continue
-                    k = max(1, n // 20)
+            if sweep_age:
+                cutoff = int((time.time() - self.max_age_s) * 1000)
+                evicted += self._delete(db, "outbox", "enq_ms < ?", (cutoff,))
+                evicted += self._delete(db, "points", "time_ms < ?", (cutoff,))
+                self._last_age_sweep = time.monotonic()
+            while self._held(db) > self.max_bytes:
+                # Drop the oldest 5% (at least one row) of the outbox, else of the points.
+                for table, col in (("outbox", "enq_ms"), ("points", "time_ms")):
                     ids = [
                         r[0]
                         for r in db.execute(
-                            f"SELECT id FROM {table} ORDER BY {col}, id LIMIT ?", (k,)
+                            f"SELECT id FROM {table} ORDER BY {col}, id LIMIT "
+                            f"max(1, (SELECT count(*) FROM {table}) / 20)"
                         )
                     ]
-                    db.execute(f"DELETE FROM {table} WHERE id <= ?", (max(ids),))
-                    evicted += len(ids)
-                    break
+                    if ids:
+                        evicted += self._delete(
+                            db, table, f"id IN ({','.join('?' * len(ids))})", ids
+                        )
+                        break
                 else:
                     break
-                size = self._bytes(db)
             self._bump(db, "dropped", evicted)
         return evicted
 
@@ -234,9 +266,7 @@ class Spool:
         with self._tx() as db:
             n = 0
             for chunk in _chunks(ids, 900):
-                n += db.execute(
-                    f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk
-                ).rowcount
+                n += self._delete(db, "outbox", f"id IN ({','.join('?' * len(chunk))})", chunk)
             self._bump(db, "shipped", n)
             db.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_ship_ms', ?)",
@@ -255,9 +285,7 @@ class Spool:
             )
             n = 0
             for chunk in _chunks([i for i, _ in rows], 900):
-                n += db.execute(
-                    f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk
-                ).rowcount
+                n += self._delete(db, "outbox", f"id IN ({','.join('?' * len(chunk))})", chunk)
             self._bump(db, "dead_lettered", n)
 
     def set_meta(self, key: str, value: str | None) -> None:

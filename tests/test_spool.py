@@ -243,3 +243,34 @@ def test_fatal_errors_stop_the_drain_keep_records(tmp_path: Path, status: int) -
         srv.shutdown()
     assert len(_Flaky.seen) == 1  # no hammering on a configuration error
     assert res.error and ("credentials" in res.error or "not found" in res.error)
+
+
+def test_bytes_held_gauge_matches_a_full_count(tmp_path: Path, influxdb: tuple[str, str]) -> None:
+    """The O(1) size gauge stays equal to a real count through enqueue, ack, dead-letter and
+    eviction, in both tables, and survives reopening."""
+    from netready.records import now_ms
+
+    url, db = influxdb
+    base = now_ms() - 10_000
+
+    def fresh(n: int, start: int) -> list[Record]:
+        return [
+            Record("m", {"site": "Y81001"}, {"seq": i}, base + i) for i in range(start, start + n)
+        ]
+
+    with (
+        Spool(tmp_path / "s.db", ship=True, embedded=True, max_bytes=30_000) as sp,
+        v1(url, db) as w,
+    ):
+        for i in range(0, 600, 50):
+            sp.enqueue(fresh(50, i))
+        assert sp.stats().dropped > 0  # the size quota bit
+        w.write([Record("m", {"site": "Y81001"}, {"seq": 0}, base - 1)])
+        sp.enqueue([Record("m", {"site": "Y81001"}, {"seq": "poison"}, base + 700)])
+        Shipper(sp, w, batch_size=64).drain()
+        assert sp.stats().dead_lettered == 1 and sp.stats().pending == 0
+        held = sp.db.execute("SELECT value FROM counters WHERE name = 'bytes_held'").fetchone()[0]
+        assert held == Spool._bytes(sp.db) > 0  # only points remain
+    with Spool(tmp_path / "s.db", embedded=True) as sp:
+        held2 = sp.db.execute("SELECT value FROM counters WHERE name = 'bytes_held'").fetchone()[0]
+        assert held2 == held
