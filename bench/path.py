@@ -181,43 +181,25 @@ def irtt(lab: Lab) -> list[dict[str, Any]]:
 def iperf3(lab: Lab) -> list[dict[str, Any]]:
     rows = []
     for d, extra in (("up", []), ("down", ["-R"])):
-        j = run_json(
-            lab,
-            [
-                IPERF3,
-                "-c",
-                lab.core_ip,
-                "-u",
-                "-b",
-                "2M",
-                "-l",
-                "250",
-                "-t",
-                str(SECONDS),
-                "-J",
-                *extra,
-            ],
-        )
+        argv = [
+            IPERF3,
+            "-c",
+            lab.core_ip,
+            "-u",
+            "-b",
+            "2M",
+            "-l",
+            "250",
+            "-t",
+            str(SECONDS),
+            "-J",
+            *extra,
+        ]
+        j = run_json(lab, argv)
         if j.get("error"):  # e.g. its TCP control connection lost to the injected loss: retry
             print(f"iperf3 {d}: {j['error']}; retrying once", file=sys.stderr)
             time.sleep(1)
-            j = run_json(
-                lab,
-                [
-                    IPERF3,
-                    "-c",
-                    lab.core_ip,
-                    "-u",
-                    "-b",
-                    "2M",
-                    "-l",
-                    "250",
-                    "-t",
-                    str(SECONDS),
-                    "-J",
-                    *extra,
-                ],
-            )
+            j = run_json(lab, argv)
             if j.get("error"):
                 raise SystemExit(f"iperf3: {j['error']}")
         s = j["end"]["sum"]
