@@ -37,7 +37,7 @@ def inventory_check(file: str, fmt: str) -> None:
     from netready.inventory import load
 
     try:
-        inv = load(file)
+        inv = load(file, check_targets=True)
     except NetreadyError as e:
         raise fail(e) from None
     if fmt == "json":

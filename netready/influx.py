@@ -34,7 +34,7 @@ from netready.errors import (
     StoreRetryable,
     StoreUnreachable,
 )
-from netready.inventory import StoreConfig
+from netready.inventory import StoreConfig, redact
 from netready.records import Record
 
 _MEAS = str.maketrans({",": "\\,", " ": "\\ "})
@@ -124,7 +124,7 @@ def _server_error(resp: httpx.Response) -> str:
         msg = body.get("error") or body.get("message") or resp.text
     except (ValueError, AttributeError):
         msg = resp.text
-    return " ".join(str(msg).split())[:300]
+    return redact(" ".join(str(msg).split()))[:300]
 
 
 class InfluxV1:
@@ -162,7 +162,7 @@ class InfluxV1:
                 f"InfluxDB at {self.url}: timed out after {self.cfg.timeout_s:g} s"
             ) from None
         except httpx.HTTPError as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            reason = redact(str(e).splitlines()[0]) if str(e) else type(e).__name__
             raise StoreUnreachable(f"InfluxDB at {self.url} is unreachable: {reason}") from None
         if resp.status_code in (401, 403):
             raise StoreAuthError(
@@ -299,7 +299,7 @@ class InfluxV2:
             status = getattr(e, "status", None) or getattr(
                 getattr(e, "response", None), "status", None
             )
-            msg = " ".join(str(getattr(e, "message", None) or e).split())[:300]
+            msg = redact(" ".join(str(getattr(e, "message", None) or e).split()))[:300]
             headers = getattr(e, "headers", None) or {}
             if status in (401, 403):
                 raise StoreAuthError(

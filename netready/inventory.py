@@ -3,9 +3,22 @@
 Every problem becomes one line ``FILE:LINE:COL: path.to.field: what is wrong``; all of them
 are reported together as an ``InventoryError`` (exit code 2), never a traceback.
 
+Hostile files are refused before they cost anything: the file must be a regular file of at
+most ``INVENTORY_MAX_BYTES``; after parsing and before any Python object is built, the node
+graph is walked once to refuse nesting deeper than ``MAX_DEPTH``, YAML aliases that would
+expand the document beyond ``MAX_ALIAS_NODES`` extra nodes (the "billion laughs" bomb),
+recursive aliases, integers longer than ``MAX_INT_DIGITS`` digits and control characters
+in any string.
+
 Secrets are never inline: fields typed ``SecretRef`` accept only ``env:NAME`` or
 ``file:PATH`` and are resolved with ``.resolve()`` at the moment of use. ``repr`` and
-``str`` of a ``SecretRef`` show the reference, never the value.
+``str`` of a ``SecretRef`` show the reference, never the value. A resolved value must be
+one line of printable characters (a trailing newline of a file is stripped); one that goes
+into an HTTP header (``HeaderSecretRef``) must be printable ASCII; a key file
+(``TextSecretRef``) may have several lines. A ``file:`` reference must name a regular file
+of at most ``SECRET_FILE_MAX_BYTES`` of UTF-8 text. Errors name the reference, never the
+value; ``redact`` removes resolved values and authorization header values from text that
+came from elsewhere (a server's error body).
 """
 
 from __future__ import annotations
@@ -14,8 +27,11 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import stat
+import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -29,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from netready.errors import InventoryError, SecretError
+from netready.errors import ConfigError, InventoryError, SecretError
 
 Tech = Literal["adsl", "fttc", "sogea", "fttp", "ethernet", "unknown"]
 COPPER_TECHS: frozenset[str] = frozenset({"adsl", "fttc", "sogea"})
@@ -38,21 +54,139 @@ SiteType = Literal["gp_practice", "hospital", "community", "diagnostic_centre"]
 ODS_RE = re.compile(r"^[A-Z][A-Z0-9]{2,5}$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
+#: Largest secret file (a 16384-bit RSA key in PEM is about 13 KiB).
+SECRET_FILE_MAX_BYTES = 64 * 1024
+#: Largest inventory file (England's ~6,300 GP practices at ~1 KiB each is ~7 MB).
+INVENTORY_MAX_BYTES = 32 * 1024 * 1024
+#: Deepest nesting of mappings and lists (a real inventory needs about 8).
+MAX_DEPTH = 64
+#: Most nodes YAML aliases may add to the document by expansion (a real inventory that
+#: shares a link or router block between sites adds a few thousand).
+MAX_ALIAS_NODES = 100_000
+#: Longest integer (Python refuses to convert more than 4,300 digits).
+MAX_INT_DIGITS = 100
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Never blocks on a FIFO and never reads a device or a directory: ``ValueError`` with a
+    short reason ("is a directory", "is not a regular file (a FIFO)", "is larger than
+    64 KiB") for those, ``OSError`` when the file cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(_not_regular(st.st_mode))
+        if st.st_size > limit:
+            raise ValueError(f"is larger than {_size(limit)} ({st.st_size:,} bytes)")
+        chunks, got = [], 0
+        while got <= limit:
+            b = os.read(fd, limit + 1 - got)
+            if not b:
+                break
+            chunks.append(b)
+            got += len(b)
+        if got > limit:
+            raise ValueError(f"is larger than {_size(limit)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    what = next((name for test, name in kinds if test(mode)), "not a plain file")
+    return f"is not a regular file ({what})"
+
+
+def _size(n: int) -> str:
+    return f"{n // (1 << 20)} MiB" if n >= 1 << 20 else f"{n // 1024} KiB"
+
+
+_RESOLVED: set[str] = set()  # secret values resolved in this process, for redact()
+_AUTH_VALUE = re.compile(r"(?i)\b(bearer|token|basic|digest)(\s+)[A-Za-z0-9._~+/=:-]{4,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret value resolved in this process, and the credential of
+    anything that looks like an ``Authorization`` header value (``Bearer x``, ``Token x``,
+    ``Basic x``), replaced by ``<redacted>``. For text that came from elsewhere (an HTTP
+    error body that may echo our request headers) before it goes into a message."""
+    for v in sorted(_RESOLVED, key=len, reverse=True):
+        if v in text:
+            text = text.replace(v, "<redacted>")
+    return _AUTH_VALUE.sub(r"\1\2<redacted>", text)
+
 
 class SecretRef(str):
-    """A reference to a secret: ``env:NAME`` or ``file:PATH``. Resolve at use."""
+    """A reference to a secret: ``env:NAME`` or ``file:PATH``. Resolve at use.
+
+    The resolved value must be one line of printable characters; subclasses tighten
+    (``HeaderSecretRef``: printable ASCII) or loosen (``TextSecretRef``: several lines).
+    """
+
+    #: "line": one line, no control characters; "header": printable ASCII (it goes into an
+    #: HTTP header); "text": several lines (a PEM key), no other control characters.
+    form: ClassVar[str] = "line"
 
     def resolve(self) -> str:
         kind, _, ref = self.partition(":")
         if kind == "env":
-            try:
-                return os.environ[ref]
-            except KeyError:
-                raise SecretError(f"secret {self}: environment variable {ref} is not set") from None
+            value = os.environ.get(ref)
+            if value is None:
+                raise SecretError(f"secret {self}: environment variable {ref} is not set")
+        else:
+            value = self._read_file(Path(ref).expanduser())
+        self._check_value(value)
+        if len(value) >= 4:
+            _RESOLVED.add(value)
+        return value
+
+    def _read_file(self, path: Path) -> str:
         try:
-            return Path(ref).expanduser().read_text().strip()
+            data = read_regular_file(path, SECRET_FILE_MAX_BYTES)
         except OSError as e:
-            raise SecretError(f"secret {self}: cannot read {ref}: {e.strerror}") from None
+            raise SecretError(f"secret {self}: cannot read {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise SecretError(f"secret {self}: {path} {e}") from None
+        if b"\0" in data:
+            raise SecretError(f"secret {self}: {path} holds binary data (a NUL byte), not text")
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise SecretError(
+                f"secret {self}: {path} is not UTF-8 text (bad byte at offset {e.start})"
+            ) from None
+
+    def _check_value(self, value: str) -> None:
+        """Refuse a value that would break or smuggle into where it goes; the message
+        names the reference and the kind of character, never the value."""
+        if not value:
+            raise SecretError(f"secret {self}: the value is empty")
+        allowed = "\n\r\t" if self.form == "text" else ""
+        for c in value:
+            if c in allowed:
+                continue
+            if c in "\n\r\u2028\u2029\x85":
+                raise SecretError(
+                    f"secret {self}: the value has a line break inside; a secret is one line "
+                    "(only a trailing newline at the end of a file is allowed)"
+                )
+            if unicodedata.category(c) == "Cc":
+                raise SecretError(
+                    f"secret {self}: the value has a control character (U+{ord(c):04X}); "
+                    "a secret is printable text"
+                )
+            if self.form == "header" and not " " <= c <= "~":
+                raise SecretError(
+                    f"secret {self}: the value has a non-ASCII character; it goes into an "
+                    "HTTP header, which carries printable ASCII only"
+                )
 
     @classmethod
     def check(cls, v: Any) -> SecretRef:
@@ -64,19 +198,31 @@ class SecretRef(str):
                 "secret given inline; write env:NAME or file:PATH so it stays out of the file"
             )
         if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref):
-            raise ValueError(f"env:{ref} is not a valid environment variable name")
+            raise ValueError("env:NAME needs a valid environment variable name")
         return cls(v)
 
 
+class HeaderSecretRef(SecretRef):
+    """A secret that goes into an HTTP header (a bearer or InfluxDB token): printable ASCII."""
+
+    form = "header"
+
+
+class TextSecretRef(SecretRef):
+    """A secret of several lines (an SSH private key in PEM)."""
+
+    form = "text"
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _secret(v: Any) -> SecretRef:
-    return SecretRef.check(v)
-
-
-Secret = Annotated[SecretRef, PlainValidator(_secret), PlainSerializer(str)]
+Secret = Annotated[SecretRef, PlainValidator(SecretRef.check), PlainSerializer(str)]
+HeaderSecret = Annotated[
+    HeaderSecretRef, PlainValidator(HeaderSecretRef.check), PlainSerializer(str)
+]
+TextSecret = Annotated[TextSecretRef, PlainValidator(TextSecretRef.check), PlainSerializer(str)]
 
 
 class StoreConfig(_Model):
@@ -88,7 +234,7 @@ class StoreConfig(_Model):
     retention_policy: str | None = None
     username: Secret | None = None
     password: Secret | None = None
-    token: Secret | None = None
+    token: HeaderSecret | None = None
     org: str | None = None
     bucket: str | None = None
     verify_tls: bool = True
@@ -99,11 +245,32 @@ class StoreConfig(_Model):
     def _needs_url(self) -> StoreConfig:
         if self.kind != "embedded" and not self.url:
             raise ValueError(f"store kind {self.kind} needs a url")
-        if self.url and not re.match(r"^https?://", self.url):
-            raise ValueError(f"store url must start with http:// or https://, got {self.url!r}")
+        if self.url:
+            _check_store_url(self.url)
         if self.kind == "influxdb_v2" and not (self.token and self.org and self.bucket):
             raise ValueError("store kind influxdb_v2 needs token, org and bucket")
         return self
+
+
+def _check_store_url(url: str) -> None:
+    """A base URL without credentials; the messages never echo a URL that may carry one."""
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("store url is not a valid URL") from None
+    if "@" in u.netloc:
+        raise ValueError(
+            "store url carries credentials (user:password@); give them as store.username "
+            "and store.password (or store.token) as env:NAME or file:PATH"
+        )
+    if u.query or u.fragment:
+        raise ValueError(
+            "store url must be the server's base URL, without ?query or #fragment "
+            "(credentials go in store.username/password/token as env:NAME or file:PATH)"
+        )
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"store url must start with http:// or https://, got {url!r}")
 
 
 class AgentConfig(_Model):
@@ -151,7 +318,7 @@ class SnmpConfig(_Model):
 class SshConfig(_Model):
     port: int = Field(22, ge=1, le=65535)
     username: str
-    key_file: Secret
+    key_file: TextSecret
     known_hosts: str | None = None
     timeout_s: float = Field(10.0, gt=0, le=300)
 
@@ -173,6 +340,21 @@ class ClinicHours(_Model):
     start: dt.time = dt.time(8, 0)
     end: dt.time = dt.time(18, 30)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            # YAML 1.1 reads 18:30 unquoted as the base-60 number 1110
+            raise ValueError('write the time in quotes, e.g. "18:30"')
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, v: dt.time) -> dt.time:
+        if v.tzinfo is not None:
+            raise ValueError("clinic hours are the site's local time: no UTC offset")
+        return v
+
     @model_validator(mode="after")
     def _order(self) -> ClinicHours:
         if self.end <= self.start:
@@ -192,6 +374,10 @@ class Target(_Model):
     address: str
     interval_s: float | None = Field(None, gt=0, le=7 * 86_400)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    def spec_params(self) -> dict[str, Any]:
+        """What the probe's ``Spec`` is built from: the address as ``target``, then params."""
+        return {"target": self.address, **self.params}
 
 
 class Budget(_Model):
@@ -276,7 +462,7 @@ def _positions(
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for k, v in node.value:
-            key = k.value
+            key = k.value if isinstance(k, yaml.ScalarNode) else "?"
             if key in seen:
                 dupes.append(((*path, key), (k.start_mark.line + 1, k.start_mark.column + 1)))
             seen.add(key)
@@ -303,23 +489,172 @@ def _lookup(pos: dict[tuple[Any, ...], _Pos], loc: tuple[Any, ...], key: bool) -
     return (1, 1)
 
 
-def load(path: str | os.PathLike[str]) -> Inventory:
-    """Load and validate an inventory file; raise ``InventoryError`` with one line per problem."""
+def _short(v: Any, limit: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else r[: limit - 5] + "...'"
+
+
+def load(path: str | os.PathLike[str], *, check_targets: bool = False) -> Inventory:
+    """Load and validate an inventory file; raise ``InventoryError`` with one line per problem.
+
+    ``check_targets`` also validates every target's ``params`` against its probe's ``Spec``
+    (``netready inventory check`` does; it imports the probe modules).
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = read_regular_file(p, INVENTORY_MAX_BYTES)
     except FileNotFoundError:
         raise InventoryError([f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InventoryError([f"{p}: cannot read: {e}"]) from None
-    return loads(text, str(p))
+    except OSError as e:
+        raise InventoryError([f"{p}: cannot read: {e.strerror}"]) from None
+    except ValueError as e:
+        raise InventoryError([f"{p}: {e}; not an inventory"]) from None
+    if b"\0" in data:
+        raise InventoryError(
+            [f"{p}: holds binary data (a NUL byte at offset {data.index(0)}), not YAML text"]
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InventoryError([f"{p}: is not UTF-8 text (bad byte at offset {e.start})"]) from None
+    return loads(text, str(p), check_targets=check_targets)
 
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x
 
+_TAG = "tag:yaml.org,2002:"
+#: The tags SafeLoader knows; anything else (``!!python/object``, ``!custom``) is refused.
+_SAFE_TAGS = frozenset(
+    _TAG + t
+    for t in ("null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set",
+              "str", "seq", "map", "merge", "value")
+)  # fmt: skip
+#: Scalar tags whose construction can fail on a bad value (ValueError, KeyError): checked
+#: in the event pass so that the failure is a field error with a position.
+_CHECKED_SCALARS = frozenset(_TAG + t for t in ("int", "float", "bool", "timestamp"))
+_CTRL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-def _parse(text: str) -> tuple[yaml.Node | None, Any]:
-    """One parse: the node tree (for line numbers) and the data built from it."""
+
+class _Frame:
+    __slots__ = ("anchor", "height", "index", "is_map", "key", "nodes", "want_key")
+
+    def __init__(self, anchor: str | None, is_map: bool):
+        self.anchor = anchor
+        self.is_map = is_map
+        self.nodes = 1
+        self.height = 1
+        self.index = 0
+        self.want_key = True
+        self.key: Any = None
+
+
+def _vet(loader: Any, filename: str) -> str | None:
+    """One pass over the YAML events, before any node or Python object is built.
+
+    Returns the first problem as a ``file:line:col: path: what`` line, or None. Counts what
+    every alias would expand to (nodes and nesting height of its anchor) so that an alias
+    bomb is refused in time linear in the file, refuses recursive and undefined aliases,
+    nesting deeper than ``MAX_DEPTH``, tags outside the safe set, control characters in
+    strings and scalars that would fail to construct (a 5,000-digit integer, 2024-13-45).
+    """
+    stack: list[_Frame] = []
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height) of its expansion
+    extra = 0
+
+    def where(ev: Any, key: bool = False) -> str:
+        loc: list[Any] = []
+        for f in stack:
+            if f.is_map:
+                if f.want_key:
+                    break
+                loc.append(f.key)
+            else:
+                loc.append(f.index)
+        m = ev.start_mark
+        path = _fmt_path(tuple(loc))
+        if len(path) > 100:
+            path = path[:60] + "..." + path[-30:]
+        return f"{filename}:{m.line + 1}:{m.column + 1}: {path}"
+
+    def done(nodes: int, height: int, key: Any = None) -> None:
+        if not stack:
+            return
+        f = stack[-1]
+        f.nodes += nodes
+        f.height = max(f.height, height + 1)
+        if f.is_map:
+            if f.want_key:
+                f.key = key if isinstance(key, str) else "?"
+            f.want_key = not f.want_key
+        else:
+            f.index += 1
+
+    while True:
+        ev = loader.get_event()
+        if ev is None:
+            return None
+        if isinstance(ev, yaml.ScalarEvent):
+            v = ev.value
+            tag = ev.tag
+            if tag is not None and tag != "!" and tag not in _SAFE_TAGS:
+                return f"{where(ev)}: YAML tag {tag.replace(_TAG, '!!')} is not allowed"
+            m = _CTRL.search(v)
+            if m:
+                return (
+                    f"{where(ev)}: has a control character (U+{ord(m.group()):04X}); "
+                    "write plain text"
+                )
+            if (tag is None or tag == "!") and ev.implicit[0] and v[:1] in "0123456789+-.":
+                tag = loader.resolve(yaml.ScalarNode, v, ev.implicit)
+            if tag in _CHECKED_SCALARS:
+                if tag == _TAG + "int" and len(v) > MAX_INT_DIGITS:
+                    return f"{where(ev)}: a number of {len(v):,} characters is not a value here"
+                try:
+                    build = loader.yaml_constructors[tag]
+                    build(loader, yaml.ScalarNode(tag, v))
+                except (ValueError, KeyError, TypeError, OverflowError, yaml.YAMLError):
+                    return f"{where(ev)}: {_short(v)} is not a valid {tag.replace(_TAG, '')}"
+            if ev.anchor:
+                sizes[ev.anchor] = (1, 1)
+            done(1, 1, v)
+        elif isinstance(ev, yaml.AliasEvent):
+            got = sizes.get(ev.anchor or "")
+            if got is None:
+                open_ = any(f.anchor == ev.anchor for f in stack)
+                what = "refers to itself (a recursive alias)" if open_ else "is not defined"
+                return f"{where(ev)}: YAML alias *{ev.anchor} {what}"
+            nodes, height = got
+            extra += nodes
+            if extra > MAX_ALIAS_NODES:
+                return (
+                    f"{where(ev)}: YAML aliases expand to more than {MAX_ALIAS_NODES:,} extra "
+                    f"nodes (an alias bomb?); refused"
+                )
+            if len(stack) + height > MAX_DEPTH:
+                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels (through *{ev.anchor})"
+            done(nodes, height)
+        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if ev.tag is not None and ev.tag != "!" and ev.tag not in _SAFE_TAGS:
+                return f"{where(ev)}: YAML tag {ev.tag.replace(_TAG, '!!')} is not allowed"
+            if len(stack) >= MAX_DEPTH:
+                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels"
+            stack.append(_Frame(ev.anchor, isinstance(ev, yaml.MappingStartEvent)))
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            f = stack.pop()
+            if f.anchor:
+                sizes[f.anchor] = (f.nodes, f.height)
+            done(f.nodes, f.height)
+
+
+def _parse(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """Vet the events, then one parse: the node tree (for line numbers) and the data."""
+    loader = _Loader(text)
+    try:
+        problem = _vet(loader, filename)
+    finally:
+        loader.dispose()
+    if problem:
+        raise InventoryError([problem])
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -329,15 +664,34 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def loads(text: str, filename: str = "<inventory>") -> Inventory:
-    try:
-        node, data = _parse(text)
-    except yaml.MarkedYAMLError as e:
+def _yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> str:
+    """One line for a YAML syntax error (PyYAML's own messages span several lines)."""
+    if isinstance(e, yaml.MarkedYAMLError):
         m = e.problem_mark or e.context_mark
         where = f"{filename}:{m.line + 1}:{m.column + 1}" if m else filename
-        raise InventoryError([f"{where}: malformed YAML: {e.problem or e.context}"]) from None
+        what = e.problem or e.context
+    elif isinstance(e, yaml.reader.ReaderError):
+        at = max(0, min(e.position, len(text)))
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        where, what = f"{filename}:{line}:{col}", f"character #x{e.character:04x}: {e.reason}"
+    else:
+        where, what = filename, (str(e).splitlines() or [type(e).__name__])[0]
+    return f"{where}: malformed YAML: {' '.join(str(what).split())}"
+
+
+def loads(text: str, filename: str = "<inventory>", *, check_targets: bool = False) -> Inventory:
+    """Validate inventory text; ``InventoryError`` with one ``file:line:col`` line per problem."""
+    try:
+        node, data = _parse(text, filename)
     except yaml.YAMLError as e:
-        raise InventoryError([f"{filename}: malformed YAML: {e}"]) from None
+        raise InventoryError([_yaml_problem(e, text, filename)]) from None
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError, MemoryError) as e:
+        # the event pass catches every case we know; this is the guard for the rest
+        what = (str(e).splitlines() or [""])[0][:200]
+        raise InventoryError(
+            [f"{filename}: cannot read a value: {type(e).__name__} {what}"]
+        ) from None
     if node is None or not isinstance(data, dict):
         raise InventoryError(
             [f"{filename}:1:1: the inventory must be a mapping with a 'sites' list"]
@@ -352,14 +706,7 @@ def loads(text: str, filename: str = "<inventory>") -> Inventory:
     try:
         inv = Inventory.model_validate(data)
     except ValidationError as e:
-        for err in e.errors():
-            loc = tuple(err["loc"])
-            unknown = err["type"] == "extra_forbidden"
-            ln, col = _lookup(pos, loc, key=unknown)
-            msg = "unknown key (typo?)" if unknown else err["msg"].removeprefix("Value error, ")
-            if err["type"] == "literal_error":
-                msg = f"{err['input']!r} is not one of {err['ctx']['expected']}"
-            problems.append(f"{filename}:{ln}:{col}: {_fmt_path(loc)}: {msg}")
+        problems += [_field_problem(filename, pos, tuple(err["loc"]), err) for err in e.errors()]
     if inv is not None:
         seen: dict[str, int] = {}
         for i, s in enumerate(inv.sites):
@@ -370,12 +717,62 @@ def loads(text: str, filename: str = "<inventory>") -> Inventory:
                     f"(first at sites[{seen[s.ods]}])"
                 )
             seen.setdefault(s.ods, i)
-            for j, t in enumerate(inv.targets_for(s)):
-                _check_address(t, filename, pos, ("sites", i, "targets", j), problems)
+        places: list[tuple[tuple[Any, ...], Target]] = [
+            (("defaults", "targets", k), t) for k, t in enumerate(inv.defaults.targets)
+        ]
+        for i, s in enumerate(inv.sites):
+            places += [(("sites", i, "targets", j), t) for j, t in enumerate(s.targets)]
+        for loc, t in places:
+            address_ok = _check_address(t, filename, pos, loc, problems)
+            if check_targets:
+                _check_params(t, address_ok, filename, pos, loc, problems)
     if problems:
         raise InventoryError(problems)
     assert inv is not None
     return inv
+
+
+def _field_problem(
+    filename: str, pos: dict[tuple[Any, ...], _Pos], loc: tuple[Any, ...], err: Any
+) -> str:
+    unknown = err["type"] == "extra_forbidden"
+    ln, col = _lookup(pos, loc, key=unknown)
+    msg = "unknown key (typo?)" if unknown else err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg = f"{_short(err['input'])} is not one of {err['ctx']['expected']}"
+    return f"{filename}:{ln}:{col}: {_fmt_path(loc)}: {msg}"
+
+
+def _check_params(
+    t: Target,
+    address_ok: bool,
+    filename: str,
+    pos: dict[tuple[Any, ...], _Pos],
+    loc: tuple[Any, ...],
+    problems: list[str],
+) -> None:
+    """Validate a target's ``params`` (and address) with its probe's ``Spec``, as the agent
+    will (``registry.Plugin.make_spec``), so that the errors carry file:line:col."""
+    from netready import registry
+
+    try:
+        plugin = registry.get("probe", t.probe)
+    except (ConfigError, ImportError) as e:
+        ln, col = _lookup(pos, (*loc, "probe"), key=False)
+        problems.append(f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'probe'))}: {e}")
+        return
+    try:
+        plugin.spec.model_validate(t.spec_params())
+    except ValidationError as e:
+        for err in e.errors():
+            eloc = tuple(err["loc"])
+            if eloc[:1] == ("target",) and "target" not in t.params:
+                if not address_ok:
+                    continue  # already reported by _check_address
+                where = (*loc, "address", *eloc[1:])
+            else:
+                where = (*loc, "params", *eloc) if eloc else loc
+            problems.append(_field_problem(filename, pos, where, err))
 
 
 def _check_address(
@@ -384,16 +781,25 @@ def _check_address(
     pos: dict[tuple[Any, ...], _Pos],
     loc: tuple[Any, ...],
     problems: list[str],
-) -> None:
+) -> bool:
+    ln, col = _lookup(pos, (*loc, "address"), key=False)
+    at = f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'address'))}"
     if "://" in t.address:
-        return
-    host, sep, port = t.address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        ln, col = _lookup(pos, (*loc, "address"), key=False)
-        problems.append(
-            f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'address'))}: "
-            f"{t.address!r} is not HOST:PORT or a URL"
-        )
+        if "@" in urlsplit(t.address).netloc:
+            problems.append(
+                f"{at}: the URL carries credentials (user:password@); give secrets as "
+                "params (env:NAME or file:PATH)"
+            )
+            return False
+        return True
+    try:
+        host, _ = split_hostport(t.address, 0)  # the port, if any, must be 1-65535
+    except ValueError:
+        host = ""
+    if not host or any(c.isspace() for c in host):
+        problems.append(f"{at}: {_short(t.address)} is not HOST, HOST:PORT or a URL")
+        return False
+    return True  # whether this probe needs a port is its Spec's business (check_targets)
 
 
 def split_hostport(address: str, default_port: int | None = None) -> tuple[str, int]:

@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netready import output, registry, stats
 from netready.errors import NetreadyError
-from netready.inventory import split_hostport
+from netready.inventory import Secret, split_hostport
 from netready.records import Record, failure, now_ms
 
 # --------------------------------------------------------------------------- profiles
@@ -792,7 +792,7 @@ class Spec(BaseModel):
     profile: ProfileName = "hd"
     duration_s: float = Field(15.0, gt=0, le=300)
     calls: int = Field(1, ge=1, le=200)
-    secret: str | None = Field(None, description="shared secret, or env:NAME / file:PATH")
+    secret: Secret | None = Field(None, description="shared secret: env:NAME or file:PATH")
     dscp_audio: int = Field(46, ge=0, le=63)
     dscp_video: int = Field(34, ge=0, le=63)
     keyframes: bool = True
@@ -812,14 +812,7 @@ class Spec(BaseModel):
         return v
 
     def resolved_secret(self) -> str | None:
-        if not self.secret:
-            return None
-        kind, sep, _ = self.secret.partition(":")
-        if sep and kind in ("env", "file"):
-            from netready.inventory import SecretRef
-
-            return SecretRef.check(self.secret).resolve()
-        return self.secret
+        return self.secret.resolve() if self.secret else None
 
 
 IP_UDP_OVERHEAD = 28  # bytes of IPv4 + UDP header per packet, counted against budgets
@@ -1219,7 +1212,7 @@ def print_records(records: list[Record], fmt: str) -> None:
     "--secret",
     default=None,
     metavar="env:NAME|file:PATH",
-    help="Shared secret the responder requires (a reference, or the literal value).",
+    help="Shared secret the responder requires: a reference, never the secret itself.",
 )
 @click.option("--dscp-audio", default=46, show_default=True, type=int, help="DSCP of audio.")
 @click.option("--dscp-video", default=34, show_default=True, type=int, help="DSCP of video.")

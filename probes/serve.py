@@ -530,12 +530,12 @@ def serve_command(
     """
     from netready.cli import fail
     from netready.errors import NetreadyError
-    from netready.inventory import SecretRef
+    from netready.inventory import HeaderSecretRef
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         host, port = _hostport(listen)
-        secret = SecretRef.check(token).resolve()
+        secret = HeaderSecretRef.check(token).resolve()
         limits = Limits(
             max_rate_mbps=max_rate_mbps,
             max_bytes=int(max_mb * 1e6),

@@ -71,7 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from netready import output, registry, stats
 from netready.errors import NetreadyError
-from netready.inventory import SecretRef
+from netready.inventory import HeaderSecret
 from netready.records import Record, failure
 from probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 
@@ -100,7 +100,7 @@ def bufferbloat_grade(increase_ms: float) -> str:
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(description="endpoint URL, http(s)://HOST:PORT[/prefix] (netready serve)")
-    token: str = Field(description="bearer token reference: env:NAME or file:PATH")
+    token: HeaderSecret = Field(description="bearer token reference: env:NAME or file:PATH")
     direction: Literal["down", "up", "both"] = "both"
     max_seconds: float = Field(15.0, gt=0, le=300, description="time cap per direction")
     max_mb: float | None = Field(
@@ -125,11 +125,6 @@ class Spec(BaseModel):
             raise ValueError(f"{v!r} is not an http(s)://HOST[:PORT] URL")
         u.port  # noqa: B018 - raises ValueError on a bad port
         return v
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, v: str) -> str:
-        return str(SecretRef.check(v))
 
     @model_validator(mode="after")
     def _streams(self) -> Spec:
@@ -274,9 +269,7 @@ class Endpoint:
                 ctx.verify_mode = ssl.CERT_NONE
         port = u.port or (443 if https else 80)
         host = u.hostname or ""
-        return cls(
-            host, port, u.path.rstrip("/"), ctx, SecretRef(spec.token).resolve(), _hostport(u)
-        )
+        return cls(host, port, u.path.rstrip("/"), ctx, spec.token.resolve(), _hostport(u))
 
     def request(self, method: str, path: str, length: int | None = None) -> bytes:
         lines = [

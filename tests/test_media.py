@@ -304,13 +304,19 @@ def test_ipv6_loopback_call(responder: Callable[..., int]) -> None:
         assert f["dscp_preserved"] is True and f["dscp_video_rx"] == 34  # IPV6_TCLASS path
 
 
-def test_secret_accepted_refused_and_missing(responder: Callable[..., int]) -> None:
+def test_secret_accepted_refused_and_missing(
+    responder: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = responder(
         "--secret", "env:NR_TEST_MEDIA_SECRET", env={"NR_TEST_MEDIA_SECRET": "correct horse"}
     )
-    ok = by(probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5, secret="correct horse"))
+    monkeypatch.setenv("NR_TEST_MEDIA_SECRET", "correct horse")
+    monkeypatch.setenv("NR_TEST_WRONG_SECRET", "wrong")
+    ok = by(probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5,
+                  secret="env:NR_TEST_MEDIA_SECRET"))  # fmt: skip
     assert ok["up"].ok and ok["up"].fields["received"] > 0
-    (bad,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5, secret="wrong")
+    (bad,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5,
+                   secret="env:NR_TEST_WRONG_SECRET")  # fmt: skip
     assert bad.result == "auth_failed" and "wrong shared secret" in bad.fields["reason"]
     (none,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5)
     assert none.result == "auth_failed" and "requires a shared secret" in none.fields["reason"]
