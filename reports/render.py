@@ -2,6 +2,13 @@
 
 The JSON document is the reference form; the others show the same facts. Schema (``schema: 1``)
 is documented in docs/reports.md.
+
+Names and other text come from the inventory and from the store (a router's reported line
+type), so every renderer treats them as data, never as markup: control characters become
+U+FFFD everywhere but JSON (which escapes them); the table escapes rich markup (``[/]``);
+CSV cells that a spreadsheet would run as a formula are prefixed with ``'`` (OWASP's CSV
+injection rule: = + - @ tab CR, numbers excepted); Markdown escapes HTML and its own
+punctuation (| * _ ` [ ] ~ \\); HTML escapes everything it did not build itself.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -43,6 +51,51 @@ RICH = {
     STALE: "magenta",
     NO_DATA: "dim",
 }
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def plain(s: object) -> str:
+    """Text with every control character (ESC sequences, CR, BEL, line breaks) as U+FFFD."""
+    return _CONTROL.sub("\ufffd", str(s))
+
+
+def rich_text(s: object) -> str:
+    """Text for rich's console markup: shown as written, never interpreted (``[/]``)."""
+    from rich.markup import escape
+
+    return escape(plain(s))
+
+
+_NUMBER = re.compile(r"[+-]?(\d[\d,]*\.?\d*|\.\d+)([eE][+-]?\d+)?%?")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(v: object) -> object:
+    """One CSV cell, safe to open in Excel, LibreOffice or Google Sheets.
+
+    Numbers stay numbers (``-3.5`` too); text that a spreadsheet would evaluate as a
+    formula (starts with = + - @ tab or CR: OWASP's CSV injection rule) gets a leading
+    ``'``, which spreadsheets take as "this is text"; control characters become U+FFFD.
+    """
+    if v is None:
+        return ""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return v
+    s = str(v)
+    if s.startswith(_FORMULA_START) and not _NUMBER.fullmatch(s):
+        s = "'" + s
+    return plain(s)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_text(s: object) -> str:
+    """Text for a Markdown table cell or heading: HTML escaped, Markdown punctuation
+    backslash-escaped (CommonMark allows it before any ASCII punctuation), one line."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(plain(s), quote=False))
 
 
 def n(v: float | None, digits: int = 1) -> str:
@@ -174,16 +227,14 @@ def render_csv(e: Estate) -> str:
     for r in e.sites:
         d = r.to_dict()
         c = r.confidence
-        w.writerow(
-            [("" if d[f] is None else d[f]) for f in CSV_FIELDS]
-            + [
-                c.level,
-                c.windows,
-                c.sessions_with_data,
-                ";".join(f"{k}={v}" for k, v in sorted(c.excluded.items())),
-                " | ".join(x.text for x in r.reasons),
-            ]
-        )
+        row = [d[f] for f in CSV_FIELDS] + [
+            c.level,
+            c.windows,
+            c.sessions_with_data,
+            ";".join(f"{k}={v}" for k, v in sorted(c.excluded.items())),
+            " | ".join(x.text for x in r.reasons),
+        ]
+        w.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
 
@@ -191,11 +242,8 @@ def render_csv(e: Estate) -> str:
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def cell(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    out = ["| " + " | ".join(md_text(h) for h in head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
 
@@ -316,9 +364,11 @@ def _title(e: Estate) -> str:
 def render_md(e: Estate) -> str:
     c = e.counts()
     parts = [
-        f"# {_title(e)}",
+        f"# {md_text(_title(e))}",
         "",
-        "Verdicts: " + ", ".join(f"{k} {v}" for k, v in c.items()) + f". Store: {e.store}.",
+        "Verdicts: "
+        + ", ".join(f"{k} {v}" for k, v in c.items())
+        + f". Store: {md_text(e.store)}.",
         "",
         "## Estate",
         "",
@@ -328,7 +378,7 @@ def render_md(e: Estate) -> str:
         ),
     ]
     for title, head, rows in _sections(e):
-        parts += ["", f"## {title}", "", _md_table(head, rows) if rows else "_none_"]
+        parts += ["", f"## {md_text(title)}", "", _md_table(head, rows) if rows else "_none_"]
     return "\n".join(parts) + "\n"
 
 
@@ -352,30 +402,30 @@ def render_table(e: Estate, console: Any) -> None:
             justify="right" if any(u in h for u in ("Mbps", "ms", "%", "MOS", "/ ")) else "left",
         )
     for r in e.sites:
-        cells = [f(r) for _, f in ESTATE_COLUMNS]
+        cells = [rich_text(f(r)) for _, f in ESTATE_COLUMNS]
         cells[-2] = f"[{RICH[r.verdict]}]{r.verdict}[/]"
         t.add_row(*cells)
     console.print(t)
     console.print(
         "Verdicts: "
         + ", ".join(f"[{RICH[k]}]{k}[/] {v}" for k, v in c.items())
-        + f"   store: {e.store}"
+        + f"   store: {rich_text(e.store)}"
     )
     why = [r for r in e.sites if r.verdict != READY]
     if why:
         console.print("\n[bold]Why not READY[/]")
         for r in why:
-            console.print(f"[{RICH[r.verdict]}]{r.ods} {r.verdict}[/] {r.name}")
+            console.print(f"[{RICH[r.verdict]}]{r.ods} {r.verdict}[/] {rich_text(r.name)}")
             for x in _main_reasons(r, 4):
-                console.print(f"    - {x}", highlight=False)
+                console.print(f"    - {rich_text(x)}", highlight=False)
     for title, head, rows in _sections(e):
         if not rows:
             continue
-        st = Table(title=title, title_justify="left")
+        st = Table(title=rich_text(title), title_justify="left")
         for h in head:
             st.add_column(h, overflow="fold")
         for row in rows:
-            st.add_row(*row)
+            st.add_row(*(rich_text(x) for x in row))
         console.print(st)
 
 
@@ -496,7 +546,7 @@ def _html_table(
     for row in rows:
         cells = []
         for i, c in enumerate(row):
-            cells.append(f"<td>{c if i in raw_cols else html.escape(str(c))}</td>")
+            cells.append(f"<td>{c if i in raw_cols else html.escape(plain(c))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -513,9 +563,9 @@ def render_html(e: Estate) -> str:
     vi = [h for h, _ in ESTATE_COLUMNS].index("verdict")
     rows = []
     for r in e.sites:
-        cells = [html.escape(f(r)) for _, f in ESTATE_COLUMNS]
+        cells = [html.escape(plain(f(r))) for _, f in ESTATE_COLUMNS]
         cells[vi] = _badge(r.verdict)
-        cells.append("<br>".join(html.escape(x) for x in _main_reasons(r)))
+        cells.append("<br>".join(html.escape(plain(x)) for x in _main_reasons(r)))
         rows.append(cells)
     estate = _html_table(head, rows, raw_cols=set(range(len(head))))
     estate = estate.replace("<tr><td>", '<tr class="site"><td>')
@@ -527,7 +577,7 @@ def render_html(e: Estate) -> str:
         f"<h1>{html.escape(title)}</h1>",
         '<p class="summary">'
         + "".join(f"<span>{_badge(k)} {v}</span>" for k, v in c.items())
-        + f"</p><p><small>Store: {html.escape(e.store)}. Thresholds and sources: see the "
+        + f"</p><p><small>Store: {html.escape(plain(e.store))}. Thresholds and sources: see the "
         "rubric at the end. Figures: RTT, jitter, loss are p95 of 15 s windows per clinic day, "
         "median over days; throughput is the p10 (sustained) goodput.</small></p>",
         "<h2>Estate</h2>",
