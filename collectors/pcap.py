@@ -19,6 +19,10 @@ Design (see docs/pcap.md):
   (RTCP packet types 192-223) is RTCP and is skipped. SRTP is analysed like RTP (its header
   is in clear). A stream must look like RTP (header length, padding, mostly consecutive
   sequence numbers) to be reported.
+- Hostile captures cannot grow memory: sequence numbers follow RFC 3550 A.1 (MAX_DROPOUT,
+  MAX_MISORDER, restart on two sequential packets after a very large jump) with a sliding
+  window of arrival flags per stream, packets are buffered in bounded batches, and at most
+  ``max_streams`` streams are tracked (the rest are counted and reported).
 - No sockets here: a path in, ``StreamResult`` values / records out.
 """
 
@@ -69,6 +73,19 @@ DYNAMIC_CANDIDATES: tuple[int, ...] = (8000, 16000, 32000, 48000, 90000)
 #: Packets and seconds of a dynamic-PT stream buffered before its clock rate is guessed.
 GUESS_PACKETS = 50
 GUESS_SECONDS = 1.0
+
+#: RFC 3550 A.1: the largest step forward that is still in order, and the most a packet may
+#: arrive behind the highest sequence number and still count as late (not a jump).
+MAX_DROPOUT = 3000
+MAX_MISORDER = 100
+#: Arrival flags kept per stream: the last 2 x SEQ_WINDOW sequence numbers, one byte each.
+SEQ_WINDOW = 1024
+assert SEQ_WINDOW > MAX_MISORDER  # a late packet always finds its flag in the window
+#: Packets buffered before analysis: per stream, and over all streams (bounds memory).
+PENDING_PER_STREAM = 4096
+PENDING_MAX = 1 << 16
+#: Streams tracked (``--max-streams``); packets of further streams are counted, not analysed.
+MAX_STREAMS = 10_000
 
 PT_CN, PT_CN_OLD = 13, 19
 
@@ -414,16 +431,27 @@ class StreamState:
 
     Packets are appended to ``pending`` by the reader loop (cheap) and analysed in batches by
     ``flush`` with local variables (fast). The jitter arithmetic follows
-    ``rtppacket_analyse`` of Wireshark 4.0 (ui/tap-rtp-analysis.c) statement for statement;
-    loss, burst loss and reorder use RFC 3550 A.1 extended sequence numbers and a bitmap of
-    the sequence numbers received (one byte per expected packet).
+    ``rtppacket_analyse`` of Wireshark 4.0 (ui/tap-rtp-analysis.c) statement for statement.
+
+    Loss, burst loss and reorder follow RFC 3550 A.1 (``update_seq``) on extended sequence
+    numbers, in memory that does not depend on the packets: a window of arrival flags for
+    the last ``2 * SEQ_WINDOW`` sequence numbers (one byte each) slides forward with the
+    highest sequence number; flags that leave it are final and are folded into counters
+    (lost, the current run of losses, the longest run). A step forward of less than
+    ``MAX_DROPOUT`` is in order (the numbers jumped over are lost unless they arrive late);
+    a packet at most ``MAX_MISORDER`` behind is late (it fills its hole: reorder) or a
+    duplicate (counted once); anything else is a "very large jump": it is set aside, and
+    only when the next packet follows it (two sequential packets) does the sender count as
+    restarted, A.1's re-sync: the old sequence is closed and its expected and lost figures
+    kept, and a new one starts. Nothing a sequence number says can grow the state.
     """
 
     __slots__ = (
-        "bitmap", "bm_base", "bytes", "clock", "divs", "dst", "ext_max", "ext_min", "first_pt",
-        "first_ts", "guessing", "ipv6", "jitter", "lastnominal", "markers", "max_jitter",
-        "mean_jitter", "overrides", "pending", "pt", "reorder", "src", "ssrc", "steps", "t_first",
-        "t_last", "time", "total_nr",
+        "bad_seq", "buf", "bytes", "clock", "divs", "dst", "ext_max", "ext_min", "fin_expected",
+        "fin_lost", "first_pt", "first_ts", "guessing", "ipv6", "jitter", "lastnominal",
+        "markers", "max_burst", "max_jitter", "mean_jitter", "overrides", "pending", "pt",
+        "reorder", "restarts", "run", "seq_lo", "src", "ssrc", "steps", "t_first", "t_last",
+        "time", "total_nr",
     )  # fmt: skip
 
     def __init__(self, ssrc: int, src: str, dst: str, ipv6: bool, clock: int | None,
@@ -443,24 +471,35 @@ class StreamState:
         self.jitter = self.max_jitter = self.mean_jitter = 0.0
         self.total_nr = 0
         self.divs: dict[int, int] = {}
-        self.ext_max = self.ext_min = 0
-        self.bitmap = bytearray()
-        self.bm_base = 0
+        # sequence accounting (RFC 3550 A.1): the current sequence ...
+        self.ext_max = self.ext_min = 0  # highest and lowest extended sequence number
+        self.seq_lo = 0  # extended sequence number of buf[0]
+        self.buf = bytearray()  # arrival flags of seq_lo .. seq_lo + 2 * SEQ_WINDOW - 1
+        self.bad_seq = -1  # A.1 bad_seq: the number that would confirm a restart
+        # ... and what is final: numbers left behind by the window, sequences closed
+        self.fin_lost = 0
+        self.fin_expected = 0
+        self.run = 0  # losses in a row at the end of what is final
+        self.max_burst = 0
+        self.restarts = 0
         self.reorder = 0
         self.steps = 0  # packets that moved the highest sequence number on by 1-512
         self.bytes = 0
         self.t_first = self.t_last = 0.0
         self.markers = 0
 
-    def flush(self, final: bool = False) -> None:
+    def flush(self, final: bool = False, force: bool = False) -> None:
         """Analyse the pending packets. A dynamic payload type with no known clock rate waits
-        until ``GUESS_PACKETS`` packets over ``GUESS_SECONDS`` are buffered (or the end)."""
+        until ``GUESS_PACKETS`` packets over ``GUESS_SECONDS`` are buffered (or the end, or
+        ``PENDING_PER_STREAM`` packets, or ``force``: memory is short)."""
         pend = self.pending
         if not pend:
             return
         if self.guessing:
-            if not final and (
-                len(pend) < GUESS_PACKETS or pend[-1][0] - pend[0][0] < GUESS_SECONDS * 1000
+            if (
+                not (final or force)
+                and len(pend) < PENDING_PER_STREAM
+                and (len(pend) < GUESS_PACKETS or pend[-1][0] - pend[0][0] < GUESS_SECONDS * 1000)
             ):
                 return
             self.clock = guess_clock(pend)
@@ -475,8 +514,8 @@ class StreamState:
             # Wireshark converts ticks to ms by dividing by (guint32)clock_rate / 1000
             self.divs = {self.first_pt: (self.clock or 0) // 1000}
             self.ext_max = self.ext_min = seq
-            self.bm_base = seq - 4096  # room for packets that arrive before the first one
-            self.bitmap = bytearray(8192)
+            self.seq_lo = seq - SEQ_WINDOW  # room for packets that arrive before the first
+            self.buf = bytearray(2 * SEQ_WINDOW)
         first_ts = self.first_ts
         divs = self.divs
         time_ = self.time
@@ -488,8 +527,12 @@ class StreamState:
         prev_pt = self.pt
         ext_max = self.ext_max
         ext_min = self.ext_min
-        bm = self.bitmap
-        base = self.bm_base
+        buf = self.buf
+        lo = self.seq_lo
+        hi = lo + len(buf)  # first extended number past the window
+        bad_seq = self.bad_seq
+        max_dropout = MAX_DROPOUT
+        late = 0x10000 - MAX_MISORDER
         reorder = 0
         steps = 0
         nbytes = 0
@@ -497,25 +540,36 @@ class StreamState:
         t = 0.0
         for t, seq, ts, b1, size in pend:
             nbytes += size
-            # -- loss and reorder: RFC 3550 A.1 extended sequence number
+            # -- loss and reorder: RFC 3550 A.1 update_seq on extended sequence numbers
             delta = (seq - ext_max) & 0xFFFF
-            if delta < 0x8000:
-                ext = ext_max + delta
-                ext_max = ext
-                if 0 < delta <= 512:
-                    steps += 1
-            else:
+            if delta < max_dropout:  # in order, with a permissible gap (or a duplicate)
+                if delta:
+                    ext_max += delta
+                    if delta <= 512:
+                        steps += 1
+                    if ext_max >= hi:
+                        lo, buf = self._slide(ext_max, lo, buf, ext_min)
+                        hi = lo + len(buf)
+                buf[ext_max - lo] = 1
+            elif delta > late:  # late (by under MAX_MISORDER) or a duplicate: in the window
                 ext = ext_max - 0x10000 + delta
-            i = ext - base
-            if i >= len(bm):
-                bm.extend(bytes(max(i + 1 - len(bm), len(bm))))
-            if i >= 0:
-                if delta >= 0x8000:
-                    if not bm[i]:
-                        reorder += 1
-                    if ext < ext_min:
-                        ext_min = ext
-                bm[i] = 1
+                i = ext - lo
+                if not buf[i]:
+                    reorder += 1
+                    buf[i] = 1
+                if ext < ext_min:
+                    ext_min = ext
+            elif seq == bad_seq:  # two sequential packets after a very large jump: restart
+                self._close(lo, buf, ext_min, ext_max)
+                self.restarts += 1
+                ext_min, ext_max = seq - 1, seq
+                lo = ext_min - SEQ_WINDOW
+                buf = bytearray(2 * SEQ_WINDOW)
+                hi = lo + len(buf)
+                buf[SEQ_WINDOW] = buf[SEQ_WINDOW + 1] = 1
+                bad_seq = -1
+            else:  # a very large jump: set aside until the next packet confirms it
+                bad_seq = (seq + 1) & 0xFFFF
             # -- jitter: Wireshark 4.0 rtppacket_analyse
             marker = b1 & 0x80
             if marker:
@@ -552,11 +606,60 @@ class StreamState:
         self.pt = prev_pt
         self.ext_max = ext_max
         self.ext_min = ext_min
+        self.buf = buf
+        self.seq_lo = lo
+        self.bad_seq = bad_seq
         self.reorder += reorder
         self.steps += steps
         self.bytes += nbytes
         self.markers += markers
         self.t_last = t
+
+    def _final(self, flags: bytes) -> None:
+        """Fold arrival flags that are final, in sequence order, into the counters."""
+        n = len(flags)
+        got = flags.count(1)
+        if got == n:
+            if self.run:
+                self.max_burst = max(self.max_burst, self.run)
+                self.run = 0
+            return
+        self.fin_lost += n - got
+        if not got:
+            self.run += n
+            return
+        first, last = flags.find(1), flags.rfind(1)
+        self.max_burst = max(self.max_burst, self.run + first)
+        if last - first + 1 > got:  # losses between the first and last arrival
+            self.max_burst = max(self.max_burst, *map(len, flags[first:last].split(b"\x01")))
+        self.run = n - 1 - last
+
+    def _slide(self, ext: int, lo: int, buf: bytearray, ext_min: int) -> tuple[int, bytearray]:
+        """Move the window so that ``ext`` is in it with ``SEQ_WINDOW - 1`` numbers behind;
+        the numbers that leave it are final."""
+        size = len(buf)
+        new_lo = ext - SEQ_WINDOW + 1
+        start = max(lo, ext_min)  # numbers below the sequence's lowest were never expected
+        if start < new_lo:
+            self._final(bytes(buf[start - lo : min(new_lo, lo + size) - lo]))
+            beyond = new_lo - max(lo + size, start)  # jumped over, never in the window
+            if beyond > 0:
+                self.fin_lost += beyond
+                self.run += beyond
+        keep = lo + size - new_lo
+        nbuf = bytearray(size)
+        if keep > 0:
+            nbuf[:keep] = buf[size - keep :]
+        return new_lo, nbuf
+
+    def _close(self, lo: int, buf: bytearray, ext_min: int, ext_max: int) -> None:
+        """The sequence ends (a restart or the end of the capture): all of it is final."""
+        start = max(lo, ext_min)
+        if start <= ext_max:
+            self._final(bytes(buf[start - lo : ext_max - lo + 1]))
+        self.max_burst = max(self.max_burst, self.run)
+        self.run = 0
+        self.fin_expected += ext_max - ext_min + 1
 
     def _div_of(self, pt: int) -> int:
         """Per-packet clock (Wireshark looks it up per packet): a payload type other than the
@@ -565,16 +668,14 @@ class StreamState:
         rate = self.overrides.get(pt) or STATIC_CLOCK.get(pt) or 0
         return rate // 1000
 
-    def _window(self) -> bytes:
-        lo = max(self.ext_min - self.bm_base, 0)
-        return bytes(self.bitmap[lo : self.ext_max - self.bm_base + 1])
-
     def loss(self) -> tuple[int, int, int]:
-        """(expected, lost, longest run lost) between the lowest and highest sequence seen."""
-        w = self._window()
-        lost = w.count(0)
-        burst = stats.max_burst(map(bool, w)) if lost else 0  # received flags, in seq order
-        return self.ext_max - self.ext_min + 1, lost, burst
+        """(expected, lost, longest run lost) over every sequence of the stream: highest −
+        lowest extended sequence number + 1, and the numbers in that range never received.
+        After the final ``flush``: it closes the current sequence (once)."""
+        if self.buf:
+            self._close(self.seq_lo, self.buf, self.ext_min, self.ext_max)
+            self.buf = bytearray()
+        return self.fin_expected, self.fin_lost, self.max_burst
 
     def looks_like_rtp(self) -> bool:
         """Most packets move the sequence number on by a small step (1-512, so even 90 %
@@ -660,21 +761,51 @@ def parse_clock(values: list[str] | tuple[str, ...]) -> dict[int, int]:
     return out
 
 
+class Analysis(list[StreamResult]):
+    """``analyse``'s result: the streams, plus what was left out when the capture held more
+    than ``max_streams`` RTP streams (``untracked_packets`` in ``untracked_streams`` further
+    streams, the latter counted up to ``max_streams`` and then "at least")."""
+
+    max_streams: int = MAX_STREAMS
+    untracked_streams: int = 0
+    untracked_packets: int = 0
+
+    @property
+    def note(self) -> str | None:
+        """One line for people when streams were left out, else None."""
+        if not self.untracked_packets:
+            return None
+        more = f"{self.untracked_streams:,}" + ("+" if self.untracked_streams >= self.max_streams
+                                                 else "")  # fmt: skip
+        return (
+            f"{self.untracked_packets:,} RTP-like packets in {more} more streams were not "
+            f"analysed: only the first {self.max_streams:,} streams are tracked "
+            "(raise it with --max-streams)"
+        )
+
+
 def analyse(
     path: str | Path,
     clock: Mapping[int, int] | None = None,
     latency_ms: float = 0.0,
     min_packets: int = 2,
     progress: Any = None,
-) -> list[StreamResult]:
+    max_streams: int = MAX_STREAMS,
+) -> Analysis:
     """Analyse every RTP stream in a capture. Pure: a file in, results out.
 
     ``clock`` overrides/extends the static table (``{96: 90000}``). ``latency_ms`` is the
     one-way network delay assumed for the MOS estimate (a capture at one point cannot
     measure it; 0 means the MOS is a best case). ``progress(bytes_read)`` is called now and
-    then for long files.
+    then for long files. Memory is bounded by ``max_streams`` (about 4 kB per stream) and
+    ``PENDING_MAX`` buffered packets, whatever the capture holds; the packets of streams
+    beyond ``max_streams`` are counted in the result (``Analysis.note``).
     """
     overrides = dict(clock or {})
+    untracked: set[tuple[Any, ...]] = set()  # keys of streams beyond max_streams (bounded)
+    untracked_packets = 0
+    buffered = 0  # packets appended to pending lists since the last global flush
+    per_stream, pending_max = PENDING_PER_STREAM, PENDING_MAX
     streams: dict[tuple[Any, ...], StreamState] = {}
     first_ns: dict[tuple[Any, ...], int] = {}
     t0: int | None = None
@@ -746,6 +877,11 @@ def analyse(
         key = (ssrc, ep)
         st = sget(key)
         if st is None:
+            if len(streams) >= max_streams:
+                untracked_packets += 1
+                if len(untracked) < max_streams:
+                    untracked.add(key)
+                continue
             pt = b1 & 0x7F
             rate = overrides.get(pt) or STATIC_CLOCK.get(pt)
             if rate is None and pt < 96:
@@ -755,20 +891,28 @@ def analyse(
             first_ns[key] = ts_ns
         pend = st.pending
         pend.append(((ts_ns - t0) / 1e6, seq, rts, b1, plen))  # type: ignore[operator]
-        if len(pend) >= 4096:
+        if len(pend) >= per_stream:
             st.flush()
+        buffered += 1
+        if buffered >= pending_max:  # many streams, each with a little buffered: analyse all
+            for other in streams.values():
+                other.flush(force=True)
+            buffered = 0
     if unsupported and sum(unsupported.values()) == total:
         raise CaptureError(
             f"{path}: link type {', '.join(map(str, sorted(unsupported)))} is not supported "
             "(Ethernet, Linux cooked SLL/SLL2, raw IP, BSD NULL/LOOP)"
         )
-    results = []
+    results = Analysis()
     for key, st in streams.items():
         st.flush(final=True)
         if st.total_nr < max(min_packets, 2) or not st.looks_like_rtp():
             continue
         results.append(_result(st, overrides, latency_ms, first_ns[key]))
     results.sort(key=lambda r: (r.start_time_ms, r.src, r.dst, r.ssrc))
+    results.max_streams = max_streams
+    results.untracked_streams = len(untracked)
+    results.untracked_packets = untracked_packets
     return results
 
 
@@ -848,6 +992,7 @@ class Spec(BaseModel):
     clock: dict[int, int] = Field(default_factory=dict, description="payload type -> Hz")
     latency_ms: float = Field(0.0, ge=0, description="assumed one-way delay for the MOS")
     min_packets: int = Field(2, ge=2)
+    max_streams: int = Field(MAX_STREAMS, ge=1, le=10_000_000, description="streams tracked")
 
     @field_validator("clock")
     @classmethod
@@ -863,13 +1008,20 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     """RTP streams of a captured call (one ``rtp_stream`` record per stream)."""
     import asyncio  # here, not at the top: keeps `netready pcap` start-up short
 
+    tags = {**ctx.tags, "source": "pcap"}
     try:
         res = await asyncio.to_thread(
-            analyse, spec.path, spec.clock, spec.latency_ms, spec.min_packets
-        )
+            analyse, spec.path, spec.clock, spec.latency_ms, spec.min_packets, None,
+            spec.max_streams,
+        )  # fmt: skip
     except ParseError as e:
-        return [failure(MEASUREMENT, {**ctx.tags, "source": "pcap"}, "error", str(e))]
-    return to_records(res, ctx.tags)
+        return [failure(MEASUREMENT, tags, "error", str(e))]
+    out = to_records(res, ctx.tags)
+    if res.note:
+        out.append(failure(MEASUREMENT, tags, "skipped", res.note,
+                           untracked_streams=res.untracked_streams,
+                           untracked_packets=res.untracked_packets))  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -937,8 +1089,16 @@ def pcap_command() -> None:
     show_default=True,
     help="Ignore streams with fewer RTP packets than this.",
 )
+@click.option(
+    "--max-streams",
+    type=click.IntRange(1, 10_000_000),
+    default=MAX_STREAMS,
+    show_default=True,
+    help="Most streams tracked (about 4 kB each); packets of further streams are counted "
+    "and reported, not analysed.",
+)
 def analyse_command(file: str, fmt: str, clock: tuple[str, ...], latency_ms: float,
-                    min_packets: int) -> None:  # fmt: skip
+                    min_packets: int, max_streams: int) -> None:  # fmt: skip
     """Report loss, jitter (as Wireshark), burst loss, reorder and MOS per RTP stream."""
     progress = None
     bar = None
@@ -956,7 +1116,7 @@ def analyse_command(file: str, fmt: str, clock: tuple[str, ...], latency_ms: flo
             def progress(n: int) -> None:
                 bar.update(task, completed=n)
 
-        results = analyse(file, rates, latency_ms, min_packets, progress)
+        results = analyse(file, rates, latency_ms, min_packets, progress, max_streams)
     except NetreadyError as e:
         from netready.cli import fail
 
@@ -966,5 +1126,9 @@ def analyse_command(file: str, fmt: str, clock: tuple[str, ...], latency_ms: flo
             bar.stop()
     if fmt == "json":
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        if results.note:
+            click.echo(f"Warning: {results.note}", err=True)
     else:
         click.echo(_table(results))
+        if results.note:
+            click.echo(f"! {results.note}")

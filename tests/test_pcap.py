@@ -780,3 +780,125 @@ def test_wired_into_netready_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {s["payload_type"] for s in json.loads(res.stdout)} == {0, 32}
     res = CliRunner().invoke(cli.cli, ["pcap", "analyse", "--help"])
     assert "--clock" in res.stdout and "--latency-ms" in res.stdout
+
+
+# --------------------------------------------------------------------------- hostile captures
+
+
+def minimal_frame(seq: int, ssrc: int, pt: int = 0, ts: int = 0, sport: int = 40000) -> bytes:
+    """Ethernet/IPv4/UDP/RTP with an empty payload: the smallest packet that is RTP."""
+    return link("ether", ip_udp(rtp(seq, ts, ssrc, pt=pt, size=0), sport=sport))[1]
+
+
+def peak_of(fn: object, *args: object, **kw: object) -> tuple[object, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn(*args, **kw)  # type: ignore[operator]
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_sequence_jumps_do_not_grow_memory(tmp_path: Path) -> None:
+    """The loss bitmap grew by up to 32 KiB per packet on sequence jumps (a 1.34 MB capture
+    took 1.18 GB). Three hostile streams in one capture: +32767 on every packet (forward by
+    the old rule, a "very large jump" by RFC 3550 A.1), +2999 on every packet (the largest
+    in-order step), and a dynamic payload type whose packets all arrive at the same
+    instant (its clock-rate guess waited for a second of packets that never comes). Memory
+    stays a few MB; the in-order stream's figures are the known truth."""
+    frames = []
+    t = 1_700_000_000.0
+    for k in range(5000):
+        frames.append((t + k * 1e-5, minimal_frame(k * 32767, 0xB0B0B0B0, sport=40002)))
+        frames.append((t + k * 1e-5, minimal_frame(k * 2999, 0xA0A0A0A0, sport=40004)))
+        frames.append((t + k * 1e-5, minimal_frame(k * 512, 0xD0D0D0D0, sport=40008)))
+    for k in range(20000):
+        frames.append((t + 0.1, minimal_frame(k, 0xC0C0C0C0, pt=96, ts=k * 3000, sport=40006)))
+    frames.sort(key=lambda f: f[0])
+    path = tmp_path / "jumps.pcap"
+    write_pcap(path, frames, 1)
+    assert path.stat().st_size < 2_600_000
+    res, peak = peak_of(pcap.analyse, path)
+    assert peak < 16 << 20, f"{peak / 1e6:.1f} MB"
+    by_ssrc = {r.ssrc: r for r in res}  # type: ignore[attr-defined]
+    d = by_ssrc["0xd0d0d0d0"]  # 511 of every 512 lost: still a sequence (docs/pcap.md)
+    assert (d.packets, d.expected, d.lost) == (5000, 512 * 4999 + 1, 511 * 4999)
+    assert (d.max_burst_loss, d.reorder) == (511, 0)
+    c = by_ssrc["0xc0c0c0c0"]
+    assert (c.packets, c.lost, c.expected) == (20000, 0, 20000)
+    # every packet a jump, or 2,998 of 2,999 lost: not a sequence, not reported as RTP
+    assert "0xb0b0b0b0" not in by_ssrc and "0xa0a0a0a0" not in by_ssrc
+
+
+def test_restart_and_stray_packets_follow_rfc3550_a1(tmp_path: Path) -> None:
+    """A sender that restarts its sequence numbers (A.1: two sequential packets after a very
+    large jump re-sync) and a stray packet from far away (one packet: set aside): loss is
+    what the known packets say, not 25,000 phantom losses."""
+    pk = []
+    for i in range(100):  # seq 1000..1099, one loss (1050)
+        if i != 50:
+            pk.append((1_700_000_000 + 0.02 * i, rtp(1000 + i, 160 * i, 0x51515151)))
+    pk.append((1_700_000_002.01, rtp(26000, 0, 0x51515151)))  # a stray, far ahead
+    for i in range(100, 200):  # the sender restarts at 40000; 40010 lost
+        if i != 110:
+            pk.append((1_700_000_000 + 0.02 * i + 0.015,
+                       rtp(40000 + i - 100, 160 * i, 0x51515151)))  # fmt: skip
+    lt, frames = frames_of(pk)
+    path = tmp_path / "restart.pcap"
+    write_pcap(path, frames, lt)
+    (r,) = pcap.analyse(path)
+    assert r.packets == 199  # every packet of the stream, as Wireshark counts
+    assert (r.expected, r.lost, r.max_burst_loss, r.reorder) == (200, 2, 1, 0)
+
+
+def test_late_beyond_max_misorder_counts_as_lost(tmp_path: Path) -> None:
+    """A packet more than MAX_MISORDER (100) behind the highest is a jump, not a late
+    packet (A.1): its number stays lost (2 s late at 50 packets/s is past any playout);
+    one 5 behind fills its hole and counts as reordered."""
+    pk = [(1_700_000_000 + 0.02 * i, rtp(5000 + i, 160 * i, 0x61616161))
+          for i in range(300) if i not in (20, 250)]  # fmt: skip
+    pk.insert(150, (pk[149][0] + 0.001, rtp(5020, 160 * 20, 0x61616161)))  # 130 late
+    pk.insert(258, (pk[257][0] + 0.001, rtp(5250, 160 * 250, 0x61616161)))  # 5 late
+    lt, frames = frames_of(pk)
+    write_pcap(tmp_path / "late.pcap", frames, lt)
+    (r,) = pcap.analyse(tmp_path / "late.pcap")
+    assert (r.packets, r.expected, r.lost, r.reorder) == (300, 300, 1, 1)
+
+
+def test_stream_cap_bounds_memory_and_says_so(tmp_path: Path) -> None:
+    """80k SSRCs took 738 MB (8 KiB of bitmap each). Streams beyond --max-streams are
+    counted, not tracked; the table says so, JSON stays clean on stdout (stderr warns), the
+    collector adds a ``skipped`` record; memory grows with the streams tracked."""
+    frames = []
+    for k in range(20000):
+        for j in range(3):
+            frames.append((1_700_000_000 + 0.02 * j + k * 1e-7, minimal_frame(j, 0x10000 + k)))
+    frames.sort(key=lambda f: f[0])
+    path = tmp_path / "ssrcs.pcap"
+    write_pcap(path, frames, 1)
+    res, peak = peak_of(pcap.analyse, path, max_streams=2000)
+    assert len(res) == 2000  # type: ignore[arg-type]
+    assert res.untracked_packets == 18000 * 3 and res.untracked_streams == 2000  # type: ignore[attr-defined]
+    assert "54,000 RTP-like packets in 2,000+ more streams" in res.note  # type: ignore[attr-defined]
+    assert peak < 24 << 20, f"{peak / 1e6:.1f} MB"  # 2,000 streams, whatever the 20,000
+    small, peak_small = peak_of(pcap.analyse, path, max_streams=200)
+    assert len(small) == 200  # type: ignore[arg-type]
+    per_stream = (peak - peak_small) / 1800  # grows with the streams tracked, not the file
+    assert 0 < per_stream < 8000, per_stream
+    t = CliRunner().invoke(pcap.pcap_command, ["analyse", str(path), "--max-streams", "50"])
+    assert t.exit_code == 0 and t.stdout.rstrip().splitlines()[-1] == (
+        "! 59,850 RTP-like packets in 50+ more streams were not analysed: only the first 50 "
+        "streams are tracked (raise it with --max-streams)")  # fmt: skip
+    j = CliRunner().invoke(pcap.pcap_command, ["analyse", str(path), "--max-streams", "50",
+                                               "--format", "json"])  # fmt: skip
+    assert j.exit_code == 0 and len(json.loads(j.stdout)) == 50
+    assert j.stderr.startswith("Warning: 59,850 RTP-like packets")
+    import asyncio
+
+    plugin = registry.get("collector", "pcap")
+    spec = plugin.make_spec({"path": str(path), "max_streams": 10})
+    recs = asyncio.run(plugin.run(registry.Context(), spec))  # type: ignore[arg-type]
+    assert len(recs) == 11 and recs[-1].result == "skipped"
+    assert recs[-1].fields["untracked_packets"] == 59_970
