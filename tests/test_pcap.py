@@ -902,3 +902,18 @@ def test_stream_cap_bounds_memory_and_says_so(tmp_path: Path) -> None:
     recs = asyncio.run(plugin.run(registry.Context(), spec))  # type: ignore[arg-type]
     assert len(recs) == 11 and recs[-1].result == "skipped"
     assert recs[-1].fields["untracked_packets"] == 59_970
+
+
+def test_real_sender_restarts_are_restarts_not_losses() -> None:
+    """rtpproxy's sess6 recording (tests/data/SOURCES_pcap.md): a G.729 sender restarts its
+    sequence numbers at 0 twice (5-174, 0-299, 0-2075; same SSRC). RFC 3550 A.1 re-syncs on
+    each restart, so the three sequences hold exactly the 2,546 packets and lose none;
+    before, the restarts were folded into one range 0-2075 (expected 2,076 < 2,546 packets,
+    5 "reordered"), and tshark says lost −475."""
+    path = DATA / "public" / "rtpproxy-sess6.a.pcap"
+    (r,) = pcap.analyse(path)
+    assert (r.ssrc, r.packets, r.expected, r.lost, r.reorder) == ("0x49954fd1", 2546, 2546, 0, 0)
+    recorded = json.loads((DATA / "public" / "tshark.json").read_text())
+    (t,) = recorded["files"]["rtpproxy-sess6.a.pcap"]["heuristic"]
+    assert (t["packets"], t["lost"]) == (2546, -475)  # the reference tool's figure, on file
+    assert r.jitter_max_ms == t["max_jitter_ms"]  # jitter is still Wireshark's arithmetic
