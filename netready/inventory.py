@@ -109,14 +109,16 @@ def _size(n: int) -> str:
 
 
 _RESOLVED: set[str] = set()  # secret values resolved in this process, for redact()
-_AUTH_VALUE = re.compile(r"(?i)\b(bearer|token|basic|digest)(\s+)[A-Za-z0-9._~+/=:-]{4,}")
+_AUTH_VALUE = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|token|basic|digest)\s+)?[^\s\"',;]+"
+)
 
 
 def redact(text: str) -> str:
-    """``text`` with every secret value resolved in this process, and the credential of
-    anything that looks like an ``Authorization`` header value (``Bearer x``, ``Token x``,
-    ``Basic x``), replaced by ``<redacted>``. For text that came from elsewhere (an HTTP
-    error body that may echo our request headers) before it goes into a message."""
+    """``text`` with every secret value resolved in this process, and the credential of an
+    echoed ``Authorization`` header (``Authorization: Basic x``, ``"authorization": "Token
+    x"``), replaced by ``<redacted>``. For text that came from elsewhere (an HTTP error body
+    that may echo our request headers) before it goes into a message."""
     for v in sorted(_RESOLVED, key=len, reverse=True):
         if v in text:
             text = text.replace(v, "<redacted>")

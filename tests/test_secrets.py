@@ -251,6 +251,13 @@ def test_store_url_with_credentials_is_refused_without_echoing_them(tmp_path: Pa
         assert "SECRETPART" not in lines[0] and "admin" not in lines[0]
     inv["store"] = {"kind": "influxdb_v1", "url": "http://influx.example:8086"}
     assert check(tmp_path, yaml.safe_dump(inv, sort_keys=False))[0] == 0
+    # a probe target URL too
+    site = {**SITE, "targets": [{"name": "speed", "probe": "throughput",
+                                 "address": "https://admin:pa55-SECRETPART@speed.example",
+                                 "params": {"token": "env:SPEED_TOKEN"}}]}  # fmt: skip
+    code, lines = check(tmp_path, yaml.safe_dump({"version": 1, "sites": [site]}))
+    assert code == 2 and len(lines) == 1 and "sites[0].targets[0].address" in lines[0], lines
+    assert "credentials" in lines[0] and "SECRETPART" not in lines[0]
 
 
 def test_inline_secrets_in_probe_params_are_field_errors_with_positions(tmp_path: Path) -> None:
@@ -406,6 +413,13 @@ def test_a_proxy_echoing_our_headers_does_not_put_the_token_in_messages(
     assert "Authorization" in joined or "authorization" in joined  # the body was there
     assert token not in joined and os.environ["NR_TEST_PASS"] not in joined
     assert "cmVwb3J0ZXI6" not in joined  # base64 of "reporter:" (the Basic credential)
+    assert "Authorization: Basic <redacted>" in joined
+    from netready.inventory import redact
+
+    assert redact("InfluxDB: token expired; basic auth disabled") == (
+        "InfluxDB: token expired; basic auth disabled"
+    )  # only credentials go, the words stay
+    assert redact('{"authorization": "Bearer abc.def"}') == '{"authorization": "Bearer <redacted>"}'
     # end to end: the agent ships through the proxy; last_error and spool stats are clean
     store = {"kind": "influxdb_v1", "url": echo_proxy, "token": "env:NR_TEST_TOKEN"}
     inv = write_inventory(tmp_path, store, [rtt_target()])
