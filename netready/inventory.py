@@ -578,36 +578,42 @@ def _vet(loader: Any, filename: str) -> str | None:
             path = path[:60] + "..." + path[-30:]
         return f"{filename}:{m.line + 1}:{m.column + 1}: {path}"
 
-    def done(nodes: int, height: int, key: Any = None) -> None:
-        if not stack:
-            return
-        f = stack[-1]
-        f.nodes += nodes
-        f.height = max(f.height, height + 1)
-        if f.is_map:
-            if f.want_key:
-                f.key = key if isinstance(key, str) else "?"
-            f.want_key = not f.want_key
+    def done(top: _Frame, nodes: int, height: int, key: Any) -> None:
+        top.nodes += nodes
+        if top.height <= height:
+            top.height = height + 1
+        if top.is_map:
+            if top.want_key:
+                top.key = key if isinstance(key, str) else "?"
+            top.want_key = not top.want_key
         else:
-            f.index += 1
+            top.index += 1
 
+    scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
+    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    get_event, ctrl, resolve = loader.get_event, _CTRL.search, loader.resolve
+    numeric = frozenset("0123456789+-.")
+    top: _Frame | None = None
     while True:
-        ev = loader.get_event()
+        ev = get_event()
         if ev is None:
             return None
-        if isinstance(ev, yaml.ScalarEvent):
+        cls = ev.__class__
+        if cls is scalar:  # most events: kept short
             v = ev.value
             tag = ev.tag
-            if tag is not None and tag != "!" and tag not in _SAFE_TAGS:
-                return f"{where(ev)}: YAML tag {tag.replace(_TAG, '!!')} is not allowed"
-            m = _CTRL.search(v)
+            if tag is not None and tag != "!":
+                if tag not in _SAFE_TAGS:
+                    return f"{where(ev)}: YAML tag {tag.replace(_TAG, '!!')} is not allowed"
+            elif ev.implicit[0] and v and v[0] in numeric:
+                tag = resolve(yaml.ScalarNode, v, ev.implicit)
+            m = ctrl(v)
             if m:
                 return (
                     f"{where(ev)}: has a control character (U+{ord(m.group()):04X}); "
                     "write plain text"
                 )
-            if (tag is None or tag == "!") and ev.implicit[0] and v[:1] in "0123456789+-.":
-                tag = loader.resolve(yaml.ScalarNode, v, ev.implicit)
             if tag in _CHECKED_SCALARS:
                 if tag == _TAG + "int" and len(v) > MAX_INT_DIGITS:
                     return f"{where(ev)}: a number of {len(v):,} characters is not a value here"
@@ -618,8 +624,31 @@ def _vet(loader: Any, filename: str) -> str | None:
                     return f"{where(ev)}: {_short(v)} is not a valid {tag.replace(_TAG, '')}"
             if ev.anchor:
                 sizes[ev.anchor] = (1, 1)
-            done(1, 1, v)
-        elif isinstance(ev, yaml.AliasEvent):
+            if top is not None:  # done(top, 1, 1, v), inlined: most nodes are scalars
+                top.nodes += 1
+                if top.height < 2:
+                    top.height = 2
+                if top.is_map:
+                    if top.want_key:
+                        top.key = v
+                    top.want_key = not top.want_key
+                else:
+                    top.index += 1
+        elif cls in starts:
+            if ev.tag is not None and ev.tag != "!" and ev.tag not in _SAFE_TAGS:
+                return f"{where(ev)}: YAML tag {ev.tag.replace(_TAG, '!!')} is not allowed"
+            if len(stack) >= MAX_DEPTH:
+                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels"
+            top = _Frame(ev.anchor, cls is yaml.MappingStartEvent)
+            stack.append(top)
+        elif cls in ends:
+            f = stack.pop()
+            if f.anchor:
+                sizes[f.anchor] = (f.nodes, f.height)
+            top = stack[-1] if stack else None
+            if top is not None:
+                done(top, f.nodes, f.height, None)
+        elif cls is alias:
             got = sizes.get(ev.anchor or "")
             if got is None:
                 open_ = any(f.anchor == ev.anchor for f in stack)
@@ -634,18 +663,8 @@ def _vet(loader: Any, filename: str) -> str | None:
                 )
             if len(stack) + height > MAX_DEPTH:
                 return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels (through *{ev.anchor})"
-            done(nodes, height)
-        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            if ev.tag is not None and ev.tag != "!" and ev.tag not in _SAFE_TAGS:
-                return f"{where(ev)}: YAML tag {ev.tag.replace(_TAG, '!!')} is not allowed"
-            if len(stack) >= MAX_DEPTH:
-                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels"
-            stack.append(_Frame(ev.anchor, isinstance(ev, yaml.MappingStartEvent)))
-        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            f = stack.pop()
-            if f.anchor:
-                sizes[f.anchor] = (f.nodes, f.height)
-            done(f.nodes, f.height)
+            if top is not None:
+                done(top, nodes, height, None)
 
 
 def _parse(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
