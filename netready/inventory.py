@@ -563,7 +563,7 @@ def _vet(loader: Any, filename: str) -> str | None:
     sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height) of its expansion
     extra = 0
 
-    def where(ev: Any, key: bool = False) -> str:
+    def where(ev: Any) -> str:
         loc: list[Any] = []
         for f in stack:
             if f.is_map:
