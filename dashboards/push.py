@@ -23,6 +23,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from dashboards import build
+from dashboards.names import DATABASE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
+from dashboards.provisioning import datasource_v1, datasource_v2
 from netready.errors import ConfigError, NetreadyError
 
 #: Oldest Grafana the generated dashboards are built for (geomap, table cell options,
@@ -47,7 +49,7 @@ class DatasourceSpec:
     """The InfluxDB data source to create or update (InfluxQL mode)."""
 
     url: str
-    database: str = build.DATABASE
+    database: str = DATABASE
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -65,7 +67,7 @@ class DatasourceSpec:
 
     def payload(self) -> dict[str, Any]:
         """The body for ``POST /api/datasources`` / ``PUT /api/datasources/uid/{uid}``."""
-        base = build.datasource_v2() if self.token else build.datasource_v1()
+        base = datasource_v2() if self.token else datasource_v1()
         body: dict[str, Any] = {
             k: v for k, v in base.items() if k not in ("user", "secureJsonData", "editable")
         }
@@ -101,10 +103,10 @@ class PushResult:
 
 def folder_uid_for(title: str) -> str:
     """A stable uid for a folder title (``netready`` keeps the provisioning uid)."""
-    if title == build.FOLDER_TITLE:
-        return build.FOLDER_UID
+    if title == FOLDER_TITLE:
+        return FOLDER_UID
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40]
-    return slug or build.FOLDER_UID
+    return slug or FOLDER_UID
 
 
 def parse_version(v: str) -> tuple[int, int] | None:
@@ -207,15 +209,27 @@ def push(
     url: str,
     token: str,
     *,
-    folder: str | None = build.FOLDER_TITLE,
+    folder: str | None = FOLDER_TITLE,
     datasource: DatasourceSpec | None = None,
     timeout: float = 10.0,
     verify_tls: bool = True,
 ) -> PushResult:
     """Upsert the folder, the data source (if given) and the three dashboards. Idempotent."""
     g = _Api(url, token, timeout, verify_tls)
+    res = PushResult(url=g.url, grafana_version=_check_version(g), folder_uid=None)
+    if folder:
+        res.folder_uid = folder_uid_for(folder)
+        res.folder = _upsert_folder(g, folder, res.folder_uid)
+    else:
+        res.folder = "skipped"
+    res.datasource = _upsert_datasource(g, datasource, res.warnings)
+    for name, model in build.build_dashboards().items():
+        res.dashboards.append(_upsert_dashboard(g, name, json.loads(build.to_json(model)), res))
+    return res
 
-    # 1. version: /api/health needs no auth, so a bad token is reported as such below
+
+def _check_version(g: _Api) -> str:
+    """Step 1: Grafana's version (``/api/health`` needs no auth, so a bad token shows later)."""
     try:
         health = g.call("read its version", "GET", "/health")
     except _NotOk as e:
@@ -234,38 +248,32 @@ def push(
             f"Grafana {version} at {g.url} is too old: the netready dashboards need Grafana "
             f"{MIN_GRAFANA[0]}.{MIN_GRAFANA[1]} or later"
         )
-    res = PushResult(url=g.url, grafana_version=version, folder_uid=None)
+    return version
 
-    # 2. folder
-    if folder:
-        fuid = folder_uid_for(folder)
-        res.folder_uid = fuid
-        try:
-            g.call(f"read folder {fuid}", "GET", f"/folders/{fuid}")
-            res.folder = "unchanged"
-        except _NotOk as e:
-            if e.status != 404:
-                raise GrafanaError(
-                    f"Grafana at {g.url}: reading folder {fuid}: HTTP {e.status}: {e.message}"
-                ) from None
-            try:
-                g.call(
-                    f"create folder {folder!r}",
-                    "POST",
-                    "/folders",
-                    json={"title": folder, "uid": fuid},
-                )
-            except _NotOk as e2:
-                raise GrafanaError(
-                    f"Grafana at {g.url} would not create folder {folder!r} (uid {fuid}): "
-                    f"HTTP {e2.status}: {e2.message}"
-                ) from None
-            res.folder = "created"
-    else:
-        res.folder = "skipped"
 
-    # 3. data source
-    uid = build.DATASOURCE_UID
+def _upsert_folder(g: _Api, folder: str, fuid: str) -> Status:
+    """Step 2: the folder, created by uid when missing."""
+    try:
+        g.call(f"read folder {fuid}", "GET", f"/folders/{fuid}")
+        return "unchanged"
+    except _NotOk as e:
+        if e.status != 404:
+            raise GrafanaError(
+                f"Grafana at {g.url}: reading folder {fuid}: HTTP {e.status}: {e.message}"
+            ) from None
+    try:
+        g.call(f"create folder {folder!r}", "POST", "/folders", json={"title": folder, "uid": fuid})
+    except _NotOk as e:
+        raise GrafanaError(
+            f"Grafana at {g.url} would not create folder {folder!r} (uid {fuid}): "
+            f"HTTP {e.status}: {e.message}"
+        ) from None
+    return "created"
+
+
+def _upsert_datasource(g: _Api, datasource: DatasourceSpec | None, warnings: list[str]) -> Status:
+    """Step 3: the data source, written when given (its secret cannot be read back)."""
+    uid = DATASOURCE_UID
     try:
         g.call(f"read data source {uid}", "GET", f"/datasources/uid/{uid}")
         exists = True
@@ -275,77 +283,64 @@ def push(
                 f"Grafana at {g.url}: reading data source {uid}: HTTP {e.status}: {e.message}"
             ) from None
         exists = False
-    if datasource is not None:
-        body = datasource.payload()
-        try:
-            if exists:
-                g.call(f"update data source {uid}", "PUT", f"/datasources/uid/{uid}", json=body)
-                res.datasource = "updated"
-            else:
-                g.call(f"create data source {uid}", "POST", "/datasources", json=body)
-                res.datasource = "created"
-        except _NotOk as e:
-            raise GrafanaError(
-                f"Grafana at {g.url} would not {'update' if exists else 'create'} data source "
-                f"{uid}: HTTP {e.status}: {e.message}"
-            ) from None
-    elif not exists:
-        res.datasource = "missing"
-        res.warnings.append(
+    if datasource is None:
+        if exists:
+            return "skipped"
+        warnings.append(
             f"data source {uid} does not exist in Grafana: the dashboards will ask for an "
             "InfluxDB data source; pass --datasource-url to create it, or provision "
             "dashboards/provisioning/datasources/*.yaml"
         )
+        return "missing"
+    body = datasource.payload()
+    try:
+        if exists:
+            g.call(f"update data source {uid}", "PUT", f"/datasources/uid/{uid}", json=body)
+            return "updated"
+        g.call(f"create data source {uid}", "POST", "/datasources", json=body)
+        return "created"
+    except _NotOk as e:
+        raise GrafanaError(
+            f"Grafana at {g.url} would not {'update' if exists else 'create'} data source "
+            f"{uid}: HTTP {e.status}: {e.message}"
+        ) from None
 
-    # 4. dashboards
-    for name, model in build.build_dashboards().items():
-        dash = json.loads(build.to_json(model))
-        duid = dash["uid"]
-        try:
-            current = g.call(f"read dashboard {duid}", "GET", f"/dashboards/uid/{duid}")
-        except _NotOk as e:
-            if e.status != 404:
-                raise GrafanaError(
-                    f"Grafana at {g.url}: reading dashboard {duid}: HTTP {e.status}: {e.message}"
-                ) from None
-            current = None
-        if current is not None:
-            meta = current.get("meta", {}) if isinstance(current, dict) else {}
-            same = _comparable(current.get("dashboard", {})) == _comparable(dash)
-            same_folder = (meta.get("folderUid") or None) == res.folder_uid
-            if same and same_folder:
-                res.dashboards.append(
-                    {
-                        "uid": duid,
-                        "title": dash["title"],
-                        "file": name,
-                        "status": "unchanged",
-                        "url": g.origin + str(meta.get("url", f"/d/{duid}")),
-                    }
-                )
-                continue
-        body: dict[str, Any] = {
-            "dashboard": {**dash, "id": None},
-            "overwrite": True,
-            "message": "netready dashboards push",
-        }
-        if res.folder_uid:
-            body["folderUid"] = res.folder_uid
-        try:
-            saved = g.call(f"save dashboard {duid}", "POST", "/dashboards/db", json=body)
-        except _NotOk as e:
+
+def _upsert_dashboard(g: _Api, name: str, dash: dict[str, Any], res: PushResult) -> dict[str, str]:
+    """Step 4: one dashboard, saved when missing, different, or in another folder."""
+    duid = dash["uid"]
+    out = {"uid": duid, "title": dash["title"], "file": name}
+    try:
+        current = g.call(f"read dashboard {duid}", "GET", f"/dashboards/uid/{duid}")
+    except _NotOk as e:
+        if e.status != 404:
             raise GrafanaError(
-                f"Grafana at {g.url} would not save dashboard {duid} ({dash['title']}): "
-                f"HTTP {e.status}: {e.message}"
+                f"Grafana at {g.url}: reading dashboard {duid}: HTTP {e.status}: {e.message}"
             ) from None
-        path = saved.get("url", f"/d/{duid}") if isinstance(saved, dict) else f"/d/{duid}"
-        res.dashboards.append(
-            {
-                "uid": duid,
-                "title": dash["title"],
-                "file": name,
-                "status": "updated" if current is not None else "created",
-                "url": g.origin + str(path),
+        current = None
+    if current is not None:
+        meta = current.get("meta", {}) if isinstance(current, dict) else {}
+        same = _comparable(current.get("dashboard", {})) == _comparable(dash)
+        if same and (meta.get("folderUid") or None) == res.folder_uid:
+            return {
+                **out,
+                "status": "unchanged",
+                "url": g.origin + str(meta.get("url", f"/d/{duid}")),
             }
-        )
-    return res
+    body: dict[str, Any] = {
+        "dashboard": {**dash, "id": None},
+        "overwrite": True,
+        "message": "netready dashboards push",
+    }
+    if res.folder_uid:
+        body["folderUid"] = res.folder_uid
+    try:
+        saved = g.call(f"save dashboard {duid}", "POST", "/dashboards/db", json=body)
+    except _NotOk as e:
+        raise GrafanaError(
+            f"Grafana at {g.url} would not save dashboard {duid} ({dash['title']}): "
+            f"HTTP {e.status}: {e.message}"
+        ) from None
+    path = saved.get("url", f"/d/{duid}") if isinstance(saved, dict) else f"/d/{duid}"
+    status = "updated" if current is not None else "created"
+    return {**out, "status": status, "url": g.origin + str(path)}
