@@ -26,12 +26,15 @@ from dashboards.names import (
     DATASOURCE_NAME,
     DATASOURCE_TYPE,
     DATASOURCE_UID,
+    DATASOURCE_V2_NAME,
+    DATASOURCE_V2_UID,
     FOLDER_TITLE,
     FOLDER_UID,
     PROVIDER_PATH,
     UID_AGENT,
     UID_ESTATE,
     UID_SITE,
+    BuildOptions,
 )
 from dashboards.provisioning import datasource_v1, datasource_v2, provisioning_files
 from dashboards.queries import OK, InfluxQLQuery
@@ -44,6 +47,8 @@ __all__ = [
     "DATASOURCE_NAME",
     "DATASOURCE_TYPE",
     "DATASOURCE_UID",
+    "DATASOURCE_V2_NAME",
+    "DATASOURCE_V2_UID",
     "FOLDER_TITLE",
     "FOLDER_UID",
     "HERE",
@@ -52,6 +57,7 @@ __all__ = [
     "UID_AGENT",
     "UID_ESTATE",
     "UID_SITE",
+    "BuildOptions",
     "InfluxQLQuery",
     "PanelQuery",
     "build_all",
@@ -83,16 +89,16 @@ def to_json(dash: dm.Dashboard) -> str:
     return json.dumps(dash, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def build_all() -> dict[str, str]:
+def build_all(options: BuildOptions | None = None) -> dict[str, str]:
     """Every generated file: path relative to ``dashboards/`` -> content."""
     out = {f"generated/{name}": to_json(d) for name, d in build_dashboards().items()}
-    return {**out, **provisioning_files()}
+    return {**out, **provisioning_files(options or BuildOptions())}
 
 
-def write_all(root: Path = HERE) -> list[Path]:
+def write_all(root: Path = HERE, options: BuildOptions | None = None) -> list[Path]:
     """Write every generated file under ``root``; return the paths whose content changed."""
     changed = []
-    for rel, text in build_all().items():
+    for rel, text in build_all(options).items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.exists() or p.read_text(encoding="utf-8") != text:
@@ -101,10 +107,10 @@ def write_all(root: Path = HERE) -> list[Path]:
     return changed
 
 
-def stale_files(root: Path = HERE) -> list[str]:
+def stale_files(root: Path = HERE, options: BuildOptions | None = None) -> list[str]:
     """Generated files that are missing or differ from a fresh in-memory build."""
     stale = []
-    for rel, text in build_all().items():
+    for rel, text in build_all(options).items():
         p = root / rel
         if not p.exists() or p.read_text(encoding="utf-8") != text:
             stale.append(rel)

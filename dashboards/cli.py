@@ -28,16 +28,32 @@ def dashboards() -> None:
     help="Write generated/ and provisioning/ under this folder [default: the dashboards/ package].",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any committed file is stale.")
-def build_command(out_dir: Path | None, check: bool) -> None:
+@click.option(
+    "--database",
+    default="netready",
+    show_default=True,
+    help="InfluxDB database (1.x) or DBRP-mapped database name (2.x/3.x) in the data sources.",
+)
+@click.option(
+    "--folder",
+    default="netready",
+    show_default=True,
+    help="Grafana folder title for the dashboards and alert rules.",
+)
+def build_command(out_dir: Path | None, check: bool, database: str, folder: str) -> None:
     """Generate the dashboard JSON (generated/*.json) and the provisioning YAML.
 
     Prints the path of every file written (or, with --check, every stale file) on stdout.
     """
     from dashboards import build
 
+    try:
+        options = build.BuildOptions(database=database, folder=folder)
+    except NetreadyError as e:
+        raise fail(e) from None
     root = out_dir or build.HERE
     if check:
-        stale = build.stale_files(root)
+        stale = build.stale_files(root, options)
         for rel in stale:
             click.echo(str(root / rel))
         if stale:
@@ -47,7 +63,7 @@ def build_command(out_dir: Path | None, check: bool) -> None:
         click.echo(f"{len(build.build_all())} generated files are up to date", err=True)
         return
     try:
-        changed = build.write_all(root)
+        changed = build.write_all(root, options)
     except OSError as e:
         raise fail(ConfigError(f"cannot write under {root}: {e.strerror}")) from None
     for p in changed:
@@ -200,6 +216,6 @@ def push_command(
         return
     click.echo(f"Grafana {res.grafana_version} at {res.url}")
     click.echo(f"folder      {res.folder_uid or '(General)'}: {res.folder}")
-    click.echo(f"datasource  netready-influxdb: {res.datasource}")
+    click.echo(f"datasource  {res.datasource_uid}: {res.datasource}")
     for d in res.dashboards:
         click.echo(f"dashboard   {d['uid']}: {d['status']}  {d['url']}")

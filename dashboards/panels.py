@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from dashboards.compat import SCHEMA_VERSION
 from dashboards.names import UID_SITE
 from dashboards.policy import JITTER_MS, LOSS_PCT, MOS, RTT_MS
 from dashboards.queries import DS, InfluxQL
@@ -303,6 +304,26 @@ def count_pie(
     )
 
 
+#: Country outlines shipped inside every Grafana (``public/maps/countries.geojson``): a basemap
+#: that loads from the Grafana server itself, so the map works with no internet access.
+COUNTRIES_GEOJSON = "public/maps/countries.geojson"
+
+
+def offline_basemap() -> cb.MapLayerOptions:
+    """The map's base layer: the country outlines Grafana serves itself, land in grey."""
+    style = {
+        "color": {"fixed": "#9e9e9e"},
+        "opacity": 0.25,
+        "lineWidth": 1,
+    }
+    return (
+        cb.MapLayerOptions()
+        .type("geojson")
+        .name("Countries (offline)")
+        .config({"src": COUNTRIES_GEOJSON, "rules": [], "style": style})
+    )
+
+
 def site_map(title: str, description: str, query: InfluxQL, *, w: int, h: int) -> geomap.Panel:
     """Sites as markers at their ``lat``/``lon`` fields, coloured and labelled by verdict/site."""
     markers = {
@@ -328,7 +349,7 @@ def site_map(title: str, description: str, query: InfluxQL, *, w: int, h: int) -
         .view(geomap.MapViewConfig().id("coords").lat(53.5).lon(-1.8).zoom(5.5))  # type: ignore[arg-type]
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
-        .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
+        .basemap(offline_basemap())
         .layers(
             [
                 cb.MapLayerOptions()
@@ -393,4 +414,6 @@ def dashboard(
             d = d.with_row(db.Row(item.title).id(n))
         else:
             d = d.with_panel(item.id(n))  # type: ignore[attr-defined]
-    return d.build()
+    model = d.build()
+    model.schema_version = SCHEMA_VERSION  # the SDK writes its own newest; see compat.py
+    return model

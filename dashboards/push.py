@@ -23,13 +23,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from dashboards import build
-from dashboards.names import DATABASE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
+from dashboards.compat import MIN_GRAFANA, parse_version
+from dashboards.names import (
+    DATABASE,
+    DATASOURCE_UID,
+    DATASOURCE_V2_UID,
+    FOLDER_TITLE,
+    folder_uid_for,
+)
 from dashboards.provisioning import datasource_v1, datasource_v2
 from netready.errors import ConfigError, NetreadyError
-
-#: Oldest Grafana the generated dashboards are built for (geomap, table cell options,
-#: ``PUT /api/datasources/uid``, ``folderUid`` on dashboard save).
-MIN_GRAFANA = (10, 0)
 
 
 class GrafanaError(NetreadyError):
@@ -65,6 +68,11 @@ class DatasourceSpec:
         if bool(self.user) != bool(self.password):
             raise ConfigError("the InfluxDB data source needs both a user and a password")
 
+    @property
+    def uid(self) -> str:
+        """The 2.x/3.x data source with a token, else the 1.x one (as the provisioning files)."""
+        return DATASOURCE_V2_UID if self.token else DATASOURCE_UID
+
     def payload(self) -> dict[str, Any]:
         """The body for ``POST /api/datasources`` / ``PUT /api/datasources/uid/{uid}``."""
         base = datasource_v2() if self.token else datasource_v1()
@@ -94,24 +102,12 @@ class PushResult:
     folder_uid: str | None
     folder: Status = "unchanged"
     datasource: Status = "skipped"
+    datasource_uid: str = DATASOURCE_UID
     dashboards: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def folder_uid_for(title: str) -> str:
-    """A stable uid for a folder title (``netready`` keeps the provisioning uid)."""
-    if title == FOLDER_TITLE:
-        return FOLDER_UID
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40]
-    return slug or FOLDER_UID
-
-
-def parse_version(v: str) -> tuple[int, int] | None:
-    m = re.match(r"^v?(\d+)\.(\d+)", v.strip())
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class _Api:
@@ -222,6 +218,8 @@ def push(
         res.folder = _upsert_folder(g, folder, res.folder_uid)
     else:
         res.folder = "skipped"
+    if datasource is not None:
+        res.datasource_uid = datasource.uid
     res.datasource = _upsert_datasource(g, datasource, res.warnings)
     for name, model in build.build_dashboards().items():
         res.dashboards.append(_upsert_dashboard(g, name, json.loads(build.to_json(model)), res))
@@ -271,28 +269,31 @@ def _upsert_folder(g: _Api, folder: str, fuid: str) -> Status:
     return "created"
 
 
-def _upsert_datasource(g: _Api, datasource: DatasourceSpec | None, warnings: list[str]) -> Status:
-    """Step 3: the data source, written when given (its secret cannot be read back)."""
-    uid = DATASOURCE_UID
+def _datasource_exists(g: _Api, uid: str) -> bool:
     try:
         g.call(f"read data source {uid}", "GET", f"/datasources/uid/{uid}")
-        exists = True
+        return True
     except _NotOk as e:
         if e.status != 404:
             raise GrafanaError(
                 f"Grafana at {g.url}: reading data source {uid}: HTTP {e.status}: {e.message}"
             ) from None
-        exists = False
+        return False
+
+
+def _upsert_datasource(g: _Api, datasource: DatasourceSpec | None, warnings: list[str]) -> Status:
+    """Step 3: the data source, written when given (its secret cannot be read back)."""
     if datasource is None:
-        if exists:
+        if any(_datasource_exists(g, uid) for uid in (DATASOURCE_UID, DATASOURCE_V2_UID)):
             return "skipped"
         warnings.append(
-            f"data source {uid} does not exist in Grafana: the dashboards will ask for an "
-            "InfluxDB data source; pass --datasource-url to create it, or provision "
-            "dashboards/provisioning/datasources/*.yaml"
+            f"data source {DATASOURCE_UID} (or {DATASOURCE_V2_UID}) does not exist in Grafana: "
+            "the dashboards will ask for an InfluxDB data source; pass --datasource-url to "
+            "create it, or provision dashboards/provisioning/datasources/*.yaml"
         )
         return "missing"
-    body = datasource.payload()
+    uid, body = datasource.uid, datasource.payload()
+    exists = _datasource_exists(g, uid)
     try:
         if exists:
             g.call(f"update data source {uid}", "PUT", f"/datasources/uid/{uid}", json=body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboards.names import DATASOURCE_NAME, DATASOURCE_TYPE, DATASOURCE_UID
+from dashboards.names import DATASOURCE_NAME, DATASOURCE_REGEX, DATASOURCE_TYPE, DATASOURCE_UID
 from dashboards.policy import DEFAULT_PROFILE
 from dashboards.queries import DS, ICB
 from dashboards.sdk import db, dm
@@ -32,7 +32,9 @@ def ds_variable() -> db.DatasourceVariable:
     return (
         db.DatasourceVariable("ds")
         .label("Data source")
+        .description("netready's InfluxDB data source: 1.x (default) or 2.x/3.x")
         .type(DATASOURCE_TYPE)
+        .regex(DATASOURCE_REGEX)
         .current(dm.VariableOption(selected=True, text=DATASOURCE_NAME, value=DATASOURCE_UID))
     )
 

@@ -393,17 +393,21 @@ def test_panel_ids_and_uids_unique() -> None:
 
 
 def test_provisioning_files() -> None:
-    """Datasource files: same uid as the dashboards use; 1.x has user/password, 2.x/3.x a token header."""
+    """Two data sources with their own uid and name (provisioning both gives two, neither
+    overwrites the other); 1.x has user/password, 2.x/3.x a token header; the dashboards'
+    $ds variable lists both and defaults to the 1.x one."""
     root = build.HERE / "provisioning"
     v1 = yaml.safe_load((root / "datasources/netready-influxdb-1x.yaml").read_text())
     v2 = yaml.safe_load((root / "datasources/netready-influxdb-2x-3x.yaml").read_text())
     prov = yaml.safe_load((root / "dashboards/netready.yaml").read_text())
     for f in (v1, v2):
         (ds,) = f["datasources"]
-        assert f["apiVersion"] == 1
-        assert ds["uid"] == build.DATASOURCE_UID and ds["type"] == "influxdb"
+        assert f["apiVersion"] == 1 and ds["type"] == "influxdb"
         assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["dbName"] == "netready"
     (d1,), (d2,) = v1["datasources"], v2["datasources"]
+    assert (d1["uid"], d1["name"]) == (build.DATASOURCE_UID, build.DATASOURCE_NAME)
+    assert (d2["uid"], d2["name"]) == (build.DATASOURCE_V2_UID, build.DATASOURCE_V2_NAME)
+    assert d1["uid"] != d2["uid"] and d1["name"] != d2["name"]
     assert d1["user"] and d1["secureJsonData"] == {"password": "${NETREADY_INFLUX_PASSWORD}"}
     assert d2["jsonData"]["httpHeaderName1"] == "Authorization"
     assert d2["secureJsonData"]["httpHeaderValue1"] == "Token ${NETREADY_INFLUX_TOKEN}"
@@ -411,11 +415,161 @@ def test_provisioning_files() -> None:
     (p,) = prov["providers"]
     assert p["type"] == "file" and p["folderUid"] == build.FOLDER_UID
     assert p["options"]["path"] == build.PROVIDER_PATH
-    # the dashboards' $ds variable defaults to the provisioned uid
     for name in build.DASHBOARDS:
         data = json.loads((build.HERE / "generated" / name).read_text())
         (ds_var,) = [v for v in data["templating"]["list"] if v["name"] == "ds"]
         assert ds_var["current"]["value"] == build.DATASOURCE_UID
+        rx = re.compile(ds_var["regex"].strip("/"))  # Grafana matches the data source name
+        assert rx.search(d1["name"]) and rx.search(d2["name"]) and not rx.search("InfluxDB")
+
+
+def test_build_options_database_and_folder(tmp_path: Path) -> None:
+    """`build --database --folder` change the data sources' database and the provider's
+    folder; `--check` with the same options accepts those files; the committed files are
+    the defaults; a bad name is a one-line error, exit 2."""
+    from netready.cli import cli
+
+    args = ["--out", str(tmp_path), "--database", "estate_v1", "--folder", "Estates Team / Video"]
+    r = CliRunner().invoke(cli, ["dashboards", "build", *args])
+    assert r.exit_code == 0, r.stderr
+    prov = tmp_path / "provisioning"
+    for f in ("netready-influxdb-1x.yaml", "netready-influxdb-2x-3x.yaml"):
+        (ds,) = yaml.safe_load((prov / "datasources" / f).read_text())["datasources"]
+        assert ds["database"] == ds["jsonData"]["dbName"] == "estate_v1"
+    (p,) = yaml.safe_load((prov / "dashboards/netready.yaml").read_text())["providers"]
+    assert (p["folder"], p["folderUid"]) == ("Estates Team / Video", "estates-team-video")
+    assert CliRunner().invoke(cli, ["dashboards", "build", "--check", *args]).exit_code == 0
+    r = CliRunner().invoke(cli, ["dashboards", "build", "--check", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "netready-influxdb-1x.yaml" in r.stdout
+    assert build.stale_files() == []  # the committed files are the defaults
+    r = CliRunner().invoke(cli, ["dashboards", "build", "--out", str(tmp_path), "--database", ""])
+    assert r.exit_code == 2 and "--database" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- Grafana versions
+
+# Grafana's migrations after the generated schema, as apps/dashboard/pkg/migration/schemaversion/
+# vNN.go (and DashboardMigrator.ts) write them: a newer Grafana runs each on load.
+
+
+def _all_panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for p in dash.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+
+def _v39(dash: dict[str, Any]) -> None:
+    for p in _all_panels(dash):
+        for t in p.get("transformations", []):
+            stats = t.get("options", {}).get("refIdToStat")
+            if t.get("id") == "timeSeriesTable" and isinstance(stats, dict):
+                t["options"] = {ref: {"stat": stat} for ref, stat in stats.items()}
+
+
+def _v40(dash: dict[str, Any]) -> None:
+    if not isinstance(dash.get("refresh"), str):
+        dash["refresh"] = ""
+
+
+def _v41(dash: dict[str, Any]) -> None:
+    if isinstance(dash.get("timepicker"), dict):
+        dash["timepicker"].pop("time_options", None)
+
+
+def _v42(dash: dict[str, Any]) -> None:
+    for p in _all_panels(dash):
+        for o in p.get("fieldConfig", {}).get("overrides", []):
+            for prop in o.get("properties", []):
+                v = prop.get("value")
+                if prop.get("id") == "custom.hideFrom" and isinstance(v, dict) and v.get("viz"):
+                    v["tooltip"] = True
+
+
+MIGRATIONS = {39: _v39, 40: _v40, 41: _v41, 42: _v42}
+
+
+def test_schema_version_is_the_oldest_supported_grafanas() -> None:
+    """The dashboards carry the schema of the oldest Grafana the docs promise (10.0: schema
+    38, from 9.4; 39 came with 10.3), the recorded history runs without a gap from there to the
+    schema the SDK writes, and push refuses the same Grafanas the docs exclude."""
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    from dashboards import compat, push
+
+    history = [s.version for s in compat.SCHEMA_HISTORY]
+    assert history == list(range(history[0], history[-1] + 1))
+    assert Dashboard().schema_version == history[-1], "the SDK writes a schema not recorded"
+    released = [s.first_release for s in compat.SCHEMA_HISTORY if s.first_release]
+    assert released == sorted(released)
+    assert compat.SCHEMA_VERSION == 38 and compat.MIN_GRAFANA == push.MIN_GRAFANA == (10, 0)
+    after = [s for s in compat.SCHEMA_HISTORY if s.version == compat.SCHEMA_VERSION + 1]
+    assert after[0].first_release and after[0].first_release > compat.MIN_GRAFANA
+    assert set(MIGRATIONS) == set(history) - {compat.SCHEMA_VERSION}
+    for name in build.DASHBOARDS:
+        data = json.loads((build.HERE / "generated" / name).read_text())
+        assert data["schemaVersion"] == compat.SCHEMA_VERSION, name
+    doc = (build.HERE.parent / "docs" / "dashboards.md").read_text()
+    assert "Grafana 10.0 or later" in doc and "schemaVersion 38" in doc
+
+
+def test_newer_grafanas_migrations_leave_the_dashboards_unchanged() -> None:
+    """Every migration a newer Grafana runs on load (39-42) is a no-op on the generated JSON,
+    so Grafana 10.0 and 12.x show the same dashboards. Each migration is first shown to change
+    the dashboard it is written for."""
+    import copy
+
+    touched = {
+        39: {
+            "panels": [
+                {
+                    "transformations": [
+                        {"id": "timeSeriesTable", "options": {"refIdToStat": {"A": "mean"}}}
+                    ]
+                }
+            ]
+        },
+        40: {"refresh": True},
+        41: {"timepicker": {"time_options": ["5m"]}},
+        42: {
+            "panels": [
+                {
+                    "fieldConfig": {
+                        "overrides": [
+                            {"properties": [{"id": "custom.hideFrom", "value": {"viz": True}}]}
+                        ]
+                    }
+                }
+            ]
+        },
+    }
+    for v, fn in MIGRATIONS.items():
+        before = copy.deepcopy(touched[v])
+        fn(touched[v])
+        assert touched[v] != before, f"migration v{v} as written here changes nothing"
+    for name in build.DASHBOARDS:
+        data = json.loads((build.HERE / "generated" / name).read_text())
+        migrated = copy.deepcopy(data)
+        for fn in MIGRATIONS.values():
+            fn(migrated)
+        assert migrated == data, name
+        # and nothing of the schema-38 table migration's old form is left to migrate
+        assert '"custom.displayMode"' not in json.dumps(data)
+
+
+def test_the_map_needs_no_internet() -> None:
+    """The geomap's base layer is the country outlines every Grafana serves itself
+    (public/maps/countries.geojson, a relative URL); no generated file names an internet URL."""
+    from dashboards.panels import COUNTRIES_GEOJSON
+
+    data = json.loads((build.HERE / "generated" / "estate-overview.json").read_text())
+    (geo,) = [p for p in _json_panels(data) if p["type"] == "geomap"]
+    base = geo["options"]["basemap"]
+    assert base["type"] == "geojson" and base["config"]["src"] == COUNTRIES_GEOJSON
+    assert not re.match(r"^\w+://|^/", COUNTRIES_GEOJSON)
+    assert [layer["type"] for layer in geo["options"]["layers"]] == ["markers"]
+    for rel, text in build.build_all().items():
+        assert not re.search(r"https?://", text), rel
 
 
 def _json_panels(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -805,7 +959,7 @@ def test_push_creates_everything_then_is_idempotent(grafana: FakeGrafana) -> Non
         ("GET", "/api/health"),
         ("GET", "/api/folders/netready"),
         ("POST", "/api/folders"),
-        ("GET", "/api/datasources/uid/netready-influxdb"),
+        ("GET", "/api/datasources/uid/netready-influxdb-2x-3x"),
         ("POST", "/api/datasources"),
         *[
             c
@@ -818,7 +972,8 @@ def test_push_creates_everything_then_is_idempotent(grafana: FakeGrafana) -> Non
         assert req["headers"]["User-Agent"] == "netready"
     assert grafana.requests[2]["json"] == {"title": "netready", "uid": "netready"}
     ds = grafana.requests[4]["json"]
-    assert ds["uid"] == "netready-influxdb" and ds["type"] == "influxdb" and ds["access"] == "proxy"
+    assert ds["uid"] == "netready-influxdb-2x-3x" and ds["type"] == "influxdb"
+    assert ds["name"] == "netready InfluxDB 2.x/3.x" and ds["access"] == "proxy"
     assert ds["url"] == "https://influx.example.nhs.uk:8086"
     assert ds["jsonData"] == {
         "version": "InfluxQL",
@@ -851,7 +1006,7 @@ def test_push_creates_everything_then_is_idempotent(grafana: FakeGrafana) -> Non
     res = json.loads(r.stdout)
     assert (res["folder"], res["datasource"]) == ("unchanged", "updated")
     assert [d["status"] for d in res["dashboards"]] == ["unchanged"] * 3
-    assert ("PUT", "/api/datasources/uid/netready-influxdb") in grafana.calls()
+    assert ("PUT", "/api/datasources/uid/netready-influxdb-2x-3x") in grafana.calls()
     assert not [c for c in grafana.calls() if c[0] == "POST"]
     assert all(d["dashboard"]["version"] == 1 for d in grafana.dashboards.values())
 
@@ -887,7 +1042,10 @@ def test_push_datasource_with_user_password_and_missing_warning(grafana: FakeGra
     r = _push(grafana)
     assert r.exit_code == 0
     assert json.loads(r.stdout)["datasource"] == "missing"
-    assert "warning: data source netready-influxdb does not exist" in r.stderr
+    assert (
+        "warning: data source netready-influxdb (or netready-influxdb-2x-3x) does not exist"
+        in r.stderr
+    )
     r = _push(
         grafana,
         "--datasource-url",
@@ -928,8 +1086,8 @@ def test_push_datasource_from_inventory(grafana: FakeGrafana, tmp_path: Any) -> 
         },
     )
     assert r.exit_code == 0, r.stderr
-    assert "datasource  netready-influxdb: created" in r.stdout
-    ds = grafana.datasources["netready-influxdb"]
+    assert "datasource  netready-influxdb-2x-3x: created" in r.stdout
+    ds = grafana.datasources["netready-influxdb-2x-3x"]
     assert ds["url"] == "https://influx.example.nhs.uk:8086" and ds["database"] == "estate"
     assert ds["secureJsonData"] == {"httpHeaderValue1": "Token tok-from-env"}
     assert "tok-from-env" not in r.stdout + r.stderr
