@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dashboards.agent import agent_health
+from dashboards.alerts import alerting_files
 from dashboards.estate import estate_overview
 from dashboards.names import (
     DATABASE,
@@ -91,8 +92,13 @@ def to_json(dash: dm.Dashboard) -> str:
 
 def build_all(options: BuildOptions | None = None) -> dict[str, str]:
     """Every generated file: path relative to ``dashboards/`` -> content."""
-    out = {f"generated/{name}": to_json(d) for name, d in build_dashboards().items()}
-    return {**out, **provisioning_files(options or BuildOptions())}
+    options = options or BuildOptions()
+    dashboards = build_dashboards()
+    out = {f"generated/{name}": to_json(d) for name, d in dashboards.items()}
+    panels = {
+        (d.uid or "", p.title or ""): p.id_val or 0 for d in dashboards.values() for p in _panels(d)
+    }
+    return {**out, **provisioning_files(options), **alerting_files(options, panels)}
 
 
 def write_all(root: Path = HERE, options: BuildOptions | None = None) -> list[Path]:
