@@ -215,14 +215,15 @@ def test_verdict_became_not_ready_or_marginal(client: InfluxV1) -> None:
 
 
 def test_spool_evicting_records(client: InfluxV1) -> None:
-    """spool_dropped rising in the last hour fires; flat, risen only before the hour, or
-    reset by an agent restart does not."""
+    """spool_dropped rising in the last hour fires, also after an agent restart reset it; flat,
+    risen only before the hour, or only reset does not."""
     now = int(time.time() * 1000)
     counters = {
         "RISING": lambda age: 5 if age < 20 * MIN else 0,
         "FLAT": lambda age: 7,
         "EARLIER": lambda age: 9 if age < 2 * H else 0,
         "RESTARTED": lambda age: 0 if age < 30 * MIN else 40,
+        "RESTARTED_DROPS": lambda age: 3 if age < 10 * MIN else (0 if age < 30 * MIN else 40),
     }
     recs = [
         Record(
@@ -235,7 +236,7 @@ def test_spool_evicting_records(client: InfluxV1) -> None:
         for age in range(1000, 3 * H, 5 * MIN)
     ]
     client.write(recs)
-    assert firing(rules()["spool-evicting"], client) == {"RISING"}
+    assert firing(rules()["spool-evicting"], client) == {"RISING", "RESTARTED_DROPS"}
 
 
 def test_loss_over_one_percent_in_three_runs_in_a_row(client: InfluxV1) -> None:
