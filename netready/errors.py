@@ -71,3 +71,19 @@ class ParseError(NetreadyError):
     """Input bytes or text could not be parsed (pcap, CLI output, JSON from a tool): bad input."""
 
     exit_code = 2
+
+
+class SpoolError(StoreError):
+    """The local spool cannot be used right now (locked, busy, I/O error). Nothing was committed."""
+
+
+class SpoolFull(SpoolError):
+    """No space left for the spool (SQLITE_FULL / ENOSPC): the caller keeps its records and retries."""
+
+
+class SpoolCorrupt(SpoolError):
+    """The spool file is not a database or is malformed; the agent quarantines it."""
+
+
+class SpoolLocked(SpoolError):
+    """Another agent or ``netready ship`` holds this spool (one writer per spool)."""

@@ -21,7 +21,7 @@ BASE_MS = 1_700_000_000_000
 def main() -> None:
     spool_path, url, db, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     drain = "--drain" in sys.argv
-    sp = Spool(spool_path, ship=True)
+    sp = Spool(spool_path, ship=True, exclusive=True)  # one writer, as the agent
     w = InfluxV1(StoreConfig(kind="influxdb_v1", url=url, database=db, timeout_s=5))
     sh = Shipper(sp, w, batch_size=37)
     if drain:

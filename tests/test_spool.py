@@ -6,6 +6,7 @@ import http.server
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from influxd import Influxd
 
+from netready.errors import SpoolCorrupt, SpoolError, SpoolLocked
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig
 from netready.records import Record
@@ -107,12 +109,41 @@ def test_quota_evicts_oldest_first_and_counts(tmp_path: Path) -> None:
     assert first_kept == st.dropped  # exactly the oldest ones went
 
 
-def test_age_quota(tmp_path: Path) -> None:
-    with Spool(tmp_path / "s.db", max_age_s=3600) as sp:
+DAY = 86400.0
+
+
+def test_clock_step_evicts_nothing_held_time_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Age is time *held* on the spool's persisted monotonic clock. A forward wall-clock step
+    larger than the age quota (a Pi without RTC syncing NTP) evicts nothing; 31 days of held
+    time evicts exactly the rows held that long, counted in ``dropped``, across a reopen.
+    The wall clock (time.time) and the monotonic clock are faked in-process."""
+    wall, mono = [time.time()], [time.monotonic()]
+    monkeypatch.setattr(time, "time", lambda: wall[0])
+    monkeypatch.setattr(time, "monotonic", lambda: mono[0])
+    p = tmp_path / "s.db"
+    with Spool(p, max_age_s=30 * DAY) as sp:
         sp.enqueue(recs(10))
-        sp.db.execute("UPDATE outbox SET enq_ms = enq_ms - 7200 * 1000 WHERE id <= 4")
-        assert sp.enforce_quota() == 4
-        assert sp.stats().dropped == 4 and sp.stats().pending == 6
+        wall[0] += 40 * DAY  # the wall clock jumps forward 40 days
+        sp.enqueue(recs(10, start=10))
+        assert sp.enforce_quota() == 0
+        assert (sp.stats().pending, sp.stats().dropped) == (20, 0)
+        wall[0] -= 80 * DAY  # and back again: still nothing
+        assert sp.enforce_quota() == 0
+        mono[0] += 20 * DAY
+        sp.enqueue(recs(5, start=20))
+        mono[0] += 11 * DAY  # the first 20 have been held 31 days, the last 5 for 11
+        assert sp.enforce_quota() == 20
+        st = sp.stats()
+        assert (st.pending, st.dropped, st.enqueued) == (5, 20, 25)
+        assert sp.oldest(1)[0][1].endswith(str(1_700_000_000_000 + 20))
+    mono[0] += 365 * DAY  # switched off for a year: time not held does not count
+    with Spool(p, max_age_s=30 * DAY) as sp:
+        assert sp.enforce_quota() == 0 and sp.stats().pending == 5
+        mono[0] += 19 * DAY + 60  # 11 + 19 days held: over the quota
+        assert sp.enforce_quota() == 5
+        assert sp.stats().dropped == 25
 
 
 class _Flaky(http.server.BaseHTTPRequestHandler):
@@ -274,3 +305,96 @@ def test_bytes_held_gauge_matches_a_full_count(tmp_path: Path, influxdb: tuple[s
     with Spool(tmp_path / "s.db", embedded=True) as sp:
         held2 = sp.db.execute("SELECT value FROM counters WHERE name = 'bytes_held'").fetchone()[0]
         assert held2 == held
+
+
+def test_shipped_counts_rows_deleted_not_rows_sent(
+    influxd: Influxd, influxdb: tuple[str, str], tmp_path: Path
+) -> None:
+    """While a batch is in flight the size quota evicts part of it (the agent enqueues on its
+    event loop while the shipper thread sends). Those rows are counted once, as dropped; shipped
+    counts only rows the ack deleted, in the DrainResult and in the spool alike."""
+    url, db = influxdb
+
+    class EnqueueWhileSending:
+        def __init__(self, sp: Spool, w: InfluxV1) -> None:
+            self.sp, self.w, self.calls = sp, w, 0
+
+        def write_lines(self, lines: list[str]) -> None:
+            self.calls += 1
+            if self.calls == 1:  # new records arrive mid-send and push the oldest out
+                self.sp.enqueue(recs(100, start=1000))
+            self.w.write_lines(lines)
+
+    with Spool(tmp_path / "s.db", max_bytes=5_000) as sp, v1(url, db) as w:
+        sp.enqueue(recs(100))
+        assert sp.stats().dropped == 0
+        res = Shipper(sp, EnqueueWhileSending(sp, w), batch_size=100).drain()
+        st = sp.stats()
+    assert st.dropped > 0 and res.error is None
+    assert res.shipped == st.shipped < 200
+    assert st.enqueued == st.shipped + st.dropped + st.pending + st.dead_lettered
+
+
+def _corrupt_outbox_page(path: Path, which: str) -> None:
+    con = sqlite3.connect(path)
+    pages = [
+        r[0]
+        for r in con.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'outbox' AND pagetype = 'leaf' ORDER BY pageno"
+        )
+    ]
+    psize = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    page = pages[-1] if which == "last" else pages[len(pages) // 2]
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * psize)
+        f.write(os.urandom(psize))
+
+
+@pytest.mark.parametrize("op", ["enqueue", "drain"])
+def test_corrupt_spool_found_at_runtime_is_quarantined(
+    influxdb: tuple[str, str], tmp_path: Path, op: str
+) -> None:
+    """A page goes bad under a running spool. The operation that meets it raises SpoolCorrupt
+    (never a raw sqlite3 error, never retried as if the store had failed); the file is moved
+    aside with its WAL, a fresh spool takes over and counts the quarantine; an enqueue that met
+    the corruption lands its records in the fresh spool."""
+    url, db = influxdb
+    p = tmp_path / "s.db"
+    with Spool(p, recover=True) as sp, v1(url, db) as w:
+        for i in range(0, 2000, 500):
+            sp.enqueue(recs(500, start=i))
+        sp.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sp.db.execute("PRAGMA cache_size = 1")  # as if the page cache had been evicted
+        _corrupt_outbox_page(p, "last" if op == "enqueue" else "middle")
+        if op == "enqueue":
+            assert sp.enqueue(recs(5, start=5000)) == 5
+            assert sp.stats().pending == 5
+        else:
+            with pytest.raises(SpoolCorrupt, match="malformed"):
+                Shipper(sp, w, batch_size=5000).drain()
+            assert sp.stats().pending == 0
+            sp.enqueue(recs(5, start=5000))
+        st = sp.stats()
+        assert st.quarantined == 1 and sp.quarantines
+        assert "malformed" in (sp.get_meta("last_quarantine") or "")
+    (moved,) = tmp_path.glob("s.db.corrupt-*[0-9]Z")
+    assert moved.stat().st_size > 100_000  # the old file, kept for a post-mortem
+    with Spool(p, recover=True) as sp:  # reopened: the count stays
+        assert sp.stats().quarantined == 1 and sp.stats().pending == 5
+
+
+def test_one_exclusive_writer_readers_welcome(tmp_path: Path) -> None:
+    p = tmp_path / "s.db"
+    with Spool(p, exclusive=True) as sp:
+        sp.enqueue(recs(3))
+        with pytest.raises(SpoolLocked, match=rf"(?s)spool {p} is in use .*\(pid {os.getpid()}\)"):
+            Spool(p, exclusive=True)
+        with Spool(p, readonly=True) as ro:
+            assert ro.stats().pending == 3
+            with pytest.raises(SpoolError, match="readonly"):
+                ro.enqueue(recs(1))
+    with Spool(p, exclusive=True) as sp:  # released on close
+        assert sp.stats().pending == 3
+    with pytest.raises(SpoolError, match="does not exist"):
+        Spool(tmp_path / "nope.db", readonly=True)
