@@ -5,6 +5,13 @@ which InfluxDB 1.x, 2.x (v1 compatibility + DBRP) and 3 Core all accept. Auth by
 (query parameters ``u``/``p`` are avoided: HTTP Basic) or ``Authorization: Token ...``.
 Optional v2 API (token/org/bucket) through ``influxdb-client`` for writes.
 
+Acknowledgement: a write counts as stored only when the server answers ``204 No Content``, as
+InfluxDB 1.x, 2.x and 3 do for ``/write`` and ``/api/v2/write``. Any other status -- a proxy or
+captive portal answering ``200`` with an HTML page -- is a retryable error that says what answered.
+A rejected batch (1.x and 3.x ``400``; 2.x ``422`` partial write: type conflict, outside
+retention; ``413`` too large) raises ``PointRejected`` so the shipper splits it and dead-letters only
+the bad points.
+
 Escaping (checked against InfluxDB 1.6, see DESIGN.md):
 - measurement: ``,`` and space are escaped with a backslash;
 - tag keys, tag values and field keys: ``,``, ``=`` and space; a backslash is left as it is
@@ -118,6 +125,30 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
+#: Write answers that mean "some points are bad": split the batch, dead-letter the bad ones.
+REJECTED = (400, 413, 422)
+
+
+def _check_write(url: str, status: int, headers: Any, detail: str) -> None:
+    """A write is stored only on 204; anything else raises (see the module docstring)."""
+    if status == 204:
+        return
+    if status in REJECTED:
+        raise PointRejected(f"InfluxDB rejected points (HTTP {status}): {detail}")
+    h = {
+        str(k).lower(): redact(" ".join(str(v).split()))[:60]
+        for k, v in dict(headers or {}).items()
+    }
+    version = h.get("x-influxdb-version")
+    server = h.get("server") or (f"InfluxDB {version}" if version else "no Server header")
+    ctype = h.get("content-type", "no content type").split(";")[0]
+    raise StoreRetryable(
+        f"{url} answered the write with HTTP {status} ({ctype}, {server}), not 204 No Content: "
+        "not counted as stored (a proxy or captive portal in the way?)",
+        None,
+    )
+
+
 def _server_error(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -201,10 +232,7 @@ class InfluxV1:
         if self.cfg.retention_policy:
             params["rp"] = self.cfg.retention_policy
         resp = self._request("POST", "/write", params=params, content=body, headers=headers)
-        if resp.status_code == 400:
-            raise PointRejected(f"InfluxDB rejected points: {_server_error(resp)}")
-        if resp.status_code >= 300:
-            raise StoreError(f"InfluxDB write: HTTP {resp.status_code}: {_server_error(resp)}")
+        _check_write(self.url, resp.status_code, resp.headers, _server_error(resp))
 
     def write(self, records: Iterable[Record]) -> None:
         self.write_lines(encode_many(records))
@@ -246,16 +274,26 @@ class InfluxV1:
             raise StoreError(f"CREATE DATABASE failed: {_server_error(resp)}")
 
 
+def _v2_message(e: Exception) -> str:
+    """The server's one-line reason from an influxdb-client error (its JSON ``message``)."""
+    body = getattr(e, "body", None)
+    try:
+        msg = json.loads(body).get("message") if body else None
+    except (ValueError, AttributeError):
+        msg = None
+    text = str(msg or getattr(e, "message", None) or getattr(e, "reason", None) or type(e).__name__)
+    return redact(" ".join(text.split()))[:300]
+
+
 class InfluxV2:
     """Writes through ``influxdb-client`` (``/api/v2/write``; InfluxDB 1.8+, 2.x, 3.x).
 
-    Synchronous mode only: the client's batching mode loses data at exit unless closed.
+    Synchronous calls only: the client's batching mode loses data at exit unless closed.
     Queries still use InfluxQL through the v1 compatibility API (``InfluxV1``).
     """
 
     def __init__(self, cfg: StoreConfig):
-        from influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client import InfluxDBClient, WriteService
 
         if not (cfg.url and cfg.token and cfg.org and cfg.bucket):
             raise ConfigError("store influxdb_v2 needs url, token, org and bucket")
@@ -269,7 +307,7 @@ class InfluxV2:
             timeout=int(cfg.timeout_s * 1000),
             enable_gzip=cfg.gzip,
         )
-        self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._service = WriteService(self._client.api_client)
 
     def close(self) -> None:
         self._client.close()
@@ -281,7 +319,9 @@ class InfluxV2:
         self.close()
 
     def write_lines(self, lines: Sequence[str]) -> None:
-        from influxdb_client import WritePrecision
+        """POST lines to ``/api/v2/write`` through the client's ``WriteService`` (the
+        ``write_api`` hides the status, and any 2xx would pass): 204 or an error. The client
+        does not retry on its own (no ``retries`` set); the shipper owns backoff."""
         from influxdb_client.client.exceptions import InfluxDBError
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
@@ -289,17 +329,18 @@ class InfluxV2:
         if not lines:
             return
         try:
-            self._write.write(
-                bucket=self.bucket,
+            _, status, headers = self._service.post_write_with_http_info(
                 org=self.org,
-                record=list(lines),
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                bucket=self.bucket,
+                body="\n".join(lines).encode(),
+                precision="ms",
+                content_type="text/plain; charset=utf-8",
             )
         except (ApiException, InfluxDBError) as e:
             status = getattr(e, "status", None) or getattr(
                 getattr(e, "response", None), "status", None
             )
-            msg = redact(" ".join(str(getattr(e, "message", None) or e).split()))[:300]
+            msg = _v2_message(e)
             headers = getattr(e, "headers", None) or {}
             if status in (401, 403):
                 raise StoreAuthError(
@@ -309,17 +350,20 @@ class InfluxV2:
                 raise StoreNotFound(
                     f"InfluxDB at {self.cfg.url}: bucket {self.cfg.bucket!r} or org not found"
                 ) from None
-            if status == 400:
-                raise PointRejected(f"InfluxDB rejected points: {msg}") from None
-            if status in (429, 503) or (status and status >= 500):
+            if status in REJECTED:
+                raise PointRejected(f"InfluxDB rejected points (HTTP {status}): {msg}") from None
+            if status == 429 or (status and status >= 500):
                 ra = headers.get("Retry-After") if hasattr(headers, "get") else None
                 raise StoreRetryable(
                     f"InfluxDB at {self.cfg.url}: HTTP {status}",
                     float(ra) if ra and str(ra).isdigit() else None,
                 ) from None
+            if status:
+                _check_write(self.cfg.url or "", int(status), headers, msg)
             raise StoreError(f"InfluxDB write failed: {msg}") from None
         except (Urllib3Error, OSError) as e:
             raise StoreUnreachable(f"InfluxDB at {self.cfg.url} is unreachable: {e}") from None
+        _check_write(self.cfg.url or "", int(status), headers, "")
 
     def write(self, records: Iterable[Record]) -> None:
         self.write_lines(encode_many(records))

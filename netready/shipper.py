@@ -1,11 +1,15 @@
 """Ship spooled records to the central store: oldest first, at least once.
 
-- A batch is deleted from the spool only after the store acknowledged it.
-- A batch rejected as malformed (HTTP 400) is split in halves until the bad points are
-  isolated; only those go to the dead-letter table, the rest land.
+- A batch is deleted from the spool only after the store acknowledged it (HTTP 204: see
+  ``netready.influx``); ``shipped`` counts the rows actually deleted.
+- A batch rejected as malformed (1.x ``400``, 2.x ``422`` partial write) is split in halves
+  until the bad points are isolated; only those go to the dead-letter table, the rest land.
+  A batch of n points with k bad ones costs at most 2n - 1 requests, about 2k log2(n).
 - Temporary failures (timeouts, 429, 5xx, unreachable) are retried with exponential backoff
   and full jitter, honouring ``Retry-After``; auth and missing-database errors stop the drain
   (retrying in a tight loop would not help) and are kept as ``last_error``.
+- A spool failure (``SpoolError``: disk full, corrupt) is not the store's fault: it is raised to
+  the caller (the agent's supervised ship loop), never retried here as if the server had failed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Protocol
 
 from netready.errors import (
     PointRejected,
+    SpoolError,
     StoreAuthError,
     StoreError,
     StoreNotFound,
@@ -79,15 +84,13 @@ class Shipper:
         except PointRejected as e:
             if len(rows) == 1:
                 log.warning("dead-lettered a point: %s", e)
-                self.spool.dead_letter(rows, str(e))
-                res.dead_lettered += 1
+                res.dead_lettered += self.spool.dead_letter(rows, str(e))
                 return
             mid = len(rows) // 2
             self._send(rows[:mid], res)
             self._send(rows[mid:], res)
             return
-        self.spool.ack([i for i, _ in rows])
-        res.shipped += len(rows)
+        res.shipped += self.spool.ack([i for i, _ in rows])
 
     def ship_batch(self, res: DrainResult | None = None) -> int:
         """Ship the oldest batch once (no retry). Returns rows handled (0: spool empty)."""
@@ -118,6 +121,8 @@ class Shipper:
                     break
                 failures = 0
                 self.spool.set_meta("last_error", None)
+            except SpoolError:
+                raise
             except (StoreAuthError, StoreNotFound) as e:
                 res.error = str(e)
                 self.spool.set_meta("last_error", str(e))

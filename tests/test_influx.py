@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from influxd import Influxd, free_port
 
@@ -9,11 +15,14 @@ from netready.errors import (
     PointRejected,
     StoreAuthError,
     StoreNotFound,
+    StoreRetryable,
     StoreUnreachable,
 )
 from netready.influx import InfluxV1, LineProtocolError, encode, quote_ident
 from netready.inventory import StoreConfig
 from netready.records import Record
+from netready.shipper import Backoff, Shipper
+from netready.spool import Spool
 
 HOSTILE_TAGS = [
     "plain",
@@ -133,3 +142,69 @@ def test_auth_errors_and_basic_auth() -> None:
             assert c.query("SELECT count(x) FROM m")[0].values[0][1] == 1
     finally:
         srv.close()
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """Stands in for a reverse proxy or captive portal between a site and InfluxDB (no real
+    InfluxDB answers a write like this). Wire contract: every POST is answered
+    ``200 OK``, ``Server: nginx/1.24.0``, ``Content-Type: text/html``, a login page body."""
+
+    posts = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Proxy.posts += 1
+        body = b"<html><body><h1>Sign in to the guest Wi-Fi</h1></body></html>"
+        self.send_response(200)
+        self.send_header("Server", "nginx/1.24.0")
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def version_string(self) -> str:
+        return "nginx/1.24.0"
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    _Proxy.posts = 0
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+def test_a_proxy_200_is_not_an_acknowledgement(proxy: str, tmp_path: Path) -> None:
+    """Only 204 means stored: a 200 HTML page is a retryable error that says what answered,
+    and nothing leaves the spool."""
+    with client(proxy, "d") as c, pytest.raises(StoreRetryable) as ei:
+        c.write([Record("m", {}, {"x": 1.0}, 1)])
+    msg = str(ei.value)
+    assert "HTTP 200" in msg and "text/html" in msg and "nginx/1.24.0" in msg and "204" in msg
+    with Spool(tmp_path / "s.db") as sp, client(proxy, "d") as c:
+        sp.enqueue(
+            [Record("m", {"site": "Y81001"}, {"seq": i}, 1_700_000_000_000 + i) for i in range(20)]
+        )
+        res = Shipper(sp, c, backoff=Backoff(base_s=0.01, cap_s=0.05)).drain(
+            deadline=time.monotonic() + 1
+        )
+        st = sp.stats()
+    assert res.shipped == 0 and st.pending == 20 and st.shipped == 0
+    assert _Proxy.posts >= 2  # retried with backoff, not given up on
+    assert st.last_error and "HTTP 200" in st.last_error
+
+
+def test_real_influxdb_acknowledges_with_204(influxdb: tuple[str, str], tmp_path: Path) -> None:
+    """The same shipper against the real server: 204, every point shipped and stored."""
+    url, db = influxdb
+    with Spool(tmp_path / "s.db") as sp, client(url, db) as c:
+        sp.enqueue(
+            [Record("m", {"site": "Y81001"}, {"seq": i}, 1_700_000_000_000 + i) for i in range(20)]
+        )
+        res = Shipper(sp, c).drain()
+        assert (res.shipped, sp.stats().pending) == (20, 0)
+        assert c.query('SELECT count("seq") FROM m')[0].values[0][1] == 20
