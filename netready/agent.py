@@ -4,20 +4,31 @@ Each task (a target's probe, or a router collector) has an interval and a random
 6,000 sites do not fire at once. Every record is committed to the spool before anything
 else happens to it; a shipper drains the spool to the central store in the background.
 
-``--once`` runs every task once, ships, and exits (for cron or a systemd timer).
-SIGTERM/SIGINT: no new tasks start, running probes are cancelled, the write in hand
-finishes, and the agent exits; whatever was not shipped stays in the spool.
+The agent never goes silent. Its long-lived loops (the scheduler and the ship loop) run under
+one supervisor, ``supervise``: any exception is logged at ERROR with its reason, counted
+(``loop_restarts``) and the loop restarts after an exponential, jittered backoff. Each task run
+is guarded the same way (``task_errors``), so no asyncio task ever ends with an exception
+nobody retrieved. Records the spool cannot take (disk full, ...) are kept in memory, oldest
+first, up to ``HOLD_MAX``, with a WARNING, and committed before anything newer as soon as the
+spool takes writes again (at the next task or ship cycle); only beyond ``HOLD_MAX`` are the
+oldest lost, logged at ERROR and counted (``lost_records``). A corrupt spool is quarantined and
+replaced by a fresh one (``netready.spool``), with an ERROR, counted in ``spool_quarantined``.
 
-The agent reports on itself with an ``agent`` record every 5 minutes and at the end of ``--once``: spool depth,
-dropped (evicted by quota) and dead-lettered counts, last ship time, ship latency, version,
-resident memory.
+``--once`` runs every task once, ships, and exits (for cron or a systemd timer); its exit code
+is 1 when any task raised, a record could not be committed, the spool was quarantined or the
+ship did not finish (``EXIT_CODES``). SIGTERM/SIGINT: no new tasks start, running probes are
+cancelled, the write in hand finishes, and the agent exits; whatever was not shipped stays in
+the spool.
+
+The agent reports on itself with an ``agent`` record every 5 minutes and at the end of
+``--once``: spool depth, dropped (evicted by quota) and dead-lettered counts, last ship time,
+ship latency, version, resident memory, and the counters above.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -26,61 +37,91 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from netready import __version__, budget, registry
-from netready.errors import ConfigError, NetreadyError
+from netready import __version__, budget, logs, registry
+from netready.errors import ConfigError, NetreadyError, SpoolError
+from netready.influx import LineProtocolError, encode
 from netready.inventory import Inventory, Site, load
 from netready.records import Record, failure, now_ms
-from netready.shipper import DrainResult, Shipper
+from netready.shipper import Backoff, DrainResult, Shipper
 from netready.spool import Spool
 
 log = logging.getLogger("netready.agent")
 
+#: Records kept in memory while the spool cannot commit them (disk full). About 0.5 KB each.
+HOLD_MAX = 20_000
+#: Results that are decisions, not failures: logged at INFO.
+NOT_FAILURES = frozenset({"ok", "skipped", "budget_exceeded", "link_busy"})
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line. Secrets never reach the logger: only references do."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for k in _EXTRA:
-            if hasattr(record, k):
-                out[k] = getattr(record, k)
-        if record.exc_info and log.isEnabledFor(logging.DEBUG):
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+EXIT_CODES = """\b
+Exit codes:
+  0  ok (and after SIGTERM/SIGINT)
+  1  runtime failure: with --once, a task raised, a record could not be
+     committed, the spool was corrupt (quarantined) or shipping did not
+     finish; another agent or `netready ship` holds the spool; records still
+     held in memory at exit
+  2  bad input: inventory, --site, options (systemd does not restart: see
+     RestartPreventExitStatus in deploy/netready-agent.service)"""
 
 
-class TextFormatter(logging.Formatter):
-    """``time level logger: message key=value ...`` for people reading a terminal."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={getattr(record, k)}" for k in _EXTRA if hasattr(record, k))
-        return super().format(record) + (" " + extra if extra else "")
+def reason(e: BaseException) -> str:
+    """One line saying what went wrong: a NetreadyError's message, else ``Type: message``."""
+    text = str(e) if isinstance(e, NetreadyError) else f"{type(e).__name__}: {e}".rstrip(": ")
+    return " ".join(text.split())[:500]
 
 
-_EXTRA = ("site", "task", "result", "records", "seconds")
+@dataclass
+class Health:
+    """What went wrong since this agent process started (fields of the ``agent`` record)."""
+
+    loop_restarts: int = 0
+    task_errors: int = 0
+    lost_records: int = 0
+    ship_failed: str | None = None  # --once: the exception that stopped shipping
 
 
-def setup_logging(fmt: str, level: str) -> None:
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [h]
-    root.setLevel(level.upper())
+async def supervise(
+    name: str,
+    step: Callable[[], Awaitable[float]],
+    stop: asyncio.Event,
+    health: Health,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run ``step`` until ``stop`` is set; it returns the seconds until its next run.
+
+    Any exception is logged at ERROR with its reason, counted in ``health.loop_restarts``, and
+    the step runs again after a full-jitter exponential backoff (1 s doubling to 60 s, reset by a
+    success). Only cancellation ends the loop early. The one supervisor of every agent loop.
+    """
+    backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+    failures = 0
+    while not stop.is_set():
+        try:
+            delay = await step()
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            failures += 1
+            health.loop_restarts += 1
+            delay = max(0.5, backoff.delay(failures))
+            why = reason(e)
+            log.error(
+                "%s failed: %s; restarting in %.1f s",
+                name,
+                why,
+                delay,
+                exc_info=True,
+                extra={"loop": name, "reason": why, "restarts": health.loop_restarts},
+            )
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(0.05, delay))
 
 
 @dataclass
@@ -136,6 +177,9 @@ class Agent:
     last_drain: DrainResult | None = None
     recent_traffic: deque[Record] = field(default_factory=lambda: deque(maxlen=256))
     last_self_record: float = float("-inf")  # monotonic time of the last `agent` record
+    health: Health = field(default_factory=Health)
+    held: deque[Record] = field(default_factory=deque)  # not yet committed (spool unwritable)
+    running: set[asyncio.Task[list[Record]]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.tasks = build_tasks(self.inventory, self.site, self.only)
@@ -149,9 +193,12 @@ class Agent:
 
             self.shipper = Shipper(self.spool, writer_for(cfg), self.inventory.agent.batch_size)
 
+    # ------------------------------------------------------------------ tasks
+
     async def run_task(self, task: Task) -> list[Record]:
-        """Run one task; failures become records; the records are spooled before returning."""
-        extra = {"site": self.site.ods, "task": task.label}
+        """Run one task; failures become records; the records are committed before returning
+        (or held in memory if the spool cannot take them)."""
+        extra: dict[str, Any] = {"site": self.site.ods, "task": task.label}
         t0 = time.monotonic()
         recs: list[Record]
         refusal = None
@@ -165,53 +212,148 @@ class Agent:
                 recs = await task.plugin.run(self.ctx, task.spec)
             except asyncio.CancelledError:
                 raise
-            except NetreadyError as e:
-                recs = [
-                    failure(
-                        _measurement(task), {**self.ctx.tags, "target": task.name}, "error", str(e)
-                    )
-                ]
-            except Exception as e:  # a bug in a plugin must not stop the agent
-                log.exception("task failed", extra=extra)
-                recs = [
-                    failure(
-                        _measurement(task),
-                        {**self.ctx.tags, "target": task.name},
-                        "error",
-                        f"{type(e).__name__}: {e}",
-                    )
-                ]
-            if task.plugin.name == "snmp":
-                self._remember_traffic(recs)
-            if task.plugin.heavy:
-                budget.charge(self.ctx, self.site.ods, budget.bytes_used(recs))
-                # a speed test taken while the site was busy is not the line's capacity
-                recs = budget.mark_link_busy(recs, list(self.recent_traffic), t0_ms, now_ms())
-        self.spool.enqueue(recs)
-        log.info(
-            "task done",
-            extra={
-                **extra,
-                "records": len(recs),
-                "result": ",".join(sorted({r.result for r in recs})),
-                "seconds": round(time.monotonic() - t0, 3),
-            },
-        )
+            except Exception as e:  # a bug or a bad start must not stop the agent
+                why = reason(e)
+                self.health.task_errors += 1
+                log.error(
+                    "task %s raised: %s",
+                    task.label,
+                    why,
+                    exc_info=not isinstance(e, NetreadyError),
+                    extra={**extra, "reason": why},
+                )
+                tags = {**self.ctx.tags, "target": task.name}
+                recs = [failure(_measurement(task), tags, "error", why)]
+            try:
+                if task.plugin.name == "snmp":
+                    self._remember_traffic(recs)
+                if task.plugin.heavy:
+                    budget.charge(self.ctx, self.site.ods, budget.bytes_used(recs))
+                    # a speed test taken while the site was busy is not the line's capacity
+                    recs = budget.mark_link_busy(recs, list(self.recent_traffic), t0_ms, now_ms())
+            except Exception as e:  # the records still get committed
+                self.health.task_errors += 1
+                log.error(
+                    "task %s: budget bookkeeping failed: %s",
+                    task.label,
+                    reason(e),
+                    extra={**extra, "reason": reason(e)},
+                )
+        self.commit(recs)
+        extra |= {
+            "records": len(recs),
+            "result": ",".join(sorted({r.result for r in recs})),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        failed = [r for r in recs if r.result not in NOT_FAILURES]
+        if failed:
+            why = "; ".join(sorted({f"{r.result}: {r.fields.get('reason', '')}" for r in failed}))
+            log.warning("task %s failed: %s", task.label, why[:500], extra=extra | {"reason": why})
+        elif refusal:
+            log.info("task %s not run: %s", task.label, refusal, extra=extra | {"reason": refusal})
+        else:
+            log.info("task done", extra=extra)
         return recs
+
+    async def _task_job(self, task: Task) -> list[Record]:
+        """A task run that never ends in an exception: anything unexpected is logged at ERROR
+        with its reason and counted in ``task_errors``."""
+        try:
+            return await self.run_task(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.health.task_errors += 1
+            why = reason(e)
+            log.error(
+                "task %s failed: %s",
+                task.label,
+                why,
+                exc_info=True,
+                extra={"site": self.site.ods, "task": task.label, "reason": why},
+            )
+            return []
 
     def _remember_traffic(self, recs: list[Record]) -> None:
         """Keep the last SNMP interface samples for the link-busy check of heavy tests."""
         self.recent_traffic.extend(r for r in recs if r.measurement == "if_traffic" and r.ok)
 
+    # ------------------------------------------------------------------ committing
+
+    def commit(self, recs: list[Record]) -> bool:
+        """Commit records after any still held in memory, in order. False: the spool could not
+        take them; they are held (bounded by ``HOLD_MAX``) and retried by the next commit or
+        ship cycle."""
+        self.held.extend(self._storable(recs))
+        over = len(self.held) - HOLD_MAX
+        if over > 0:
+            for _ in range(over):
+                self.held.popleft()
+            self.health.lost_records += over
+            log.error(
+                "spool unwritable for too long: the %d oldest records held in memory are lost "
+                "(%d lost so far, %d held)",
+                over,
+                self.health.lost_records,
+                len(self.held),
+                extra={"site": self.site.ods, "held": len(self.held)},
+            )
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Commit what is held in memory. True when nothing is left held."""
+        if not self.held:
+            return True
+        batch = list(self.held)
+        try:
+            self.spool.enqueue(batch)
+        except SpoolError as e:
+            log.warning(
+                "cannot commit to the spool: %s; %d records kept in memory, retrying",
+                e,
+                len(batch),
+                extra={"site": self.site.ods, "held": len(batch), "reason": str(e)},
+            )
+            return False
+        for _ in batch:
+            self.held.popleft()
+        return True
+
+    def _storable(self, recs: list[Record]) -> list[Record]:
+        """Drop (with an ERROR, counted) records that can never be written: a probe's bug must
+        not block every record behind it in the hold."""
+        if not self.spool.ship:
+            return recs
+        out = []
+        for r in recs:
+            try:
+                encode(r)
+            except LineProtocolError as e:
+                self.health.task_errors += 1
+                log.error(
+                    "record dropped, it cannot be written (a bug in its probe): %s",
+                    e,
+                    extra={"site": self.site.ods, "reason": str(e)},
+                )
+                continue
+            out.append(r)
+        return out
+
     def self_record(self) -> Record:
         st = self.spool.stats()
+        h = self.health
         fields: dict[str, Any] = {
             "spool_pending": st.pending,
             "spool_pending_bytes": st.pending_bytes,
             "spool_dropped": st.dropped,
+            "spool_quarantined": st.quarantined,
             "dead_lettered": st.dead_lettered,
             "shipped": st.shipped,
             "enqueued": st.enqueued,
+            "loop_restarts": h.loop_restarts,
+            "task_errors": h.task_errors,
+            "held_records": len(self.held),
+            "lost_records": h.lost_records,
             "version": __version__,
             "tasks": len(self.tasks),
         }
@@ -226,14 +368,18 @@ class Agent:
             fields["rss_mb"] = psutil.Process().memory_info().rss / 1e6
         return Record("agent", {**self.ctx.tags, "host": os.uname().nodename}, fields)
 
+    # ------------------------------------------------------------------ shipping
+
     async def ship(
         self, deadline_s: float = 60.0, *, report_self: bool = False
     ) -> DrainResult | None:
-        """Drain the spool. Every ``agent.self_report_s`` (default 300 s; and on ``report_self``)
-        the agent's own ``agent`` record goes first: 6,000 sites write 1.7M, not 17M, a day."""
+        """Commit what is held, then drain the spool. Every ``agent.self_report_s`` (default
+        300 s; and on ``report_self``) the agent's own ``agent`` record goes first: 6,000 sites
+        write 1.7M, not 17M, a day. A spool failure raises (the supervisor logs and retries)."""
+        self.flush()
         every = self.inventory.agent.self_report_s
         if report_self or time.monotonic() - self.last_self_record >= every:
-            self.spool.enqueue([self.self_record()])
+            self.commit([self.self_record()])
             self.last_self_record = time.monotonic()
         if self.shipper is None:
             return None
@@ -241,25 +387,36 @@ class Agent:
         res = await asyncio.to_thread(
             self.shipper.drain, deadline=time.monotonic() + deadline_s, stop=self.ship_stop
         )
+        self.last_drain = res
         if res.shipped:
             self.spool.set_meta("ship_latency_s", f"{time.monotonic() - t0:.3f}")
-        self.last_drain = res
         if res.error:
             log.warning(
                 "shipping incomplete: %s (records stay in the spool)",
                 res.error,
-                extra={"site": self.site.ods},
+                extra={"site": self.site.ods, "reason": res.error},
             )
         return res
+
+    # ------------------------------------------------------------------ running
 
     async def once(self, ship_timeout_s: float = 60.0) -> list[Record]:
         out: list[Record] = []
         for task in self.tasks:
             if self.stop.is_set():
                 break
-            out += await self.run_task(task)
+            out += await self._task_job(task)
         if not self.stop.is_set():
-            await self.ship(deadline_s=ship_timeout_s, report_self=True)
+            try:
+                await self.ship(deadline_s=ship_timeout_s, report_self=True)
+            except Exception as e:
+                self.health.ship_failed = reason(e)
+                log.error(
+                    "shipping failed: %s",
+                    self.health.ship_failed,
+                    exc_info=True,
+                    extra={"site": self.site.ods, "reason": self.health.ship_failed},
+                )
         return out
 
     async def forever(self) -> None:
@@ -267,34 +424,56 @@ class Agent:
         now = time.monotonic()
         for t in self.tasks:
             t.next_at = now + random.uniform(0, min(splay, t.interval_s))
-        shipper = asyncio.create_task(self._ship_loop())
-        running: set[asyncio.Task[list[Record]]] = set()
+        loops = [
+            asyncio.create_task(supervise(n, step, self.stop, self.health))
+            for n, step in (("scheduler", self._schedule_step), ("ship loop", self._ship_step))
+        ]
         try:
-            while not self.stop.is_set():
-                now = time.monotonic()
-                for t in self.tasks:
-                    if t.next_at <= now:
-                        # Jitter each interval by +-5% so sites drift apart rather than align.
-                        t.next_at = now + t.interval_s * random.uniform(0.95, 1.05)
-                        job = asyncio.create_task(self.run_task(t))
-                        running.add(job)
-                        job.add_done_callback(running.discard)
-                wait = min((t.next_at for t in self.tasks), default=now + 60) - time.monotonic()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), timeout=max(0.05, wait))
+            await self.stop.wait()
         finally:
-            for job in list(running):
-                job.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
             self.ship_stop.set()
-            await asyncio.gather(shipper, return_exceptions=True)
+            for job in list(self.running):
+                job.cancel()
+            await asyncio.gather(*self.running, return_exceptions=True)
+            await asyncio.gather(*loops, return_exceptions=True)
+            self.flush()
 
-    async def _ship_loop(self) -> None:
+    async def _schedule_step(self) -> float:
+        """Start every due task; return the seconds until the next one is due."""
+        now = time.monotonic()
+        for t in self.tasks:
+            if t.next_at <= now:
+                # Jitter each interval by +-5% so sites drift apart rather than align.
+                t.next_at = now + t.interval_s * random.uniform(0.95, 1.05)
+                job = asyncio.create_task(self._task_job(t), name=t.label)
+                self.running.add(job)
+                job.add_done_callback(self.running.discard)
+        return min((t.next_at for t in self.tasks), default=now + 60) - time.monotonic()
+
+    async def _ship_step(self) -> float:
         interval = self.inventory.agent.ship_interval_s
-        while not self.stop.is_set():
-            await self.ship(deadline_s=max(5.0, interval))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=interval)
+        await self.ship(deadline_s=max(5.0, interval))
+        return interval
+
+    def problems(self, *, once: bool) -> list[str]:
+        """Why this run should exit 1 (empty: exit 0). See ``EXIT_CODES``."""
+        out = []
+        if self.held:
+            out.append(f"{len(self.held)} records could not be committed to the spool and are lost")
+        if not once:
+            return out
+        h = self.health
+        if h.task_errors:
+            out.append(f"{h.task_errors} task error(s)")
+        if h.lost_records:
+            out.append(f"{h.lost_records} records lost while the spool was unwritable")
+        if self.spool.quarantines:
+            out.append(f"corrupt spool quarantined as {', '.join(self.spool.quarantines)}")
+        if h.ship_failed:
+            out.append(f"shipping failed: {h.ship_failed}")
+        elif self.last_drain is not None and self.last_drain.error:
+            out.append(f"shipping did not finish: {self.last_drain.error}")
+        return out
 
 
 def _measurement(task: Task) -> str:
@@ -310,7 +489,16 @@ def _measurement(task: Task) -> str:
     }.get(task.plugin.name, task.plugin.name)
 
 
-def open_spool(inv: Inventory, path: str | None) -> Spool:
+def open_spool(
+    inv: Inventory,
+    path: str | None,
+    *,
+    exclusive: bool = False,
+    readonly: bool = False,
+    recover: bool = False,
+) -> Spool:
+    """The inventory's spool (or ``path``). The agent opens it ``exclusive`` and ``recover``;
+    ``netready ship`` ``exclusive``; ``netready spool stats`` ``readonly``."""
     a = inv.agent
     return Spool(
         path or a.spool_path,
@@ -318,6 +506,9 @@ def open_spool(inv: Inventory, path: str | None) -> Spool:
         embedded=inv.store.kind == "embedded",
         max_bytes=int(a.spool_max_mb * 1024 * 1024),
         max_age_s=a.spool_max_age_days * 86400,
+        exclusive=exclusive,
+        readonly=readonly,
+        recover=recover,
     )
 
 
@@ -353,6 +544,7 @@ async def run_agent(
             agent.ship_stop.set()
             job.cancel()
             await asyncio.gather(job, return_exceptions=True)
+            agent.flush()
         stopper.cancel()
     else:
         await agent.forever()
@@ -360,7 +552,7 @@ async def run_agent(
     return agent
 
 
-@click.command("netready-agent")
+@click.command("netready-agent", epilog=EXIT_CODES)
 @click.option(
     "--inventory",
     "inventory_path",
@@ -392,10 +584,7 @@ async def run_agent(
     show_default=True,
     help="--once: give up shipping after this many seconds (records stay spooled).",
 )
-@click.option(
-    "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
-)
-@click.option("--log-level", default="info", show_default=True)
+@logs.options(default_format="json")
 @click.version_option(__version__, prog_name="netready-agent")
 def agent_command(
     inventory_path: str,
@@ -409,10 +598,15 @@ def agent_command(
     log_format: str,
     log_level: str,
 ) -> None:
-    """The netready site agent: measure this site's link, spool, ship to the central store."""
+    """The netready site agent: measure this site's link, spool, ship to the central store.
+
+    One agent per spool: the spool stays locked while it runs. Failures are logged at
+    WARNING or above with their reason; under systemd each line carries its journald
+    priority, so `journalctl -u netready-agent -p warning` lists them.
+    """
     from netready.cli import fail
 
-    setup_logging(log_format, log_level)
+    logs.setup(log_format, log_level)
     try:
         inv = load(inventory_path)
         if site_ods is None:
@@ -423,24 +617,29 @@ def agent_command(
             site = inv.sites[0]
         else:
             site = inv.site(site_ods)
-        spool = open_spool(inv, spool_path)
         only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
-        agent = asyncio.run(
-            run_agent(
-                inv,
-                site,
-                spool,
-                once=once,
-                state_dir=Path(state_dir),
-                force=force,
-                only=only_set,
-                ship_timeout_s=ship_timeout,
+        build_tasks(inv, site, only_set)  # bad specs are exit 2 before the spool is touched
+        spool = open_spool(inv, spool_path, exclusive=True, recover=True)
+        try:
+            agent = asyncio.run(
+                run_agent(
+                    inv,
+                    site,
+                    spool,
+                    once=once,
+                    state_dir=Path(state_dir),
+                    force=force,
+                    only=only_set,
+                    ship_timeout_s=ship_timeout,
+                )
             )
-        )
-        spool.close()
+        finally:
+            spool.close()
     except NetreadyError as e:
         raise fail(e) from None
-    if once and agent.last_drain is not None and agent.last_drain.error:
+    problems = agent.problems(once=once)
+    if problems:
+        log.error("agent finished with problems: %s", "; ".join(problems), extra={"site": site.ods})
         sys.exit(1)
 
 
@@ -448,7 +647,17 @@ def main(argv: list[str] | None = None) -> None:
     agent_command.main(args=argv, prog_name="netready-agent")
 
 
-__all__ = ["Agent", "Task", "agent_command", "build_tasks", "main", "now_ms", "run_agent"]
+__all__ = [
+    "Agent",
+    "Health",
+    "Task",
+    "agent_command",
+    "build_tasks",
+    "main",
+    "now_ms",
+    "run_agent",
+    "supervise",
+]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from netready.cli import fail
 from netready.errors import NetreadyError
 from netready.output import format_option, print_json, print_records
 from netready.records import Record
+
+if TYPE_CHECKING:
+    from netready.spool import Spool
 
 inventory_option = click.option(
     "--inventory",
@@ -66,11 +70,11 @@ def spool() -> None:
     """Inspect the local spool."""
 
 
-def _open_spool(inventory_path: str, spool_path: str | None):
+def _open_spool(inventory_path: str, spool_path: str | None, **how: bool) -> Spool:
     from netready.agent import open_spool
     from netready.inventory import load
 
-    return open_spool(load(inventory_path), spool_path)
+    return open_spool(load(inventory_path), spool_path, **how)
 
 
 @spool.command("stats")
@@ -78,9 +82,12 @@ def _open_spool(inventory_path: str, spool_path: str | None):
 @click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
 @format_option
 def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
-    """Pending, shipped, dead-lettered and dropped records."""
+    """Pending, shipped, dead-lettered and dropped records.
+
+    Read-only: works while the agent runs (it takes no lock and writes nothing).
+    """
     try:
-        with _open_spool(inventory_path, spool_path) as sp:
+        with _open_spool(inventory_path, spool_path, readonly=True) as sp:
             st = sp.stats()
             dead = sp.dead_letters()[-5:]
     except NetreadyError as e:
@@ -95,6 +102,7 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
         f"spool {st.path}\n  pending        {st.pending} ({st.pending_bytes} bytes)\n"
         f"  shipped        {st.shipped}\n  dead-lettered  {st.dead_lettered}\n"
         f"  dropped        {st.dropped} (evicted by quota)\n"
+        f"  quarantined    {st.quarantined} (corrupt spools moved aside)\n"
         f"  embedded store {st.points} points\n  last ship      {ago}"
     )
     if st.last_error:
@@ -111,14 +119,18 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
 def ship(
     inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None
 ) -> None:
-    """Ship spooled records to the central store now (exit 1 if some remain)."""
+    """Ship spooled records to the central store now (exit 1 if some remain).
+
+    Refuses (exit 1) while an agent or another `netready ship` holds the spool: one writer
+    per spool, so no record is sent twice by two shippers.
+    """
     from netready.influx import writer_for
     from netready.inventory import load
     from netready.shipper import Shipper
 
     try:
         inv = load(inventory_path)
-        with _open_spool(inventory_path, spool_path) as sp:
+        with _open_spool(inventory_path, spool_path, exclusive=True) as sp:
             if inv.store.kind == "embedded":
                 click.echo("store is embedded: nothing to ship", err=True)
                 return

@@ -37,11 +37,25 @@ def reflector_addr() -> Iterator[str]:
     p.wait(10)
 
 
-def inventory(tmp_path: Path, store: dict[str, object], target: str, duration: float = 3) -> Path:
+def inventory(
+    tmp_path: Path,
+    store: dict[str, object],
+    target: str,
+    duration: float = 3,
+    *,
+    interval_s: float | None = None,
+    spool: Path | None = None,
+    **agent_cfg: object,
+) -> Path:
     inv = {
         "version": 1,
         "store": store,
-        "agent": {"spool_path": str(tmp_path / "spool.db"), "ship_interval_s": 1, "splay_s": 0},
+        "agent": {
+            "spool_path": str(spool or tmp_path / "spool.db"),
+            "ship_interval_s": 1,
+            "splay_s": 0,
+            **agent_cfg,
+        },
         "sites": [
             {
                 "ods": "Y81001",
@@ -60,6 +74,7 @@ def inventory(tmp_path: Path, store: dict[str, object], target: str, duration: f
                         "probe": "rtt",
                         "address": target,
                         "params": {"duration_s": duration, "rate_pps": 50, "window_s": 1},
+                        **({"interval_s": interval_s} if interval_s else {}),
                     }
                 ],
             }
