@@ -7,7 +7,8 @@ PYTHON ?= python3
 # Debian packages the tests, the lab and the demo use (binary:package).
 SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            sshd:openssh-server nft:nftables tshark:tshark tcpdump:tcpdump ffmpeg:ffmpeg \
-           chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping
+           chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping \
+           systemd-analyze:systemd
 
 .PHONY: all demo test lint typecheck bench sysdeps venv lock clean
 
