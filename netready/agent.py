@@ -54,7 +54,7 @@ from netready.spool import Spool
 
 log = logging.getLogger("netready.agent")
 
-#: Records kept in memory while the spool cannot commit them (disk full). About 0.5 KB each.
+#: Records kept in memory while the spool cannot commit them (disk full): about 0.9 KB each.
 HOLD_MAX = 20_000
 #: Results that are decisions, not failures: logged at INFO.
 NOT_FAILURES = frozenset({"ok", "skipped", "budget_exceeded", "link_busy"})
