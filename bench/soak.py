@@ -22,7 +22,6 @@ cleanly: processes killed, tmpfs unmounted, temporary files removed.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import random
@@ -104,13 +103,11 @@ class Soak:
     # ------------------------------------------------------------------ set-up
 
     def setup(self) -> None:
+        from faults import mount_tmpfs
         from influxd import Influxd
 
-        self.disk.mkdir()
         (self.work / "influx").mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(self.disk)], check=True
-        )
+        mount_tmpfs(self.disk, "16m")
         self.mounted = True
         self.srv = Influxd(str(self.work / "influx")).start()
         self.srv.create_db("soak")
@@ -222,20 +219,10 @@ class Soak:
         self.faults.append(f)
 
     def disk_full(self, hold: float, sleep: Callable[[float], None]) -> None:
+        from faults import fill
+
         f = Fault("spool disk full", now_ms())
-        filler = self.disk / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            for chunk in (1 << 20, 4096, 1):
-                while True:
-                    try:
-                        os.write(fd, b"\0" * chunk)
-                    except OSError as e:
-                        if e.errno != errno.ENOSPC:
-                            raise
-                        break
-        finally:
-            os.close(fd)
+        filler = fill(self.disk)
         sleep(hold)
         filler.unlink()
         f.end_ms = now_ms()
@@ -351,8 +338,9 @@ class Soak:
         if self.srv is not None:
             self.srv.close()
         if self.mounted:
-            if subprocess.run(["umount", str(self.disk)], capture_output=True).returncode:
-                subprocess.run(["umount", "-l", str(self.disk)], check=False)
+            from faults import unmount
+
+            unmount(self.disk)
             self.mounted = False
         shutil.rmtree(self.work, ignore_errors=True)
 

@@ -7,18 +7,17 @@ InfluxDB 1.6 and measuring a real reflector on loopback.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from faults import fill, mount_tmpfs, outbox_leaf_pages, overwrite_pages, unmount
 from influxd import Influxd
 from test_agent import agent, inventory, reflector_addr, udp_port
 
@@ -60,30 +59,20 @@ def one_value(influxd: Influxd, db: str, q: str) -> object:
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB tmpfs to put the spool on, so the test can fill its disk. Always unmounted."""
     mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    mount_tmpfs(mnt)
     try:
         yield mnt
     finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(mnt)
 
 
-def fill(mnt: Path) -> Path:
-    """Write a file until the filesystem says ENOSPC; return it (delete it to free the disk)."""
-    f = mnt / "filler"
-    fd = os.open(f, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (1 << 20, 4096, 1):
-            while True:
-                try:
-                    os.write(fd, b"\0" * chunk)
-                except OSError as e:
-                    assert e.errno == errno.ENOSPC
-                    break
-    finally:
-        os.close(fd)
-    return f
+def influx_inventory(
+    tmp_path: Path, influxdb: tuple[str, str], reflector: str, **kw: object
+) -> Path:
+    """An inventory shipping to the test's InfluxDB database, rtt of 1 s against ``reflector``."""
+    url, db = influxdb
+    store = {"kind": "influxdb_v1", "url": url, "database": db}
+    return inventory(tmp_path, store, reflector, 1, **kw)
 
 
 def start_agent(inv: Path, log: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -121,16 +110,10 @@ def test_full_disk_then_freed_shipping_resumes_nothing_lost(
     """The spool's disk fills while the agent runs, then frees: records made meanwhile are held
     in memory with a WARNING, committed when space returns and shipped; the ship loop restarts by
     itself; every WARNING/ERROR says why; no unretrieved task exception; SIGTERM exits 0."""
-    url, db = influxdb
-    inv = inventory(
-        tmp_path,
-        {"kind": "influxdb_v1", "url": url, "database": db},
-        reflector_addr,
-        duration=1,
-        interval_s=1,
-        spool=tmpfs / "spool.db",
-        self_report_s=1,
+    inv = influx_inventory(
+        tmp_path, influxdb, reflector_addr, interval_s=1, spool=tmpfs / "spool.db", self_report_s=1
     )
+    db = influxdb[1]
     log = tmp_path / "agent.log"
     p = start_agent(inv, log)
     try:
@@ -186,19 +169,8 @@ def corrupt(path: Path, how: str) -> None:
     if how == "not_a_database":
         path.write_bytes(os.urandom(64 * 1024))
         return
-    con = sqlite3.connect(path)
-    pages = [
-        r[0]
-        for r in con.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'outbox' AND pagetype = 'leaf' ORDER BY pageno"
-        )
-    ]
-    psize = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    with open(path, "r+b") as f:
-        for pg in pages[len(pages) // 3 : len(pages) // 3 + 4]:
-            f.seek((pg - 1) * psize)
-            f.write(os.urandom(psize))
+    pages, size = outbox_leaf_pages(path)
+    overwrite_pages(path, pages[len(pages) // 3 : len(pages) // 3 + 4], size)
 
 
 def spool_with_rows(path: Path, n: int = 3000) -> None:
@@ -224,14 +196,12 @@ def test_once_quarantines_a_corrupt_spool_then_runs_clean(
     """A corrupt spool is moved aside (timestamped), a fresh one records and ships this run's
     measurements, an ERROR is logged, the count is kept in the fresh spool, and ``--once``
     exits 1; the next run exits 0 (no crash loop)."""
-    url, db = influxdb
+    db = influxdb[1]
     spool = tmp_path / "spool.db"
     spool_with_rows(spool)
     corrupt(spool, how)
     damaged = spool.read_bytes()
-    inv = inventory(
-        tmp_path, {"kind": "influxdb_v1", "url": url, "database": db}, reflector_addr, duration=1
-    )
+    inv = influx_inventory(tmp_path, influxdb, reflector_addr)
     r = agent(inv, "--once")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
@@ -259,14 +229,7 @@ def test_one_writer_per_spool(
 ) -> None:
     """While an agent runs, a second agent and `netready ship` on the same spool refuse with one
     line naming the spool and the holder; `netready spool stats` (read-only) still works."""
-    url, db = influxdb
-    inv = inventory(
-        tmp_path,
-        {"kind": "influxdb_v1", "url": url, "database": db},
-        reflector_addr,
-        duration=1,
-        interval_s=2,
-    )
+    inv = influx_inventory(tmp_path, influxdb, reflector_addr, interval_s=2)
     log = tmp_path / "agent.log"
     p = start_agent(inv, log)
     try:

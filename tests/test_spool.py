@@ -6,7 +6,6 @@ import http.server
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults import outbox_leaf_pages, overwrite_pages
 from influxd import Influxd
 
 from netready.errors import SpoolCorrupt, SpoolError, SpoolLocked
@@ -335,22 +335,6 @@ def test_shipped_counts_rows_deleted_not_rows_sent(
     assert st.enqueued == st.shipped + st.dropped + st.pending + st.dead_lettered
 
 
-def _corrupt_outbox_page(path: Path, which: str) -> None:
-    con = sqlite3.connect(path)
-    pages = [
-        r[0]
-        for r in con.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'outbox' AND pagetype = 'leaf' ORDER BY pageno"
-        )
-    ]
-    psize = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    page = pages[-1] if which == "last" else pages[len(pages) // 2]
-    with open(path, "r+b") as f:
-        f.seek((page - 1) * psize)
-        f.write(os.urandom(psize))
-
-
 @pytest.mark.parametrize("op", ["enqueue", "drain"])
 def test_corrupt_spool_found_at_runtime_is_quarantined(
     influxdb: tuple[str, str], tmp_path: Path, op: str
@@ -366,7 +350,8 @@ def test_corrupt_spool_found_at_runtime_is_quarantined(
             sp.enqueue(recs(500, start=i))
         sp.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         sp.db.execute("PRAGMA cache_size = 1")  # as if the page cache had been evicted
-        _corrupt_outbox_page(p, "last" if op == "enqueue" else "middle")
+        pages, size = outbox_leaf_pages(p)
+        overwrite_pages(p, [pages[-1] if op == "enqueue" else pages[len(pages) // 2]], size)
         if op == "enqueue":
             assert sp.enqueue(recs(5, start=5000)) == 5
             assert sp.stats().pending == 5
