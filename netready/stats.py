@@ -42,13 +42,37 @@ def rfc3550_jitter(
         raise ValueError("send and recv lengths differ")
     if len(send) < 2:
         return None, []
-    j = 0.0
-    series: list[float] = []
-    for i in range(1, len(send)):
-        d = (recv[i] - recv[i - 1]) - (send[i] - send[i - 1])
-        j += (abs(d) - j) / 16.0
-        series.append(j)
-    return j, series
+    run = RunningJitter()
+    series = [x for s, r in zip(send, recv, strict=True) if (x := run.add(s, r)) is not None]
+    return run.j, series
+
+
+class RunningJitter:
+    """``rfc3550_jitter`` one packet at a time, in constant memory: ``add(send, recv)`` per
+    packet in arrival order returns the running J (None for the first packet); ``mean`` is
+    the mean of the running series (what ``rfc3550_jitter``'s series averages to)."""
+
+    __slots__ = ("_prev", "j", "n", "total")
+
+    def __init__(self) -> None:
+        self.j = 0.0
+        self.n = 0  # values in the running series (packets - 1)
+        self.total = 0.0
+        self._prev: tuple[float, float] | None = None
+
+    def add(self, send: float, recv: float) -> float | None:
+        prev, self._prev = self._prev, (send, recv)
+        if prev is None:
+            return None
+        d = (recv - prev[1]) - (send - prev[0])
+        self.j += (abs(d) - self.j) / 16.0
+        self.n += 1
+        self.total += self.j
+        return self.j
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
 
 
 def ipdv(delays: Sequence[float]) -> list[float]:
