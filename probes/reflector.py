@@ -3,11 +3,15 @@
 Answers RFC 5357 unauthenticated test packets, so netready's rtt probe (and any TWAMP-light
 sender) can measure against it. Protections, because it sits on a central network:
 
-- answers only sources inside ``--allow`` CIDRs (default: loopback only);
+- answers only sources inside ``--allow`` CIDRs, IPv4 or IPv6 (default: loopback only);
+  a dual-stack ``[::]`` socket checks an IPv4 client as its IPv4 address;
 - never sends more bytes than it received (reply size == request size, and requests shorter
   than a full reflected packet are dropped): no amplification;
 - per-source token buckets on packets/s and bit/s, and a global bit/s cap; excess is dropped
-  silently and counted.
+  silently and counted (one summary log line per minute, never one per packet).
+
+The allow-list, token buckets and counted logging are ``probes/guard.py``, shared with the
+media responder.
 
 Sans-IO core: ``Reflector.handle(data, addr, ttl, now) -> bytes | None``; the asyncio edge
 reads with ``recvmsg`` to learn the received TTL.
@@ -16,19 +20,20 @@ reads with ``recvmsg`` to learn the received TTL.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import contextlib
 import logging
 import signal
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 
-from netready.errors import ConfigError
 from netready.inventory import split_hostport
 from probes import twamp
+from probes.guard import AllowList, CountedLog, SourceLimiter, allow_option
 
 log = logging.getLogger("netready.reflector")
 
@@ -36,22 +41,6 @@ IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL = socket.IP_TTL
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
-
-
-@dataclass
-class Bucket:
-    rate: float
-    burst: float
-    tokens: float
-    last: float
-
-    def take(self, n: float, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
 
 
 @dataclass
@@ -63,52 +52,36 @@ class ReflectorStats:
     rate_limited: int = 0
 
 
-def parse_networks(cidrs: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    nets = []
-    for c in cidrs:
-        try:
-            nets.append(ipaddress.ip_network(c, strict=False))
-        except ValueError:
-            raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
-    return nets
-
-
 @dataclass
 class Reflector:
-    allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    allow: AllowList
     max_pps_per_source: float = 2000.0
     max_kbps_per_source: float = 20_000.0
     max_kbps_total: float = 200_000.0
-    stats: ReflectorStats = field(default_factory=ReflectorStats)
-    _buckets: dict[str, tuple[Bucket, Bucket]] = field(default_factory=dict)
-    _total: Bucket | None = None
-    _seq: int = 0
+    log_interval_s: float = 60.0
+    stats: ReflectorStats = field(default_factory=ReflectorStats, init=False)
+    _seq: int = field(default=0, init=False)
 
-    def allowed(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in n for n in self.allow)
+    def __post_init__(self) -> None:
+        self.limiter = SourceLimiter(
+            self.max_pps_per_source, self.max_kbps_per_source, self.max_kbps_total
+        )
+        self.dropped = CountedLog(log, "reflector", self.log_interval_s)
 
     def handle(self, data: bytes, host: str, ttl: int, now: float) -> bytes | None:
         """The reply to one datagram, or None to drop it."""
         self.stats.received += 1
-        if not self.allowed(host):
+        if not self.allow.allows(host):
             self.stats.denied += 1
+            self.dropped.count("not_allowed", now)
             return None
         if len(data) < twamp.REFLECT_MIN:
             self.stats.too_short += 1
+            self.dropped.count("too_short", now)
             return None
-        pps, bps = self._buckets.get(host) or self._new_buckets(host, now)
-        bits = len(data) * 8
-        if self._total is None:
-            rate = self.max_kbps_total * 1000
-            self._total = Bucket(rate, rate / 4, rate / 4, now)
-        if not (pps.take(1, now) and bps.take(bits, now) and self._total.take(bits, now)):
+        if not self.limiter.take(host, len(data), now):
             self.stats.rate_limited += 1
+            self.dropped.count("rate_limited", now)
             return None
         rx = twamp.to_ntp(time.time_ns())
         sender = twamp.unpack_sender(data)
@@ -116,17 +89,11 @@ class Reflector:
         self.stats.reflected += 1
         return twamp.pack_reflected(self._seq, twamp.ntp_now(), rx, sender, ttl, len(data))
 
-    def _new_buckets(self, host: str, now: float) -> tuple[Bucket, Bucket]:
-        if len(self._buckets) > 10_000:  # bounded memory: forget idle sources
-            self._buckets.clear()
-        pps = self.max_pps_per_source
-        bps = self.max_kbps_per_source * 1000
-        b = (Bucket(pps, pps, pps, now), Bucket(bps, bps, bps, now))
-        self._buckets[host] = b
-        return b
-
 
 def open_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket that reports each packet's received TTL / hop
+    limit. ``host`` may be IPv6 (``::`` is dual-stack: IPv4 clients arrive v4-mapped, and
+    their TTL comes with ``IP_RECVTTL`` on the same socket)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     fam, _, _, _, addr = infos[0]
     s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -135,9 +102,20 @@ def open_socket(host: str, port: int) -> socket.socket:
         s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     else:
         s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        with contextlib.suppress(OSError):  # v4-mapped clients of a dual-stack socket
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     s.setblocking(False)
-    s.bind(addr)
+    try:
+        s.bind(addr)
+    except OSError:
+        s.close()
+        raise
     return s
+
+
+def hostport(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """``host:port``, or ``[v6]:port``, of a socket address."""
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 def _ttl_from(anc: list[tuple[int, int, bytes]]) -> int:
@@ -157,7 +135,7 @@ async def serve(
 ) -> ReflectorStats:
     """Run the reflector until ``stop`` is set (or forever)."""
     host, port = split_hostport(listen, 862)
-    refl = Reflector(parse_networks(allow), **limits)
+    refl = Reflector(AllowList(allow), **limits)
     sock = open_socket(host, port)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -168,18 +146,19 @@ async def serve(
                 data, anc, _flags, addr = sock.recvmsg(65535, 64)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # e.g. ICMP errors surfaced on the socket
-                log.debug("recvmsg: %s", e)
+            except OSError:  # e.g. ICMP errors surfaced on the socket
+                refl.dropped.count("recv_error", time.monotonic())
                 return
-            reply = refl.handle(data, addr[0], _ttl_from(anc), time.monotonic())
+            now = time.monotonic()
+            reply = refl.handle(data, addr[0], _ttl_from(anc), now)
             if reply is not None:
                 try:
                     sock.sendto(reply, addr)
-                except OSError as e:
-                    log.debug("sendto %s: %s", addr, e)
+                except OSError:
+                    refl.dropped.count("send_error", now)
 
     loop.add_reader(sock.fileno(), on_readable)
-    log.info("reflector listening on %s:%d, allow %s", host, sock.getsockname()[1], ",".join(allow))
+    log.info("reflector listening on %s, allow %s", hostport(sock.getsockname()), refl.allow)
     if ready is not None:
         ready.set()
     try:
@@ -187,22 +166,17 @@ async def serve(
     finally:
         loop.remove_reader(sock.fileno())
         sock.close()
+        refl.dropped.flush(time.monotonic(), force=True)
     return refl.stats
 
 
-#: ``--allow CIDR`` (repeatable) for the central far ends; loopback only unless told.
-allow_option = click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    default=["127.0.0.0/8", "::1/128"],
-    show_default=True,
-    help="Source CIDR allowed to use this server (repeatable).",
-)
-
-
 @click.command("reflector")
-@click.option("--listen", default="0.0.0.0:862", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--listen",
+    default="0.0.0.0:862",
+    show_default=True,
+    help="HOST:PORT to listen on ([::]:862 for IPv6 and IPv4).",
+)
 @allow_option
 @click.option("--max-pps", default=2000.0, show_default=True, help="Packets/s per source.")
 @click.option("--max-kbps", default=20000.0, show_default=True, help="kbit/s per source.")
@@ -244,7 +218,7 @@ def reflector_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [
+        tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(
                 serve(
                     listen,

@@ -1,0 +1,207 @@
+"""Guards shared by netready's central UDP servers (``reflector``, ``responder``). Sans-IO.
+
+- ``AllowList``: the source CIDRs a server answers (IPv4 and IPv6 prefixes; an IPv4-mapped
+  IPv6 source, as a dual-stack ``[::]`` socket reports it, is checked as the IPv4 address).
+  Sources outside it get no answer at all.
+- ``Bucket`` and ``SourceLimiter``: token buckets per source and over all sources, in
+  memory bounded by the number of sources tracked.
+- ``CookieJar``: stateless address-validation cookies, as DTLS HelloVerifyRequest
+  (RFC 6347 §4.2.1) and QUIC Retry (RFC 9000 §8.1) use them: before a server sends anything
+  large to an address, the address echoes a cookie only a receiver there could have read.
+  The cookie is an HMAC (server-side random key) over the source address and port, a time
+  bucket and the request it answers, so the server keeps no state for unproven addresses.
+- ``CountedLog``: hostile or refused traffic is counted by reason and logged as at most one
+  summary line per interval, never one line per packet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from netready.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: What the central servers answer unless told: loopback only.
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
+
+
+def parse_networks(cidrs: Sequence[str]) -> list[Network]:
+    """CIDRs (``10.0.0.0/8``, ``2001:db8::/32``, a bare address) -> networks; ConfigError."""
+    nets = []
+    for c in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(c, strict=False))
+        except ValueError:
+            raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
+    return nets
+
+
+class AllowList:
+    """The sources a server answers."""
+
+    def __init__(self, cidrs: Sequence[str]):
+        self.networks: list[Network] = parse_networks(cidrs)
+
+    def allows(self, host: str) -> bool:
+        """Is ``host`` (an address as ``recvfrom`` gives it, maybe with ``%scope``) inside?"""
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in n for n in self.networks)
+
+    def __str__(self) -> str:
+        return ",".join(str(n) for n in self.networks)
+
+
+@dataclass
+class Bucket:
+    """A token bucket: ``rate`` tokens/s, at most ``burst``; ``take`` spends if it can."""
+
+    rate: float
+    burst: float
+    tokens: float
+    last: float
+
+    def take(self, n: float, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+class SourceLimiter:
+    """Packets/s and bits/s per source (burst: one second's worth) and bits/s over all
+    sources (burst: ``total_burst_s`` seconds' worth). A packet passes only if every
+    bucket has room; nothing is spent from the later buckets when an earlier one is empty.
+    At most ``max_sources`` sources are tracked (then all are forgotten: bounded memory)."""
+
+    def __init__(
+        self,
+        pps: float,
+        kbps: float,
+        total_kbps: float,
+        *,
+        total_burst_s: float = 0.25,
+        max_sources: int = 10_000,
+    ):
+        self.pps = pps
+        self.bps = kbps * 1000
+        self.total_bps = total_kbps * 1000
+        self.total_burst_s = total_burst_s
+        self.max_sources = max_sources
+        self._sources: dict[str, tuple[Bucket, Bucket]] = {}
+        self._total: Bucket | None = None
+
+    def take(self, host: str, nbytes: int, now: float) -> bool:
+        pps, bps = self._sources.get(host) or self._new(host, now)
+        if self._total is None:
+            burst = self.total_bps * self.total_burst_s
+            self._total = Bucket(self.total_bps, burst, burst, now)
+        bits = nbytes * 8
+        return pps.take(1, now) and bps.take(bits, now) and self._total.take(bits, now)
+
+    def _new(self, host: str, now: float) -> tuple[Bucket, Bucket]:
+        if len(self._sources) >= self.max_sources:
+            self._sources.clear()
+        b = (
+            Bucket(self.pps, self.pps, self.pps, now),
+            Bucket(self.bps, self.bps, self.bps, now),
+        )
+        self._sources[host] = b
+        return b
+
+
+class CookieJar:
+    """Stateless cookies proving that a source address receives what is sent to it.
+
+    ``issue(addr, request, now)`` -> a 32-hex-digit cookie: the time bucket (u32) and the
+    first 12 bytes of HMAC-SHA256(key, bucket | host | port | request). ``check`` accepts
+    it for the same address, port and request during the bucket it was issued in and the
+    next one (``bucket_s`` to 2 x ``bucket_s``). ``now`` is a monotonic clock, so wall-clock
+    steps do not matter; the key is random per process, so a restart voids old cookies.
+    """
+
+    HEX_LEN = 32
+
+    def __init__(self, key: bytes | None = None, bucket_s: float = 30.0):
+        self.key = key or os.urandom(32)
+        self.bucket_s = bucket_s
+
+    def _mac(self, bucket: int, addr: Any, request: bytes) -> bytes:
+        head = f"{bucket}|{addr[0]}|{addr[1]}|".encode()
+        return hmac.new(self.key, head + request, hashlib.sha256).digest()[:12]
+
+    def issue(self, addr: Any, request: bytes, now: float) -> str:
+        bucket = int(now // self.bucket_s) & 0xFFFFFFFF
+        return (bucket.to_bytes(4, "big") + self._mac(bucket, addr, request)).hex()
+
+    def check(self, cookie: str, addr: Any, request: bytes, now: float) -> bool:
+        if len(cookie) != self.HEX_LEN:
+            return False
+        try:
+            raw = bytes.fromhex(cookie)
+        except ValueError:
+            return False
+        bucket = int.from_bytes(raw[:4], "big")
+        age = (int(now // self.bucket_s) - bucket) & 0xFFFFFFFF
+        return age <= 1 and hmac.compare_digest(raw[4:], self._mac(bucket, addr, request))
+
+
+class CountedLog:
+    """Counts events (dropped or refused packets) by reason; logs at most one line per
+    ``interval_s``: the counts since the last line. The first event after a quiet interval
+    is logged at once (with its count), the rest are summed into the next line.
+    ``totals`` keeps every count since start (for statistics)."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval_s: float = 60.0):
+        self.logger = logger
+        self.what = what
+        self.interval_s = interval_s
+        self.totals: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()
+        self._last: float | None = None
+
+    def count(self, reason: str, now: float) -> None:
+        self.totals[reason] += 1
+        self._pending[reason] += 1
+        self.flush(now)
+
+    def flush(self, now: float, *, force: bool = False) -> None:
+        if not self._pending:
+            return
+        if not force and self._last is not None and now - self._last < self.interval_s:
+            return
+        n = sum(self._pending.values())
+        span = "" if self._last is None else f" in {now - self._last:.1f} s"
+        parts = ", ".join(f"{k}={v}" for k, v in sorted(self._pending.items()))
+        self.logger.warning("%s: %d packets dropped or refused%s: %s", self.what, n, span, parts)
+        self._pending.clear()
+        self._last = now
+
+
+#: ``--allow CIDR`` (repeatable) for the central servers; loopback only unless told.
+allow_option = click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    default=list(DEFAULT_ALLOW),
+    show_default=True,
+    help="Source CIDR (IPv4 or IPv6) allowed to use this server (repeatable); "
+    "other sources get no answer at all.",
+)
