@@ -53,7 +53,7 @@ NO_RAW = (
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    target: str = Field(description="host name or IP address (no port)")
+    target: str = Field(description="host name or IP address (no port); IPv6 bare or [bracketed]")
     count: int = Field(20, ge=1, le=100_000)
     interval_s: float = Field(0.2, ge=0.001, le=60)
     timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
@@ -64,7 +64,9 @@ class Spec(BaseModel):
     @classmethod
     def _target(cls, v: str) -> str:
         v = v.strip()
-        if not v or any(c in v for c in " /") or v.count(":") == 1:
+        if v.startswith("[") and v.endswith("]"):  # [2001:db8::1], as HOST:PORT targets write it
+            v = v[1:-1]
+        if not v or any(c in v for c in " /[]") or v.count(":") == 1:
             raise ValueError(f"{v!r}: give a host name or IP address without a port")
         return v
 

@@ -27,7 +27,8 @@ duration_s              float  send duration
 ======================  =====  ==========================================================
 
 A reflector that never answers gives ``result=timeout``; a refused port (ICMP unreachable)
-``result=refused``; an unresolvable name ``result=unreachable``.
+``result=refused``; an unresolvable name or an address with no route ``result=unreachable``.
+IPv4 and IPv6 (``[2001:db8::1]:862``, ``[fe80::1%eth0]:862``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from probes import twamp
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    target: str = Field(description="reflector HOST:PORT (default port 862)")
+    target: str = Field(description="reflector HOST:PORT or [IPv6]:PORT (default port 862)")
     duration_s: float = Field(15.0, gt=0, le=3600)
     rate_pps: float = Field(50.0, gt=0, le=10_000)
     size: int = Field(
@@ -216,9 +217,17 @@ async def measure(spec: Spec) -> Trace | tuple[str, str]:
     except socket.gaierror as e:
         return "unreachable", f"cannot resolve {host}: {e.strerror}"
     fam, _, _, _, addr = infos[0]
-    transport, proto = await loop.create_datagram_endpoint(_Proto, family=fam, remote_addr=addr)
+    # Our own connected socket: asyncio's remote_addr takes only (host, port), but an IPv6
+    # address from getaddrinfo is (host, port, flowinfo, scope_id).
+    sock = socket.socket(fam, socket.SOCK_DGRAM)
     try:
-        sock = transport.get_extra_info("socket")
+        sock.setblocking(False)
+        sock.connect(addr)
+    except OSError as e:
+        sock.close()
+        return "unreachable", f"cannot reach {spec.target}: {e.strerror or e}"
+    transport, proto = await loop.create_datagram_endpoint(_Proto, sock=sock)
+    try:
         if spec.dscp:
             if fam == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, spec.dscp << 2)

@@ -10,7 +10,9 @@ from netready.output import format_option
 
 @click.command("rtt")
 @click.option(
-    "--target", required=True, help="Reflector HOST:PORT (TWAMP-light, default port 862)."
+    "--target",
+    required=True,
+    help="Reflector HOST:PORT or [IPv6]:PORT (TWAMP-light, default port 862).",
 )
 @click.option(
     "--duration",

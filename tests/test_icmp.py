@@ -41,9 +41,10 @@ def test_summarise_by_hand() -> None:
     assert f["ipdv_p95_ms"] == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("target", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("target", ["127.0.0.1", "::1", "[::1]", "localhost"])
 def test_loopback_echo(target: str) -> None:
-    r = ping(target=target, count=50, interval_s=0.002, timeout_s=1)
+    """IPv4 and ICMPv6 echo; ``[::1]`` is written as HOST:PORT targets write IPv6."""
+    r = ping(target=target, count=50, interval_s=0.002, timeout_s=1, dscp=46)
     assert r.ok and r.tags["method"] == "icmp" and r.measurement == "rtt"
     assert r.fields["sent"] == 50 and r.fields["received"] == 50
     assert r.fields["loss_pct"] == 0.0
@@ -79,6 +80,18 @@ def test_without_raw_socket_permission_is_a_failed_record() -> None:
     assert rec["tags"]["result"] == "error" and "CAP_NET_RAW" in rec["fields"]["reason"]
     assert "Traceback" not in cp.stderr and cp.stderr.count("\n") == 1
     assert "CAP_NET_RAW" in cp.stderr
+
+
+def test_cli_ipv6_target_json() -> None:
+    res = CliRunner().invoke(
+        icmp.icmp_command,
+        ["--target", "[::1]", "--count", "3", "--interval", "0.01", "--format", "json"],
+    )
+    assert res.exit_code == 0, res.output
+    (rec,) = json.loads(res.stdout)
+    assert rec["tags"]["target"] == "::1" and rec["fields"]["received"] == 3
+    res = CliRunner().invoke(icmp.icmp_command, ["--target", "[::1]:80"])
+    assert res.exit_code == 2 and "without a port" in res.stderr
 
 
 def test_unanswered_and_bad_target() -> None:

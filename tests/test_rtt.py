@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 import struct
 import subprocess
@@ -23,12 +25,11 @@ def udp_port() -> int:
 
 
 async def with_reflector(
-    port: int, allow: list[str], **limits: float
+    port: int, allow: list[str], host: str = "127.0.0.1", **limits: float
 ) -> tuple[asyncio.Task, asyncio.Event]:  # type: ignore[type-arg]
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        reflector.serve(f"127.0.0.1:{port}", allow, ready=ready, stop=stop, **limits)
-    )
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    task = asyncio.create_task(reflector.serve(listen, allow, ready=ready, stop=stop, **limits))
     await ready.wait()
     return task, stop
 
@@ -312,3 +313,120 @@ def test_one_record_per_15s_window_split_correctly() -> None:
     assert [
         f["sent"] for _, f in rtt.windows(rtt.Trace(send[:160], replies[:160], 16.0), 15.0)
     ] == [160]
+
+
+# --------------------------------------------------------------------------- IPv6
+
+
+def udp6_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_rtt_probe_over_ipv6_loopback() -> None:
+    """``--target "[::1]:port"`` was a TypeError (a 4-tuple address for asyncio)."""
+    port = udp6_port()
+
+    async def main() -> tuple[list, reflector.ReflectorStats]:  # type: ignore[type-arg]
+        task, stop = await with_reflector(port, ["::1/128"], host="::1")
+        spec = rtt.Spec(target=f"[::1]:{port}", duration_s=0.5, rate_pps=100, dscp=46)
+        recs = await rtt.run(Context(), spec)
+        stop.set()
+        return recs, await task
+
+    recs, st = asyncio.run(main())
+    (rec,) = recs
+    assert rec.ok and rec.fields["sent"] == 50 and rec.fields["received"] == 50
+    assert st.reflected == 50 and 0 < rec.fields["rtt_p50_ms"] < 50
+
+
+def test_cli_rtt_over_ipv6_and_unreachable_port() -> None:
+    port = udp6_port()
+    p = subprocess.Popen(
+        ["netready", "reflector", "--listen", f"[::1]:{port}"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert "listening on [::1]:" in p.stderr.readline()  # type: ignore[union-attr]
+        r = subprocess.run(
+            [
+                *("netready", "probe", "rtt", "--target", f"[::1]:{port}"),
+                *("--duration", "0.5", "--rate", "20", "--format", "json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    import json
+
+    assert json.loads(r.stdout)[0]["fields"]["received"] == 10
+    r = subprocess.run(  # nothing listens on port 9: a record, not a traceback
+        ["netready", "probe", "rtt", "--target", "[::1]:9", "--duration", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "port unreachable" in r.stderr
+
+
+def test_dual_stack_reflector_and_ipv6_allow_list() -> None:
+    """Listening on [::]: IPv4 clients (v4-mapped) are checked against IPv4 prefixes and
+    their TTL is reflected; an IPv6 prefix admits ::1 and not 127.0.0.1."""
+    port = udp6_port()
+
+    def ask(host: str) -> bytes | None:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(twamp.pack_sender(1, twamp.ntp_now(), 64), (host, port))
+            try:
+                return s.recv(2048)
+            except TimeoutError:
+                return None
+
+    async def main(allow: list[str]) -> tuple[bytes | None, bytes | None]:
+        task, stop = await with_reflector(port, allow, host="::")
+        v4 = await asyncio.to_thread(ask, "127.0.0.1")
+        v6 = await asyncio.to_thread(ask, "::1")
+        stop.set()
+        await task
+        return v4, v6
+
+    v4, v6 = asyncio.run(main(["127.0.0.0/8"]))
+    assert v4 is not None and len(v4) == 64 and v6 is None
+    assert v4[40] == 64  # the IPv4 client's TTL, read on the IPv6 socket
+    v4, v6 = asyncio.run(main(["::1/128"]))
+    assert v4 is None and v6 is not None and len(v6) == 64 and v6[40] == 64
+
+
+def test_reflector_logs_hostile_traffic_as_counted_summaries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Silent to the sender, and never one log line per packet: one summary with counts."""
+    port = udp_port()
+    caplog.set_level(logging.INFO, logger="netready.reflector")
+
+    async def main() -> reflector.ReflectorStats:
+        task, stop = await with_reflector(port, ["192.0.2.0/24"])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(500):
+            s.sendto(twamp.pack_sender(1, twamp.ntp_now(), 64), ("127.0.0.1", port))
+            if i % 50 == 49:
+                await asyncio.sleep(0.01)  # within the socket buffer
+        await asyncio.sleep(0.3)
+        s.close()
+        stop.set()
+        return await task
+
+    st = asyncio.run(main())
+    assert st.denied == 500 and st.reflected == 0
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert (
+        len(lines) <= 2
+        and sum(int(n) for n in re.findall(r"not_allowed=(\d+)", "".join(lines))) == 500
+    )
