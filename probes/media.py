@@ -16,15 +16,21 @@ use differences only; the RTT comes from an echo carried in every packet (the se
 received peer timestamp and how long it held it, as in NTP/TWAMP), measured *under the load
 of the call*. MOS uses one-way latency = RTT p50 / 2.
 
-Wire protocol (version 1, all integers big-endian), one UDP socket per call:
+Wire protocol (version 2, all integers big-endian), one UDP socket per call:
 
     header  = "NRM" version:u8 kind:u8 stream:u8 pad:u16 sid:u32 seq:u32
               send_ns:u64 echo_ns:u64 hold_us:u32 frame:u32          (40 bytes)
     kind 1  = media: header + zero padding up to the packet size
-    kind 2  = control: "NRM" version:u8 kind:u8 + JSON object (hello/accept/reject/stop/stats)
+    kind 2  = control: "NRM" version:u8 kind:u8 + JSON object
+              (hello/retry/accept/reject/stop/stats; requests are ``Hello`` and ``Stop``)
 
-The sans-IO core is ``trace_stats`` (arrivals in, per-direction statistics out) and
-``evaluate`` (statistics in, rubric verdict out); the asyncio edge is ``run_call``.
+A hello is first answered with ``retry {sid, cookie}`` (no larger than the hello); the probe
+repeats the hello with the cookie, proving it receives at its address, and only then does
+the responder accept and stream (``probes/media_responder.py``).
+
+The sans-IO core is ``RxTrace``/``trace_stats`` (received packets in, per-direction
+statistics out, in memory bounded by the declared schedule) and ``evaluate`` (statistics
+in, rubric verdict out); the asyncio edge is ``run_call``.
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ import socket
 import struct
 import sys
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -56,7 +63,7 @@ from netready.records import Record, failure, now_ms
 
 # --------------------------------------------------------------------------- profiles
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the hello is answered with a cookie (retry) first
 MAGIC = b"NRM"
 KIND_MEDIA = 1
 KIND_CONTROL = 2
@@ -115,6 +122,17 @@ def frame_packets(frame: int, video_kbps: float, keyframes: bool = True) -> list
     return [max(HEADER_SIZE, base + (1 if i < extra else 0)) for i in range(n)]
 
 
+def schedule_packets(video_kbps: float, duration_s: float, keyframes: bool = True) -> int:
+    """At most how many packets (audio + video) one direction of a call sends in
+    ``duration_s`` (``send_stream``'s schedule): what a receiver sizes its trace for."""
+    audio = math.ceil(duration_s * 1e9 / AUDIO_INTERVAL_NS) + 1
+    frames = math.ceil(duration_s * FPS) + 1
+    key = frames // KEYFRAME_EVERY + 1 if keyframes else 0
+    per_key = len(frame_packets(0, video_kbps, keyframes))
+    per_frame = len(frame_packets(1, video_kbps, keyframes))
+    return audio + key * per_key + (frames - key) * per_frame
+
+
 # --------------------------------------------------------------------------- wire format
 
 
@@ -144,27 +162,102 @@ def pack_control(msg: dict[str, Any]) -> bytes:
     )
 
 
+#: Largest control request (hello, stop) a responder reads; a hello with hmac and cookie is
+#: about 330 bytes. Replies (``stats``) may be larger and nest one level.
+MAX_CONTROL = 1024
+
+
+def request_problem(data: bytes) -> str | None:
+    """Cheap checks of a control request before any parsing: None if it may be one, else
+    why not: ``oversized`` (over ``MAX_CONTROL`` bytes) or ``nested`` (not one flat JSON
+    object: requests carry no arrays and no objects inside)."""
+    if len(data) > MAX_CONTROL:
+        return "oversized"
+    body = data[5:]
+    if not body.startswith(b"{") or body.count(b"{") != 1 or b"[" in body:
+        return "nested"
+    return None
+
+
 def parse_control(data: bytes) -> dict[str, Any] | None:
-    """The JSON object of a control datagram, or None if it is not one."""
+    """The JSON object of a control datagram, or None if it is not one. Never raises: at
+    most 8 objects or arrays in all are parsed (no recursion bomb)."""
     if len(data) < 6 or data[:3] != MAGIC or data[4] != KIND_CONTROL:
         return None
+    body = data[5:]
+    if body.count(b"{") + body.count(b"[") > 8:
+        return None
     try:
-        msg = json.loads(data[5:])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        msg = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int digits
         return None
     return msg if isinstance(msg, dict) else None
 
 
+def canonical(msg: dict[str, Any], without: Sequence[str] = ("hmac",)) -> bytes:
+    """The canonical JSON of ``msg`` (sorted keys, no spaces) without the keys ``without``."""
+    body = {k: v for k, v in msg.items() if k not in without}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
 def sign(msg: dict[str, Any], secret: str) -> str:
-    """HMAC-SHA256 (hex) over the canonical JSON of ``msg`` without its ``hmac`` key."""
-    body = {k: v for k, v in msg.items() if k != "hmac"}
-    canon = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-    return hmac.new(secret.encode(), canon, hashlib.sha256).hexdigest()
+    """HMAC-SHA256 (hex) over the canonical JSON of ``msg`` without its ``hmac`` key: every
+    session parameter, the nonce, the time and the responder's cookie."""
+    return hmac.new(secret.encode(), canonical(msg), hashlib.sha256).hexdigest()
 
 
 def verify(msg: dict[str, Any], secret: str) -> bool:
     mac = msg.get("hmac")
     return isinstance(mac, str) and hmac.compare_digest(mac, sign(msg, secret))
+
+
+MAX_VIDEO_KBPS = 100_000.0  # bounds of the wire schema; a responder's own caps are lower
+MAX_DURATION_S = 3600.0
+
+
+class Hello(BaseModel):
+    """A session request, checked strictly (JSON types as sent, bounds on every number,
+    no unknown keys) before a responder does anything with it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    op: Literal["hello"]
+    v: int
+    sid: int = Field(ge=1, le=0xFFFFFFFF)
+    profile: ProfileName | None = None
+    video_kbps: float = Field(gt=0, le=MAX_VIDEO_KBPS, allow_inf_nan=False)
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    dscp_audio: int = Field(46, ge=0, le=63)
+    dscp_video: int = Field(34, ge=0, le=63)
+    keyframes: bool = True
+    keyframe_offset: int = Field(0, ge=0, lt=60)
+    nonce: str = Field("", max_length=64, pattern=r"^[0-9a-f]*$")
+    time: float = Field(0.0, ge=0, le=1e11, allow_inf_nan=False)
+    hmac: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    cookie: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+
+
+class Stop(BaseModel):
+    """The end of the upstream: how much the probe sent, over what span (its clock)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    op: Literal["stop"]
+    v: int
+    sid: int = Field(ge=1, le=0xFFFFFFFF)
+    sent: int = Field(ge=0, le=0xFFFFFFFF)
+    first_ns: int = Field(0, ge=0, le=0xFFFFFFFFFFFFFFFF)
+    last_ns: int = Field(0, ge=0, le=0xFFFFFFFFFFFFFFFF)
+    duration_s: float | None = Field(None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    sent_kbps: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
+    late_p95_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
+
+
+def first_error(e: Any) -> str:
+    """``field: message`` of a pydantic ValidationError's first error, one short line."""
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ())) or "request"
+    return f"{loc}: {err.get('msg', 'invalid')}"[:80]
 
 
 # --------------------------------------------------------------------------- sans-IO stats
@@ -221,35 +314,208 @@ class DirectionStats:
 
 
 def _send_times(
-    seqs: Sequence[int], send: dict[int, int], sent: int, span: tuple[int, int] | None
-) -> list[float]:
-    """Send time of every sequence number 0..sent-1: measured when received, otherwise
-    interpolated between the nearest received neighbours (or the sender's first/last send)."""
-    known = sorted((s, send[s]) for s in seqs)
-    if span is not None:
-        first, last = span
-        if not known or known[0][0] != 0:
-            known.insert(0, (0, first))
-        if known[-1][0] != sent - 1:
-            known.append((sent - 1, last))
-    if not known:
-        return [0.0] * sent
-    out: list[float] = []
-    j = 0
+    kind: bytearray, send_ns: Sequence[int], sent: int, span: tuple[int, int] | None
+) -> array[float]:
+    """Send time (ns) of every sequence number 0..sent-1: measured when received
+    (``kind[s]`` non-zero), otherwise interpolated between the nearest received neighbours
+    (or the sender's first/last send time, ``span``). One pass; no per-packet objects."""
+    n = min(sent, len(kind))
+
+    def anchors() -> Iterator[tuple[int, int]]:
+        last = -1
+        if span is not None and not (n > 0 and kind[0]):
+            yield 0, span[0]
+            last = 0
+        for s in range(n):
+            if kind[s]:
+                yield s, send_ns[s]
+                last = s
+        if span is not None and last != sent - 1:
+            yield sent - 1, span[1]
+
+    it = anchors()
+    cur = next(it, None)
+    if cur is None:
+        return array("d", bytes(8 * sent))
+    nxt = next(it, None)
+    out = array("d")
     for s in range(sent):
-        while j + 1 < len(known) and known[j + 1][0] <= s:
-            j += 1
-        a, ta = known[j]
-        if s == a or j + 1 >= len(known) or s < a:
+        while nxt is not None and nxt[0] <= s:
+            cur, nxt = nxt, next(it, None)
+        a, ta = cur
+        if s == a or nxt is None or s < a:
             out.append(float(ta))
         else:
-            b, tb = known[j + 1]
+            b, tb = nxt
             out.append(ta + (tb - ta) * (s - a) / (b - a))
     return out
 
 
+class RxTrace:
+    """The receive side of one direction of a call, fed one packet at a time (``add``), in
+    memory bounded by ``capacity`` sequence numbers whatever the packets' size.
+
+    Kept per sequence number: whether and on which stream it arrived, its send and
+    receive time and its RTT sample (25 bytes), and its place in the arrival order
+    (4 bytes). Nothing is kept for a duplicate or a sequence number outside
+    0..capacity-1 (both counted). The responder sizes ``capacity`` from the session's
+    declared schedule (``schedule_packets``), so a session's memory is at most
+    ``BYTES_PER_PACKET`` x that. ``stats(sent, ...)`` is ``trace_stats``: packets with a
+    sequence number >= ``sent`` are left out, except from the duplicate, byte and DSCP
+    counts, which are kept as packets arrive (a sender on its schedule sends none).
+    """
+
+    BYTES_PER_PACKET = 29
+
+    def __init__(self, capacity: int):
+        self.capacity = max(0, capacity)
+        self.kind = bytearray()  # per seq: 0 not received, else 1 + stream
+        self.send_ns = array("Q")
+        self.recv_ns = array("Q")
+        self.rtt_ms = array("d")  # per seq: NaN when the packet carried no usable echo
+        self.order = array("I")  # first arrivals, in arrival order
+        self.tos: Counter[tuple[int, int]] = Counter()  # (stream, DSCP) of first arrivals
+        self.bytes = 0  # UDP payload of first arrivals
+        self.arrivals = 0
+        self.duplicates = 0
+        self.out_of_range = 0
+
+    def _grow(self, seq: int) -> None:
+        have = len(self.kind)
+        k = min(self.capacity, max(seq + 1, 2 * have, 256)) - have
+        self.kind.extend(bytes(k))
+        zeros = bytes(8 * k)
+        self.send_ns.frombytes(zeros)
+        self.recv_ns.frombytes(zeros)
+        self.rtt_ms.frombytes(zeros)
+
+    def add(
+        self,
+        seq: int,
+        stream: int,
+        send_ns: int,
+        recv_ns: int,
+        size: int,
+        tos: int | None = None,
+        echo_ns: int = 0,
+        hold_ns: int = 0,
+    ) -> None:
+        self.arrivals += 1
+        if not 0 <= seq < self.capacity:
+            self.out_of_range += 1
+            return
+        if seq >= len(self.kind):
+            self._grow(seq)
+        if self.kind[seq]:
+            self.duplicates += 1
+            return
+        self.kind[seq] = 1 + min(stream, 254)
+        self.send_ns[seq] = send_ns
+        self.recv_ns[seq] = recv_ns
+        rtt = (recv_ns - echo_ns - hold_ns) / 1e6 if echo_ns else math.nan
+        self.rtt_ms[seq] = rtt if 0 <= rtt < 60_000 else math.nan
+        self.order.append(seq)
+        self.bytes += size
+        if tos is not None:
+            self.tos[(stream, tos >> 2)] += 1
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the per-packet arrays (what grows with the packet count)."""
+        return (
+            len(self.kind)
+            + sum(a.itemsize * len(a) for a in (self.send_ns, self.recv_ns, self.rtt_ms))
+            + self.order.itemsize * len(self.order)
+        )
+
+    def stats(
+        self,
+        sent: int,
+        duration_s: float,
+        *,
+        send_span_ns: tuple[int, int] | None = None,
+        dscp_audio: int | None = None,
+        dscp_video: int | None = None,
+        window_s: float = 15.0,
+        burst_window_ms: float = 200.0,
+    ) -> DirectionStats:
+        """Statistics of this direction once ``sent`` packets were sent (see ``trace_stats``)."""
+        kind, send, recv = self.kind, self.send_ns, self.recv_ns
+        n = min(max(sent, 0), len(kind))
+        received = n - kind.count(0, 0, n)
+        st = DirectionStats(sent=sent, received=received, duplicates=self.duplicates)
+        if sent <= 0:
+            return st
+        order: Sequence[int] = self.order
+        if max(order, default=-1) >= sent:
+            order = array("I", (s for s in order if s < sent))
+        st.loss_pct = 100.0 * (sent - received) / sent
+        st.reorder_pct = stats.reorder_pct(order)
+        if duration_s > 0:
+            st.achieved_kbps = self.bytes * 8 / duration_s / 1000.0
+        # Loss in time windows: every packet sent, with interpolated send times for lost ones.
+        times = _send_times(kind, send, sent, send_span_ns)
+        got = [s < n and kind[s] != 0 for s in range(sent)]
+        st.loss_15s_worst_pct = stats.worst_window_loss_pct(times, got, window_s * 1e9)
+        st.burst_loss_200ms_worst_pct = stats.worst_window_loss_pct(
+            times, got, burst_window_ms * 1e6
+        )
+        st.max_burst_lost = stats.max_burst(got)
+        del times, got
+        if not received:
+            return st
+        audio_kind, video_kind = 1 + STREAM_AUDIO, 1 + STREAM_VIDEO
+        # RFC 3550 jitter in arrival order; the 15 s windows (by arrival) of the audio's.
+        ja, jv = stats.RunningJitter(), stats.RunningJitter()
+        win: dict[int, list[float]] = {}
+        t0: int | None = None
+        for s in order:
+            k = kind[s]
+            if k == audio_kind:
+                j = ja.add(send[s] / 1e6, recv[s] / 1e6)
+                if j is not None:
+                    if t0 is None:
+                        t0 = recv[s]
+                    acc = win.setdefault(int((recv[s] - t0) // (window_s * 1e9)), [0.0, 0.0])
+                    acc[0] += j
+                    acc[1] += 1
+            elif k == video_kind:
+                jv.add(send[s] / 1e6, recv[s] / 1e6)
+        if ja.n:
+            st.jitter_rfc3550_ms = ja.mean
+            st.jitter_rfc3550_15s_worst_ms = max(a / b for a, b in win.values())
+            by_seq = array(
+                "d", ((recv[s] - send[s]) / 1e6 for s in range(n) if kind[s] == audio_kind)
+            )
+            st.ipdv_p95_ms = stats.percentile([abs(x) for x in stats.ipdv(by_seq)], 95)
+        if jv.n:
+            st.video_jitter_rfc3550_ms = jv.mean
+        delays = array("d", ((recv[s] - send[s]) / 1e6 for s in range(n) if kind[s]))
+        dmin = min(delays)
+        st.pdv_p95_ms = stats.percentile([x - dmin for x in delays], 95)
+        del delays
+        rtt = self.rtt_ms
+        rtts = array("d", (rtt[s] for s in range(n) if kind[s] and not math.isnan(rtt[s])))
+        st.rtt_samples = len(rtts)
+        st.rtt_p50_ms = stats.percentile(rtts, 50)
+        st.rtt_p95_ms = stats.percentile(rtts, 95)
+        tos_a = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_AUDIO})
+        tos_v = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_VIDEO})
+        if tos_a:
+            st.dscp_audio_rx = tos_a.most_common(1)[0][0]
+        if tos_v:
+            st.dscp_video_rx = tos_v.most_common(1)[0][0]
+        checks = []
+        if tos_a and dscp_audio is not None:
+            checks.append(tos_a.get(dscp_audio, 0) == sum(tos_a.values()))
+        if tos_v and dscp_video is not None:
+            checks.append(tos_v.get(dscp_video, 0) == sum(tos_v.values()))
+        if checks:
+            st.dscp_preserved = all(checks)
+        return st
+
+
 def trace_stats(
-    arrivals: Sequence[Arrival],
+    arrivals: Iterable[Arrival],
     sent: int,
     duration_s: float,
     *,
@@ -265,75 +531,21 @@ def trace_stats(
     over ``duration_s`` seconds; ``send_span_ns`` is the sender's first and last send time
     (its clock), used to place trailing/leading losses in time. Jitter, IPDV and the 15 s
     jitter windows use the audio stream (the packets every 20 ms that MOS is about); loss,
-    burst loss and reorder use every packet; PDV uses every packet.
+    burst loss and reorder use every packet; PDV uses every packet. Packets with a sequence
+    number >= ``sent`` are ignored. The same as feeding an ``RxTrace`` packet by packet.
     """
-    first: dict[int, Arrival] = {}
-    order: list[int] = []
-    dup = 0
+    rx = RxTrace(sent)
     for a in arrivals:
-        if a.seq >= sent or a.seq in first:
-            dup += a.seq in first
-            continue
-        first[a.seq] = a
-        order.append(a.seq)
-    st = DirectionStats(sent=sent, received=len(first), duplicates=dup)
-    if sent <= 0:
-        return st
-    st.loss_pct = 100.0 * (sent - len(first)) / sent
-    st.reorder_pct = stats.reorder_pct(order)
-    if duration_s > 0:
-        st.achieved_kbps = sum(a.size for a in first.values()) * 8 / duration_s / 1000.0
-    # Loss in time windows: every packet sent, with interpolated send times for lost ones.
-    times = _send_times(order, {s: a.send_ns for s, a in first.items()}, sent, send_span_ns)
-    got = [s in first for s in range(sent)]
-    st.loss_15s_worst_pct = stats.worst_window_loss_pct(times, got, window_s * 1e9)
-    st.burst_loss_200ms_worst_pct = stats.worst_window_loss_pct(times, got, burst_window_ms * 1e6)
-    st.max_burst_lost = stats.max_burst(got)
-    if not first:
-        return st
-    recv_list = [first[s] for s in order]
-    audio = [a for a in recv_list if a.stream == STREAM_AUDIO]
-    video = [a for a in recv_list if a.stream == STREAM_VIDEO]
-    if len(audio) >= 2:
-        _, series = stats.rfc3550_jitter(
-            [a.send_ns / 1e6 for a in audio], [a.recv_ns / 1e6 for a in audio]
-        )
-        st.jitter_rfc3550_ms = sum(series) / len(series)
-        t0 = audio[1].recv_ns
-        win: dict[int, list[float]] = {}
-        for a, j in zip(audio[1:], series, strict=True):
-            win.setdefault(int((a.recv_ns - t0) // (window_s * 1e9)), []).append(j)
-        st.jitter_rfc3550_15s_worst_ms = max(sum(v) / len(v) for v in win.values())
-        by_seq = sorted(audio, key=lambda a: a.seq)
-        d = stats.ipdv([(a.recv_ns - a.send_ns) / 1e6 for a in by_seq])
-        st.ipdv_p95_ms = stats.percentile([abs(x) for x in d], 95)
-    if len(video) >= 2:
-        _, vs = stats.rfc3550_jitter(
-            [a.send_ns / 1e6 for a in video], [a.recv_ns / 1e6 for a in video]
-        )
-        st.video_jitter_rfc3550_ms = sum(vs) / len(vs)
-    delays = [(a.recv_ns - a.send_ns) / 1e6 for a in recv_list]
-    dmin = min(delays)
-    st.pdv_p95_ms = stats.percentile([x - dmin for x in delays], 95)
-    rtts = [(a.recv_ns - a.echo_ns - a.hold_ns) / 1e6 for a in recv_list if a.echo_ns]
-    rtts = [r for r in rtts if 0 <= r < 60_000]
-    st.rtt_samples = len(rtts)
-    st.rtt_p50_ms = stats.percentile(rtts, 50)
-    st.rtt_p95_ms = stats.percentile(rtts, 95)
-    tos_a = Counter(a.tos >> 2 for a in audio if a.tos is not None)
-    tos_v = Counter(a.tos >> 2 for a in video if a.tos is not None)
-    if tos_a:
-        st.dscp_audio_rx = tos_a.most_common(1)[0][0]
-    if tos_v:
-        st.dscp_video_rx = tos_v.most_common(1)[0][0]
-    checks = []
-    if tos_a and dscp_audio is not None:
-        checks.append(tos_a.get(dscp_audio, 0) == sum(tos_a.values()))
-    if tos_v and dscp_video is not None:
-        checks.append(tos_v.get(dscp_video, 0) == sum(tos_v.values()))
-    if checks:
-        st.dscp_preserved = all(checks)
-    return st
+        rx.add(a.seq, a.stream, a.send_ns, a.recv_ns, a.size, a.tos, a.echo_ns, a.hold_ns)
+    return rx.stats(
+        sent,
+        duration_s,
+        send_span_ns=send_span_ns,
+        dscp_audio=dscp_audio,
+        dscp_video=dscp_video,
+        window_s=window_s,
+        burst_window_ms=burst_window_ms,
+    )
 
 
 # --------------------------------------------------------------------------- rubric gates
@@ -530,6 +742,8 @@ async def send_stream(
     absolute deadline t0 + k * interval; we sleep until it). ``addr`` None = connected."""
     res = result if result is not None else SendResult()
     fam = sock.family
+    if fam == socket.AF_INET6 and addr is not None and addr[0].startswith("::ffff:"):
+        fam = socket.AF_INET  # an IPv4 client of a dual-stack socket: IP_TOS, not TCLASS
     cm_a = _tos_cmsg(fam, dscp_audio << 2)
     cm_v = _tos_cmsg(fam, dscp_video << 2)
     t0 = time.monotonic_ns() + int(start_delay_s * 1e9)
@@ -637,7 +851,8 @@ async def run_call(
     sock = open_media_socket(fam)
     clock = Clock()
     echo = Echo()
-    arrivals: list[Arrival] = []
+    # what the responder's downstream sends at most (the same schedule as ours)
+    down = RxTrace(schedule_packets(profile.video_kbps, duration_s, keyframes) + 64)
     control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     errors: list[OSError] = []
     sid = secrets.randbits(32) or 1
@@ -658,13 +873,11 @@ async def run_call(
                     continue
                 recv_ns, tos = clock.from_cmsg(anc)
                 _sid, seq, stream, send_ns, echo_ns, hold_us, _frame = m
-                arrivals.append(
-                    Arrival(seq, stream, send_ns, recv_ns, len(data), tos, echo_ns, hold_us * 1000)
-                )
+                down.add(seq, stream, send_ns, recv_ns, len(data), tos, echo_ns, hold_us * 1000)
                 echo.peer_send_ns, echo.local_recv_ns = send_ns, recv_ns
                 continue
             msg = parse_control(data)
-            if msg is not None and msg.get("sid") == sid:
+            if msg is not None and msg.get("sid") == sid and control.qsize() < 64:
                 control.put_nowait(msg)
 
     async def exchange(
@@ -714,14 +927,27 @@ async def run_call(
             "dscp_audio": dscp_audio,
             "dscp_video": dscp_video,
             "keyframes": keyframes,
-            "keyframe_offset": keyframe_offset,
+            "keyframe_offset": keyframe_offset % KEYFRAME_EVERY,
             "nonce": secrets.token_hex(8),
             "time": time.time(),
         }
-        if secret:
-            hello["hmac"] = sign(hello, secret)
         tries = max(1, math.ceil(timeout_s))
-        reply = await exchange(hello, {"accept", "reject"}, tries, timeout_s / tries)
+        # hello -> retry {cookie} -> hello + cookie -> accept | reject (address validation)
+        req = hello
+        for _ in range(3):
+            if secret:
+                req["hmac"] = sign(req, secret)
+            reply = await exchange(req, {"accept", "reject", "retry"}, tries, timeout_s / tries)
+            if reply["op"] != "retry":
+                break
+            cookie = reply.get("cookie")
+            if not isinstance(cookie, str):
+                raise CallFailed("refused", f"responder {host}:{port} sent a retry without cookie")
+            req = {k: v for k, v in hello.items() if k != "hmac"} | {"cookie": cookie}
+        else:
+            raise CallFailed(
+                "refused", f"responder {host}:{port} kept asking for a new cookie (3 retries)"
+            )
         if reply["op"] == "reject":
             code = reply.get("code", "refused")
             raise CallFailed(
@@ -764,9 +990,8 @@ async def run_call(
         down_stats = None
         if down_info.get("sent"):
             span = (int(down_info.get("first_ns", 0)), int(down_info.get("last_ns", 0)))
-            down_stats = trace_stats(
-                arrivals,
-                int(down_info["sent"]),
+            down_stats = down.stats(
+                min(int(down_info["sent"]), down.capacity),  # no more than the schedule
                 duration_s,
                 send_span_ns=span if span[0] else None,
                 dscp_audio=dscp_audio,

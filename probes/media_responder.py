@@ -1,67 +1,106 @@
 """The media responder (``netready responder``): the far end of an emulated video call.
 
-Protocol version 1 (see ``probes/media.py`` for the packet format), all on one UDP port:
+Protocol version 2 (see ``probes/media.py`` for the packet format), all on one UDP port:
 
 1. probe -> ``hello`` {v, sid, profile, video_kbps, duration_s, dscp_audio, dscp_video,
-   keyframes, keyframe_offset, nonce, time, [hmac]}; the responder answers ``accept`` {sid}
-   or ``reject`` {sid, code: refused | auth_failed | link_busy, reason} and, on accept,
-   starts sending the downstream call stream (same profile, DSCP marks and key-frame phase)
-   to the probe's address at once.
-2. the probe sends its upstream; the responder timestamps every packet on arrival (kernel
-   timestamp), keeps its sequence number, send timestamp, size and received TOS.
-3. probe -> ``stop`` {sid, sent, first_ns, last_ns, duration_s}; the responder stops its
+   keyframes, keyframe_offset, nonce, time, [hmac]}; the responder answers
+   ``retry`` {sid, cookie}: a stateless cookie (``probes/guard.py`` CookieJar: an HMAC with
+   a random key of its own over the source address and port, a 30 s time bucket and the
+   hello's session parameters), in a datagram no larger than the hello.
+2. probe -> the same hello with ``cookie`` (and, with a secret, ``hmac`` over all of it):
+   the source has proven it receives at its address. Only now does the responder check
+   its capacity, answer ``accept`` {sid} or ``reject`` {sid, code: refused | auth_failed |
+   link_busy, reason}, and on accept start the downstream call stream (same profile, DSCP
+   marks and key-frame phase) to the probe's address.
+3. the probe sends its upstream; the responder timestamps every packet on arrival (kernel
+   timestamp) into an ``RxTrace`` sized for the session's declared schedule.
+4. probe -> ``stop`` {sid, sent, first_ns, last_ns, duration_s}; the responder stops its
    downstream and answers ``stats`` {sid, up: receive statistics of the upstream (the same
    ``trace_stats`` the probe uses), down: {sent, bytes, first_ns, last_ns, sent_kbps,
    late_p95_ms}}. ``stop`` is idempotent (the same ``stats`` again), so the probe retries it.
 
-Protections: sources outside ``allow`` are refused; with a ``secret`` the hello must carry
-HMAC-SHA256 over its canonical JSON, a ``time`` within 300 s of ours and a fresh ``nonce``;
-per-session and total bandwidth caps are checked at admission (a session's rate is its
-declared profile rate) and enforced on the upstream (a session sending more than twice its
-declared rate is ended); a session lasts at most ``max_duration_s`` (+ 30 s grace).
+Protections, in the order a datagram meets them:
+
+- size first: a truncated datagram or a request over ``MAX_CONTROL`` bytes is dropped, then
+  cheap checks: a request must be one flat JSON object (no nesting) — all before parsing
+  and before the allow-list;
+- sources outside ``allow`` get no answer at all;
+- the request is validated strictly (``Hello``/``Stop`` pydantic models: JSON types as
+  sent, finite numbers within bounds, no unknown keys); with a ``secret`` the hello must
+  carry HMAC-SHA256 over its canonical JSON, a ``time`` within 300 s of ours and a fresh
+  ``nonce``. Until the cookie comes back, every answer (retry, reject) is no larger than
+  the request it answers, and nothing else is sent: no reflection, no amplification;
+- admission (for a proven address): duration, per-session and total bandwidth caps (a
+  session's rate is its declared profile rate), sessions per source and in total;
+- during the session: a session sending more than twice its declared rate is ended
+  (policed); the downstream stops when nothing came from the probe for ``CONSENT_S``
+  (consent freshness, as RFC 7675); a session lasts at most ``max_duration_s`` (+ 30 s);
+- control replies are rate-limited per source and in total (token buckets);
+- memory per session is bounded by its declared schedule (``RxTrace``), whatever the size
+  or sequence numbers of the packets sent to it;
+- dropped or refused packets are counted by reason and logged as one summary line per
+  minute (``CountedLog``), never one line per packet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from netready.errors import NetreadyError
 from netready.inventory import split_hostport
+from probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, allow_option
 from probes.media import (
+    KIND_CONTROL,
+    KIND_MEDIA,
+    MAGIC,
     MEDIA_PROFILES,
     PROTOCOL_VERSION,
-    Arrival,
     Clock,
     Echo,
+    Hello,
+    RxTrace,
     SendResult,
+    Stop,
+    canonical,
+    first_error,
     open_media_socket,
     pack_control,
     parse_control,
     parse_media,
+    request_problem,
+    schedule_packets,
     send_stream,
-    trace_stats,
     verify,
 )
-from probes.reflector import allow_option, parse_networks
+from probes.reflector import hostport
 
 log = logging.getLogger("netready.media_responder")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_WINDOW_S = 300.0
 GRACE_S = 30.0
 POLICE_FACTOR = 2.0
+CONSENT_S = 5.0  # downstream stops after this long without a packet from the probe
+RECV_BUF = 2048  # bytes read per datagram; a longer one is truncated and dropped
+#: Most packets one session's upstream trace may hold (x RxTrace.BYTES_PER_PACKET = 44 MB);
+#: the default caps (20 Mbit/s for 300 s) need 0.64 M.
+MAX_SESSION_PACKETS = 1_500_000
+#: Control replies per source (packets/s and kbit/s, one second of burst) and in total.
+REPLY_PPS = 256.0
+REPLY_KBPS = 2048.0
+REPLY_TOTAL_KBPS = 20_000.0
 
 
 @dataclass
@@ -73,8 +112,9 @@ class Session:
     dscp_audio: int
     dscp_video: int
     started: float
+    rx: RxTrace
+    last_rx: float = 0.0
     echo: Echo = field(default_factory=Echo)
-    arrivals: list[Arrival] = field(default_factory=list)
     rx_bytes: int = 0
     send: SendResult = field(default_factory=SendResult)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,6 +124,10 @@ class Session:
     drops0: int = 0
     finishing: bool = False
     finisher: asyncio.Task[None] | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.stats is None and not self.policed
 
 
 class MediaResponder:
@@ -97,78 +141,87 @@ class MediaResponder:
         max_mbps_session: float = 20.0,
         max_mbps_total: float = 200.0,
         max_duration_s: float = 300.0,
+        max_sessions_per_source: int = 64,
+        max_sessions: int = 1000,
+        log_interval_s: float = 60.0,
     ):
         self.host, self.port = split_hostport(listen, 5004)
-        self.allow = parse_networks(allow)
+        self.allow = AllowList(allow)
         self.secret = secret or None
         self.max_kbps_session = max_mbps_session * 1000
         self.max_kbps_total = max_mbps_total * 1000
         self.max_duration_s = max_duration_s
+        self.max_sessions_per_source = max_sessions_per_source
+        self.max_sessions = max_sessions
         self.sessions: dict[tuple[Any, int], Session] = {}
         self.nonces: dict[str, float] = {}
+        self.cookies = CookieJar()
+        self.limiter = SourceLimiter(REPLY_PPS, REPLY_KBPS, REPLY_TOTAL_KBPS, total_burst_s=1.0)
+        self.events = CountedLog(log, "media responder", log_interval_s)
         self.clock = Clock()
         self.sock: socket.socket | None = None
-        self.counters = {
-            "refused": 0,
-            "auth_failed": 0,
-            "busy": 0,
-            "sessions": 0,
-            "policed": 0,
-            "dropped": 0,
-        }
+        self.counters: Counter[str] = Counter(
+            refused=0, auth_failed=0, busy=0, sessions=0, policed=0, dropped=0, cookies=0
+        )
         self._gc: asyncio.Task[None] | None = None
 
-    # -- admission
+    # -- admission (pure: no I/O, no state change)
 
-    def allowed(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in n for n in self.allow)
-
-    def admit(self, msg: dict[str, Any], host: str, now_wall: float) -> tuple[str, str] | None:
-        """None to accept, else (code, reason). Pure: no I/O, no state change."""
-        if not self.allowed(host):
-            return "refused", f"source {host} is not in the responder's allow-list"
+    def check_hello(self, msg: dict[str, Any], now_wall: float) -> Hello | tuple[str, str]:
+        """The validated hello, or (code, reason): protocol version, the strict schema,
+        and with a secret its HMAC, time and nonce."""
         if msg.get("v") != PROTOCOL_VERSION:
             return "refused", (
                 f"protocol version {msg.get('v')!r} not supported "
                 f"(responder speaks {PROTOCOL_VERSION})"
             )
+        try:
+            hello = Hello.model_validate(msg)
+        except ValidationError as e:
+            return "refused", f"malformed hello: {first_error(e)}"
         if self.secret is not None:
-            if "hmac" not in msg:
+            if hello.hmac is None:
                 return "auth_failed", "the responder requires a shared secret (no hmac sent)"
             if not verify(msg, self.secret):
                 return "auth_failed", "bad hmac: wrong shared secret"
-            t = msg.get("time")
-            if not isinstance(t, (int, float)) or abs(now_wall - t) > AUTH_WINDOW_S:
+            if abs(now_wall - hello.time) > AUTH_WINDOW_S:
                 return "auth_failed", f"request time is more than {AUTH_WINDOW_S:g} s off"
-            if msg.get("nonce") in self.nonces:
+            if hello.nonce in self.nonces:
                 return "auth_failed", "replayed request (nonce seen before)"
-        try:
-            kbps = float(msg["video_kbps"]) + MEDIA_PROFILES["sd"].audio_kbps
-            dur = float(msg["duration_s"])
-            int(msg["sid"])
-            int(msg.get("keyframe_offset", 0))
-            if not (kbps > 0 and dur > 0):
-                raise ValueError
-            for k in ("dscp_audio", "dscp_video"):
-                if not 0 <= int(msg.get(k, 0)) <= 63:
-                    raise ValueError
-        except (KeyError, TypeError, ValueError):
-            return "refused", "malformed hello"
-        if dur > self.max_duration_s:
+        return hello
+
+    def capacity(self, hello: Hello) -> int:
+        """Upstream packets the session may hold state for: its declared schedule."""
+        dur = min(hello.duration_s, self.max_duration_s)
+        return schedule_packets(hello.video_kbps, dur, hello.keyframes) + 64
+
+    def admit(self, hello: Hello, host: str) -> tuple[str, str] | None:
+        """None to accept a validated hello from a proven address, else (code, reason)."""
+        kbps = hello.video_kbps + MEDIA_PROFILES["sd"].audio_kbps
+        if hello.duration_s > self.max_duration_s:
             return "refused", (
-                f"duration {dur:g} s exceeds the responder's limit {self.max_duration_s:g} s"
+                f"duration {hello.duration_s:g} s exceeds the responder's limit "
+                f"{self.max_duration_s:g} s"
             )
         if kbps > self.max_kbps_session:
             return "refused", (
                 f"{kbps:.0f} kbit/s exceeds the per-session cap {self.max_kbps_session:.0f} kbit/s"
             )
-        total = sum(s.kbps for s in self.sessions.values() if s.stats is None)
+        if self.capacity(hello) > MAX_SESSION_PACKETS:
+            return "refused", (
+                f"session too large: more than {MAX_SESSION_PACKETS} packets in "
+                f"{hello.duration_s:g} s"
+            )
+        live = [s for s in self.sessions.values() if s.live]
+        mine = sum(1 for s in live if s.addr[0] == host)
+        if mine >= self.max_sessions_per_source:
+            return "link_busy", (
+                f"responder busy: {host} already has {mine} sessions "
+                f"(the per-source cap is {self.max_sessions_per_source})"
+            )
+        if len(live) >= self.max_sessions:
+            return "link_busy", f"responder busy: {len(live)} sessions (the cap)"
+        total = sum(s.kbps for s in live)
         if total + kbps > self.max_kbps_total:
             return "link_busy", (
                 f"responder busy: {total:.0f} + {kbps:.0f} kbit/s exceeds "
@@ -184,12 +237,16 @@ class MediaResponder:
         fam, _, _, _, addr = infos[0]
         s = open_media_socket(fam)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(addr)
+        try:
+            s.bind(addr)
+        except OSError:
+            s.close()
+            raise
         self.sock = s
         loop.add_reader(s.fileno(), self._on_readable)
         self._gc = asyncio.create_task(self._gc_loop())
         bound = s.getsockname()
-        log.info("media responder listening on %s:%d", bound[0], bound[1])
+        log.info("media responder listening on %s, allow %s", hostport(bound), self.allow)
         return bound[0], bound[1]
 
     async def close(self) -> None:
@@ -204,13 +261,30 @@ class MediaResponder:
                 asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+        self.events.flush(time.monotonic(), force=True)
 
-    def _send_control(self, msg: dict[str, Any], addr: Any) -> None:
+    def _send(self, msg: dict[str, Any], addr: Any, now: float, limit: int | None = None) -> bool:
+        """Send one control message. ``limit``: the size of the request it answers, for an
+        address not yet proven (a reason is shortened to fit, else nothing is sent)."""
         assert self.sock is not None
+        data = pack_control(msg)
+        if limit is not None:
+            while len(data) > limit and msg.get("reason"):
+                reason = msg["reason"]
+                msg = {**msg, "reason": reason[: max(0, len(reason) - (len(data) - limit))]}
+                data = pack_control(msg)
+            if len(data) > limit:  # e.g. a hello smaller than its answer: no answer
+                self.events.count("request_too_small", now)
+                return False
+        if not self.limiter.take(addr[0], len(data), now):
+            self.events.count("reply_rate_limited", now)
+            return False
         try:
-            self.sock.sendto(pack_control(msg), addr)
-        except OSError as e:
-            log.debug("sendto %s: %s", addr, e)
+            self.sock.sendto(data, addr)
+        except OSError:
+            self.events.count("send_error", now)
+            return False
+        return True
 
     def _on_readable(self) -> None:
         sock = self.sock
@@ -218,121 +292,166 @@ class MediaResponder:
             return
         for _ in range(1024):
             try:
-                data, anc, _f, addr = sock.recvmsg(2048, 256)
+                data, anc, flags, addr = sock.recvmsg(RECV_BUF, 256)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:
-                log.debug("recvmsg: %s", e)
+            except OSError:
+                self.events.count("recv_error", time.monotonic())
                 continue
-            m = parse_media(data)
-            if m is not None:
-                sess = self.sessions.get((addr, m[0]))
-                if sess is None or sess.stats is not None or sess.policed:
-                    self.counters["dropped"] += 1
-                    continue
-                recv_ns, tos = self.clock.from_cmsg(anc)
-                _sid, seq, stream, send_ns, echo_ns, hold_us, _frame = m
-                sess.arrivals.append(
-                    Arrival(seq, stream, send_ns, recv_ns, len(data), tos, echo_ns, hold_us * 1000)
-                )
-                sess.echo.peer_send_ns, sess.echo.local_recv_ns = send_ns, recv_ns
-                sess.rx_bytes += len(data)
-                continue
-            msg = parse_control(data)
-            if msg is not None:
-                self._control(msg, addr)
+            now = time.monotonic()
+            if flags & socket.MSG_TRUNC:
+                self.events.count("oversized", now)
+            elif len(data) < 5 or data[:3] != MAGIC:
+                self.events.count("not_ours", now)
+            elif data[4] == KIND_MEDIA:
+                self._media(data, anc, addr, now)
+            elif data[4] == KIND_CONTROL:
+                self._request(data, addr, now)
+            else:
+                self.events.count("not_ours", now)
 
-    def _control(self, msg: dict[str, Any], addr: Any) -> None:
+    def _media(self, data: bytes, anc: list[tuple[int, int, bytes]], addr: Any, now: float) -> None:
+        m = parse_media(data)
+        sess = self.sessions.get((addr, m[0])) if m is not None else None
+        if m is None or sess is None or not sess.live:
+            self.counters["dropped"] += 1  # stragglers after a stop are normal: not logged
+            return
+        recv_ns, tos = self.clock.from_cmsg(anc)
+        _sid, seq, stream, send_ns, echo_ns, hold_us, _frame = m
+        sess.rx.add(seq, stream, send_ns, recv_ns, len(data), tos, echo_ns, hold_us * 1000)
+        sess.echo.peer_send_ns, sess.echo.local_recv_ns = send_ns, recv_ns
+        sess.rx_bytes += len(data)
+        sess.last_rx = now
+
+    def _request(self, data: bytes, addr: Any, now: float) -> None:
+        """A control request: size and shape first, then the allow-list, then parsing."""
+        why = request_problem(data)
+        if why is not None:
+            self.events.count(why, now)
+            return
+        if not self.allow.allows(addr[0]):
+            self.events.count("not_allowed", now)
+            return
+        msg = parse_control(data)
+        if msg is None:
+            self.events.count("bad_json", now)
+            return
         op = msg.get("op")
+        if op == "hello":
+            self._hello(msg, len(data), addr, now)
+        elif op == "stop":
+            self._stop(msg, addr, now)
+        else:
+            self.events.count("bad_op", now)
+
+    def _hello(self, msg: dict[str, Any], size: int, addr: Any, now: float) -> None:
         sid = msg.get("sid")
-        if not isinstance(sid, int):
+        if type(sid) is not int or not 1 <= sid <= 0xFFFFFFFF:
+            self.events.count("malformed", now)  # nothing to address an answer to
             return
         key = (addr, sid)
-        if op == "hello":
-            if key in self.sessions:  # a retransmitted hello: answer again
-                self._send_control({"op": "accept", "v": PROTOCOL_VERSION, "sid": sid}, addr)
-                return
-            bad = self.admit(msg, addr[0], time.time())
-            if bad is not None:
-                code, reason = bad
-                self.counters["busy" if code == "link_busy" else code] += 1
-                log.info("refused %s: %s", addr[0], reason)
-                self._send_control(
-                    {
-                        "op": "reject",
-                        "v": PROTOCOL_VERSION,
-                        "sid": sid,
-                        "code": code,
-                        "reason": reason,
-                    },
-                    addr,
-                )
-                return
-            if self.secret is not None:
-                self.nonces[str(msg.get("nonce"))] = time.monotonic()
-            video_kbps = float(msg["video_kbps"])
-            sess = Session(
-                sid,
-                addr,
-                video_kbps + MEDIA_PROFILES["sd"].audio_kbps,
-                float(msg["duration_s"]),
-                int(msg.get("dscp_audio", 46)),
-                int(msg.get("dscp_video", 34)),
-                time.monotonic(),
-                drops0=self.clock.drops,
-            )
-            self.sessions[key] = sess
-            self.counters["sessions"] += 1
-            self._send_control({"op": "accept", "v": PROTOCOL_VERSION, "sid": sid}, addr)
-            assert self.sock is not None
-            sess.task = asyncio.create_task(
-                send_stream(
-                    self.sock,
-                    addr,
-                    sid,
-                    video_kbps,
-                    sess.duration_s,
-                    sess.echo,
-                    dscp_audio=sess.dscp_audio,
-                    dscp_video=sess.dscp_video,
-                    keyframes=bool(msg.get("keyframes", True)),
-                    keyframe_offset=int(msg.get("keyframe_offset", 0)) % 60,
-                    stop=sess.stop,
-                    result=sess.send,
-                )
-            )
-            return
         found = self.sessions.get(key)
-        if found is None:
+        if found is not None:  # a retransmitted hello of a proven address: answer again
+            found.last_rx = now
+            self._send({"op": "accept", "v": PROTOCOL_VERSION, "sid": sid}, addr, now)
             return
-        if op == "stop":
-            if found.stats is not None:
-                self._send_control(found.stats, addr)
-            elif not found.finishing:
-                found.finishing = True
-                found.finisher = asyncio.create_task(self._finish(found, msg, addr))
+        checked = self.check_hello(msg, time.time())
+        if isinstance(checked, tuple):
+            self._reject(sid, *checked, addr, now, limit=size)
+            return
+        hello = checked
+        params = canonical(msg, ("hmac", "cookie"))
+        if hello.cookie is None or not self.cookies.check(hello.cookie, addr, params, now):
+            if hello.cookie is not None:
+                self.events.count("stale_cookie", now)
+            self.counters["cookies"] += 1
+            cookie = self.cookies.issue(addr, params, now)
+            retry = {"op": "retry", "v": PROTOCOL_VERSION, "sid": sid, "cookie": cookie}
+            self._send(retry, addr, now, limit=size)
+            return
+        # The source has proven it receives at addr: admission, then the session.
+        bad = self.admit(hello, addr[0])
+        if bad is not None:
+            self._reject(sid, *bad, addr, now)
+            return
+        if self.secret is not None:
+            self.nonces[hello.nonce] = now
+        assert self.sock is not None
+        sess = Session(
+            sid,
+            addr,
+            hello.video_kbps + MEDIA_PROFILES["sd"].audio_kbps,
+            hello.duration_s,
+            hello.dscp_audio,
+            hello.dscp_video,
+            now,
+            RxTrace(self.capacity(hello)),
+            last_rx=now,
+            drops0=self.clock.drops,
+        )
+        self.sessions[key] = sess
+        self.counters["sessions"] += 1
+        self._send({"op": "accept", "v": PROTOCOL_VERSION, "sid": sid}, addr, now)
+        sess.task = asyncio.create_task(
+            send_stream(
+                self.sock,
+                addr,
+                sid,
+                hello.video_kbps,
+                sess.duration_s,
+                sess.echo,
+                dscp_audio=sess.dscp_audio,
+                dscp_video=sess.dscp_video,
+                keyframes=hello.keyframes,
+                keyframe_offset=hello.keyframe_offset,
+                stop=sess.stop,
+                result=sess.send,
+            )
+        )
 
-    async def _finish(self, sess: Session, msg: dict[str, Any], addr: Any) -> None:
-        """Let the downstream run to its scheduled end (the probe may stop a hair early),
-        then compute the upstream statistics and answer."""
+    def _reject(
+        self, sid: int, code: str, reason: str, addr: Any, now: float, limit: int | None = None
+    ) -> None:
+        self.counters["busy" if code == "link_busy" else code] += 1
+        self.events.count(f"hello_{code}", now)
+        msg = {"op": "reject", "v": PROTOCOL_VERSION, "sid": sid, "code": code, "reason": reason}
+        self._send(msg, addr, now, limit=limit)
+
+    def _stop(self, msg: dict[str, Any], addr: Any, now: float) -> None:
+        sid = msg.get("sid")
+        found = self.sessions.get((addr, sid)) if type(sid) is int else None
+        if found is None:
+            self.events.count("no_session", now)
+            return
+        found.last_rx = now
+        if found.stats is not None:
+            self._send(found.stats, addr, now)
+            return
+        if found.finishing:
+            return
+        try:
+            stop = Stop.model_validate(msg)
+        except ValidationError:
+            self.events.count("malformed", now)
+            return
+        found.finishing = True
+        found.finisher = asyncio.create_task(self._finish(found, stop, addr))
+
+    async def _finish(self, sess: Session, stop: Stop, addr: Any) -> None:
+        """Let the downstream run to its scheduled end if that is at most a second away
+        (the probe may stop a hair early), else end it now; then compute the upstream
+        statistics and answer."""
         if sess.task is not None and not sess.task.done():
             left = sess.started + sess.duration_s - time.monotonic()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(sess.task), max(0.0, left) + 0.2)
+                await asyncio.wait_for(asyncio.shield(sess.task), min(max(0.0, left), 1.0) + 0.2)
         sess.stop.set()
-        try:
-            sent = int(msg["sent"])
-            span = (int(msg.get("first_ns", 0)), int(msg.get("last_ns", 0)))
-            dur = float(msg.get("duration_s", sess.duration_s))
-        except (KeyError, TypeError, ValueError):
-            sess.finishing = False
-            return
         up = None
         if not sess.policed:
-            up = trace_stats(
-                sess.arrivals,
-                sent,
-                dur,
+            span = (stop.first_ns, stop.last_ns)
+            up = sess.rx.stats(
+                min(stop.sent, sess.rx.capacity),  # never more work than the schedule
+                stop.duration_s or sess.duration_s,
                 send_span_ns=span if span[0] else None,
                 dscp_audio=sess.dscp_audio,
                 dscp_video=sess.dscp_video,
@@ -355,8 +474,8 @@ class MediaResponder:
                 "errors": snd.errors,
             },
         }
-        sess.arrivals = []  # free memory; the summary is kept for retried stops
-        self._send_control(sess.stats, addr)
+        sess.rx = RxTrace(0)  # free the trace; the summary is kept for retried stops
+        self._send(sess.stats, addr, time.monotonic())
 
     async def _gc_loop(self) -> None:
         while True:
@@ -366,20 +485,25 @@ class MediaResponder:
                 age = now - s.started
                 if (
                     age > 1.0
-                    and s.stats is None
-                    and not s.policed
+                    and s.live
                     and (s.rx_bytes * 8 / 1000 / age > POLICE_FACTOR * s.kbps + 200)
                 ):
                     s.policed = True
                     s.stop.set()
+                    s.rx = RxTrace(0)
                     self.counters["policed"] += 1
-                    log.info("session %s from %s exceeds its declared rate: ended", s.sid, key[0])
+                    self.events.count("policed", now)
+                if s.live and not s.stop.is_set() and now - s.last_rx > CONSENT_S:
+                    s.stop.set()  # the probe went quiet: stop streaming at it
+                    self.counters["consent_expired"] += 1
+                    self.events.count("consent_expired", now)
                 if age > min(s.duration_s, self.max_duration_s) + GRACE_S:
                     s.stop.set()
                     del self.sessions[key]
             for n, t in list(self.nonces.items()):
                 if now - t > 2 * AUTH_WINDOW_S:
                     del self.nonces[n]
+            self.events.flush(now)
 
 
 async def serve(
@@ -390,9 +514,18 @@ async def serve(
     max_mbps_total: float = 200,
     ready: asyncio.Event | None = None,
     max_duration_s: float = 300,
+    max_sessions_per_source: int = 64,
 ) -> None:
     """Run a media responder until cancelled."""
-    r = MediaResponder(listen, allow, secret, max_mbps_session, max_mbps_total, max_duration_s)
+    r = MediaResponder(
+        listen,
+        allow,
+        secret,
+        max_mbps_session,
+        max_mbps_total,
+        max_duration_s,
+        max_sessions_per_source=max_sessions_per_source,
+    )
     await r.start()
     if ready is not None:
         ready.set()
@@ -403,7 +536,12 @@ async def serve(
 
 
 @click.command("responder")
-@click.option("--listen", default="0.0.0.0:5004", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--listen",
+    default="0.0.0.0:5004",
+    show_default=True,
+    help="HOST:PORT to listen on ([::]:5004 for IPv6 and IPv4).",
+)
 @allow_option
 @click.option(
     "--secret",
@@ -433,6 +571,13 @@ async def serve(
     type=float,
     help="Longest session accepted, seconds.",
 )
+@click.option(
+    "--max-sessions-per-source",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Concurrent sessions one source address may hold.",
+)
 def responder_command(
     listen: str,
     allow: tuple[str, ...],
@@ -440,6 +585,7 @@ def responder_command(
     max_mbps_session: float,
     max_mbps_total: float,
     max_duration_s: float,
+    max_sessions_per_source: int,
 ) -> None:
     """Answer emulated video calls from `netready probe media` (allowed sources only)."""
     from netready.cli import fail
@@ -448,7 +594,7 @@ def responder_command(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         sec = SecretRef.check(secret).resolve() if secret else None
-        parse_networks(allow)
+        AllowList(allow)
         split_hostport(listen, 5004)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
@@ -469,6 +615,7 @@ def responder_command(
                 max_mbps_session,
                 max_mbps_total,
                 max_duration_s=max_duration_s,
+                max_sessions_per_source=max_sessions_per_source,
             )
 
     try:

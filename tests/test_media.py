@@ -7,26 +7,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from netready import stats
 from netready.records import Record
 from netready.registry import Context
 from probes import media
+from probes import media_responder as mr
+from probes.guard import CookieJar
 from probes.media import Arrival, trace_stats
 from probes.media_responder import MediaResponder, responder_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 MS = 1_000_000  # ns
+V = media.PROTOCOL_VERSION
 
 
 # --------------------------------------------------------------------------- sans-IO
@@ -93,6 +102,153 @@ def test_rtt_from_echo_and_dscp_bleaching() -> None:
     assert st.rtt_p50_ms == pytest.approx(45.0) and st.rtt_p95_ms == pytest.approx(49.5)
     assert st.rtt_samples == 2
     assert st.dscp_preserved is False and st.dscp_audio_rx == 0 and st.dscp_video_rx == 0
+
+
+def _ref_send_times(
+    seqs: Sequence[int], send: dict[int, int], sent: int, span: tuple[int, int] | None
+) -> list[float]:
+    """Send time of every sequence number 0..sent-1: measured when received, otherwise
+    interpolated between the nearest received neighbours (or the sender's first/last send)."""
+    known = sorted((s, send[s]) for s in seqs)
+    if span is not None:
+        first, last = span
+        if not known or known[0][0] != 0:
+            known.insert(0, (0, first))
+        if known[-1][0] != sent - 1:
+            known.append((sent - 1, last))
+    if not known:
+        return [0.0] * sent
+    out: list[float] = []
+    j = 0
+    for s in range(sent):
+        while j + 1 < len(known) and known[j + 1][0] <= s:
+            j += 1
+        a, ta = known[j]
+        if s == a or j + 1 >= len(known) or s < a:
+            out.append(float(ta))
+        else:
+            b, tb = known[j + 1]
+            out.append(ta + (tb - ta) * (s - a) / (b - a))
+    return out
+
+
+def reference_trace_stats(
+    arrivals: Sequence[Arrival],
+    sent: int,
+    duration_s: float,
+    *,
+    send_span_ns: tuple[int, int] | None = None,
+    dscp_audio: int | None = None,
+    dscp_video: int | None = None,
+    window_s: float = 15.0,
+    burst_window_ms: float = 200.0,
+) -> media.DirectionStats:
+    """``trace_stats`` as it was before RxTrace (a list of every arrival), for comparison."""
+    first: dict[int, Arrival] = {}
+    order: list[int] = []
+    dup = 0
+    for a in arrivals:
+        if a.seq >= sent or a.seq in first:
+            dup += a.seq in first
+            continue
+        first[a.seq] = a
+        order.append(a.seq)
+    st = media.DirectionStats(sent=sent, received=len(first), duplicates=dup)
+    if sent <= 0:
+        return st
+    st.loss_pct = 100.0 * (sent - len(first)) / sent
+    st.reorder_pct = stats.reorder_pct(order)
+    if duration_s > 0:
+        st.achieved_kbps = sum(a.size for a in first.values()) * 8 / duration_s / 1000.0
+    # Loss in time windows: every packet sent, with interpolated send times for lost ones.
+    times = _ref_send_times(order, {s: a.send_ns for s, a in first.items()}, sent, send_span_ns)
+    got = [s in first for s in range(sent)]
+    st.loss_15s_worst_pct = stats.worst_window_loss_pct(times, got, window_s * 1e9)
+    st.burst_loss_200ms_worst_pct = stats.worst_window_loss_pct(times, got, burst_window_ms * 1e6)
+    st.max_burst_lost = stats.max_burst(got)
+    if not first:
+        return st
+    recv_list = [first[s] for s in order]
+    audio = [a for a in recv_list if a.stream == media.STREAM_AUDIO]
+    video = [a for a in recv_list if a.stream == media.STREAM_VIDEO]
+    if len(audio) >= 2:
+        _, series = stats.rfc3550_jitter(
+            [a.send_ns / 1e6 for a in audio], [a.recv_ns / 1e6 for a in audio]
+        )
+        st.jitter_rfc3550_ms = sum(series) / len(series)
+        t0 = audio[1].recv_ns
+        win: dict[int, list[float]] = {}
+        for a, j in zip(audio[1:], series, strict=True):
+            win.setdefault(int((a.recv_ns - t0) // (window_s * 1e9)), []).append(j)
+        st.jitter_rfc3550_15s_worst_ms = max(sum(v) / len(v) for v in win.values())
+        by_seq = sorted(audio, key=lambda a: a.seq)
+        d = stats.ipdv([(a.recv_ns - a.send_ns) / 1e6 for a in by_seq])
+        st.ipdv_p95_ms = stats.percentile([abs(x) for x in d], 95)
+    if len(video) >= 2:
+        _, vs = stats.rfc3550_jitter(
+            [a.send_ns / 1e6 for a in video], [a.recv_ns / 1e6 for a in video]
+        )
+        st.video_jitter_rfc3550_ms = sum(vs) / len(vs)
+    delays = [(a.recv_ns - a.send_ns) / 1e6 for a in recv_list]
+    dmin = min(delays)
+    st.pdv_p95_ms = stats.percentile([x - dmin for x in delays], 95)
+    rtts = [(a.recv_ns - a.echo_ns - a.hold_ns) / 1e6 for a in recv_list if a.echo_ns]
+    rtts = [r for r in rtts if 0 <= r < 60_000]
+    st.rtt_samples = len(rtts)
+    st.rtt_p50_ms = stats.percentile(rtts, 50)
+    st.rtt_p95_ms = stats.percentile(rtts, 95)
+    tos_a = Counter(a.tos >> 2 for a in audio if a.tos is not None)
+    tos_v = Counter(a.tos >> 2 for a in video if a.tos is not None)
+    if tos_a:
+        st.dscp_audio_rx = tos_a.most_common(1)[0][0]
+    if tos_v:
+        st.dscp_video_rx = tos_v.most_common(1)[0][0]
+    checks = []
+    if tos_a and dscp_audio is not None:
+        checks.append(tos_a.get(dscp_audio, 0) == sum(tos_a.values()))
+    if tos_v and dscp_video is not None:
+        checks.append(tos_v.get(dscp_video, 0) == sum(tos_v.values()))
+    if checks:
+        st.dscp_preserved = all(checks)
+    return st
+
+
+def test_rxtrace_gives_the_figures_of_the_list_based_trace() -> None:
+    """A bounded-memory RxTrace gives the same statistics as the former list-of-arrivals
+    implementation (kept above as the reference) on traces with loss, bursts, reorder,
+    duplicates, both streams, RTT echoes, DSCP bleaching and stray sequence numbers."""
+    import random
+
+    rng = random.Random(5)
+    for case in range(12):
+        sent = rng.choice([1, 2, 50, 700, 3000])
+        arr: list[Arrival] = []
+        for seq in range(sent):
+            if rng.random() < (0.3 if case % 3 == 0 else 0.02):
+                continue  # lost
+            stream = media.STREAM_AUDIO if rng.random() < 0.3 else media.STREAM_VIDEO
+            send = seq * 5 * MS + rng.randrange(MS)
+            recv = send + 40 * MS + rng.randrange(8 * MS)
+            echo = recv - rng.randrange(1, 80 * MS) if rng.random() < 0.8 else 0
+            tos = rng.choice([46 << 2, 34 << 2, 0, None])
+            arr.append(Arrival(seq, stream, send, recv, rng.randrange(40, 1200), tos, echo, 10_000))
+        rng.shuffle(arr[: len(arr) // 10])  # some reorder
+        arr += [a for a in arr if rng.random() < 0.03]  # duplicates
+        arr.append(Arrival(sent + 5, 0, 0, 0, 0))  # a sequence number never sent
+        span = (0, (sent - 1) * 5 * MS) if case % 2 else None
+        kw = {"send_span_ns": span, "dscp_audio": 46, "dscp_video": 34, "window_s": 1.0}
+        want = reference_trace_stats(arr, sent, sent * 0.005, **kw).to_json()  # type: ignore[arg-type]
+        # as the responder uses it: room for more than was sent (strays inside it)
+        rx = media.RxTrace(sent + 100)
+        for a in [*arr[:3], Arrival(sent + 7, 0, 0, 0, 0), *arr[3:]]:
+            rx.add(a.seq, a.stream, a.send_ns, a.recv_ns, a.size, a.tos, a.echo_ns, a.hold_ns)
+        for got in (
+            trace_stats(arr, sent, sent * 0.005, **kw).to_json(),  # type: ignore[arg-type]
+            rx.stats(sent, sent * 0.005, **kw).to_json(),  # type: ignore[arg-type]
+        ):
+            assert got.keys() == want.keys()
+            for k, v in want.items():
+                assert got[k] == (pytest.approx(v) if isinstance(v, float) else v), (case, k)
 
 
 def test_frame_packets_respect_size_and_rate() -> None:
@@ -177,7 +333,7 @@ def test_admission_is_pure_and_checks_everything() -> None:
     )
     hello = {
         "op": "hello",
-        "v": 1,
+        "v": media.PROTOCOL_VERSION,
         "sid": 7,
         "video_kbps": 1500.0,
         "duration_s": 10,
@@ -186,33 +342,35 @@ def test_admission_is_pure_and_checks_everything() -> None:
         "nonce": "ab",
         "time": 1000.0,
     }
-    signed = {**hello, "hmac": media.sign(hello, "s3cret")}
-    assert r.admit(signed, "10.1.2.3", 1000.0) is None
-    assert r.admit(signed, "127.0.0.1", 1000.0) == (
-        "refused",
-        "source 127.0.0.1 is not in the responder's allow-list",
-    )
-    assert r.admit(signed, "::ffff:10.1.2.3", 1000.0) is None  # v4-mapped source
-    assert r.admit(hello, "10.1.2.3", 1000.0)[0] == "auth_failed"
-    assert r.admit({**hello, "hmac": media.sign(hello, "other")}, "10.1.2.3", 1000.0) == (
+
+    def signed(**kw: object) -> dict[str, object]:
+        m = {**hello, **kw}
+        return {**m, "hmac": media.sign(m, "s3cret")}
+
+    ok = r.check_hello(signed(), 1000.0)
+    assert isinstance(ok, media.Hello) and ok.video_kbps == 1500.0
+    assert r.admit(ok, "10.1.2.3") is None
+    assert r.allow.allows("::ffff:10.1.2.3") and not r.allow.allows("127.0.0.1")
+    assert r.check_hello(hello, 1000.0)[0] == "auth_failed"  # type: ignore[index]
+    assert r.check_hello({**hello, "hmac": media.sign(hello, "other")}, 1000.0) == (
         "auth_failed",
         "bad hmac: wrong shared secret",
     )
-    assert r.admit(signed, "10.1.2.3", 2000.0)[0] == "auth_failed"  # clock skew > 300 s
+    assert r.check_hello(signed(), 2000.0)[0] == "auth_failed"  # type: ignore[index]  # skew
     r.nonces["ab"] = 0.0
-    assert "replayed" in r.admit(signed, "10.1.2.3", 1000.0)[1]
+    assert "replayed" in r.check_hello(signed(), 1000.0)[1]  # type: ignore[index]
     r.nonces.clear()
-    v2 = {**hello, "v": 2}
-    assert "version 2" in r.admit({**v2, "hmac": media.sign(v2, "s3cret")}, "10.1.2.3", 1000)[1]
-    big = {**hello, "video_kbps": 2500.0}
-    assert (
-        "per-session cap"
-        in r.admit({**big, "hmac": media.sign(big, "s3cret")}, "10.1.2.3", 1000.0)[1]
-    )
-    long = {**hello, "duration_s": 61}
-    assert (
-        "limit 60 s" in r.admit({**long, "hmac": media.sign(long, "s3cret")}, "10.1.2.3", 1000.0)[1]
-    )
+    assert "version 1" in r.check_hello(signed(v=1), 1000)[1]  # type: ignore[index]
+    # the HMAC covers every session parameter: change one after signing and it fails
+    assert r.check_hello({**signed(), "video_kbps": 100.0}, 1000.0)[0] == "auth_failed"  # type: ignore[index]
+
+    def admit(**kw: object) -> tuple[str, str] | None:
+        h = r.check_hello(signed(**kw), 1000.0)
+        assert isinstance(h, media.Hello), h
+        return r.admit(h, "10.1.2.3")
+
+    assert "per-session cap" in admit(video_kbps=2500.0)[1]  # type: ignore[index]
+    assert "limit 60 s" in admit(duration_s=61)[1]  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- loopback
@@ -261,6 +419,86 @@ def probe(**kw: object) -> list[Record]:
 
 def by(records: list[Record]) -> dict[str, Record]:
     return {r.tags.get("direction") or r.tags.get("gate") or r.tags["method"]: r for r in records}
+
+
+def handshake(s: socket.socket, hello: dict[str, object], wait: float = 2.0) -> dict[str, Any]:
+    """hello -> retry {cookie} -> hello + cookie -> the answer, on a connected socket."""
+    s.settimeout(wait)
+    s.send(media.pack_control(hello))
+    reply = media.parse_control(s.recv(4096))
+    assert reply is not None
+    if reply["op"] != "retry":
+        return reply
+    s.send(media.pack_control({**hello, "cookie": reply["cookie"]}))
+    answer = media.parse_control(s.recv(4096))
+    assert answer is not None
+    return answer
+
+
+@contextlib.contextmanager
+def responder_thread(allow: list[str], **kw: Any) -> Iterator[MediaResponder]:
+    """A real ``MediaResponder`` on a loopback socket, its event loop in a thread, so the
+    test can talk to it with blocking sockets and read its counters."""
+    loop = asyncio.new_event_loop()
+    r = MediaResponder(f"127.0.0.1:{free_port()}", allow, **kw)
+    up = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(r.start())
+        up.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert up.wait(10)
+    try:
+        yield r
+    finally:
+        asyncio.run_coroutine_threadsafe(r.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
+
+
+def spoof(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> None:
+    """Send one UDP datagram with a forged source address (IP_HDRINCL raw socket)."""
+    from scapy.layers.inet import IP, UDP
+
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        pkt = IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / payload
+        raw.sendto(bytes(pkt), (dst[0], 0))
+
+
+def collect(s: socket.socket, seconds: float) -> list[bytes]:
+    """Every datagram ``s`` receives in the next ``seconds``."""
+    got: list[bytes] = []
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        s.settimeout(min(left, 0.2))
+        with contextlib.suppress(TimeoutError):
+            got.append(s.recv(65535))
+    return got
+
+
+def full_hello(sid: int, **kw: object) -> dict[str, object]:
+    """What ``run_call`` sends (an HD call of 15 s)."""
+    return {
+        "op": "hello",
+        "v": V,
+        "sid": sid,
+        "profile": "hd",
+        "video_kbps": 1500.0,
+        "duration_s": 15.0,
+        "dscp_audio": 46,
+        "dscp_video": 34,
+        "keyframes": True,
+        "keyframe_offset": 0,
+        "nonce": "0123456789abcdef",
+        "time": time.time(),
+        **kw,
+    }
 
 
 def test_loopback_call_both_directions(responder: Callable[..., int]) -> None:
@@ -324,8 +562,8 @@ def test_secret_accepted_refused_and_missing(
 
 def test_refused_by_allow_list_and_caps(responder: Callable[..., int]) -> None:
     port = responder("--allow", "10.0.0.0/8")
-    (r,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5)
-    assert r.result == "refused" and "allow-list" in r.fields["reason"]
+    (r,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5, timeout_s=1)
+    assert r.result == "timeout"  # outside the allow-list: no answer at all
     port = responder("--max-mbps-session", "1", "--max-mbps-total", "2", "--max-duration", "5")
     (r,) = probe(target=f"127.0.0.1:{port}", profile="hd", duration_s=0.5)
     assert r.result == "refused" and "per-session cap" in r.fields["reason"]
@@ -374,10 +612,8 @@ def test_responder_ends_a_session_that_sends_too_much(responder: Callable[..., i
     port = responder()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("127.0.0.1", port))
-        s.settimeout(2)
-        hello = {"op": "hello", "v": 1, "sid": 99, "video_kbps": 100.0, "duration_s": 3}
-        s.send(media.pack_control(hello))
-        assert media.parse_control(s.recv(2048))["op"] == "accept"
+        hello = {**full_hello(99), "video_kbps": 100.0, "duration_s": 3.0}
+        assert handshake(s, hello)["op"] == "accept"
         pad = bytes(1200 - media.HEADER_SIZE)
         t0 = time.monotonic()
         seq = 0
@@ -386,7 +622,7 @@ def test_responder_ends_a_session_that_sends_too_much(responder: Callable[..., i
                 s.send(media.pack_media(99, seq, 1, time.monotonic_ns(), 0, 0, 0) + pad)
                 seq += 1
             time.sleep(0.05)
-        s.send(media.pack_control({"op": "stop", "sid": 99, "sent": seq}))
+        s.send(media.pack_control({"op": "stop", "v": V, "sid": 99, "sent": seq}))
         while True:
             msg = media.parse_control(s.recv(4096))
             if msg and msg["op"] == "stats":
@@ -418,6 +654,240 @@ def test_cli_json_and_bad_input(responder: Callable[..., int]) -> None:
     assert "Traceback" not in res.output
     res = CliRunner().invoke(responder_command, ["--allow", "not-a-cidr"])
     assert res.exit_code == 2 and "not a CIDR" in res.stderr
+
+
+# --------------------------------------------------------------------------- hostile clients
+
+
+def test_spoofed_hello_gets_one_small_cookie_and_no_media(responder: Callable[..., int]) -> None:
+    """A hello with a forged source (127.0.0.9, raw socket) makes the responder send at most
+    one cookie, no larger than the hello, to that address, and never media: not for the
+    75-byte hello asking for 20 Mbit/s for 300 s, not for a probe's hello, not for a hello
+    carrying a cookie the attacker obtained at its own address."""
+    port = responder()
+    dst = ("127.0.0.1", port)
+    tiny = {"op": "hello", "v": V, "sid": 7, "video_kbps": 19900.0, "duration_s": 300.0}
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as own,
+    ):
+        victim.bind(("127.0.0.9", 0))
+        own.connect(dst)
+        own.settimeout(2)
+        h9 = full_hello(9)
+        own.send(media.pack_control(h9))
+        mine = media.parse_control(own.recv(4096)) or {}
+        stolen = {**h9, "cookie": mine.get("cookie", "0" * 32)}
+        sent = {}
+        for msg in (tiny, full_hello(8), stolen):
+            data = media.pack_control(msg)
+            sent[msg["sid"]] = len(data)
+            spoof(victim.getsockname(), dst, data)
+        got = collect(victim, 2.5)
+    assert min(sent.values()) <= 80  # the issue's 75-byte hello
+    assert not [d for d in got if media.parse_media(d)], f"{len(got)} packets to the victim"
+    replies = [media.parse_control(d) for d in got]
+    assert len(got) <= len(sent) and all(r and r["op"] == "retry" for r in replies)
+    for d, r in zip(got, replies, strict=True):
+        assert r is not None and len(d) <= sent[r["sid"]]
+
+
+def test_sources_outside_allow_get_no_answer(responder: Callable[..., int]) -> None:
+    port = responder("--allow", "10.0.0.0/8", "--allow", "2001:db8::/32")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        small = media.pack_control({"op": "hello", "v": V, "sid": 5})  # as the issue's 27 B
+        for data in (small, media.pack_control(full_hello(6)), b"NRM\x02\x02{}"):
+            s.send(data)
+        assert collect(s, 1.0) == []
+
+
+def test_hostile_numbers_are_refused_and_never_admitted() -> None:
+    """Negative, NaN, infinite, absurd or mistyped numbers: a one-line reject (no larger
+    than the request), no session. 50 hellos with video_kbps -50 against a 1 Mbit/s total
+    cap admit nothing (the old responder let them all through)."""
+    bad = {
+        "video_kbps": [-50.0, -1000.0, 0.0, float("nan"), float("inf"), 1e300, "1500", True],
+        "duration_s": [-1.0, float("nan"), 1e9, 0],
+        "dscp_audio": [64, -1, 46.0],
+        "keyframe_offset": [10**12, -5],
+        "keyframes": [1],
+        "sid": [0, 2**40],
+        "profile": ["4k"],
+        "extra": [1],
+    }
+    with responder_thread(["127.0.0.0/8"], max_mbps_total=1) as r:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", r.port))
+            sid = 100
+            for key, values in bad.items():
+                for value in values:
+                    sid += 1
+                    msg = {**full_hello(sid), key: value}
+                    data = media.pack_control(msg)
+                    s.send(data)
+                    got = collect(s, 0.3) if key == "sid" else [s.recv(4096)]
+                    if key == "sid":  # no valid sid: nothing to address an answer to
+                        assert got == [], (key, value)
+                        continue
+                    reply = media.parse_control(got[0])
+                    assert reply and reply["op"] == "reject", (key, value, reply)
+                    assert reply["code"] == "refused" and len(got[0]) <= len(data)
+                    assert reply["reason"].startswith("malformed hello: " + key), reply
+            for i in range(50):  # -50 + 68.8 kbit/s of audio looked like a positive rate
+                answer = handshake(s, {**full_hello(1000 + i), "video_kbps": -50.0})
+                assert answer["op"] == "reject", answer
+            answer = handshake(s, full_hello(2000))  # 1.57 Mbit/s > the 1 Mbit/s cap
+            assert answer["op"] == "reject" and "total cap" in answer["reason"]
+            # a stop claiming 4 billion packets costs no more than the session's schedule
+            short = {**full_hello(3000), "video_kbps": 100.0, "duration_s": 1.0}
+            assert handshake(s, short)["op"] == "accept"
+            t = time.monotonic()
+            s.send(media.pack_control({"op": "stop", "v": V, "sid": 3000, "sent": 2**32 - 1}))
+            stats = [m for m in map(media.parse_control, collect(s, 2.5)) if m]
+        assert r.counters["sessions"] == 1
+        (st,) = [m for m in stats if m["op"] == "stats"]
+        assert st["up"]["sent"] == r.capacity(media.Hello.model_validate(short)) < 400
+        assert time.monotonic() - t < 3
+
+
+def test_per_source_session_cap(responder: Callable[..., int]) -> None:
+    port = responder("--max-sessions-per-source", "2")
+    (r,) = probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=1, calls=3)
+    assert r.result == "link_busy" and "per-source cap is 2" in r.fields["reason"]
+    assert "1 of 3 calls failed" in r.fields["reason"]
+    ok = by(probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=0.5, calls=2))
+    assert ok["up"].ok and ok["down"].ok
+
+
+def test_nested_and_oversized_requests_cost_no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Size first, then the flat-object check, both before the allow-list and before any
+    JSON parsing; a recursion bomb is dropped, not a traceback."""
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(media.json, "loads", lambda b: parsed.append(b) or real_loads(b))
+    head = b"NRM" + bytes([V, media.KIND_CONTROL])
+    nested = head + b"[" * 500 + b"]" * 500
+    deep_obj = head + b'{"op":"hello","a":' + b'{"b":' * 150 + b"1" + b"}" * 151
+    oversized = head + b'{"op":"hello","pad":"' + b"x" * 1100 + b'"}'
+    jumbo = head + b"{" + b" " * 3000 + b"}"  # longer than the responder reads: truncated
+    for allow in (["10.0.0.0/8"], ["127.0.0.0/8"]):
+        with responder_thread(allow) as r, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", r.port))
+            for data in (nested, deep_obj, oversized, jumbo):
+                s.send(data)
+            assert collect(s, 0.5) == []
+            assert r.events.totals == {"nested": 2, "oversized": 2}, r.events.totals
+    assert parsed == []
+
+
+def test_hostile_traffic_is_logged_as_counted_summaries(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="netready.media_responder")
+    with (
+        responder_thread(["10.0.0.0/8"], log_interval_s=0.5) as r,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+    ):
+        s.connect(("127.0.0.1", r.port))
+        for i in range(300):
+            s.send(media.pack_control(full_hello(i + 1)))
+            s.send(b"NRM" + bytes([V, media.KIND_CONTROL]) + b"[[]]")
+            if i % 50 == 0:
+                time.sleep(0.05)
+        time.sleep(0.3)
+    lines = [
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name == "netready.media_responder" and "dropped" in rec.getMessage()
+    ]
+    assert 1 <= len(lines) <= 4, lines
+    counts: Counter[str] = Counter()
+    for line in lines:
+        for k, v in re.findall(r"(\w+)=(\d+)", line):
+            counts[k] += int(v)
+    assert counts == {"not_allowed": 300, "nested": 300}
+    assert all(rec.levelno == logging.WARNING for rec in caplog.records if "dropped" in rec.msg)
+
+
+def test_session_memory_is_bounded_by_its_schedule() -> None:
+    """Upstream state grows with distinct in-schedule packets only (29 bytes each), not
+    with duplicates or sequence numbers beyond the declared schedule; the old responder
+    kept an object per packet (about 200 bytes) whatever it was."""
+    import tracemalloc
+
+    def blast(s: socket.socket, seqs: Iterator[int]) -> None:
+        t0 = time.monotonic()
+        for i, seq in enumerate(seqs):
+            s.send(media.pack_media(77, seq, 1, time.monotonic_ns(), 0, 0, 0))
+            if i % 200 == 199:  # 15,000 packets/s: the responder keeps up
+                time.sleep(max(0.0, t0 + i / 15_000 - time.monotonic()))
+        time.sleep(0.3)
+
+    with (
+        responder_thread(["127.0.0.0/8"]) as r,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+    ):
+        s.connect(("127.0.0.1", r.port))
+        # 19.9 Mbit/s declared: 40-byte packets stay far under the police line
+        hello = {**full_hello(77), "video_kbps": 19_900.0, "duration_s": 60.0}
+        assert handshake(s, hello)["op"] == "accept"
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            blast(s, iter(range(20_000)))
+            distinct = tracemalloc.get_traced_memory()[0] - base
+            base = tracemalloc.get_traced_memory()[0]
+            # duplicates, and sequence numbers far beyond a 60 s schedule (~130,000)
+            hostile = ((i % 20_000, 2**31 + i * 7919, 2**32 - 1 - i)[i % 3] for i in range(40_000))
+            blast(s, hostile)
+            more = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        drops = r.clock.drops
+    assert drops < 6_000, drops  # most of the 60,000 arrived
+    assert distinct < 20_000 * media.RxTrace.BYTES_PER_PACKET * 2.5, distinct
+    assert more < 200_000, more  # 40,000 duplicates / out-of-schedule packets: nothing kept
+
+
+def test_downstream_stops_when_the_probe_goes_quiet(responder: Callable[..., int]) -> None:
+    """Consent freshness: a proven address that stops sending stops receiving."""
+    port = responder()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        hello = {**full_hello(55), "profile": "sd", "video_kbps": 500.0, "duration_s": 30.0}
+        assert handshake(s, hello)["op"] == "accept"
+        early = collect(s, 2.0)
+        time.sleep(mr.CONSENT_S + 2.5 - 2.0)  # the check runs every second
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                s.recv(4096)  # what was queued before the responder stopped
+        late = collect(s, 1.5)
+    assert len(early) > 100 and late == []
+
+
+def test_cookie_jar() -> None:
+    jar = CookieJar(bucket_s=30.0)
+    addr, req = ("10.1.2.3", 4000), b'{"op":"hello"}'
+    c = jar.issue(addr, req, 100.0)
+    assert len(c) == 32 and jar.check(c, addr, req, 100.0) and jar.check(c, addr, req, 89.0 + 30)
+    assert not jar.check(c, ("10.1.2.3", 4001), req, 100.0)  # another port
+    assert not jar.check(c, ("10.1.2.4", 4000), req, 100.0)  # another address
+    assert not jar.check(c, addr, b'{"op":"hello","x":1}', 100.0)  # other parameters
+    assert not jar.check(c, addr, req, 100.0 + 60)  # two buckets later: expired
+    assert not jar.check(c[:-1] + ("0" if c[-1] != "0" else "1"), addr, req, 100.0)
+    assert not CookieJar().check(c, addr, req, 100.0)  # another responder's key
+    assert not jar.check("zz" * 16, addr, req, 100.0)
+
+
+def test_dual_stack_responder_keeps_dscp_for_ipv4_clients(responder: Callable[..., int]) -> None:
+    """Listening on [::], an IPv4 client's downstream is marked with IP_TOS (TCLASS does
+    not apply to v4-mapped destinations)."""
+    port = responder("--allow", "127.0.0.0/8", host="::")
+    recs = by(probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=1))
+    for d in ("up", "down"):
+        f = recs[d].fields
+        assert f["loss_pct"] == 0.0 and f["dscp_preserved"] is True, (d, f)
+        assert f["dscp_audio_rx"] == 46 and f["dscp_video_rx"] == 34
 
 
 # --------------------------------------------------------------------------- the link lab
