@@ -97,10 +97,11 @@ def reorder_pct(seqs: Sequence[int]) -> float | None:
 
 
 def worst_window_loss_pct(
-    sent_times: Sequence[float], received: Sequence[bool], window: float
+    sent_times: Sequence[float], received: Sequence[bool] | bytes, window: float
 ) -> float | None:
     """Worst loss % over fixed windows of ``window`` (same unit as ``sent_times``),
-    aligned to the first send time. ``received[i]`` says whether packet i arrived.
+    aligned to the first send time. ``received[i]`` (true or non-zero) says whether
+    packet i arrived.
     Windows with no packets sent are ignored.
     """
     if not sent_times:
@@ -116,7 +117,7 @@ def worst_window_loss_pct(
     return max(100.0 * lost.get(w, 0) / n for w, n in sent.items())
 
 
-def max_burst(received: Iterable[bool]) -> int:
+def max_burst(received: Iterable[bool] | bytes) -> int:
     """Longest run of consecutive lost packets."""
     best = cur = 0
     for ok in received:

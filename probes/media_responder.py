@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+import numpy  # noqa: F401  # RxTrace.stats uses it: loaded at start, not at the first stop
 from pydantic import ValidationError
 
 from netready.errors import NetreadyError
@@ -123,6 +124,7 @@ class Session:
     policed: bool = False
     drops0: int = 0
     finishing: bool = False
+    computing: bool = False  # the upstream trace is being summarised (in a worker thread)
     finisher: asyncio.Task[None] | None = None
 
     @property
@@ -313,7 +315,7 @@ class MediaResponder:
     def _media(self, data: bytes, anc: list[tuple[int, int, bytes]], addr: Any, now: float) -> None:
         m = parse_media(data)
         sess = self.sessions.get((addr, m[0])) if m is not None else None
-        if m is None or sess is None or not sess.live:
+        if m is None or sess is None or not sess.live or sess.computing:
             self.counters["dropped"] += 1  # stragglers after a stop are normal: not logged
             return
         recv_ns, tos = self.clock.from_cmsg(anc)
@@ -449,7 +451,11 @@ class MediaResponder:
         up = None
         if not sess.policed:
             span = (stop.first_ns, stop.last_ns)
-            up = sess.rx.stats(
+            sess.computing = True
+            # In a worker thread: a long session's summary (0.6 M packets: ~3 s of CPU)
+            # must not stall the event loop that paces every other session's stream.
+            up = await asyncio.to_thread(
+                sess.rx.stats,
                 min(stop.sent, sess.rx.capacity),  # never more work than the schedule
                 stop.duration_s or sess.duration_s,
                 send_span_ns=span if span[0] else None,
@@ -486,6 +492,7 @@ class MediaResponder:
                 if (
                     age > 1.0
                     and s.live
+                    and not s.computing
                     and (s.rx_bytes * 8 / 1000 / age > POLICE_FACTOR * s.kbps + 200)
                 ):
                     s.policed = True
