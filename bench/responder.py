@@ -1,6 +1,6 @@
 """Benchmark: the media responder's memory per session against the packets sent to it.
 
-    .venv/bin/python bench/responder.py [--packets 10000,100000,400000] [--rate 25000]
+    .venv/bin/python bench/responder.py [--packets 10000,100000,400000,630000] [--rate 25000]
 
 Each row starts a fresh responder (``python -m probes.media_responder`` on loopback), opens
 one session the way the probe does (hello, cookie, hello + cookie) declaring the largest
@@ -204,7 +204,9 @@ def former_design_mb(n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--packets", default="10000,100000,400000", help="N per row, comma-separated")
+    ap.add_argument(
+        "--packets", default="10000,100000,400000,630000", help="N per row, comma-separated"
+    )
     ap.add_argument("--rate", type=float, default=25_000.0, help="packets/s sent per session")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally-blocks stop responders
