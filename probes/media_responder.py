@@ -560,14 +560,14 @@ async def serve(
     "--max-mbps-session",
     default=20.0,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help="Bandwidth cap per session (Mbit/s, each direction).",
 )
 @click.option(
     "--max-mbps-total",
     default=200.0,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help="Bandwidth cap over all sessions (Mbit/s, each direction).",
 )
 @click.option(
@@ -575,7 +575,7 @@ async def serve(
     "max_duration_s",
     default=300.0,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help="Longest session accepted, seconds.",
 )
 @click.option(
@@ -594,7 +594,11 @@ def responder_command(
     max_duration_s: float,
     max_sessions_per_source: int,
 ) -> None:
-    """Answer emulated video calls from `netready probe media` (allowed sources only)."""
+    """Answer emulated video calls from `netready probe media` (allowed sources only).
+
+    A hello is first answered with a cookie no larger than itself; media goes only to an
+    address that echoes it (no reflection, no amplification).
+    """
     from netready.cli import fail
     from netready.inventory import SecretRef
 
