@@ -201,6 +201,7 @@ def run_lab(quick: bool) -> int:
                     f"env:{TOKEN_ENV}",
                     "--max-tests",
                     "2",
+                    "--allow-plain-http",  # the lab is a closed network of our own
                 ],
                 stdout=logs,
                 stderr=logs,

@@ -2,7 +2,11 @@
 
 Run it at the central site or on HSCN; site agents run the ``throughput`` probe against it::
 
-    NETREADY_SPEED_TOKEN=... netready serve --listen 0.0.0.0:8080 --token env:NETREADY_SPEED_TOKEN
+    NETREADY_SPEED_TOKEN=... netready serve --listen 0.0.0.0:8443 --token env:NETREADY_SPEED_TOKEN \
+        --tls-cert cert.pem --tls-key key.pem
+
+Plain HTTP is allowed on a loopback address; on any other it needs ``--allow-plain-http``,
+because every request carries the bearer token and plain HTTP shows it to the path.
 
 Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
 ``Authorization: Bearer <token>``, compared in constant time):
@@ -26,24 +30,43 @@ Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
 ``test`` is a client-chosen id (``[A-Za-z0-9_-]{1,64}``) grouping the parallel connections of
 one test; a request without one is a test of its own.
 
-Refusals: no or wrong token -> 401 (``WWW-Authenticate: Bearer``); over a per-client limit
--> 429 with ``Retry-After`` (seconds). Limits are per client address: bit rate (token bucket
-shared by all its connections), bytes per rolling window, concurrent tests, connections per
-test, bytes per request, ping rate. A body that runs past the client's byte allowance is cut
-off (connection closed).
+Refusals: no, wrong or malformed token -> 401 (``WWW-Authenticate: Bearer``); unknown path
+-> 404, wrong method -> 405 (both only with the token); over a per-client limit -> 429 with
+``Retry-After`` (seconds). Limits are per client (a source address; for IPv6 its /64, the
+block one host gets): bit rate (token bucket shared by all its connections), bytes per rolling
+window, concurrent tests, connections per test, bytes per request, ping rate. A body that runs
+past the client's byte allowance is cut off (connection closed).
+
+Connections, before any byte of a request is read (so before the token is checked):
+
+- at most ``max_connections`` open per client; the next one is answered ``429`` (``Retry-After:
+  5``, ``Connection: close``) and closed as soon as it is accepted (a TLS one once its
+  handshake is done);
+- a connection must deliver a complete request head within ``idle_timeout_s`` of opening or of
+  the end of its previous response, else it is closed: this ends idle keep-alive connections
+  and heads sent slowly (slowloris) alike; a TLS handshake gets the same time;
+- a download or upload that moves no byte for ``stall_timeout_s`` (the client stopped reading
+  or sending) is cut off.
+
+Logs: one line per event, never a traceback for anything a client sends; paths are logged
+with control characters escaped; lines about one client and one kind of event are held to one
+per 10 s (the next says how many were held back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import signal
 import socket
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,15 +142,28 @@ class Limits:
     max_streams: int = 16  # concurrent data connections per test
     max_request_bytes: int = 500_000_000  # one download / upload request
     max_pings_per_s: float = 50.0
+    #: open connections per client, counted on accept (a probe uses up to 32 data + 1 ping)
+    max_connections: int = 40
+    #: a complete request head within this long of opening / of the previous response
+    idle_timeout_s: float = 15.0
+    #: a download or upload moving no byte this long is cut off
+    stall_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_rate_mbps is not None and self.max_rate_mbps <= 0:
             raise ValueError("max_rate_mbps must be > 0")
-        for name in ("max_bytes", "max_tests", "max_streams", "max_request_bytes"):
+        for name in (
+            "max_bytes",
+            "max_tests",
+            "max_streams",
+            "max_request_bytes",
+            "max_connections",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.window_s <= 0 or self.max_pings_per_s <= 0:
-            raise ValueError("window_s and max_pings_per_s must be > 0")
+        for name in ("window_s", "max_pings_per_s", "idle_timeout_s", "stall_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
 
 
 class TokenBucket:
@@ -200,9 +236,155 @@ class ClientState:
 
 
 class Refused(Exception):
-    def __init__(self, status: int, reason: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(reason)
         self.status, self.reason, self.retry_after = status, reason, retry_after
+        self.headers = headers or {}
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` made safe for one log line: control characters, other non-ASCII and the
+    backslash as Python escapes (``\\n``, ``\\x1b``, ``\\udcff``), cut at ``limit``
+    characters. A client cannot start a line of its own or colour a terminal with it."""
+    cut = len(text) > limit
+    out = text[:limit].encode("unicode_escape").decode("ascii")
+    return out + "..." if cut else out
+
+
+def client_key(ip: str) -> str:
+    """What per-client limits count by: the address; for IPv6 its /64 (one host's block,
+    so a host cannot pick a fresh address per connection); IPv4-mapped IPv6 as IPv4."""
+    try:
+        a = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(a, ipaddress.IPv6Address):
+        if a.ipv4_mapped is not None:
+            return str(a.ipv4_mapped)
+        return str(ipaddress.IPv6Network((a, 64), strict=False))
+    return str(a)
+
+
+class _Quiet:
+    """At most one log line per (client, kind) per ``every`` seconds, so a hostile client
+    cannot flood the log; the next line says how many were held back. Bounded memory."""
+
+    def __init__(self, every: float = 10.0, max_keys: int = 10_000):
+        self.every, self.max_keys = every, max_keys
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def allow(self, key: tuple[str, str]) -> int | None:
+        """``None``: stay quiet. Else the number of lines held back since the last one."""
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.every:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return None
+        if seen is None and len(self._seen) >= self.max_keys:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.every}
+            if len(self._seen) >= self.max_keys:
+                return None  # under a flood from very many clients: drop, keep memory flat
+        self._seen[key] = (now, 0)
+        return seen[1] if seen else 0
+
+
+class _HttpLog(logging.LoggerAdapter[logging.Logger]):
+    """The logger aiohttp's connection handler gets. A request it cannot parse (garbage,
+    oversized head, bad chunking) is logged as one escaped INFO line, held back per client
+    like the endpoint's own lines, instead of ERROR with a traceback."""
+
+    def __init__(self, speed: SpeedServer):
+        super().__init__(log, {})
+        self.speed = speed
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        ip = str(args[0]) if args else "?"
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else str(msg)
+        what = " ".join(what.split())  # aiohttp's parser messages span lines
+        self.speed._log(logging.INFO, ip, "bad request", "%s: bad request: %s", ip, printable(what))
+
+
+_BUSY_BODY = b'{"error": "too many connections from this address"}'
+#: The whole answer to a connection over the per-client cap (then it is closed).
+BUSY_RESPONSE = (
+    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+#: Request key: the response's head has been sent (a later error cannot send another).
+_STARTED = web.RequestKey("netready.started", bool)
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, counting open connections per client: one over
+    ``Limits.max_connections`` gets ``BUSY_RESPONSE`` and is closed when it is accepted,
+    before a byte of it is read. ``connection_made``/``connection_lost`` are the hooks
+    aiohttp's connection handler calls on its server."""
+
+    def __init__(self, speed: SpeedServer, **kwargs: Any):
+        super().__init__(speed._handle, **kwargs)
+        self._speed = speed
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if not self._speed._admit(handler, transport):
+            transport.pause_reading()  # not a byte of it is read
+            # closed (BUSY_RESPONSE flushed first) once the handler has started: closing
+            # before that would end its task on an assertion
+            asyncio.get_running_loop().call_soon(handler.force_close)
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        self._speed._release(handler)
+        super().connection_lost(handler, exc)
+
+
+class _Site(web.BaseSite):
+    """``web.TCPSite`` plus a TLS handshake timeout (asyncio's default is 60 s), so a
+    connection that never finishes its handshake holds a file descriptor no longer than
+    an idle one."""
+
+    __slots__ = ("_handshake_s", "_host", "_port")
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, ssl_context: Any, handshake_s: float
+    ):
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port, self._handshake_s = host, port, handshake_s
+
+    @property
+    def name(self) -> str:
+        return f"{'https' if self._ssl_context else 'http'}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            self._host or None,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+            ssl_handshake_timeout=self._handshake_s if self._ssl_context else None,
+        )
+
+    @property
+    def bound_port(self) -> int:
+        server: Any = self._server  # an asyncio.Server (create_server)
+        socks = server.sockets if server is not None else ()
+        return int(socks[0].getsockname()[1]) if socks else self._port
 
 
 class SpeedServer:
@@ -214,36 +396,122 @@ class SpeedServer:
         self._token = token.encode()
         self.limits = limits or Limits()
         self.clients: dict[str, ClientState] = {}
+        self.conns: dict[str, int] = {}  # client key -> open connections
+        self._conn_of: dict[web.RequestHandler, str] = {}
         self.refusals: dict[int, int] = {}  # status -> count (for tests and logs)
+        self.client_gone = 0  # transfers the client ended (closed, or stalled past the limit)
+        self.errors = 0  # internal errors (bugs): each logged in one line, answered 500
+        self._quiet = _Quiet()
         self._pattern = memoryview(os.urandom(PATTERN_BYTES))
-        self._runner: web.AppRunner | None = None
-        self.app = web.Application(middlewares=[self._auth])
-        self.app.router.add_get(PATH_DOWNLOAD, self._download)
-        self.app.router.add_post(PATH_UPLOAD, self._upload)
-        self.app.router.add_get(PATH_PING, self._ping)
+        self._runner: web.ServerRunner | None = None
+        self._routes = {
+            PATH_DOWNLOAD: ("GET", self._download),
+            PATH_UPLOAD: ("POST", self._upload),
+            PATH_PING: ("GET", self._ping),
+        }
 
     # -- lifecycle
 
     async def start(self, host: str, port: int, ssl_context: Any = None) -> int:
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        lim = self.limits
+        server = _Server(
+            self,
+            keepalive_timeout=lim.idle_timeout_s,  # not extended by a partial head: see above
+            lingering_time=2.0,  # read at most 2 s of a body we refused before closing
+            access_log=None,
+            logger=_HttpLog(self),
         )
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        site = _Site(self._runner, host, port, ssl_context, lim.idle_timeout_s)
         await site.start()
-        server: Any = site._server  # the asyncio Server: read the real port when port=0
-        sock = server.sockets[0] if server is not None and server.sockets else None
-        return int(sock.getsockname()[1]) if sock else port
+        return site.bound_port
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
+    # -- connections and logs
+
+    def _log(self, level: int, ip: str, kind: str, msg: str, *args: object) -> None:
+        held = self._quiet.allow((client_key(ip), kind))
+        if held is None:
+            return
+        if held:
+            msg += f" (and {held} more like it in {self._quiet.every:g} s)"
+        log.log(level, msg, *args)
+
+    def _admit(self, handler: web.RequestHandler, transport: asyncio.Transport) -> bool:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        key, cap = client_key(ip), self.limits.max_connections
+        n = self.conns.get(key, 0)
+        if n >= cap:
+            self.refusals[429] = self.refusals.get(429, 0) + 1
+            self._log(
+                logging.INFO,
+                ip,
+                "connections",
+                "%s: connection refused: %d open from %s already (at most %d)",
+                ip,
+                n,
+                key,
+                cap,
+            )
+            transport.write(BUSY_RESPONSE)
+            return False
+        self.conns[key] = n + 1
+        self._conn_of[handler] = key
+        return True
+
+    def _release(self, handler: web.RequestHandler) -> None:
+        key = self._conn_of.pop(handler, None)
+        if key is not None:
+            n = self.conns.get(key, 1) - 1
+            if n > 0:
+                self.conns[key] = n
+            else:
+                self.conns.pop(key, None)
+
+    def _authorized(self, request: web.BaseRequest) -> bool:
+        scheme, _, cred = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        try:
+            # aiohttp decodes header bytes as UTF-8 with surrogateescape: these are the
+            # bytes the client sent, whatever they are
+            sent = cred.strip().encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            return False
+        return hmac.compare_digest(sent, self._token)
+
+    def _gone(self, request: web.BaseRequest, why: str, done: int, total: int | None) -> None:
+        """A client ended a transfer early: one INFO line (a probe stops a test this way)."""
+        self.client_gone += 1
+        ip = request.remote or "?"
+        of = f" of {total}" if total is not None else ""
+        self._log(
+            logging.INFO,
+            ip,
+            "gone",
+            "%s %s %s: %s after %d%s bytes",
+            ip,
+            request.method,
+            printable(request.raw_path),
+            why,
+            done,
+            of,
+        )
+
+    def _cut(self, request: web.BaseRequest) -> None:
+        if request.transport is not None:
+            request.transport.abort()
+
     # -- helpers
 
-    def _client(self, request: web.Request) -> ClientState:
-        ip = request.remote or "?"
+    def _client(self, request: web.BaseRequest) -> ClientState:
+        ip = client_key(request.remote or "?")
         c = self.clients.get(ip)
         if c is None:
             lim = self.limits
@@ -259,7 +527,7 @@ class SpeedServer:
         return c
 
     @staticmethod
-    def _test_id(request: web.Request) -> str | None:
+    def _test_id(request: web.BaseRequest) -> str | None:
         tid = request.query.get("test")
         if tid is None:
             return None
@@ -291,7 +559,7 @@ class SpeedServer:
         c.used += nbytes
         return tid, t
 
-    def _track(self, request: web.Request, t: TestState) -> int:
+    def _track(self, request: web.BaseRequest, t: TestState) -> int:
         sock = request.transport.get_extra_info("socket") if request.transport else None
         key = id(request.transport)
         if sock is not None:
@@ -308,30 +576,65 @@ class SpeedServer:
         t.streams -= 1
         t.last_active = time.monotonic()
 
-    # -- middleware and handlers
+    # -- dispatch and handlers
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        got = request.headers.get("Authorization", "")
-        scheme, _, cred = got.partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode(), self._token)
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Token first (401 for any path without it), then path and method, then the handler."""
         try:
-            if not ok:
+            if not self._authorized(request):
                 raise Refused(401, "missing or wrong bearer token")
+            route = self._routes.get(request.path)
+            if route is None:
+                raise Refused(404, "no such path")
+            method, handler = route
+            if request.method != method:
+                raise Refused(405, f"use {method}", headers={"Allow": method})
             return await handler(request)
         except Refused as r:
-            self.refusals[r.status] = self.refusals.get(r.status, 0) + 1
-            log.info(
-                "%s %s %s: %d %s", request.remote, request.method, request.path, r.status, r.reason
+            return self._refuse(request, r)
+        except Exception as e:  # a bug of ours: one line, never a traceback at a client's say
+            self.errors += 1
+            ip = request.remote or "?"
+            self._log(
+                logging.ERROR,
+                ip,
+                "error",
+                "%s %s %s: internal error: %s",
+                ip,
+                request.method,
+                printable(request.raw_path),
+                printable(f"{type(e).__name__}: {e}"),
             )
-            headers = {"Connection": "close"} if request.method == "POST" else {}
-            if r.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="netready"'
-            if r.retry_after is not None:
-                headers["Retry-After"] = str(int(r.retry_after + 0.999))
-            return web.json_response({"error": r.reason}, status=r.status, headers=headers)
+            if request.get(_STARTED):
+                self._cut(request)  # the head is out: no other answer can follow
+            return web.json_response(
+                {"error": "internal error"}, status=500, headers={"Connection": "close"}
+            )
 
-    async def _download(self, request: web.Request) -> web.StreamResponse:
+    def _refuse(self, request: web.BaseRequest, r: Refused) -> web.StreamResponse:
+        self.refusals[r.status] = self.refusals.get(r.status, 0) + 1
+        ip = request.remote or "?"
+        self._log(
+            logging.INFO,
+            ip,
+            f"refused {r.status}",
+            "%s %s %s: %d %s",
+            ip,
+            request.method,
+            printable(request.raw_path),
+            r.status,
+            r.reason,
+        )
+        headers = dict(r.headers)
+        if request.method == "POST":
+            headers["Connection"] = "close"
+        if r.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="netready"'
+        if r.retry_after is not None:
+            headers["Retry-After"] = str(int(r.retry_after + 0.999))
+        return web.json_response({"error": r.reason}, status=r.status, headers=headers)
+
+    async def _download(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             n = int(request.query.get("bytes", ""))
         except ValueError:
@@ -342,31 +645,40 @@ class SpeedServer:
         _, t = self._open_stream(c, self._test_id(request), n)
         key = self._track(request, t)
         sent = 0
+        stall = self.limits.stall_timeout_s
+        resp = web.StreamResponse(
+            headers={"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
+        )
+        resp.content_length = n
         try:
-            resp = web.StreamResponse(
-                headers={"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
-            )
-            resp.content_length = n
-            await resp.prepare(request)
             pat, off = self._pattern, 0
             try:
+                async with asyncio.timeout(stall):
+                    await resp.prepare(request)
+                request[_STARTED] = True
                 while sent < n:
                     k = min(CHUNK, n - sent, PATTERN_BYTES - off)
                     if c.bucket is not None:
                         await c.bucket.take(k)
-                    await resp.write(pat[off : off + k])
+                    async with asyncio.timeout(stall):  # the client stopped reading
+                        await resp.write(pat[off : off + k])
                     sent += k
                     t.tx_bytes += k
                     off = (off + k) % PATTERN_BYTES
-                await resp.write_eof()
-            except ConnectionResetError:
-                pass  # the client hung up (it stops a test by closing its connections)
+                async with asyncio.timeout(stall):
+                    await resp.write_eof()
+            except ConnectionError:
+                # the client hung up (a probe stops a test by closing its connections)
+                self._gone(request, "client closed the connection", sent, n)
+            except TimeoutError:
+                self._gone(request, f"client read nothing for {stall:g} s; cut off", sent, n)
+                self._cut(request)
             return resp
         finally:
             c.used -= n - sent  # refund what was reserved but never sent
             self._untrack(t, key)
 
-    async def _upload(self, request: web.Request) -> web.StreamResponse:
+    async def _upload(self, request: web.BaseRequest) -> web.StreamResponse:
         c = self._client(request)
         lim = self.limits
         declared = request.content_length
@@ -376,12 +688,21 @@ class SpeedServer:
         _, t = self._open_stream(c, self._test_id(request), reserve)
         key = self._track(request, t)
         got = 0
+        stall = lim.stall_timeout_s
         try:
             while True:
                 try:
-                    chunk = await request.content.readany()
-                except ConnectionResetError:
-                    return web.Response(status=204)  # the client hung up: the test is over
+                    async with asyncio.timeout(stall):  # the client stopped sending
+                        chunk = await request.content.readany()
+                except (ConnectionError, web.RequestPayloadError):
+                    self._gone(request, "client closed the connection", got, declared)
+                    return web.Response(status=204)  # nobody is there to read it
+                except TimeoutError:
+                    self._gone(
+                        request, f"client sent nothing for {stall:g} s; cut off", got, declared
+                    )
+                    self._cut(request)
+                    return web.Response(status=204)
                 if not chunk:
                     break
                 k = len(chunk)
@@ -391,18 +712,20 @@ class SpeedServer:
                 if got > reserve:
                     c.used += k if got - k >= reserve else got - reserve
                 if got > lim.max_request_bytes or c.used > lim.max_bytes:
-                    if request.transport is not None:
-                        request.transport.close()
+                    self._cut(request)
                     raise Refused(429, "byte allowance used", lim.window_s)
                 if c.bucket is not None:
                     await c.bucket.take(k)
+            if declared is not None and got < declared:
+                self._gone(request, "client closed the connection", got, declared)
+                return web.Response(status=204)
             return web.json_response({"bytes": got})
         finally:
             if got < reserve:
                 c.used -= reserve - got
             self._untrack(t, key)
 
-    async def _ping(self, request: web.Request) -> web.StreamResponse:
+    async def _ping(self, request: web.BaseRequest) -> web.StreamResponse:
         c = self._client(request)
         if not c.pings.try_take(1):
             raise Refused(429, f"at most {self.limits.max_pings_per_s:g} pings/s", 1)
@@ -442,6 +765,55 @@ def _hostport(listen: str) -> tuple[str, int]:
     return split_hostport(listen)
 
 
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (an address or a name) is only ever a loopback address."""
+    if not host:
+        return False  # all interfaces
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]).is_loopback for i in infos
+    )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+_NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _loop_errors(quiet: _Quiet) -> Any:
+    """asyncio's exception handler, but a failed accept() for want of file descriptors (under
+    a connection flood) is one WARNING line at most every 10 s, not a traceback a second."""
+
+    import resource  # now: with no file descriptor left, an import would fail
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    def handler(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        exc = ctx.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _NO_FDS:
+            held = quiet.allow(("accept", "no fds"))
+            if held is not None:
+                log.warning(
+                    "cannot accept connections: %s (open files limit %d); retrying%s",
+                    exc.strerror,
+                    soft,
+                    f" ({held} more in {quiet.every:g} s)" if held else "",
+                )
+            return
+        loop.default_exception_handler(ctx)
+
+    return handler
+
+
 async def serve_forever(
     server: SpeedServer,
     host: str,
@@ -449,14 +821,16 @@ async def serve_forever(
     ssl_context: Any = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    bound = await server.start(host, port, ssl_context)
-    click.echo(f"netready serve: listening on {host}:{bound}", err=True)
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    loop.set_exception_handler(_loop_errors(server._quiet))
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before we say we listen
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    bound = await server.start(host, port, ssl_context)
     try:
+        scheme = "https" if ssl_context is not None else "http"
+        click.echo(f"netready serve: listening on {scheme}://{_url_host(host)}:{bound}", err=True)
         await stop.wait()
     finally:
         await server.close()
@@ -468,7 +842,8 @@ async def serve_forever(
     default="0.0.0.0:8080",
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on.",
+    help="Address to listen on ([v6]:PORT for IPv6). Plain HTTP only on loopback unless "
+    "--allow-plain-http.",
 )
 @click.option(
     "--token",
@@ -500,16 +875,45 @@ async def serve_forever(
     "--max-request-mb", default=500.0, show_default=True, help="Largest single download/upload, MB."
 )
 @click.option(
+    "--max-connections",
+    default=Limits.max_connections,
+    show_default=True,
+    help="Open connections per client (an IPv6 client: its /64), checked when a connection "
+    "is accepted, before anything is read; the next gets 429 and is closed.",
+)
+@click.option(
+    "--idle-timeout",
+    "idle_timeout_s",
+    default=Limits.idle_timeout_s,
+    show_default=True,
+    help="Seconds a connection gets to send a complete request head, from opening or from "
+    "its previous response (and to finish a TLS handshake); idle or slow ones are closed.",
+)
+@click.option(
+    "--stall-timeout",
+    "stall_timeout_s",
+    default=Limits.stall_timeout_s,
+    show_default=True,
+    help="Seconds a download or upload may move no byte before it is cut off.",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="PEM certificate: serve HTTPS.",
+    help="PEM certificate: serve HTTPS (needed on a non-loopback address).",
 )
 @click.option(
     "--tls-key",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="PEM private key for --tls-cert.",
+)
+@click.option(
+    "--allow-plain-http",
+    is_flag=True,
+    help="Serve plain HTTP on a non-loopback address. Every request carries the bearer "
+    "token, and without TLS anyone on the path can read it and use the endpoint: only for "
+    "a network you trust end to end (the lab, a private link).",
 )
 def serve_command(
     listen: str,
@@ -520,21 +924,33 @@ def serve_command(
     max_tests: int,
     max_streams: int,
     max_request_mb: float,
+    max_connections: int,
+    idle_timeout_s: float,
+    stall_timeout_s: float,
     tls_cert: str | None,
     tls_key: str | None,
+    allow_plain_http: bool,
 ) -> None:
     """Run the self-hosted speed-test endpoint (download, upload sink, ping).
 
     Every request needs the bearer token (401 otherwise); a client over a limit gets 429
-    with Retry-After. It never serves anyone without the token.
+    with Retry-After. It never serves anyone without the token. The token travels in every
+    request, so on any address but loopback the endpoint serves HTTPS (--tls-cert and
+    --tls-key) unless told --allow-plain-http.
     """
     from netready.cli import fail
-    from netready.errors import NetreadyError
+    from netready.errors import ConfigError, NetreadyError
     from netready.inventory import HeaderSecretRef
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         host, port = _hostport(listen)
+        if not (tls_cert or tls_key or allow_plain_http or is_loopback(host)):
+            raise ConfigError(
+                f"--listen {listen}: plain HTTP on a non-loopback address shows the bearer "
+                "token to anyone on the path; give --tls-cert and --tls-key, or "
+                "--allow-plain-http on a network you trust"
+            )
         secret = HeaderSecretRef.check(token).resolve()
         limits = Limits(
             max_rate_mbps=max_rate_mbps,
@@ -543,6 +959,9 @@ def serve_command(
             max_tests=max_tests,
             max_streams=max_streams,
             max_request_bytes=int(max_request_mb * 1e6),
+            max_connections=max_connections,
+            idle_timeout_s=idle_timeout_s,
+            stall_timeout_s=stall_timeout_s,
         )
         server = SpeedServer(secret, limits)
     except NetreadyError as e:

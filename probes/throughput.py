@@ -16,7 +16,8 @@ Runs against ``netready serve`` (``probes/serve.py``). For each direction:
    ±``tolerance_pct`` (2%) of their mean, or when the time cap (``max_seconds``) or the byte
    cap is hit (then ``stable=false``). Goodput = bytes / time over those last windows.
 5. Loaded RTT: the ping connection keeps pinging during the transfer (every 50 ms, slower on
-   slow lines so pings stay under 0.5% of the rate); they queue behind the test traffic
+   slow lines so pings stay under 0.5% of the rate, but at least every 5 s so the endpoint's
+   idle timeout never closes the connection); they queue behind the test traffic
    (requests on the upload, replies on the download), so their median is the RTT under load.
 
 Record (measurement ``throughput``; tags: site, icb, tech, target, method=http, direction
@@ -84,6 +85,9 @@ TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 PING_WIRE_BYTES = 300
 #: Pings may use at most this share of the measured rate (a 0.45 Mbit/s upload: ~1 per s).
 PING_SHARE = 0.005
+#: ... but come at least this often, well inside the endpoint's idle timeout (15 s), which
+#: closes a keep-alive connection that sends no request for that long.
+PING_MAX_GAP_S = 5.0
 
 #: Bufferbloat grade from the extra RTT under load (ms): (upper bound, grade). Same bands as
 #: Waveform's Bufferbloat test (A+ folded into A): A < 30, B < 60, C < 200, D < 400, F >= 400.
@@ -568,9 +572,8 @@ class Pinger:
                 self.loaded_ms.append(rtt)
             # keep our own ping traffic under PING_SHARE of the line (it shares the link)
             rate_bps = self.run.rate_Bps * 8
-            await asyncio.sleep(
-                max(0.05, PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps)) if rate_bps > 0 else 0.05
-            )
+            gap = PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps) if rate_bps > 0 else 0.05
+            await asyncio.sleep(min(PING_MAX_GAP_S, max(0.05, gap)))
 
     def close(self) -> None:
         if self.writer is not None:

@@ -130,3 +130,47 @@ def test_argv() -> None:
     assert a[:5] == ["iperf3", "-c", "h", "-p", "5201"]
     assert "-R" in a and "-u" in a and a[a.index("-b") + 1] == "2500000"
     assert a[a.index("-P") + 1] == "4"
+
+
+def test_real_iperf3_over_ipv6_loopback() -> None:
+    """iperf3 -s on ::1 only; the probe with ``[::1]:PORT`` (both directions, and the CLI)."""
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(port), "-B", "::1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET6) as c:
+                if c.connect_ex(("::1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        target = f"[::1]:{port}"
+        spec = Spec(target=target, duration_s=1, bitrate_mbps=40)
+        assert iperf3.argv(spec, "up")[1:5] == ["-c", "::1", "-p", str(port)]
+        recs = asyncio.run(iperf3.run(registry.Context(), spec))
+        assert [(r.tags["direction"], r.result) for r in recs] == [("down", "ok"), ("up", "ok")]
+        for r in recs:
+            assert r.fields["goodput_mbps"] == pytest.approx(40, rel=0.1)
+            assert r.tags["target"] == target
+        r = CliRunner().invoke(
+            iperf3_command,
+            ["--target", target, "--duration", "1", "--direction", "down", "--format", "json"],
+        )
+        assert r.exit_code == 0, r.output
+        (rec,) = json.loads(r.stdout)
+        assert rec["tags"]["result"] == "ok" and rec["tags"]["target"] == target
+    finally:
+        p.terminate()
+        p.wait(timeout=5)
+    # a bare IPv6 address takes the default port
+    assert iperf3.argv(Spec(target="::1"), "up")[1:5] == ["-c", "::1", "-p", "5201"]
+    assert iperf3.argv(Spec(target="[2001:db8::1]"), "up")[1:5] == [
+        "-c",
+        "2001:db8::1",
+        "-p",
+        "5201",
+    ]

@@ -10,8 +10,11 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -317,6 +320,7 @@ def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
                 "env:NR_TP_TOKEN",
                 "--max-tests",
                 "2",
+                "--allow-plain-http",  # the lab is a closed network of our own
             ],
             cwd=ROOT,
             env=env,
@@ -324,6 +328,8 @@ def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
             text=True,
         )
         assert "listening" in srv.stderr.readline()
+        # keep reading its log so the endpoint never blocks on a full pipe
+        threading.Thread(target=srv.stderr.read, daemon=True).start()
         yield lb
 
 
@@ -479,3 +485,48 @@ def test_ipv6_loopback_endpoint() -> None:
     assert r.tags["target"].startswith("[::1]:")
     assert r.fields["goodput_mbps"] == pytest.approx(20, rel=0.1)
     assert r.fields["endpoint_limited"] is True  # the endpoint throttled: its cap, not the line
+
+
+def test_probe_cli_against_serve_command_on_ipv6_loopback() -> None:
+    """`netready probe throughput` against `netready serve --listen [::1]:PORT`, both real
+    commands in their own processes, both directions over IPv6."""
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    srv = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "probes.serve", "--listen", f"[::1]:{port}"),
+            *("--token", "env:NR_TP_TOKEN", "--max-rate-mbps", "40"),
+        ],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert srv.stderr is not None
+        assert f"listening on http://[::1]:{port}" in srv.stderr.readline()
+        cp = subprocess.run(
+            [
+                *("netready", "probe", "throughput", "--target", f"http://[::1]:{port}"),
+                *("--token", "env:NR_TP_TOKEN", "--max-seconds", "6", "--format", "json"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        _, err = srv.communicate(timeout=20)
+    assert cp.returncode == 0, cp.stderr
+    recs = json.loads(cp.stdout)
+    assert [r["tags"]["direction"] for r in recs] == ["down", "up"]
+    for r in recs:
+        assert r["tags"]["result"] == "ok", r
+        assert r["tags"]["target"] == f"[::1]:{port}"
+        # the endpoint's 40 Mbit/s limit is the bottleneck on loopback, and says so
+        assert r["fields"]["goodput_mbps"] == pytest.approx(40, rel=0.15), r
+        assert r["fields"]["endpoint_limited"] is True
+    assert srv.returncode == 0 and "Traceback" not in err
