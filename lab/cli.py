@@ -10,6 +10,7 @@ import click
 
 from lab import netns
 from lab.demo_sites import DEMO_SITES
+from lab.signals import Terminated
 from netready.cli import fail
 from netready.errors import ConfigError, NetreadyError
 
@@ -148,7 +149,11 @@ def up_cmd(
     lab_id: str | None,
     fmt: str,
 ) -> None:
-    """Build a lab that stays up until `netready lab down`."""
+    """Build a lab that stays up until `netready lab down`.
+
+    Stopped while building (SIGTERM, SIGHUP, Ctrl-C), it removes what it built and exits
+    128 + the signal number.
+    """
     try:
         site_map = _sites_from_options(profiles, sites, inventory)
         netns.check_available()
@@ -157,7 +162,12 @@ def up_cmd(
             click.echo(f"removed {stale} stale namespace(s) of dead labs", err=True)
         lab_obj = netns.Lab(site_map, lab_id)
         click.echo(f"building lab {lab_obj.lab_id} with {len(site_map)} site(s)...", err=True)
-        lab_obj.up()
+        try:
+            lab_obj.up()  # SIGTERM/SIGHUP/Ctrl-C meanwhile: what was built is removed
+        except (Terminated, KeyboardInterrupt) as t:
+            why = t.signame if isinstance(t, Terminated) else "SIGINT"
+            click.echo(f"lab {lab_obj.lab_id}: stopped by {why}; removed what was built", err=True)
+            raise SystemExit(t.code if isinstance(t, Terminated) else 130) from None
         lab_obj.detach()
         st = netns.load_state(lab_obj.lab_id) or {}
     except NetreadyError as e:

@@ -14,6 +14,11 @@ nftables rules in the router. A fixed delay / jitter goes through a user-space d
 
 State shared across processes (``netready lab up`` / ``down`` / ``status``) lives in a small
 JSON file per lab under ``/run/netready-lab/`` (``NETREADY_LAB_STATE_DIR`` overrides it).
+
+Stopping: from ``up()`` until ``down()`` (or ``detach()``), SIGTERM and SIGHUP raise
+``lab.signals.Terminated`` in the main thread, so ``with Lab(...)``, ``finally`` blocks and
+the ``atexit`` hook tear the lab down as they do on Ctrl-C; a teardown holds further
+signals off until it is complete (``lab/signals.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lab import signals
 from netready.errors import ConfigError, NetreadyError
 
 NS_PREFIX = "nr-"
@@ -380,6 +386,7 @@ class Lab:
         self.is_up = False
         self.detached = False
         self._owns = False  # True once this object built (or re-attached to) the lab
+        self._holding = False  # this lab holds SIGTERM/SIGHUP -> Terminated (lab.signals)
 
     # -- names and addresses
 
@@ -484,12 +491,28 @@ class Lab:
         _LIVE.discard(self)
         if self.is_up:
             self._write_state("up")
+        self._release_signals()
+
+    def _release_signals(self) -> None:
+        if self._holding:
+            self._holding = False
+            signals.release()
 
     def up(self) -> Lab:
         """Build everything. On any failure, tear down what was built and raise ``LabError``."""
         if self.is_up:
             return self
         check_available()
+        if not self._holding:  # from here on, SIGTERM tears down what was built
+            self._holding = True
+            signals.hold()
+        try:
+            return self._up()
+        except BaseException:
+            self._release_signals()
+            raise
+
+    def _up(self) -> Lab:
         existing = set(list_netns())
         clash = [ns for ns in self.namespaces() if ns in existing]
         if clash or self.state_path.exists():
@@ -500,19 +523,22 @@ class Lab:
         # build, and write the state first, so cleanup_stale never mistakes us for debris.
         state_dir().mkdir(parents=True, exist_ok=True)
         try:
-            os.close(os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            raise LabError(f"lab {self.lab_id} already exists ({self.state_path})") from None
-        self._owns = True
-        self._write_state("building")
-        _LIVE.add(self)
-        try:
+            with signals.deferred_signals():  # claimed and owned, or neither
+                try:
+                    os.close(os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                except FileExistsError:
+                    raise LabError(
+                        f"lab {self.lab_id} already exists ({self.state_path})"
+                    ) from None
+                self._owns = True
+                self._write_state("building")
+                _LIVE.add(self)
             self._build()
-        except BaseException:
+            self.is_up = True
+            self._write_state("up")
+        except BaseException:  # a failure, Ctrl-C or SIGTERM: remove what was built
             self.down()
             raise
-        self.is_up = True
-        self._write_state("up")
         return self
 
     def _build(self) -> None:
@@ -789,7 +815,16 @@ class Lab:
             p.stderr.close()
 
     def down(self) -> None:
-        """Remove everything this lab built (processes, namespaces, state). Idempotent."""
+        """Remove everything this lab built (processes, namespaces, state). Idempotent.
+
+        SIGTERM/SIGINT/SIGHUP that arrive meanwhile are delivered once it is done."""
+        try:
+            with signals.deferred_signals():
+                self._down()
+        finally:
+            self._release_signals()
+
+    def _down(self) -> None:
         for p in self._procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -881,7 +916,8 @@ def destroy(lab_id: str) -> bool:
     if st is None and not names:
         return False
     nss = list(dict.fromkeys([*(st or {}).get("namespaces", []), *names]))
-    _teardown(lab_id, nss, list((st or {}).get("delay_pids", [])))
+    with signals.deferred_signals():
+        _teardown(lab_id, nss, list((st or {}).get("delay_pids", [])))
     return True
 
 

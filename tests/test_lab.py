@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -678,6 +679,265 @@ def test_cli_without_root_says_so_in_one_line() -> None:
     assert cp.returncode == 1, cp.stderr
     assert len(cp.stderr.strip().splitlines()) == 1 and "root" in cp.stderr, cp.stderr
     assert "Traceback" not in cp.stderr
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def _wait_for(cond, timeout: float, what: str, step: float = 0.02):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _only_lab(state_dir: Path) -> dict[str, Any] | None:
+    """The one lab state file in a private state directory, once it is readable."""
+    files = list(state_dir.glob("*.json"))
+    if len(files) != 1:
+        return None
+    try:
+        return json.loads(files[0].read_text())  # type: ignore[no-any-return]
+    except ValueError:
+        return None  # being written
+
+
+def _assert_gone(st: dict[str, Any], pids: list[int], state_dir: Path) -> None:
+    """Nothing of lab ``st`` is left: no namespace, no process, no state file."""
+    left = [ns for ns in netns.list_netns() if ns.startswith(st["core_ns"].rsplit("-", 1)[0])]
+    assert left == [], left
+    assert [p for p in pids if running(p)] == []
+    assert list(state_dir.iterdir()) == []
+
+
+def _lab_pids(st: dict[str, Any]) -> list[int]:
+    """Every process inside the lab's namespaces, and its delay lines."""
+    pids = list(st.get("delay_pids", []))
+    for ns in st["namespaces"]:
+        pids += netns.netns_pids(ns)
+    return sorted(set(pids))
+
+
+OWNER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from lab.netns import Lab, parse_profile
+with Lab({"s": parse_profile("down=5,up=5,delay_ms=3"), "t": "ethernet"}) as lab:
+    lab.popen(lab.core_ns, ["sleep", "300"])
+    lab.popen(lab.site_ns("t"), ["sleep", "300"])
+    print("up", flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("sigs", [("SIGTERM",), ("SIGINT",), ("SIGHUP",), ("SIGTERM", "SIGTERM")])
+def test_a_signal_to_the_owner_of_a_lab_leaves_nothing(
+    sigs: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``with Lab(...)`` in a process stopped by SIGTERM, SIGHUP or Ctrl-C (and a second
+    SIGTERM during the teardown): no namespace, delay line, child process or state file is
+    left, and the exit code tells which signal stopped it."""
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(tmp_path))
+    p = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(ROOT)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "up"
+        st = _wait_for(lambda: _only_lab(tmp_path), 5, "the state file")
+        pids = _lab_pids(st)
+        assert len(st["delay_pids"]) == 1 and len(pids) >= 3  # delay line + two sleeps
+        assert all(running(pid) for pid in pids)
+        for i, name in enumerate(sigs):
+            if i:
+                time.sleep(0.05)  # the first one has started the teardown
+            p.send_signal(getattr(signal, name))
+        rc = p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        netns.cleanup_stale()  # only this private state directory: a failure leaves no debris
+    # SIGTERM/SIGHUP: Terminated, exit 128 + n; Ctrl-C: Python dies by SIGINT after cleanup
+    first = getattr(signal, sigs[0])
+    assert rc == (-first if first == signal.SIGINT else 128 + first), rc
+    _assert_gone(st, pids, tmp_path)
+
+
+def test_sigterm_while_netready_lab_up_builds_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`netready lab up` stopped half-way through building: what it built is removed and it
+    says so in one line (exit 143)."""
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(tmp_path))
+    lab_id = f"b{os.getpid() % 100000}"
+    sites = [a for i in range(10) for a in ("--site", f"s{i}=down=10,up=5,delay_ms=2")]
+    p = subprocess.Popen(
+        ["netready", "lab", "up", "--id", lab_id, *sites],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[int] = []
+
+    def building() -> bool:
+        st = _only_lab(tmp_path)
+        if st is None or st.get("status") != "building":
+            return False
+        seen.extend(st.get("delay_pids", []))
+        return len(ours(lab_id)) >= 2  # namespaces exist: the build is under way
+
+    try:
+        _wait_for(building, 20, "the build to start", step=0.005)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        netns.destroy(lab_id)
+    assert p.returncode == 143, err
+    assert f"lab {lab_id}: stopped by SIGTERM; removed what was built" in err
+    assert "Traceback" not in err
+    assert ours(lab_id) == [] and list(tmp_path.iterdir()) == []
+    assert not any(running(pid) for pid in seen)
+
+
+def test_sigterm_during_bench_path_leaves_no_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`timeout` stopping bench/path.py mid-run (SIGTERM to the benchmark alone, the worst
+    case): its lab (namespaces, delay line, the four servers, the state file) and its
+    private tool copies are gone."""
+    state, tmp = tmp_path / "state", tmp_path / "tmp"
+    state.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(state))
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "path.py"), "--scenarios", "2", "--seconds", "30"],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        st = _wait_for(
+            lambda: (s := _only_lab(state)) and s.get("status") == "up" and s, 60, "its lab"
+        )
+        assert list(tmp.glob("nr-bench-path-*"))  # the tool copies exist while it runs
+        # the servers and the first tool run in the lab's namespaces
+        pids = _wait_for(lambda: len(_lab_pids(st)) >= 6 and _lab_pids(st), 30, "the servers")
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        netns.cleanup_stale()
+    assert p.returncode == 143, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    _assert_gone(st, pids, state)
+    assert list(tmp.glob("nr-bench-path-*")) == []
+
+
+def test_sigterm_during_bench_throughput_leaves_no_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for bench/throughput.py: its lab, the endpoint and its copy of iperf3."""
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(tmp_path))
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--sites", "adsl"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    copy = Path(f"/tmp/nrbench-iperf3-{p.pid}")
+    try:
+        st = _wait_for(
+            lambda: (s := _only_lab(tmp_path)) and s.get("status") == "up" and s, 60, "its lab"
+        )
+        assert copy.exists()
+        # the endpoint in core, then the probe in the site
+        pids = _wait_for(lambda: len(_lab_pids(st)) >= 2 and _lab_pids(st), 30, "the probe")
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        netns.cleanup_stale(prefix="nrtp-")
+    assert p.returncode == 143, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    _assert_gone(st, pids, tmp_path)
+    assert not copy.exists()
+
+
+def test_every_benchmark_takes_help_without_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench/X.py --help` prints usage and builds nothing: no lab, no temp files."""
+    state, tmp = tmp_path / "state", tmp_path / "tmp"
+    state.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(state))
+    benches = sorted(b for b in (ROOT / "bench").glob("*.py") if b.name != "soak.py")
+    assert {b.name for b in benches} >= {"path.py", "throughput.py", "ingest.py"}
+    try:
+        for b in benches:
+            cp = subprocess.run(
+                [sys.executable, str(b), "--help"],
+                env={**os.environ, "TMPDIR": str(tmp)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert cp.returncode == 0, (b.name, cp.stderr[-500:])
+            assert cp.stdout.startswith("usage:"), (b.name, cp.stdout[:200])
+            assert list(state.iterdir()) == [] and list(tmp.iterdir()) == [], b.name
+    finally:
+        netns.cleanup_stale()
+
+
+def test_signal_helpers() -> None:
+    """exit_on_signals turns SIGTERM into Terminated(143) (nested uses keep it), restores
+    the default after; deferred_signals lets a teardown finish and then delivers; a handler
+    someone else installed is left alone."""
+    code = r"""
+import signal, sys
+sys.path.insert(0, sys.argv[1])
+from lab import signals
+log = []
+with signals.exit_on_signals():
+    with signals.exit_on_signals():
+        pass
+    try:
+        signal.raise_signal(signal.SIGTERM)
+    except signals.Terminated as t:
+        log.append(f"raised {t.code} {t.signame}")
+    try:
+        with signals.deferred_signals():
+            signal.raise_signal(signal.SIGTERM)
+            log.append("teardown finished")
+    except signals.Terminated:
+        log.append("then delivered")
+log.append(f"default again: {signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}")
+mine = lambda n, f: log.append("own handler ran")
+signal.signal(signal.SIGTERM, mine)
+with signals.exit_on_signals():
+    signal.raise_signal(signal.SIGTERM)
+log.append(f"own kept: {signal.getsignal(signal.SIGTERM) is mine}")
+print("; ".join(log))
+"""
+    cp = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=30
+    )
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.strip() == (
+        "raised 143 SIGTERM; teardown finished; then delivered; default again: True; "
+        "own handler ran; own kept: True"
+    )
 
 
 def test_no_namespaces_of_ours_left(lab: Lab) -> None:
