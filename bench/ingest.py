@@ -7,6 +7,8 @@ from the SQLite spool, sends it, and deletes it only after the 204 — the real 
 Target (issue 2): the shipper reaches at least 80 % of the ceiling.
 
     python bench/ingest.py [--points 200000] [--batch 5000]
+
+Stopped by SIGTERM/SIGINT/SIGHUP, it stops its influxd and removes its temporary files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from influxd import Influxd  # noqa: E402
 
+from lab.signals import exit_on_signals  # noqa: E402
 from netready.influx import InfluxV1  # noqa: E402
 from netready.inventory import StoreConfig  # noqa: E402
 from netready.records import Record  # noqa: E402
@@ -77,8 +80,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="netready-bench-ingest-"))
-    srv = Influxd().start()
+    srv = Influxd()
     try:
+        srv.start()
         recs = make_records(args.points)
         spool_path = work / "spool.db"
         with Spool(spool_path, synchronous="NORMAL", max_bytes=10**10) as sp:
@@ -141,4 +145,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_signals():  # SIGTERM/SIGHUP: stop influxd, remove the temp files
+        main()

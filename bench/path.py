@@ -15,11 +15,18 @@ and one table compares them: loss against the injected truth (per way; round tri
 Jitter truth: the delay line adds independent uniform +-J ms per packet, so on an idle path
 E|D| = 2J/3 (the value RFC 3550 jitter converges to). Columns where a tool reports no such
 figure are blank. Run as root: ``.venv/bin/python bench/path.py`` (about 2 minutes).
+
+    .venv/bin/python bench/path.py [--seconds 8] [--scenarios 1,2]
+
+Stopped by SIGTERM/SIGINT/SIGHUP (e.g. ``timeout``), it tears its lab down (namespaces, the
+delay line, the servers, the state file) and removes its private tool copies.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,11 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab.netns import Lab, parse_profile  # noqa: E402
+from lab.signals import Terminated, exit_on_signals  # noqa: E402
 
 PY = sys.executable
 SECONDS = 8
 # Private copies of the reference tools: other work on a shared machine may `pkill iperf3`.
-TOOLS = Path(tempfile.mkdtemp(prefix="nr-bench-path-"))
+TOOLS = Path(tempfile.gettempdir()) / f"nr-bench-path-{os.getpid()}"  # made by main()
 IPERF3 = str(TOOLS / "nrpath-iperf3")
 IRTT = str(TOOLS / "nrpath-irtt")
 
@@ -283,6 +291,8 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
             ):
                 try:
                     rows += fn(lab)
+                except Terminated:
+                    raise  # stopped from outside: not a tool failure
                 except (SystemExit, subprocess.TimeoutExpired, KeyError, ValueError) as e:
                     print(f"{name_}: {e}", file=sys.stderr)
                     rows.append({"tool": name_, "dir": "-", "error": str(e)[-70:]})
@@ -321,18 +331,35 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
 
 
 def main() -> None:
-    for src, dst in (("iperf3", IPERF3), ("irtt", IRTT)):
-        path = shutil.which(src)
-        if path is None:
-            raise SystemExit(f"{src} is not installed (apt-get install iperf3 irtt)")
-        shutil.copy2(path, dst)
+    global SECONDS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=SECONDS, help="length of each tool's run")
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(str(i) for i in range(1, len(SCENARIOS) + 1)),
+        help="which scenarios to run, by number: "
+        + "; ".join(f"{i} = {n}" for i, (n, _) in enumerate(SCENARIOS, start=1)).replace("%", "%%"),
+    )
+    a = ap.parse_args()
     try:
-        run_all()
-    finally:
-        shutil.rmtree(TOOLS, ignore_errors=True)
+        chosen = [SCENARIOS[int(i) - 1] for i in a.scenarios.split(",")]
+    except (ValueError, IndexError):
+        ap.error(f"--scenarios {a.scenarios!r}: numbers 1..{len(SCENARIOS)}, comma-separated")
+    SECONDS = a.seconds
+    with exit_on_signals():  # SIGTERM/SIGHUP unwind through the finally blocks below
+        try:
+            TOOLS.mkdir()
+            for src, dst in (("iperf3", IPERF3), ("irtt", IRTT)):
+                path = shutil.which(src)
+                if path is None:
+                    raise SystemExit(f"{src} is not installed (apt-get install iperf3 irtt)")
+                shutil.copy2(path, dst)
+            run_all(chosen)
+        finally:
+            shutil.rmtree(TOOLS, ignore_errors=True)
 
 
-def run_all() -> None:
+def run_all(scenarios: list[tuple[str, str]]) -> None:
     t0 = time.monotonic()
     head = [
         "scenario",
@@ -349,7 +376,7 @@ def run_all() -> None:
         "÷ iperf3",
     ]
     rows: list[list[str]] = []
-    for name, prof in SCENARIOS:
+    for name, prof in scenarios:
         print(f"running: {name} ...", file=sys.stderr, flush=True)
         rows += scenario(name, prof)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]

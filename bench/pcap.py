@@ -8,7 +8,8 @@ and prints one table side by side with packets/s and the speed ratio.
     .venv/bin/python bench/pcap.py                 # 1,000,000 packets
     .venv/bin/python bench/pcap.py --packets 200000 --timeout 300
 
-Bounded in time: each tool gets ``--timeout`` seconds (default 600).
+Bounded in time: each tool gets ``--timeout`` seconds (default 600). Stopped by
+SIGTERM/SIGINT/SIGHUP, it removes its capture and temporary directory.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from lab.signals import exit_on_signals  # noqa: E402
 
 ETH = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 
@@ -263,4 +266,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_on_signals():  # SIGTERM/SIGHUP: remove the capture and the temp dir
+        sys.exit(main())

@@ -13,6 +13,8 @@ per direction every 6 h. Report time should grow with sites, not with raw points
 are aggregated in InfluxDB.
 
     .venv/bin/python bench/report.py [--sizes 100,1000,5000] [--rtt-every 3600]
+
+Stopped by SIGTERM/SIGINT/SIGHUP, it stops its influxd and removes its temporary files.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import httpx  # noqa: E402
 from influxd import Influxd  # noqa: E402
 
+from lab.signals import exit_on_signals  # noqa: E402
 from netready import inventory as inv_mod  # noqa: E402
 from netready.influx import encode  # noqa: E402
 from reports import synthetic  # noqa: E402
@@ -234,9 +237,10 @@ def main() -> None:
     now = (int(time.time() * 1000) // 60_000) * 60_000
     templates = template_lines(now, a.rtt_every)
     load_avg = os.getloadavg()[0]
-    srv = Influxd().start()
+    srv = Influxd()
     rows = []
     try:
+        srv.start()
         with tempfile.TemporaryDirectory(prefix="netready-bench-report-") as d:
             for n in sizes:
                 db = f"bench{n}"
@@ -293,4 +297,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_signals():  # SIGTERM/SIGHUP: stop influxd, remove the temp files
+        main()

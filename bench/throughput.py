@@ -10,16 +10,21 @@ configuration, each site against its own ``iperf3 -s`` (the lab shapes each site
 ``nr s`` is the probe's transfer time (ramp-up included; ~0.2 s of idle pings and process start
 not included); ``ip3 s`` is iperf3's test duration. Target: |error| <= 2% of the truth with at
 most half the bytes of ``iperf3 -P1``.
+
+Stopped by SIGTERM/SIGINT/SIGHUP (e.g. ``timeout``), it tears its lab down (namespaces, the
+endpoint, the iperf3 processes, the state file) and removes its copy of iperf3.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import lab.netns  # noqa: E402
 from lab.netns import PROFILES, Lab, LabError, parse_profile  # noqa: E402
+from lab.signals import exit_on_signals  # noqa: E402
 
 # Workaround: `lab.netns.cleanup_stale()` run with a private NETREADY_LAB_STATE_DIR (as the lab
 # tests do) treats any live `nr-<id>-core` namespace it has no state file for as debris and
@@ -117,15 +123,20 @@ def main() -> None:
     ap.add_argument("--sites", default=",".join(SITES))
     ap.add_argument("--cpu", action="store_true", help="only compare client CPU (loopback)")
     a = ap.parse_args()
-    if a.cpu:
-        cpu_compare()
-        return
-    names = a.sites.split(",")
-    shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", IPERF3)
-    try:
-        nr, ip3, t_start = run_all(names, a.iperf3_seconds)
-    finally:
-        os.unlink(IPERF3)
+    with exit_on_signals():  # SIGTERM/SIGHUP unwind through the finally blocks
+        if a.cpu:
+            cpu_compare()
+            return
+        names = a.sites.split(",")
+        unknown = [n for n in names if n not in SITES]
+        if unknown:
+            ap.error(f"--sites: unknown {', '.join(unknown)} (known: {', '.join(SITES)})")
+        try:
+            shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", IPERF3)
+            nr, ip3, t_start = run_all(names, a.iperf3_seconds)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(IPERF3)
     wall = time.monotonic() - t_start
     print_table(names, nr, ip3, a.iperf3_seconds, wall)
 
@@ -149,13 +160,16 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
                 "4",
                 "--max-mb",
                 "100000",
+                "--allow-plain-http",  # the lab is a closed network of our own
             ],
             cwd=ROOT,
             env=env,
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert "listening" in srv.stderr.readline()
+        assert srv.stderr is not None and "listening" in srv.stderr.readline()
+        # keep reading its log so the endpoint never blocks on a full pipe
+        threading.Thread(target=srv.stderr.read, daemon=True).start()
         ports = {n: 5301 + i for i, n in enumerate(names)}
         nr = {}
         for n in names:
@@ -165,10 +179,15 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
         for streams in (1, 4):
             for d in ("down", "up"):
                 print(f"iperf3 -P{streams} {d} (all sites) ...", file=sys.stderr, flush=True)
-                with ThreadPoolExecutor(len(names)) as ex:
+                ex = ThreadPoolExecutor(len(names))
+                try:
                     futs = {n: ex.submit(iperf3, lab, n, ports[n], d, streams, secs) for n in names}
                     for n, f in futs.items():
                         ip3[(n, d, streams)] = f.result()
+                finally:
+                    # stopped early: do not wait here for the runs; the lab's teardown
+                    # kills their processes, which ends the threads
+                    ex.shutdown(wait=False, cancel_futures=True)
     return nr, ip3, t_start
 
 
@@ -176,7 +195,7 @@ def _err(mbps: float | None, truth: float) -> str:
     return f"{(mbps / truth - 1) * 100:+.1f}" if mbps else "fail"
 
 
-def print_table(names, nr, ip3, secs, wall) -> None:  # type: ignore[no-untyped-def]
+def print_table(names, nr, ip3, secs, wall) -> None:
     hdr = (
         f"{'site':9} {'dir':4} {'truth':>7} | {'netready':>8} {'err%':>5} {'MB':>6} "
         f"{'s':>4} {'str':>3} | {'ip3 P1':>7} {'err%':>5} {'MB':>6} | {'ip3 P4':>7} "
