@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,24 +86,38 @@ def test_real_iperf3_closed_port_is_a_clear_error() -> None:
     ]
 
 
-@pytest.fixture
-def iperf3_server() -> Iterator[str]:
-    port = _free_port()
+@contextlib.contextmanager
+def _iperf3_on(host: str) -> Iterator[int]:
+    """``iperf3 -s -B host`` on a free port, once it says it listens; the port. (Probing
+    it with a connection instead makes iperf3 3.12 reset the next real test now and then:
+    "unable to receive control message".)"""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        port = int(s.getsockname()[1])
     p = subprocess.Popen(
-        ["iperf3", "-s", "-p", str(port), "-B", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
+        ["iperf3", "-s", "-p", str(port), "-B", host, "--forceflush"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.02)
-        yield f"127.0.0.1:{port}"
+        assert p.stdout is not None
+        for _ in range(5):
+            if "Server listening on" in p.stdout.readline():
+                break
+        else:
+            raise AssertionError("iperf3 -s did not say it listens")
+        threading.Thread(target=p.stdout.read, daemon=True).start()  # never block it
+        yield port
     finally:
         p.terminate()
         p.wait(timeout=5)
+
+
+@pytest.fixture
+def iperf3_server() -> Iterator[str]:
+    with _iperf3_on("127.0.0.1") as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_real_iperf3_tcp_both_directions_and_udp(iperf3_server: str) -> None:
@@ -134,20 +150,7 @@ def test_argv() -> None:
 
 def test_real_iperf3_over_ipv6_loopback() -> None:
     """iperf3 -s on ::1 only; the probe with ``[::1]:PORT`` (both directions, and the CLI)."""
-    with socket.socket(socket.AF_INET6) as s:
-        s.bind(("::1", 0))
-        port = s.getsockname()[1]
-    p = subprocess.Popen(
-        ["iperf3", "-s", "-p", str(port), "-B", "::1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET6) as c:
-                if c.connect_ex(("::1", port)) == 0:
-                    break
-            time.sleep(0.02)
+    with _iperf3_on("::1") as port:
         target = f"[::1]:{port}"
         spec = Spec(target=target, duration_s=1, bitrate_mbps=40)
         assert iperf3.argv(spec, "up")[1:5] == ["-c", "::1", "-p", str(port)]
@@ -163,9 +166,6 @@ def test_real_iperf3_over_ipv6_loopback() -> None:
         assert r.exit_code == 0, r.output
         (rec,) = json.loads(r.stdout)
         assert rec["tags"]["result"] == "ok" and rec["tags"]["target"] == target
-    finally:
-        p.terminate()
-        p.wait(timeout=5)
     # a bare IPv6 address takes the default port
     assert iperf3.argv(Spec(target="::1"), "up")[1:5] == ["-c", "::1", "-p", "5201"]
     assert iperf3.argv(Spec(target="[2001:db8::1]"), "up")[1:5] == [

@@ -805,19 +805,19 @@ def test_sigterm_while_netready_lab_up_builds_leaves_nothing(
     assert not any(running(pid) for pid in seen)
 
 
-def test_sigterm_during_bench_path_leaves_no_lab(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`timeout` stopping bench/path.py mid-run (SIGTERM to the benchmark alone, the worst
-    case): its lab (namespaces, delay line, the four servers, the state file) and its
-    private tool copies are gone."""
-    state, tmp = tmp_path / "state", tmp_path / "tmp"
-    state.mkdir()
-    tmp.mkdir()
-    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(state))
+def _sigterm_a_bench(
+    argv: list[str],
+    state: Path,
+    min_pids: int,
+    prefix: str = "nr-",
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], list[int], str]:
+    """Run benchmark ``argv`` with its labs' state in ``state``; once its lab is up and
+    ``min_pids`` processes run in it, SIGTERM the benchmark alone (the worst case: `timeout`
+    also signals its process group). Returns (the lab's state, those pids, stderr)."""
     p = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "path.py"), "--scenarios", "2", "--seconds", "30"],
-        env={**os.environ, "TMPDIR": str(tmp)},
+        [sys.executable, *argv],
+        env={**os.environ, "NETREADY_LAB_STATE_DIR": str(state), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -826,52 +826,46 @@ def test_sigterm_during_bench_path_leaves_no_lab(
         st = _wait_for(
             lambda: (s := _only_lab(state)) and s.get("status") == "up" and s, 60, "its lab"
         )
-        assert list(tmp.glob("nr-bench-path-*"))  # the tool copies exist while it runs
-        # the servers and the first tool run in the lab's namespaces
-        pids = _wait_for(lambda: len(_lab_pids(st)) >= 6 and _lab_pids(st), 30, "the servers")
+        pids = _wait_for(
+            lambda: len(_lab_pids(st)) >= min_pids and _lab_pids(st), 30, "its processes"
+        )
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-        netns.cleanup_stale()
+        with pytest.MonkeyPatch.context() as mp:  # a failure leaves no debris either
+            mp.setenv("NETREADY_LAB_STATE_DIR", str(state))
+            netns.cleanup_stale(prefix=prefix)
     assert p.returncode == 143, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
+    return st, pids, err
+
+
+def test_sigterm_during_bench_path_leaves_no_lab(tmp_path: Path) -> None:
+    """`timeout` stopping bench/path.py mid-run: its lab (namespaces, delay line, the four
+    servers and the tool running, the state file) and its private tool copies are gone."""
+    state, tmp = tmp_path / "state", tmp_path / "tmp"
+    state.mkdir()
+    tmp.mkdir()
+    path_py = str(ROOT / "bench" / "path.py")
+    # delay line + media responder, reflector, irtt and iperf3 servers + the first probe
+    st, pids, _ = _sigterm_a_bench(
+        [path_py, "--scenarios", "2", "--seconds", "30"], state, 6, env={"TMPDIR": str(tmp)}
+    )
     _assert_gone(st, pids, state)
     assert list(tmp.glob("nr-bench-path-*")) == []
 
 
-def test_sigterm_during_bench_throughput_leaves_no_lab(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same for bench/throughput.py: its lab, the endpoint and its copy of iperf3."""
-    monkeypatch.setenv("NETREADY_LAB_STATE_DIR", str(tmp_path))
-    p = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--sites", "adsl"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    copy = Path(f"/tmp/nrbench-iperf3-{p.pid}")
-    try:
-        st = _wait_for(
-            lambda: (s := _only_lab(tmp_path)) and s.get("status") == "up" and s, 60, "its lab"
-        )
-        assert copy.exists()
-        # the endpoint in core, then the probe in the site
-        pids = _wait_for(lambda: len(_lab_pids(st)) >= 2 and _lab_pids(st), 30, "the probe")
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        netns.cleanup_stale(prefix="nrtp-")
-    assert p.returncode == 143, err[-2000:]
-    assert "Traceback" not in err, err[-2000:]
+def test_sigterm_during_bench_throughput_leaves_no_lab(tmp_path: Path) -> None:
+    """The same for bench/throughput.py: its lab, the endpoint, the probe and its copy of
+    iperf3 (named after its pid)."""
+    before = set(Path("/tmp").glob("nrbench-iperf3-*"))
+    argv = [str(ROOT / "bench" / "throughput.py"), "--sites", "adsl"]
+    st, pids, _ = _sigterm_a_bench(argv, tmp_path, 2, prefix="nrtp-")  # endpoint + probe
     _assert_gone(st, pids, tmp_path)
-    assert not copy.exists()
+    assert set(Path("/tmp").glob("nrbench-iperf3-*")) <= before
 
 
 def test_every_benchmark_takes_help_without_running(

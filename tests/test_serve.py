@@ -234,6 +234,18 @@ def _ping_request(token: str = TOKEN, path: str = "/ping") -> bytes:
     ).encode()
 
 
+def _each_from_its_own_address(port: int, net: int, heads: list[bytes]) -> list[bytes]:
+    """Send each request head (plus ``Connection: close``) from its own source address
+    127.0.NET.i, so the endpoint's per-client log limiter shows every one; the replies."""
+    out = []
+    for i, head in enumerate(heads):
+        s = _from(f"127.0.{net}.{i + 1}", port)
+        s.sendall(head + b"Connection: close\r\n\r\n")
+        out.append(_read_all(s))
+        s.close()
+    return out
+
+
 def _in_thread(limits: Limits, fn):  # type: ignore[no-untyped-def]
     """Run blocking client code ``fn(srv, port)`` in a thread against an in-process server."""
 
@@ -405,14 +417,8 @@ def test_malformed_authorization_headers_are_401(caplog: pytest.LogCaptureFixtur
     ]
 
     def client(srv, port):  # type: ignore[no-untyped-def]
-        out = []
-        for i, v in enumerate(values):
-            s = _from(f"127.0.1.{i + 1}", port)
-            s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nAuthorization: " + v + b"\r\n\r\n")
-            s.settimeout(3)
-            out.append(s.recv(4096))
-            s.close()
-        return out, srv.errors
+        reqs = [b"GET /ping HTTP/1.1\r\nHost: x\r\nAuthorization: " + v + b"\r\n" for v in values]
+        return _each_from_its_own_address(port, 1, reqs), srv.errors
 
     caplog.set_level(logging.INFO, logger="netready.serve")
     replies, errors = _in_thread(Limits(), client)
@@ -435,14 +441,8 @@ def test_control_characters_in_logged_paths_are_escaped(caplog: pytest.LogCaptur
     ]
 
     def client(srv, port):  # type: ignore[no-untyped-def]
-        out = []
-        for i, path in enumerate(paths):
-            s = _from(f"127.0.2.{i + 1}", port)
-            s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            s.settimeout(3)
-            out.append(_read_all(s)[:12])
-            s.close()
-        return out
+        reqs = [b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" for path in paths]
+        return [r[:12] for r in _each_from_its_own_address(port, 2, reqs)]
 
     caplog.set_level(logging.INFO, logger="netready.serve")
     replies = _in_thread(Limits(), client)
