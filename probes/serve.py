@@ -39,9 +39,10 @@ past the client's byte allowance is cut off (connection closed).
 
 Connections, before any byte of a request is read (so before the token is checked):
 
-- at most ``max_connections`` open per client; the next one is answered ``429`` (``Retry-After:
-  5``, ``Connection: close``) and closed as soon as it is accepted (a TLS one once its
-  handshake is done);
+- at most ``max_connections`` open per client, and in all the open files limit less 128
+  (``total_connection_cap``), so the process never runs out of descriptors; the next one is
+  answered ``429`` (``Retry-After: 5``, ``Connection: close``) and closed as soon as it is
+  accepted (a TLS one once its handshake is done);
 - a connection must deliver a complete request head within ``idle_timeout_s`` of opening or of
   the end of its previous response, else it is closed: this ends idle keep-alive connections
   and heads sent slowly (slowloris) alike; a TLS handshake gets the same time;
@@ -63,6 +64,7 @@ import ipaddress
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -314,7 +316,26 @@ class _HttpLog(logging.LoggerAdapter[logging.Logger]):
         self.speed._log(logging.INFO, ip, "bad request", "%s: bad request: %s", ip, printable(what))
 
 
-_BUSY_BODY = b'{"error": "too many connections from this address"}'
+#: Listen backlog, which is also how many connections asyncio accepts in one go before
+#: any of them is counted.
+ACCEPT_BACKLOG = 64
+#: File descriptors kept free below the open files limit besides that burst (the process's
+#: own files, TLS, logs).
+FD_RESERVE = 64
+
+
+def total_connection_cap() -> int:
+    """Open connections the endpoint admits in all: the open files limit less FD_RESERVE
+    and one accept burst. Beyond it a connection gets the 429 busy answer when accepted,
+    so accept() never runs out of descriptors (asyncio 3.11 then spins: it re-arms its
+    accept loop once per failed accept, up to a backlog's worth each time)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(16, int(soft) - FD_RESERVE - ACCEPT_BACKLOG)
+
+
+_BUSY_BODY = b'{"error": "too many connections"}'
 #: The whole answer to a connection over the per-client cap (then it is closed).
 BUSY_RESPONSE = (
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
@@ -375,7 +396,7 @@ class _Site(web.BaseSite):
             self._host or None,
             self._port,
             ssl=self._ssl_context,
-            backlog=self._backlog,
+            backlog=ACCEPT_BACKLOG,
             reuse_address=True,
             ssl_handshake_timeout=self._handshake_s if self._ssl_context else None,
         )
@@ -402,6 +423,7 @@ class SpeedServer:
         self.client_gone = 0  # transfers the client ended (closed, or stalled past the limit)
         self.errors = 0  # internal errors (bugs): each logged in one line, answered 500
         self._quiet = _Quiet()
+        self.max_total = total_connection_cap()
         self._pattern = memoryview(os.urandom(PATTERN_BYTES))
         self._runner: web.ServerRunner | None = None
         self._routes = {
@@ -446,19 +468,32 @@ class SpeedServer:
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else "?"
         key, cap = client_key(ip), self.limits.max_connections
-        n = self.conns.get(key, 0)
-        if n >= cap:
+        n, total = self.conns.get(key, 0), len(self._conn_of)
+        if n >= cap or total >= self.max_total:
             self.refusals[429] = self.refusals.get(429, 0) + 1
-            self._log(
-                logging.INFO,
-                ip,
-                "connections",
-                "%s: connection refused: %d open from %s already (at most %d)",
-                ip,
-                n,
-                key,
-                cap,
-            )
+            if n >= cap:
+                self._log(
+                    logging.INFO,
+                    ip,
+                    "connections",
+                    "%s: connection refused: %d open from %s already (at most %d)",
+                    ip,
+                    n,
+                    key,
+                    cap,
+                )
+            else:
+                self._log(
+                    logging.WARNING,
+                    "*",
+                    "full",
+                    "%s: connection refused: %d open in all (at most %d: the open files "
+                    "limit less %d kept in reserve)",
+                    ip,
+                    total,
+                    self.max_total,
+                    FD_RESERVE + ACCEPT_BACKLOG,
+                )
             transport.write(BUSY_RESPONSE)
             return False
         self.conns[key] = n + 1
@@ -793,12 +828,12 @@ def _loop_errors(quiet: _Quiet) -> Any:
     """asyncio's exception handler, but a failed accept() for want of file descriptors (under
     a connection flood) is one WARNING line at most every 10 s, not a traceback a second."""
 
-    import resource  # now: with no file descriptor left, an import would fail
-
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
     def handler(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
         exc = ctx.get("exception")
+        if "_start_serving" in str(ctx.get("message", "")) and isinstance(exc, ValueError):
+            return  # an accept retry asyncio had queued, firing after the server closed
         if isinstance(exc, OSError) and exc.errno in _NO_FDS:
             held = quiet.allow(("accept", "no fds"))
             if held is not None:
