@@ -747,8 +747,9 @@ def test_a_signal_to_the_owner_of_a_lab_leaves_nothing(
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "up"
         st = _wait_for(lambda: _only_lab(tmp_path), 5, "the state file")
-        pids = _lab_pids(st)
-        assert len(st["delay_pids"]) == 1 and len(pids) >= 3  # delay line + two sleeps
+        assert len(st["delay_pids"]) == 1
+        # the delay line and the two sleeps (each in its namespace once `ip netns exec` is)
+        pids = _wait_for(lambda: len(_lab_pids(st)) >= 3 and _lab_pids(st), 10, "3 processes")
         assert all(running(pid) for pid in pids)
         for i, name in enumerate(sigs):
             if i:
