@@ -40,7 +40,7 @@ past the client's byte allowance is cut off (connection closed).
 Connections, before any byte of a request is read (so before the token is checked):
 
 - at most ``max_connections`` open per client, and in all the open files limit less 128
-  (``total_connection_cap``), so the process never runs out of descriptors; the next one is
+  (``total_connection_cap``), so the process seldom runs out of descriptors; the next one is
   answered ``429`` (``Retry-After: 5``, ``Connection: close``) and closed as soon as it is
   accepted (a TLS one once its handshake is done);
 - a connection must deliver a complete request head within ``idle_timeout_s`` of opening or of
@@ -327,8 +327,9 @@ FD_RESERVE = 64
 def total_connection_cap() -> int:
     """Open connections the endpoint admits in all: the open files limit less FD_RESERVE
     and one accept burst. Beyond it a connection gets the 429 busy answer when accepted,
-    so accept() never runs out of descriptors (asyncio 3.11 then spins: it re-arms its
-    accept loop once per failed accept, up to a backlog's worth each time)."""
+    so accept() seldom runs out of descriptors (asyncio 3.11 then spins: it re-arms its
+    accept loop once per failed accept, up to a backlog's worth each time); a refused
+    connection still holds one for a tick or two, so a flood can exhaust them briefly."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 1 << 30
