@@ -751,9 +751,10 @@ def test_a_signal_to_the_owner_of_a_lab_leaves_nothing(
         # the delay line and the two sleeps (each in its namespace once `ip netns exec` is)
         pids = _wait_for(lambda: len(_lab_pids(st)) >= 3 and _lab_pids(st), 10, "3 processes")
         assert all(running(pid) for pid in pids)
+        sleeps = [pid for pid in pids if pid not in st["delay_pids"]]
         for i, name in enumerate(sigs):
-            if i:
-                time.sleep(0.05)  # the first one has started the teardown
+            if i:  # again, once the teardown is under way (its first step ends the sleeps)
+                _wait_for(lambda: not any(running(x) for x in sleeps), 10, "the teardown", 0.002)
             p.send_signal(getattr(signal, name))
         rc = p.wait(timeout=30)
     finally:
@@ -761,9 +762,14 @@ def test_a_signal_to_the_owner_of_a_lab_leaves_nothing(
             p.kill()
             p.wait()
         netns.cleanup_stale()  # only this private state directory: a failure leaves no debris
-    # SIGTERM/SIGHUP: Terminated, exit 128 + n; Ctrl-C: Python dies by SIGINT after cleanup
+    # SIGTERM/SIGHUP: Terminated, exit 128 + n; Ctrl-C: Python dies by SIGINT after cleanup.
+    # A second SIGTERM that lands after the teardown, as the process exits, may end it by
+    # the default action instead: the teardown was complete either way (checked below).
     first = getattr(signal, sigs[0])
-    assert rc == (-first if first == signal.SIGINT else 128 + first), rc
+    expected = {-first if first == signal.SIGINT else 128 + first}
+    if len(sigs) > 1:
+        expected.add(-first)
+    assert rc in expected, rc
     _assert_gone(st, pids, tmp_path)
 
 
