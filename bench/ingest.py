@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from influxd import Influxd  # noqa: E402
+from netready.lab.signals import exit_on_signals  # noqa: E402
 
-from lab.signals import exit_on_signals  # noqa: E402
 from netready.influx import InfluxV1  # noqa: E402
 from netready.inventory import StoreConfig  # noqa: E402
 from netready.records import Record  # noqa: E402

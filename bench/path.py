@@ -38,8 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.netns import Lab, parse_profile  # noqa: E402
-from lab.signals import Terminated, exit_on_signals  # noqa: E402
+from netready.lab.netns import Lab, parse_profile  # noqa: E402
+from netready.lab.signals import Terminated, exit_on_signals  # noqa: E402
 
 PY = sys.executable
 SECONDS = 8
@@ -76,7 +76,7 @@ def media(lab: Lab, profile: str = "hd", calls: int = 4) -> list[dict[str, Any]]
         [
             PY,
             "-m",
-            "probes.media",
+            "netready.probes.media",
             "--target",
             f"{lab.core_ip}:5004",
             "--profile",
@@ -240,7 +240,7 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
                 [
                     PY,
                     "-m",
-                    "probes.media_responder",
+                    "netready.probes.media_responder",
                     "--listen",
                     f"{core}:5004",
                     "--allow",

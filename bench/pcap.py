@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.signals import exit_on_signals  # noqa: E402
+from netready.lab.signals import exit_on_signals  # noqa: E402
 
 ETH = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 
@@ -162,7 +162,7 @@ def run_netready(path: Path, timeout: float) -> tuple[float, dict]:
 def time_readers(path: Path) -> list[tuple[str, float]]:
     """Reading only (no analysis): netready's struct reader, dpkt, scapy's RawPcapReader."""
     out = []
-    from collectors.pcap import iter_frames
+    from netready.collectors.pcap import iter_frames
 
     t0 = time.monotonic()
     for _ in iter_frames(path):

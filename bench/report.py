@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
 from influxd import Influxd  # noqa: E402
+from netready.lab.signals import exit_on_signals  # noqa: E402
+from netready.reports import synthetic  # noqa: E402
+from netready.reports.query import InfluxStore  # noqa: E402
 
-from lab.signals import exit_on_signals  # noqa: E402
 from netready import inventory as inv_mod  # noqa: E402
 from netready.influx import encode  # noqa: E402
-from reports import synthetic  # noqa: E402
-from reports.query import InfluxStore  # noqa: E402
 
 DAY = 86_400_000
 
@@ -152,8 +152,9 @@ def run_report(inv: Path, now: int, out: Path) -> tuple[float, float]:
 
 def statements(inv: Path, now: int) -> list[str]:
     """The InfluxQL statements the report sends (captured in-process)."""
+    from netready.reports.cli import build
+
     from netready.influx import InfluxV1
-    from reports.cli import build
 
     sent: list[str] = []
     orig = InfluxV1.query

@@ -41,7 +41,7 @@ from rich.progress import Progress
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probes import media  # noqa: E402
+from netready.probes import media  # noqa: E402
 
 SID = 4242
 GOAL_MB = 50.0
@@ -57,7 +57,7 @@ def free_port() -> int:
 def responder() -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     p = subprocess.Popen(
-        [sys.executable, "-m", "probes.media_responder", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "netready.probes.media_responder", "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,7 +4,7 @@
     sudo .venv/bin/python bench/throughput.py --cpu     # client CPU: raw asyncio vs aiohttp
 
 Every lab profile plus two odd rates (3.3/0.45 and 23/6 Mbit/s), both directions. The truth is
-the shaped rate x 0.956 (TCP/IP + Ethernet overhead at 1500-byte MTU; DESIGN.md). netready runs
+the shaped rate x 0.956 (TCP/IP + Ethernet overhead at 1500-byte MTU; docs/design.md). netready runs
 alone, site after site; iperf3 (1 and 4 streams, ``-t`` seconds) runs on all sites at once per
 configuration, each site against its own ``iperf3 -s`` (the lab shapes each site separately).
 ``nr s`` is the probe's transfer time (ramp-up included; ~0.2 s of idle pings and process start
@@ -32,15 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import lab.netns  # noqa: E402
-from lab.netns import PROFILES, Lab, LabError, parse_profile  # noqa: E402
-from lab.signals import exit_on_signals  # noqa: E402
+import netready.lab.netns  # noqa: E402
+from netready.lab.netns import PROFILES, Lab, LabError, parse_profile  # noqa: E402
+from netready.lab.signals import exit_on_signals  # noqa: E402
 
 # Workaround: `lab.netns.cleanup_stale()` run with a private NETREADY_LAB_STATE_DIR (as the lab
 # tests do) treats any live `nr-<id>-core` namespace it has no state file for as debris and
 # removes it. A distinct prefix keeps a long benchmark out of its reach on a shared machine.
-lab.netns.NS_PREFIX = "nrtp-"
-from probes.iperf3 import parse as parse_iperf3  # noqa: E402
+netready.lab.netns.NS_PREFIX = "nrtp-"
+from netready.probes.iperf3 import parse as parse_iperf3  # noqa: E402
 
 OVERHEAD = 0.956
 # The real iperf3 binary under its own name: other work on this machine may `pkill iperf3`.
@@ -151,7 +151,7 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
             [
                 sys.executable,
                 "-m",
-                "probes.serve",
+                "netready.probes.serve",
                 "--listen",
                 f"{lab.core_ip}:8080",
                 "--token",
@@ -262,7 +262,7 @@ def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
         [
             sys.executable,
             "-m",
-            "probes.serve",
+            "netready.probes.serve",
             "--listen",
             "127.0.0.1:18099",
             "--token",
@@ -284,7 +284,7 @@ def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
     hdr = {"Authorization": f"Bearer {tok}"}
 
     async def raw_protocol() -> None:
-        from probes.throughput import Endpoint, Spec, _Run
+        from netready.probes.throughput import Endpoint, Spec, _Run
 
         spec = Spec(
             target=url, token=f"env:{TOKEN_ENV}", start_streams=streams, max_streams=streams

@@ -199,7 +199,7 @@ def __getattr__(name: str) -> Any:
     """``netready pcap`` is mapped to ``collectors.cli:pcap``; the command itself lives in
     ``collectors/pcap.py`` (another owner), found here lazily under its likely names."""
     if name == "pcap":
-        from collectors import pcap as _pcap
+        from netready.collectors import pcap as _pcap
 
         for attr in ("pcap", "pcap_command", "pcap_group", "cli"):
             cmd = getattr(_pcap, attr, None)

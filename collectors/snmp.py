@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from collectors.dsl import (
+from netready.collectors.dsl import (
     DSL_IFTYPES,
     IFTYPE_TECH,
     DslLine,
@@ -42,6 +40,8 @@ from collectors.dsl import (
     tech_from_ifname,
     tech_mismatch,
 )
+from pydantic import BaseModel, ConfigDict, Field
+
 from netready import registry
 from netready.errors import ConfigError
 from netready.records import Record, failure, now_ms

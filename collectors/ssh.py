@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import textfsm
+from netready.collectors.dsl import DslLine, dsl_record, tech_from_mode
 from pydantic import BaseModel, ConfigDict, Field
 
-from collectors.dsl import DslLine, dsl_record, tech_from_mode
 from netready import registry
 from netready.errors import ConfigError, ParseError
 from netready.records import Record, failure, now_ms

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dashboards.names import UID_AGENT
-from dashboards.panels import (
+from netready.dashboards.names import UID_AGENT
+from netready.dashboards.panels import (
     Item,
     count_pie,
     dashboard,
@@ -14,9 +14,9 @@ from dashboards.panels import (
     time_ago,
     ts,
 )
-from dashboards.queries import ICB, SITE, InfluxQL, agg, latest, of_latest, over_time
-from dashboards.sdk import dm
-from dashboards.variables import ds_variable, icb_variable, site_variable
+from netready.dashboards.queries import ICB, SITE, InfluxQL, agg, latest, of_latest, over_time
+from netready.dashboards.sdk import dm
+from netready.dashboards.variables import ds_variable, icb_variable, site_variable
 
 WHERE = f"{ICB} AND {SITE}"
 

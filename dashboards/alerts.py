@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from dashboards.names import (
+from netready.dashboards.names import (
     DATASOURCE_TYPE,
     DATASOURCE_UID,
     DATASOURCE_V2_UID,
@@ -37,9 +37,10 @@ from dashboards.names import (
     UID_SITE,
     BuildOptions,
 )
-from dashboards.policy import LOSS_PCT
-from dashboards.provisioning import to_yaml
-from dashboards.queries import OK
+from netready.dashboards.policy import LOSS_PCT
+from netready.dashboards.provisioning import to_yaml
+from netready.dashboards.queries import OK
+
 from netready.budget import SITE_TZ
 from netready.inventory import ClinicHours
 

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dashboards.agent import agent_health
-from dashboards.alerts import alerting_files
-from dashboards.estate import estate_overview
-from dashboards.names import (
+from netready.dashboards.agent import agent_health
+from netready.dashboards.alerts import alerting_files
+from netready.dashboards.estate import estate_overview
+from netready.dashboards.names import (
     DATABASE,
     DATASOURCE_NAME,
     DATASOURCE_TYPE,
@@ -37,10 +37,10 @@ from dashboards.names import (
     UID_SITE,
     BuildOptions,
 )
-from dashboards.provisioning import datasource_v1, datasource_v2, provisioning_files
-from dashboards.queries import OK, InfluxQLQuery
-from dashboards.sdk import JSONEncoder, dm
-from dashboards.site import site_detail
+from netready.dashboards.provisioning import datasource_v1, datasource_v2, provisioning_files
+from netready.dashboards.queries import OK, InfluxQLQuery
+from netready.dashboards.sdk import JSONEncoder, dm
+from netready.dashboards.site import site_detail
 
 __all__ = [
     "DASHBOARDS",

@@ -45,7 +45,7 @@ def build_command(out_dir: Path | None, check: bool, database: str, folder: str)
 
     Prints the path of every file written (or, with --check, every stale file) on stdout.
     """
-    from dashboards import build
+    from netready.dashboards import build
 
     try:
         options = build.BuildOptions(database=database, folder=folder)
@@ -164,7 +164,7 @@ def push_command(
 
     Safe to run again: unchanged dashboards are left alone, changed ones overwritten.
     """
-    from dashboards.push import DatasourceSpec, push
+    from netready.dashboards.push import DatasourceSpec, push
 
     try:
         ds = None

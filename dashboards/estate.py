@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dashboards.names import UID_ESTATE
-from dashboards.panels import (
+from netready.dashboards.names import UID_ESTATE
+from netready.dashboards.panels import (
     Item,
     Row,
     bar_panel,
@@ -23,7 +23,7 @@ from dashboards.panels import (
     transform,
     verdict_cells,
 )
-from dashboards.queries import (
+from netready.dashboards.queries import (
     BY_SITE_TECH,
     COPPER_RE,
     FIBRE_RE,
@@ -36,8 +36,13 @@ from dashboards.queries import (
     site_figures,
     verdicts,
 )
-from dashboards.sdk import dm
-from dashboards.variables import ds_variable, icb_variable, profile_variable, silent_variable
+from netready.dashboards.sdk import dm
+from netready.dashboards.variables import (
+    ds_variable,
+    icb_variable,
+    profile_variable,
+    silent_variable,
+)
 
 WHERE = f"{ICB} AND {PROFILE}"
 

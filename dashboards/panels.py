@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from dashboards.compat import SCHEMA_VERSION
-from dashboards.names import UID_SITE
-from dashboards.policy import JITTER_MS, LOSS_PCT, MOS, RTT_MS
-from dashboards.queries import DS, InfluxQL
-from dashboards.sdk import (
+from netready.dashboards.compat import SCHEMA_VERSION
+from netready.dashboards.names import UID_SITE
+from netready.dashboards.policy import JITTER_MS, LOSS_PCT, MOS, RTT_MS
+from netready.dashboards.queries import DS, InfluxQL
+from netready.dashboards.sdk import (
     PanelBuilder,
     barchart,
     cb,

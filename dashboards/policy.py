@@ -6,7 +6,7 @@ only the import below changes. A rubric change makes the generated JSON stale (t
 
 from __future__ import annotations
 
-from reports.rubric import DEFAULT_PROFILE, HEADROOM, RUBRIC
+from netready.rubric import DEFAULT_PROFILE, HEADROOM, RUBRIC
 
 __all__ = [
     "BURST_LOSS_PCT",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import yaml
-
-from dashboards.names import (
+from netready.dashboards.names import (
     DATASOURCE_NAME,
     DATASOURCE_TYPE,
     DATASOURCE_UID,

@@ -22,16 +22,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from dashboards import build
-from dashboards.compat import MIN_GRAFANA, parse_version
-from dashboards.names import (
+from netready.dashboards import build
+from netready.dashboards.compat import MIN_GRAFANA, parse_version
+from netready.dashboards.names import (
     DATABASE,
     DATASOURCE_UID,
     DATASOURCE_V2_UID,
     FOLDER_TITLE,
     folder_uid_for,
 )
-from dashboards.provisioning import datasource_v1, datasource_v2
+from netready.dashboards.provisioning import datasource_v1, datasource_v2
+
 from netready.errors import ConfigError, NetreadyError
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import typing
 from collections.abc import Sequence
 
-from dashboards.names import DATASOURCE_TYPE
-from dashboards.sdk import cm, cogbuilder, cogruntime, cogvariants
+from netready.dashboards.names import DATASOURCE_TYPE
+from netready.dashboards.sdk import cm, cogbuilder, cogruntime, cogvariants
 
 
 class InfluxQLQuery(cogvariants.Dataquery):

@@ -3,8 +3,8 @@ MOS, call capacity, router and DSL line, failed measurements — for one or more
 
 from __future__ import annotations
 
-from dashboards.names import UID_SITE
-from dashboards.panels import (
+from netready.dashboards.names import UID_SITE
+from netready.dashboards.panels import (
     Item,
     Row,
     dashboard,
@@ -19,7 +19,7 @@ from dashboards.panels import (
     ts,
     verdict_cells,
 )
-from dashboards.policy import (
+from netready.dashboards.policy import (
     DOWN_MBPS,
     HEADROOM,
     JITTER_MS,
@@ -30,7 +30,7 @@ from dashboards.policy import (
     UP_MBPS,
     UTIL_REVIEW_PCT,
 )
-from dashboards.queries import (
+from netready.dashboards.queries import (
     OK,
     PROFILE,
     SITE,
@@ -41,8 +41,8 @@ from dashboards.queries import (
     site_series,
     verdicts,
 )
-from dashboards.sdk import cm, dm
-from dashboards.variables import ds_variable, icb_variable, profile_variable, site_variable
+from netready.dashboards.sdk import cm, dm
+from netready.dashboards.variables import ds_variable, icb_variable, profile_variable, site_variable
 
 BY_DIRECTION = '"site", "direction"'
 BY_INTERFACE = '"site", "ifname", "direction"'

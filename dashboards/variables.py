@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dashboards.names import DATASOURCE_NAME, DATASOURCE_REGEX, DATASOURCE_TYPE, DATASOURCE_UID
-from dashboards.policy import DEFAULT_PROFILE
-from dashboards.queries import DS, ICB
-from dashboards.sdk import db, dm
+from netready.dashboards.names import (
+    DATASOURCE_NAME,
+    DATASOURCE_REGEX,
+    DATASOURCE_TYPE,
+    DATASOURCE_UID,
+)
+from netready.dashboards.policy import DEFAULT_PROFILE
+from netready.dashboards.queries import DS, ICB
+from netready.dashboards.sdk import db, dm
 
 
 def _all() -> dm.VariableOption:

@@ -7,10 +7,10 @@ import subprocess
 from typing import Any
 
 import click
+from netready.lab import netns
+from netready.lab.demo_sites import DEMO_SITES
+from netready.lab.signals import Terminated
 
-from lab import netns
-from lab.demo_sites import DEMO_SITES
-from lab.signals import Terminated
 from netready.cli import fail
 from netready.errors import ConfigError, NetreadyError
 

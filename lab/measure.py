@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lab.netns import PROFILES, Lab, LabError, parse_profile
+from netready.lab.netns import PROFILES, Lab, LabError, parse_profile
 
 TCP_EFFICIENCY = 0.956
 _ports = itertools.count(5201)

@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab import signals
+from netready.lab import signals
+
 from netready.errors import ConfigError, NetreadyError
 
 NS_PREFIX = "nr-"
@@ -780,7 +781,7 @@ class Lab:
         argv = [
             sys.executable,
             "-m",
-            "lab.delayline",
+            "netready.lab.delayline",
             "--dev",
             dev,
             "--site-net",

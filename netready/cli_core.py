@@ -158,12 +158,12 @@ class ProbeGroup(click.Group):
     """``netready probe NAME``: each probe module provides its own click command."""
 
     COMMANDS = {
-        "rtt": "probes.rtt_cli:rtt_command",
-        "media": "probes.media:media_command",
-        "icmp": "probes.icmp:icmp_command",
-        "throughput": "probes.throughput:throughput_command",
+        "rtt": "netready.probes.rtt_cli:rtt_command",
+        "media": "netready.probes.media:media_command",
+        "icmp": "netready.probes.icmp:icmp_command",
+        "throughput": "netready.probes.throughput:throughput_command",
         "iperf3": "probes.iperf3:iperf3_command",
-        "speedtest": "probes.speedtest:speedtest_command",
+        "speedtest": "netready.probes.speedtest:speedtest_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -142,7 +142,7 @@ def lab_possible() -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        from lab.netns import check_available
+        from netready.lab.netns import check_available
 
         check_available()
     except Exception as e:
@@ -152,8 +152,8 @@ def lab_possible() -> bool:
 
 
 def run_lab(quick: bool) -> int:
-    from lab.demo_sites import DEMO_SITES
-    from lab.netns import PROFILES, Lab, parse_profile
+    from netready.lab.demo_sites import DEMO_SITES
+    from netready.lab.netns import PROFILES, Lab, parse_profile
 
     sites = {n: PROFILES.get(p) or parse_profile(p) for n, p in DEMO_SITES.items()}
     os.environ.setdefault(TOKEN_ENV, "demo-" + os.urandom(8).hex())

@@ -12,7 +12,7 @@ A rejected batch (1.x and 3.x ``400``; 2.x ``422`` partial write: type conflict,
 retention; ``413`` too large) raises ``PointRejected`` so the shipper splits it and dead-letters only
 the bad points.
 
-Escaping (checked against InfluxDB 1.6, see DESIGN.md):
+Escaping (checked against InfluxDB 1.6, see docs/design.md):
 - measurement: ``,`` and space are escaped with a backslash;
 - tag keys, tag values and field keys: ``,``, ``=`` and space; a backslash is left as it is
   (1.x keeps a backslash literal unless it precedes one of those), so it is NOT doubled;

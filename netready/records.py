@@ -2,7 +2,7 @@
 
 Only ``netready/influx.py`` knows line protocol; everything else builds ``Record`` values.
 
-Conventions (see DESIGN.md):
+Conventions (see docs/design.md):
 - Tags are indexed, low-cardinality strings: ``TAG_KEYS``.
 - Field names carry their unit and definition (``rtt_p50_ms``, ``jitter_rfc3550_ms``).
 - A field keeps its type: floats stay floats (build them as ``float``; ``1.0`` is written

@@ -35,17 +35,17 @@ Kind = Literal["probe", "collector"]
 #: Built-in plugins: kind -> name -> module. Imported lazily by ``get``.
 BUILTINS: dict[str, dict[str, str]] = {
     "probe": {
-        "rtt": "probes.rtt",
-        "media": "probes.media",
-        "icmp": "probes.icmp",
-        "throughput": "probes.throughput",
+        "rtt": "netready.probes.rtt",
+        "media": "netready.probes.media",
+        "icmp": "netready.probes.icmp",
+        "throughput": "netready.probes.throughput",
         "iperf3": "probes.iperf3",
-        "speedtest": "probes.speedtest",
+        "speedtest": "netready.probes.speedtest",
     },
     "collector": {
-        "snmp": "collectors.snmp",
-        "ssh": "collectors.ssh",
-        "pcap": "collectors.pcap",
+        "snmp": "netready.collectors.snmp",
+        "ssh": "netready.collectors.ssh",
+        "pcap": "netready.collectors.pcap",
     },
 }
 

@@ -244,7 +244,7 @@ def iperf3_command(
     fmt: str,
 ) -> None:
     """Run iperf3 -J against an iperf3 server and print throughput records."""
-    from probes.throughput import run_cli
+    from netready.probes.throughput import run_cli
 
     run_cli(
         "iperf3",

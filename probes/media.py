@@ -561,7 +561,7 @@ def trace_stats(
 # --------------------------------------------------------------------------- rubric gates
 
 #: Per direction, per call: (field of the direction record, rubric metric, label). The
-#: thresholds live in ``reports/rubric.py`` (the DESIGN.md table, with sources).
+#: thresholds live in ``netready/rubric.py`` (the table in docs/design.md, with sources).
 GATES: list[tuple[str, str, str]] = [
     ("loss_15s_worst_pct", "loss_pct", "worst 15 s loss"),
     ("jitter_rfc3550_15s_worst_ms", "jitter_ms", "worst 15 s jitter (RFC 3550)"),
@@ -598,7 +598,7 @@ def evaluate(directions: dict[str, dict[str, Any]]) -> Verdict:
     value is a failure ("no data"), never a pass; so is an invalid measurement (the
     measuring host dropped or could not send packets, or sent below the profile rate).
     """
-    from reports.rubric import RUBRIC
+    from netready.rubric import RUBRIC
 
     reasons: list[str] = []
     rec: list[str] = []

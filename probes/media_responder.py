@@ -58,12 +58,8 @@ from typing import Any
 
 import click
 import numpy  # noqa: F401  # RxTrace.stats uses it: loaded at start, not at the first stop
-from pydantic import ValidationError
-
-from netready.errors import NetreadyError
-from netready.inventory import split_hostport
-from probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, allow_option
-from probes.media import (
+from netready.probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, allow_option
+from netready.probes.media import (
     KIND_CONTROL,
     KIND_MEDIA,
     MAGIC,
@@ -86,7 +82,11 @@ from probes.media import (
     send_stream,
     verify,
 )
-from probes.reflector import hostport
+from netready.probes.reflector import hostport
+from pydantic import ValidationError
+
+from netready.errors import NetreadyError
+from netready.inventory import split_hostport
 
 log = logging.getLogger("netready.media_responder")
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from netready.probes import twamp
+from netready.probes.guard import AllowList, CountedLog, SourceLimiter, allow_option
 
 from netready.inventory import split_hostport
-from probes import twamp
-from probes.guard import AllowList, CountedLog, SourceLimiter, allow_option
 
 log = logging.getLogger("netready.reflector")
 
@@ -231,7 +231,7 @@ def reflector_command(
             )
         ]
         if media_listen:
-            from probes import media_responder
+            from netready.probes import media_responder
 
             sec = SecretRef.check(secret).resolve() if secret else None
             tasks.append(

@@ -40,12 +40,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from netready.probes import twamp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netready import registry, stats
 from netready.inventory import split_hostport
 from netready.records import Record, failure
-from probes import twamp
 
 
 class Spec(BaseModel):

@@ -127,7 +127,7 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
 )
 def speedtest_command(server_id: int | None, direction: str, timeout_s: float, fmt: str) -> None:
     """Ookla speedtest.net via speedtest-cli (personal-use terms; needs the internet)."""
-    from probes.throughput import run_cli
+    from netready.probes.throughput import run_cli
 
     run_cli(
         "speedtest", {"server_id": server_id, "direction": direction, "timeout_s": timeout_s}, fmt

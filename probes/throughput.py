@@ -68,13 +68,13 @@ from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 import click
+from netready.probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netready import output, registry, stats
 from netready.errors import NetreadyError
 from netready.inventory import HeaderSecret
 from netready.records import Record, failure
-from probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 
 WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
 CHUNK = 64 * 1024

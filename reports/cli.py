@@ -39,7 +39,7 @@ def parse_now(text: str | None) -> int:
 
 
 def _options(f: Any) -> Any:
-    from reports.rubric import DEFAULT_PROFILE, PROFILES
+    from netready.rubric import DEFAULT_PROFILE, PROFILES
 
     opts = [
         click.option(
@@ -103,9 +103,10 @@ def build(
     now: str | None,
 ) -> Any:
     """Load the inventory, open the store, assess the selected sites. Returns the Estate."""
+    from netready.reports import readiness
+    from netready.reports.query import open_store
+
     from netready import inventory as inv_mod
-    from reports import readiness
-    from reports.query import open_store
 
     try:
         window = readiness.Window(parse_now(now), readiness.parse_since(since))
@@ -163,7 +164,7 @@ def report(
     Reads InfluxDB when the inventory configures it, otherwise the embedded store (the spool).
     Exit codes: 0 ok; 1 store failure; 2 bad input; 3 a --site named is not READY.
     """
-    from reports import render
+    from netready.reports import render
 
     try:
         estate = build(inventory, spool, sites, icbs, since, profile, now)

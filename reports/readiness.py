@@ -14,9 +14,9 @@ Steps (``assess_estate``):
      samples are excluded and counted.
    - ``media``: p10 of ``mos`` per direction and of ``capacity_calls`` over the whole window.
    - failures by ``result``; the newest valid measurement; the router-detected access tech.
-3. Gates (``reports/rubric.py``), capacity, verdict, confidence.
+3. Gates (``netready/rubric.py``), capacity, verdict, confidence.
 
-Capacity (per concurrent call, DESIGN.md): measured ``capacity_calls`` (media probe, p10 of its
+Capacity (per concurrent call, docs/design.md): measured ``capacity_calls`` (media probe, p10 of its
 runs) when there is any; else ``floor(0.75 × p10 / per-call rate)`` per direction at the
 profile's recommended per-call rate, the smaller; else none. The source is always stated.
 
@@ -46,11 +46,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from netready import stats
+from netready.reports.query import Agg, Store
+
+from netready import rubric, stats
 from netready.inventory import COPPER_TECHS, DAYS, FIBRE_TECHS, ClinicHours, Inventory, Site
-from reports import rubric
-from reports.query import Agg, Store
-from reports.rubric import HEADROOM, PROFILES, Profile, Threshold
+from netready.rubric import HEADROOM, PROFILES, Profile, Threshold
 
 TZ = ZoneInfo("Europe/London")
 

@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from reports import rubric
-from reports.readiness import (
+from netready.reports.readiness import (
     MARGINAL,
     NO_DATA,
     NOT_READY,
@@ -34,6 +33,8 @@ from reports.readiness import (
     Estate,
     SiteResult,
 )
+
+from netready import rubric
 
 SCHEMA = 1
 FORMATS = ("table", "json", "csv", "md", "html")

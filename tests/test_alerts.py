@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from netready.dashboards import alerts, build
 
-from dashboards import alerts, build
 from netready.influx import InfluxV1
 from netready.inventory import ClinicHours, StoreConfig
 from netready.records import Record
@@ -183,7 +183,7 @@ def test_site_silent_for_over_two_hours(client: InfluxV1) -> None:
 
 
 def _readiness(site: str, verdict: str, t: int) -> Record:
-    from reports.cli import VERDICT_CODE
+    from netready.reports.cli import VERDICT_CODE
 
     return Record(  # as reports/cli.py readiness_records() writes them
         "readiness",
@@ -196,7 +196,7 @@ def _readiness(site: str, verdict: str, t: int) -> Record:
 def test_verdict_became_not_ready_or_marginal(client: InfluxV1) -> None:
     """The latest verdict decides: NOT READY and MARGINAL fire their rules, a site that
     recovered to READY and NO DATA / STALE sites do not."""
-    from reports.cli import VERDICT_CODE
+    from netready.reports.cli import VERDICT_CODE
 
     assert alerts.VERDICT_CODE == VERDICT_CODE
     now = int(time.time() * 1000)
@@ -266,7 +266,7 @@ def test_loss_over_one_percent_in_three_runs_in_a_row(client: InfluxV1) -> None:
 def test_tech_mismatch_on_a_real_router(client: InfluxV1) -> None:
     """A real DrayTek VDSL router's SNMP walk, interpreted by collectors/snmp.py as the agent
     does: declared FTTP, it is a mismatch (WAN interface and DSL line); declared FTTC, not."""
-    from collectors import snmp
+    from netready.collectors import snmp
 
     path = build.HERE.parent / "tests" / "data" / "snmprec" / "draytek_vdsl.snmprec"
     vb = snmp.parse_snmprec(path.read_text("utf-8", "surrogateescape"))

@@ -30,8 +30,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from influxd import free_port
+from netready.dashboards import build
 
-from dashboards import build
 from netready import inventory
 from netready.influx import InfluxV1, QueryResult
 from netready.inventory import StoreConfig
@@ -494,8 +494,7 @@ def test_schema_version_is_the_oldest_supported_grafanas() -> None:
     38, from 9.4; 39 came with 10.3), the recorded history runs without a gap from there to the
     schema the SDK writes, and push refuses the same Grafanas the docs exclude."""
     from grafana_foundation_sdk.models.dashboard import Dashboard
-
-    from dashboards import compat, push
+    from netready.dashboards import compat, push
 
     history = [s.version for s in compat.SCHEMA_HISTORY]
     assert history == list(range(history[0], history[-1] + 1))
@@ -560,7 +559,7 @@ def test_newer_grafanas_migrations_leave_the_dashboards_unchanged() -> None:
 def test_the_map_needs_no_internet() -> None:
     """The geomap's base layer is the country outlines every Grafana serves itself
     (public/maps/countries.geojson, a relative URL); no generated file names an internet URL."""
-    from dashboards.panels import COUNTRIES_GEOJSON
+    from netready.dashboards.panels import COUNTRIES_GEOJSON
 
     data = json.loads((build.HERE / "generated" / "estate-overview.json").read_text())
     (geo,) = [p for p in _json_panels(data) if p["type"] == "geomap"]
@@ -1427,7 +1426,7 @@ def test_router_panels_on_what_the_snmp_collector_makes_of_a_real_router(
     work), polled every 5 min for an hour with its WAN counters moving, interpreted by
     collectors/snmp.py exactly as the agent's collector does (no socket: the same pure
     function), shipped to InfluxDB: the router and DSL panels get every field they draw."""
-    from collectors import snmp
+    from netready.collectors import snmp
 
     path = build.HERE.parent / "tests" / "data" / "snmprec" / "draytek_vdsl.snmprec"
     vb = snmp.parse_snmprec(path.read_text("utf-8", "surrogateescape"))

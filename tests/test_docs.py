@@ -49,7 +49,7 @@ def test_every_builtin_plugin_registers() -> None:
 
 def test_rtt_fields_match_docs() -> None:
     """Every field the rtt probe writes appears in docs/agent.md's table."""
-    from probes import rtt
+    from netready.probes import rtt
 
     doc = (ROOT / "docs" / "agent.md").read_text()
     trace = rtt.Trace(

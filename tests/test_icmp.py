@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.probes import icmp
 
 from netready.records import Record
 from netready.registry import Context
-from probes import icmp
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -62,7 +62,7 @@ def test_without_raw_socket_permission_is_a_failed_record() -> None:
             "--inh-caps=-all",
             PY,
             "-m",
-            "probes.icmp",
+            "netready.probes.icmp",
             "--target",
             "127.0.0.1",
             "--count",
@@ -103,7 +103,7 @@ def test_unanswered_and_bad_target() -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
-    from lab.netns import PROFILES, Lab
+    from netready.lab.netns import PROFILES, Lab
 
     with Lab(sites={"ping": PROFILES["fttc40"]}) as lb:
         yield lb
@@ -112,7 +112,7 @@ def lab() -> Iterator[object]:
 def lab_icmp(lb: object, *args: str) -> tuple[int, list[dict[str, object]], str]:
     p = lb.popen(
         lb.site_ns("ping"),
-        [PY, "-m", "probes.icmp", "--format", "json", *args],  # type: ignore[attr-defined]
+        [PY, "-m", "netready.probes.icmp", "--format", "json", *args],  # type: ignore[attr-defined]
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.probes import iperf3
+from netready.probes.iperf3 import Spec, iperf3_command, parse
 
 from netready import registry
-from probes import iperf3
-from probes.iperf3 import Spec, iperf3_command, parse
 
 DATA = Path(__file__).resolve().parent / "data"
 

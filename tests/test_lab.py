@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from netready.lab import netns
+from netready.lab.cli import lab as lab_cli
+from netready.lab.demo_sites import DEMO_SITES
+from netready.lab.netns import PROFILES, Lab, LabError, parse_profile
 
-from lab import netns
-from lab.cli import lab as lab_cli
-from lab.demo_sites import DEMO_SITES
-from lab.netns import PROFILES, Lab, LabError, parse_profile
 from netready.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-TCP_EFFICIENCY = 0.956  # TCP goodput / tbf-or-htb rate at 1500-byte MTU (DESIGN.md)
+TCP_EFFICIENCY = 0.956  # TCP goodput / tbf-or-htb rate at 1500-byte MTU (docs/design.md)
 
 pytestmark = pytest.mark.root
 
@@ -502,7 +502,7 @@ def test_popen_processes_are_killed_by_down() -> None:
 CRASHER = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-from lab.netns import Lab, parse_profile
+from netready.lab.netns import Lab, parse_profile
 lab = Lab({"s": parse_profile("down=5,up=5,delay_ms=3")}, sys.argv[2]).up()
 print("up", flush=True)
 time.sleep(60)  # the test SIGKILLs us: a crash that leaves the lab behind
@@ -724,7 +724,7 @@ def _lab_pids(st: dict[str, Any]) -> list[int]:
 OWNER = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from lab.netns import Lab, parse_profile
+from netready.lab.netns import Lab, parse_profile
 with Lab({"s": parse_profile("down=5,up=5,delay_ms=3"), "t": "ethernet"}) as lab:
     lab.popen(lab.core_ns, ["sleep", "300"])
     lab.popen(lab.site_ns("t"), ["sleep", "300"])
@@ -908,7 +908,7 @@ def test_signal_helpers() -> None:
     code = r"""
 import signal, sys
 sys.path.insert(0, sys.argv[1])
-from lab import signals
+from netready.lab import signals
 log = []
 with signals.exit_on_signals():
     with signals.exit_on_signals():

@@ -22,15 +22,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from netready.probes import media
+from netready.probes import media_responder as mr
+from netready.probes.guard import CookieJar
+from netready.probes.media import Arrival, trace_stats
+from netready.probes.media_responder import MediaResponder, responder_command
 
 from netready import stats
 from netready.records import Record
 from netready.registry import Context
-from probes import media
-from probes import media_responder as mr
-from probes.guard import CookieJar
-from probes.media import Arrival, trace_stats
-from probes.media_responder import MediaResponder, responder_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -280,7 +280,7 @@ def test_evaluate_gates() -> None:
     assert not v.passed and v.tier == "not_ready"
     assert any(r.startswith("upload: worst 15 s loss 2.5%") for r in v.reasons)
     assert any("download" in r and "jitter" in r for r in v.recommended_reasons)
-    # between not-ready and minimum (rubric bands from reports/rubric.py): marginal
+    # between not-ready and minimum (rubric bands from netready/rubric.py): marginal
     v = media.evaluate({"up": {**good, "burst_loss_200ms_worst_pct": 15.0}, "down": good})
     assert (v.passed, v.tier) == (False, "marginal")
     assert v.reasons == ["upload: worst 200 ms burst loss 15% ≥ 10%"]
@@ -391,7 +391,7 @@ def responder() -> Iterator[Callable[..., int]]:
         port = free_port()
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         p = subprocess.Popen(
-            [PY, "-m", "probes.media_responder", "--listen", listen, *args],
+            [PY, "-m", "netready.probes.media_responder", "--listen", listen, *args],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -914,7 +914,7 @@ def test_dual_stack_responder_keeps_dscp_for_ipv4_clients(responder: Callable[..
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
-    from lab.netns import PROFILES, Lab
+    from netready.lab.netns import PROFILES, Lab
 
     with Lab(
         sites={"adsl": PROFILES["adsl"], "fttc40": PROFILES["fttc40"], "eth": PROFILES["ethernet"]}
@@ -924,7 +924,7 @@ def lab() -> Iterator[object]:
             [
                 PY,
                 "-m",
-                "probes.media_responder",
+                "netready.probes.media_responder",
                 "--listen",
                 f"{lb.core_ip}:5004",
                 "--allow",
@@ -948,7 +948,7 @@ def lab_probe(lb: object, site: str, *args: str, timeout: float = 90) -> list[Re
         [
             PY,
             "-m",
-            "probes.media",
+            "netready.probes.media",
             "--target",  # type: ignore[attr-defined]
             f"{lb.core_ip}:5004",
             "--format",

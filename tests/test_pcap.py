@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.collectors import pcap
 
-from collectors import pcap
 from netready import registry
 from netready.errors import ParseError
 from netready.records import Record
@@ -773,7 +773,7 @@ def test_wired_into_netready_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     """`netready pcap analyse` through the lazy top-level group, as the lead maps it."""
     from netready import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "pcap", "collectors.pcap:pcap_command")
+    monkeypatch.setitem(cli.COMMANDS, "pcap", "netready.collectors.pcap:pcap_command")
     path = DATA / "call_lo_ether.pcap"
     res = CliRunner().invoke(cli.cli, ["pcap", "analyse", str(path), "--format", "json"])
     assert res.exit_code == 0, res.output

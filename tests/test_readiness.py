@@ -9,13 +9,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from netready.reports import readiness as R
+from netready.reports.query import nearest_rank
+from netready.reports.readiness import Evidence, Figure
 
-from netready import stats
+from netready import rubric, stats
 from netready.inventory import ClinicHours, loads
-from reports import readiness as R
-from reports import rubric
-from reports.query import nearest_rank
-from reports.readiness import Evidence, Figure
 
 NOW = int(dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.UTC).timestamp() * 1000)
 

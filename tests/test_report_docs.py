@@ -8,11 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import click
+from netready.reports import readiness
+from netready.reports.cli import assess, readiness_records, report
 
 from netready.inventory import loads
-from reports import readiness
-from reports.cli import assess, readiness_records, report
-from reports.rubric import PROFILES
+from netready.rubric import PROFILES
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "reports.md").read_text()
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from netready.reports import synthetic
+from netready.reports.cli import report
+from netready.reports.render import csv_cell, md_text, plain
 
 from netready.records import Record, now_ms
 from netready.spool import Spool
-from reports import synthetic
-from reports.cli import report
-from reports.render import csv_cell, md_text, plain
 
 DAY = 86_400_000
 

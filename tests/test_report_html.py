@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.reports import synthetic
+from netready.reports.cli import report
+from netready.reports.screenshot import dump_dom, screenshot
 from PIL import Image
 
 from netready.records import now_ms
 from netready.spool import Spool
-from reports import synthetic
-from reports.cli import report
-from reports.screenshot import dump_dom, screenshot
 
 DAY = 86_400_000
 

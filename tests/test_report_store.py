@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from netready.reports import readiness, synthetic
+from netready.reports.cli import assess, report
+from netready.reports.query import InfluxStore, SqliteStore
+from netready.reports.readiness import TZ
 
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig, loads
 from netready.records import Record
 from netready.spool import Spool
-from reports import readiness, synthetic
-from reports.cli import assess, report
-from reports.query import InfluxStore, SqliteStore
-from reports.readiness import TZ
 
 NOW_DT = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
 NOW = int(NOW_DT.timestamp() * 1000)
@@ -284,7 +284,7 @@ def test_influxdb_aggregates_match_the_hand_worked_numbers(influx_cfg) -> None:
 
 
 def test_same_report_from_influxdb_and_the_embedded_store(spool_path, influx_cfg) -> None:
-    from reports import render
+    from netready.reports import render
 
     inv = inv_for(spool_path)
     for profile in ("gp_video", "virtual_outpatient", "imaging_transfer", "virtual_ward"):

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from netready.probes import reflector, rtt, twamp
 
 from netready.registry import Context, get
-from probes import reflector, rtt, twamp
 
 
 def udp_port() -> int:

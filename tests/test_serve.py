@@ -24,8 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
-
-from probes.serve import (
+from netready.probes.serve import (
     Limits,
     SpeedServer,
     _Quiet,
@@ -169,7 +168,7 @@ def test_serve_command_in_a_subprocess() -> None:
         [
             sys.executable,
             "-m",
-            "probes.serve",
+            "netready.probes.serve",
             "--listen",
             f"127.0.0.1:{port}",
             "--token",
@@ -268,7 +267,7 @@ def _serve_proc(port: int, *extra: str, nofile: int | None = None) -> subprocess
     env = {**os.environ, "NR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(
         [
-            *(sys.executable, "-m", "probes.serve", "--listen", f"127.0.0.1:{port}"),
+            *(sys.executable, "-m", "netready.probes.serve", "--listen", f"127.0.0.1:{port}"),
             *("--token", "env:NR_TEST_TOKEN", *extra),
         ],
         env=env,
@@ -570,7 +569,7 @@ def test_plain_http_off_loopback_needs_tls_or_an_explicit_opt_out() -> None:
         # in a private network namespace (unshare -n): were it to listen, nobody could reach it
         r = subprocess.run(
             [
-                *("unshare", "--net", sys.executable, "-m", "probes.serve"),
+                *("unshare", "--net", sys.executable, "-m", "netready.probes.serve"),
                 *("--listen", listen, "--token", "env:NR_TEST_TOKEN"),
             ],
             env=env,
@@ -608,7 +607,7 @@ def test_non_loopback_listen_with_opt_out_or_tls_starts(tmp_path: Path) -> None:
     ):
         p = subprocess.Popen(
             [
-                *("unshare", "--net", sys.executable, "-m", "probes.serve"),
+                *("unshare", "--net", sys.executable, "-m", "netready.probes.serve"),
                 *("--listen", "0.0.0.0:18080", "--token", "env:NR_TEST_TOKEN", *extra),
             ],
             env=env,

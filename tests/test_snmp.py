@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.collectors import snmp
+from netready.collectors.cli import collect
 
-from collectors import snmp
-from collectors.cli import collect
 from netready import inventory, registry
 from netready.records import Record
 
@@ -88,7 +88,7 @@ def test_teldat_untrained_adsl_line_reports_zero_sync_and_no_margins() -> None:
     assert ln.snr_margin_down_db is None and ln.atten_down_db is None
     assert ln.attainable_down_kbps is None and ln.interleave_delay_ms is None
     rec = snmp.dsl_lines(vb, ifaces)[0]
-    from collectors.dsl import dsl_record
+    from netready.collectors.dsl import dsl_record
 
     r = dsl_record(rec, {"site": "A81001", "tech": "fttc"}, method="snmp", device="r")
     assert "tech_mismatch" not in r.fields  # a spare untrained port says nothing

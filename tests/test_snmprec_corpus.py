@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from netready.collectors.snmp import Value, parse_snmprec
 from snmpsim.record.snmprec import SnmprecRecord
-
-from collectors.snmp import Value, parse_snmprec
 
 DATA = Path(__file__).parent / "data"
 SNMPREC = DATA / "snmprec"

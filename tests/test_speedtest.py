@@ -10,10 +10,10 @@ import time
 
 import speedtest as st_lib
 from click.testing import CliRunner
+from netready.probes import speedtest
+from netready.probes.speedtest import Spec, speedtest_command
 
 from netready import registry
-from probes import speedtest
-from probes.speedtest import Spec, speedtest_command
 
 
 def test_offline_is_one_failed_record() -> None:

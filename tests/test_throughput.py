@@ -20,18 +20,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netready.probes import throughput
+from netready.probes.serve import Limits, SpeedServer
+from netready.probes.throughput import Estimator, Spec, bufferbloat_grade, throughput_command
 
 from netready import budget, registry
 from netready.inventory import Budget, ClinicHours, Link, Site
 from netready.records import Record
-from probes import throughput
-from probes.serve import Limits, SpeedServer
-from probes.throughput import Estimator, Spec, bufferbloat_grade, throughput_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "lab-token-0123456789"
 os.environ["NR_TP_TOKEN"] = TOKEN
-OVERHEAD = 0.956  # TCP/IP goodput at 1500-byte MTU (DESIGN.md)
+OVERHEAD = 0.956  # TCP/IP goodput at 1500-byte MTU (docs/design.md)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -292,8 +292,8 @@ def test_link_busy_with_and_without_snmp() -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
-    import lab.netns as netns
-    from lab.netns import PROFILES, Lab
+    import netready.lab.netns as netns
+    from netready.lab.netns import PROFILES, Lab
 
     # lab.netns.cleanup_stale() run elsewhere with a private state directory (the lab tests,
     # on a shared machine) removes any live `nr-<id>-core` lab it has no state file for; a
@@ -313,7 +313,7 @@ def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
             [
                 sys.executable,
                 "-m",
-                "probes.serve",
+                "netready.probes.serve",
                 "--listen",
                 f"{lb.core_ip}:8080",
                 "--token",
@@ -360,7 +360,7 @@ def _lab_probe(lb, site: str, *extra: str) -> list[dict]:  # type: ignore[no-unt
 @pytest.mark.root
 @pytest.mark.parametrize("site", ["adsl", "fttc40"])
 def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  # type: ignore[no-untyped-def]
-    from lab.netns import PROFILES
+    from netready.lab.netns import PROFILES
 
     p = PROFILES[site]
     recs = _lab_probe(lab, site)
@@ -434,7 +434,7 @@ def test_https_endpoint_with_and_without_verification(tmp_path: Path) -> None:
 
 def test_docs_list_every_field_the_probes_write() -> None:
     """docs/throughput.md and the module docstrings name every field a record carries."""
-    from probes import iperf3, speedtest
+    from netready.probes import iperf3, speedtest
 
     docs = (ROOT / "docs" / "throughput.md").read_text()
     recs, _ = _loop_run(Limits(max_rate_mbps=20), direction="down", max_seconds=4)
@@ -496,7 +496,7 @@ def test_probe_cli_against_serve_command_on_ipv6_loopback() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     srv = subprocess.Popen(
         [
-            *(sys.executable, "-m", "probes.serve", "--listen", f"[::1]:{port}"),
+            *(sys.executable, "-m", "netready.probes.serve", "--listen", f"[::1]:{port}"),
             *("--token", "env:NR_TP_TOKEN", "--max-rate-mbps", "40"),
         ],
         env=env,

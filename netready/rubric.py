@@ -1,6 +1,6 @@
 """The readiness rubric as data: every threshold in one table, each with its source.
 
-``RUBRIC`` holds the quality gates and per-call bandwidths of DESIGN.md. ``PROFILES`` scales
+``RUBRIC`` holds the quality gates and per-call bandwidths of docs/design.md. ``PROFILES`` scales
 them for the uses the NHS is moving online. Nothing else in netready hard-codes a threshold:
 the model (``readiness.py``), the reports and the docs read these tables.
 
@@ -68,7 +68,7 @@ PERCALL = (
     "Healthdirect video call requirements; TeleScot Near Me toolkit; Teams 720p 1.2 Mbps + audio"
 )
 
-#: The rubric of DESIGN.md, per concurrent 1:1 video consultation, at the site edge.
+#: The rubric of docs/design.md, per concurrent 1:1 video consultation, at the site edge.
 RUBRIC: dict[str, Threshold] = {
     t.metric: t
     for t in (
