@@ -15,10 +15,9 @@ from typing import Any
 
 import click
 
-from netready import output
-from netready.cli import fail
+from netready.cli import fail, output
+from netready.cli.output import format_option
 from netready.errors import NetreadyError
-from netready.output import format_option
 from netready.records import Record
 
 _inventory = click.option(

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from netready.cli import fail
+from netready.cli.output import format_option, print_json
 from netready.errors import ConfigError, NetreadyError
-from netready.output import format_option, print_json
 
 
 @click.group("dashboards")

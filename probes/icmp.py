@@ -40,8 +40,8 @@ import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netready import registry, stats
+from netready.cli.output import format_option
 from netready.errors import NetreadyError
-from netready.output import format_option
 from netready.records import Record, failure, now_ms
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -269,7 +269,7 @@ def icmp_command(
     import asyncio as _asyncio
 
     from netready.cli import fail
-    from netready.output import print_records
+    from netready.cli.output import print_records
 
     try:
         plugin = registry.get("probe", "icmp")

@@ -56,7 +56,8 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import output, registry, stats
+from netready import registry, stats
+from netready.cli import output
 from netready.errors import NetreadyError
 from netready.inventory import Secret, split_hostport
 from netready.records import Record, failure, now_ms

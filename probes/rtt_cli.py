@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from netready.cli_core import run_plugin
-from netready.output import format_option
+from netready.cli.core import run_plugin
+from netready.cli.output import format_option
 
 
 @click.command("rtt")

@@ -71,7 +71,8 @@ import click
 from netready.probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netready import output, registry, stats
+from netready import registry, stats
+from netready.cli import output
 from netready.errors import NetreadyError
 from netready.inventory import HeaderSecret
 from netready.records import Record, failure

@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from netready import output
-from netready.cli import fail
+from netready.cli import fail, output
 from netready.errors import ConfigError, NetreadyError
 from netready.records import Record
 

@@ -18,10 +18,10 @@ from netready.errors import NetreadyError
 
 #: command name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
-    "inventory": "netready.cli_core:inventory",
-    "spool": "netready.cli_core:spool",
-    "ship": "netready.cli_core:ship",
-    "probe": "netready.cli_core:probe",
+    "inventory": "netready.cli.core:inventory",
+    "spool": "netready.cli.core:spool",
+    "ship": "netready.cli.core:ship",
+    "probe": "netready.cli.core:probe",
     "reflector": "netready.probes.reflector:reflector_command",
     "report": "netready.reports.cli:report",
     "assess": "netready.reports.cli:assess",
@@ -104,5 +104,3 @@ def fail(e: NetreadyError) -> click.ClickException:
     return exc
 
 
-if __name__ == "__main__":
-    main()

@@ -11,8 +11,8 @@ import click
 
 from netready import registry
 from netready.cli import fail
+from netready.cli.output import format_option, print_json, print_records
 from netready.errors import NetreadyError
-from netready.output import format_option, print_json, print_records
 from netready.records import Record
 
 if TYPE_CHECKING:

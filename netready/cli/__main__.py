@@ -1,0 +1,5 @@
+"""``python -m netready.cli``: the same as the ``netready`` command."""
+
+from netready.cli import main
+
+main()
