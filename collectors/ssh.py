@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netready import registry
 from netready.errors import ConfigError, ParseError
+from netready.optional import require
 from netready.records import Record, failure, now_ms
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -215,7 +216,7 @@ def host_key_name(host: str, port: int) -> str:
 
 
 def _load_pkey(text: str) -> Any:
-    import paramiko
+    paramiko = require("paramiko", "the ssh collector")
 
     data = text.strip() + "\n"
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
@@ -248,7 +249,7 @@ def run_commands(
     log: Callable[[str], None] | None = None,
 ) -> list[tuple[str, str]]:
     """Blocking: connect, run each command, return ``[(command, output)]``; ``SshFailure``."""
-    import paramiko
+    paramiko = require("paramiko", "the ssh collector")
 
     where = f"{username}@{host_key_name(host, port)}"
     client = paramiko.SSHClient()
@@ -336,7 +337,7 @@ def _exec(
     read_timeout_s: float,
     max_bytes: int,
 ) -> str:
-    import paramiko
+    paramiko = require("paramiko", "the ssh collector")
 
     transport = client.get_transport()
     if transport is None or not transport.is_active():

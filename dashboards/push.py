@@ -115,6 +115,9 @@ class _Api:
     """grafana-client with its exceptions turned into one-line ``GrafanaError``s."""
 
     def __init__(self, url: str, token: str, timeout: float, verify: bool):
+        from netready.optional import require
+
+        require("grafana_client", "netready dashboards push")
         from grafana_client import GrafanaApi
 
         if not re.match(r"^https?://[^/]", url):

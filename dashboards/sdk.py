@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import warnings
 
+from netready.optional import require
+
+require("grafana_foundation_sdk", "building the Grafana dashboards")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from grafana_foundation_sdk.builders import (

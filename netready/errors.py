@@ -87,3 +87,12 @@ class SpoolCorrupt(SpoolError):
 
 class SpoolLocked(SpoolError):
     """Another agent or ``netready ship`` holds this spool (one writer per spool)."""
+
+
+class MissingExtra(NetreadyError, ImportError):
+    """An optional package (an extra of the install) is needed and missing; names the extra.
+
+    Also an ``ImportError``, so a lazily loaded command that cannot import says why. Exit 2:
+    the install does not match the configuration, and restarting will not mend it."""
+
+    exit_code = 2

@@ -293,6 +293,9 @@ class InfluxV2:
     """
 
     def __init__(self, cfg: StoreConfig):
+        from netready.optional import require
+
+        require("influxdb_client", "store kind influxdb_v2")
         from influxdb_client import InfluxDBClient, WriteService
 
         if not (cfg.url and cfg.token and cfg.org and cfg.bucket):

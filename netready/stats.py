@@ -13,20 +13,63 @@ Everything here is pure (no I/O): lists of numbers in, numbers out.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Sequence
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
     """Linear-interpolated percentile (numpy's default, type 7). ``None`` for no data."""
-    if not values:
-        return None
-    s = sorted(values)
-    if len(s) == 1:
-        return float(s[0])
-    k = (len(s) - 1) * (p / 100.0)
-    lo = math.floor(k)
-    hi = min(lo + 1, len(s) - 1)
-    return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
+    return percentiles(values, p)[0]
+
+
+def percentiles(values: Sequence[float], *ps: float) -> list[float | None]:
+    """Several type-7 percentiles of ``values`` (``None`` each for no data), exactly.
+
+    Up to 50,000 values are sorted. For larger inputs (a responder session can hold 600k
+    delays in a typed array) a sorted sample brackets the ranks wanted, one pass counts what
+    lies below and inside the bracket, and only the values inside are sorted: memory stays a
+    few tens of thousands of floats instead of a Python float per value (30 MB more at 600k).
+    numpy would do it in one call, but it would be most of the agent's install (75 MB).
+    """
+    n = len(values)
+    if not n:
+        return [None] * len(ps)
+    out: list[float | None] = []
+    for p in ps:
+        k = (n - 1) * (p / 100.0)
+        lo = math.floor(k)
+        a, b = _ranks(values, lo, min(lo + 1, n - 1))
+        out.append(a + (b - a) * (k - lo))
+    return out
+
+
+_SORT_AT_MOST = 50_000
+_SAMPLE = 8192
+
+
+def _ranks(values: Sequence[float], r1: int, r2: int) -> tuple[float, float]:
+    """The values of 0-based ranks ``r1 <= r2`` in sorted order."""
+    n = len(values)
+    if n > _SORT_AT_MOST:
+        rng = random.Random(n)  # deterministic: the same input gives the same passes
+        sample = sorted(values[i] for i in rng.choices(range(n), k=_SAMPLE))
+        spread = 6 * math.sqrt(_SAMPLE / 4) + 2  # six binomial sigmas, in sample ranks
+        lo = sample[max(0, int(r1 / (n - 1) * (_SAMPLE - 1) - spread))]
+        hi = sample[min(_SAMPLE - 1, int(r2 / (n - 1) * (_SAMPLE - 1) + spread) + 1)]
+        below = inside = 0
+        for v in values:
+            if v < lo:
+                below += 1
+            elif v <= hi:
+                inside += 1
+        if below <= r1 and r2 < below + inside:
+            if lo == hi:
+                return float(lo), float(lo)
+            if inside <= 4 * _SORT_AT_MOST:
+                s = sorted(v for v in values if lo <= v <= hi)
+                return float(s[r1 - below]), float(s[r2 - below])
+    s = sorted(values)  # small, or the sample missed (rare): sort everything
+    return float(s[r1]), float(s[r2])
 
 
 def rfc3550_jitter(

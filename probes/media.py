@@ -488,17 +488,17 @@ class RxTrace:
                 "d", ((recv[s] - send[s]) / 1e6 for s in range(n) if kind[s] == audio_kind)
             )
             ipdv = array("d", (abs(x) for x in stats.ipdv(by_seq)))
-            (st.ipdv_p95_ms,) = _percentiles(ipdv, 95)
+            (st.ipdv_p95_ms,) = stats.percentiles(ipdv, 95)
         if jv.n:
             st.video_jitter_rfc3550_ms = jv.mean
         delays = array("d", ((recv[s] - send[s]) / 1e6 for s in range(n) if kind[s]))
-        (p95,) = _percentiles(delays, 95)  # of delay - min delay: the same, shifted
+        (p95,) = stats.percentiles(delays, 95)  # of delay - min delay: the same, shifted
         st.pdv_p95_ms = None if p95 is None else p95 - min(delays)
         del delays
         rtt = self.rtt_ms
         rtts = array("d", (rtt[s] for s in range(n) if kind[s] and not math.isnan(rtt[s])))
         st.rtt_samples = len(rtts)
-        st.rtt_p50_ms, st.rtt_p95_ms = _percentiles(rtts, 50, 95)
+        st.rtt_p50_ms, st.rtt_p95_ms = stats.percentiles(rtts, 50, 95)
         tos_a = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_AUDIO})
         tos_v = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_VIDEO})
         if tos_a:
@@ -513,16 +513,6 @@ class RxTrace:
         if checks:
             st.dscp_preserved = all(checks)
         return st
-
-
-def _percentiles(values: array[float], *ps: float) -> list[float | None]:
-    """``stats.percentile`` (linear interpolation, type 7: numpy's default method) of a
-    typed array, without a Python object per value: 8 bytes per value, not 40."""
-    if not values:
-        return [None] * len(ps)
-    import numpy as np
-
-    return [float(x) for x in np.percentile(np.frombuffer(values, dtype=np.float64), ps)]
 
 
 def trace_stats(

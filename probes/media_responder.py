@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-import numpy  # noqa: F401  # RxTrace.stats uses it: loaded at start, not at the first stop
 from netready.probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, allow_option
 from netready.probes.media import (
     KIND_CONTROL,

@@ -74,7 +74,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from aiohttp import web
+
+from netready.optional import require
+
+require("aiohttp", "netready serve")
+from aiohttp import web  # noqa: E402
 
 log = logging.getLogger("netready.serve")
 

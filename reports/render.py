@@ -461,7 +461,9 @@ def _svg(fig: Any) -> str:
 
 def charts(e: Estate) -> list[tuple[str, str]]:
     """(title, inline SVG) pairs; matplotlib with the non-interactive SVG backend."""
-    import matplotlib
+    from netready.optional import require
+
+    matplotlib = require("matplotlib", "the HTML report's charts")
 
     matplotlib.use("svg")
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small and searchable

@@ -62,10 +62,15 @@ class LazyGroup(click.Group):
         try:
             cmd = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
-            # Let `netready --help` work even if one part is broken or not yet built.
-            msg = f"{cmd_name} is unavailable: {e}"
+            # Let `netready --help` work even if one part is broken or its extra is missing;
+            # running the command says why in one line, whatever options it was given.
+            msg = str(e) if isinstance(e, NetreadyError) else f"{cmd_name} is unavailable: {e}"
 
-            @click.command(cmd_name, help=HELP.get(cmd_name, ""))
+            @click.command(
+                cmd_name,
+                help=HELP.get(cmd_name, ""),
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            )
             def _missing() -> None:
                 raise click.ClickException(msg)
 

@@ -1,0 +1,110 @@
+"""The base install is the agent's: without the extras (charts, influxdb2, grafana, server)
+the agent measures, spools and reports, and every command that needs an extra says which one.
+
+The extras are forced missing with an import blocker installed through ``sitecustomize`` in
+the subprocess (``PYTHONPATH``): the same code path a pip install without them takes. The
+blocker also records every blocked import the agent attempted, so the test proves the agent
+never reaches for them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_agent import inventory, reflector_addr  # noqa: F401  (fixture)
+
+from netready.optional import EXTRAS
+
+BLOCKER = """
+import importlib.abc, os, sys
+BLOCKED = set(os.environ["NETREADY_TEST_BLOCK"].split(","))
+LOG = os.environ["NETREADY_TEST_BLOCK_LOG"]
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            with open(LOG, "a") as f:
+                f.write(name + "\\n")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    return {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "NETREADY_TEST_BLOCK": ",".join(EXTRAS),
+        "NETREADY_TEST_BLOCK_LOG": str(tmp_path / "blocked.log"),
+    }
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netready.cli", *args],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_agent_measures_spools_and_reports_without_extras(
+    tmp_path: Path,
+    reflector_addr: str,  # noqa: F811
+) -> None:
+    inv = inventory(tmp_path, {"kind": "embedded"}, reflector_addr)
+    agent = subprocess.run(
+        [
+            "netready-agent",
+            "--inventory",
+            str(inv),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--once",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert agent.returncode == 0, agent.stderr
+    rep = _run(tmp_path, "report", "--inventory", str(inv), "--format", "json", "--since", "1d")
+    assert rep.returncode == 0, rep.stderr
+    assert '"Y81001"' in rep.stdout
+    log = tmp_path / "blocked.log"
+    attempted = log.read_text().split() if log.exists() else []
+    assert attempted == [], f"the agent and the JSON report reached for extras: {attempted}"
+
+
+def test_commands_that_need_an_extra_name_it(tmp_path: Path) -> None:
+    import yaml
+
+    inv = inventory(tmp_path, {"kind": "embedded"}, "127.0.0.1:9")
+    with_router = yaml.safe_load(inv.read_text())
+    key = tmp_path / "key"
+    key.write_text("not a key\n")
+    with_router["sites"][0]["router"] = {
+        "host": "127.0.0.1",
+        "vendor": "cisco_iosxe",
+        "ssh": {"port": 9, "username": "netready", "key_file": f"file:{key}"},
+    }
+    inv2 = tmp_path / "inv2.yaml"
+    inv2.write_text(yaml.safe_dump(with_router))
+    cases = {
+        "ssh": ["collect", "ssh", "--site", "Y81001", "--inventory", str(inv2)],
+        "charts": ["report", "--inventory", str(inv), "--format", "html", "--since", "1d"],
+        "grafana": ["dashboards", "build", "--check"],
+        "server": ["serve", "--listen", "127.0.0.1:0"],
+    }
+    for extra, args in cases.items():
+        r = _run(tmp_path, *args)
+        assert r.returncode != 0, (extra, r.stdout)
+        assert f"pip install 'nhs-netready[{extra}]'" in r.stderr, (extra, r.stderr)
+        assert "Traceback" not in r.stderr, (extra, r.stderr)
