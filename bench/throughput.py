@@ -46,10 +46,7 @@ OVERHEAD = 0.956
 # The real iperf3 binary under its own name: other work on this machine may `pkill iperf3`.
 IPERF3 = f"/tmp/nrbench-iperf3-{os.getpid()}"
 TOKEN_ENV = "NR_BENCH_TOKEN"
-PROBE = (
-    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-    "from probes.throughput import throughput_command as c; c()"
-)
+PROBE = ("-m", "netready.cli", "probe", "throughput")  # the command, in the site's namespace
 
 SITES = {
     **{n: p for n, p in PROFILES.items()},
@@ -61,8 +58,7 @@ SITES = {
 def netready(lab: Lab, site: str) -> dict[str, dict]:
     argv = [
         sys.executable,
-        "-c",
-        PROBE,
+        *PROBE,
         "--target",
         f"http://{lab.core_ip}:8080",
         "--token",

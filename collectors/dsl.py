@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from netready.plugin import Metric
 from netready.records import Record
 
 #: IANAifType values that say what the physical access line is.
@@ -185,3 +186,31 @@ def dsl_record(
     }
     kw = {} if time_ms is None else {"time_ms": time_ms}
     return Record("dsl_line", tags, fields, **kw)
+
+
+#: The ``dsl_line`` fields, as both collectors declare them (``netready.plugin.Metric``).
+DSL_FIELDS: tuple[Metric, ...] = tuple(
+    Metric(name, unit, definition, "dsl_line")
+    for name, unit, definition in (
+        ("line_up", "bool", "showtime / ifOperStatus up"),
+        ("mode", "text", "trained mode as the device names it, e.g. G.993.2 (VDSL2) Profile 17a"),
+        ("detected_by", "text", "what told the technology: iftype, dsl_mib, cli or ifname"),
+        ("sync_down_kbps", "kbit/s", "actual net data rate downstream"),
+        ("sync_up_kbps", "kbit/s", "actual net data rate upstream"),
+        ("attainable_down_kbps", "kbit/s", "maximum attainable rate downstream"),
+        ("attainable_up_kbps", "kbit/s", "maximum attainable rate upstream"),
+        ("snr_margin_down_db", "dB", "SNR margin downstream"),
+        ("snr_margin_up_db", "dB", "SNR margin upstream"),
+        ("atten_down_db", "dB", "line attenuation downstream"),
+        ("atten_up_db", "dB", "line attenuation upstream"),
+        ("interleave_delay_ms", "ms", "interleaving delay downstream (0 = fast path)"),
+        ("interleave_delay_up_ms", "ms", "interleaving delay upstream"),
+        ("crc_errors_down", "errors", "CRC errors downstream since training (SSH/Cisco)"),
+        ("crc_errors_up", "errors", "CRC errors upstream since training (SSH/Cisco)"),
+        ("tech_mismatch", "bool", "the detected technology contradicts the inventory's "
+         "link.tech (absent when either is unknown, or the line is down)"),
+        ("contract_down_pct_of_sync", "%", "contracted download / sync rate x 100 (above ~90 "
+         "the contract cannot be met)"),
+        ("contract_up_pct_of_sync", "%", "contracted upload / sync rate x 100"),
+    )
+)  # fmt: skip

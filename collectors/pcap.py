@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry, stats
+from netready import stats
 from netready.errors import ConfigError, NetreadyError, ParseError
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
 # --------------------------------------------------------------------------- constants
@@ -988,11 +989,25 @@ def to_records(results: list[StreamResult], base_tags: Mapping[str, str] | None 
 class Spec(BaseModel):
     """Analyse one capture file."""
 
-    path: str = Field(description="pcap or pcapng file")
-    clock: dict[int, int] = Field(default_factory=dict, description="payload type -> Hz")
-    latency_ms: float = Field(0.0, ge=0, description="assumed one-way delay for the MOS")
-    min_packets: int = Field(2, ge=2)
-    max_streams: int = Field(MAX_STREAMS, ge=1, le=10_000_000, description="streams tracked")
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="pcap or pcapng file", json_schema_extra={"cli": "FILE"})
+    clock: dict[int, int] = Field(
+        default_factory=dict,
+        description="clock rate of a payload type, PT=HZ, e.g. 96=90000 (repeatable); static "
+        "types use RFC 3551, other dynamic types are guessed",
+        json_schema_extra={"cli": "--clock", "metavar": "PT=HZ"},
+    )
+    latency_ms: float = Field(
+        0.0, ge=0, description="one-way delay to assume for the MOS (a capture cannot measure it)"
+    )
+    min_packets: int = Field(2, ge=2, description="ignore streams with fewer RTP packets")
+    max_streams: int = Field(
+        MAX_STREAMS,
+        ge=1,
+        le=10_000_000,
+        description="most streams tracked (about 4 kB each); further streams are counted only",
+    )
 
     @field_validator("clock")
     @classmethod
@@ -1003,8 +1018,7 @@ class Spec(BaseModel):
         return v
 
 
-@registry.register("collector", "pcap", Spec)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """RTP streams of a captured call (one ``rtp_stream`` record per stream)."""
     import asyncio  # here, not at the top: keeps `netready pcap` start-up short
 
@@ -1022,6 +1036,41 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
                            untracked_streams=res.untracked_streams,
                            untracked_packets=res.untracked_packets))  # fmt: skip
     return out
+
+
+PLUGIN = Plugin(
+    kind="collector",
+    name="pcap",
+    spec=Spec,
+    run=run,
+    measurement=MEASUREMENT,
+    method="pcap",
+    summary="RTP streams of a captured call (pcap or pcapng), as Wireshark's RTP stream "
+    "analysis: loss, burst loss, reorder, jitter, bit rate, MOS.",
+    fields=(
+        Metric("ssrc", "text", "SSRC as 0x + 8 lower-case hex digits"),
+        Metric("src", "text", "source ip:port ([v6]:port for IPv6)"),
+        Metric("dst", "text", "destination ip:port"),
+        Metric("payload_type", "PT", "payload type of the first packet"),
+        Metric("clock_hz", "Hz", "RTP clock rate used (RFC 3551, --clock, or guessed)"),
+        Metric("packets", "packets", "RTP packets received (duplicates included, as Wireshark)"),
+        Metric("expected", "packets", "highest - lowest extended sequence number + 1 (RFC 3550 "
+               "A.3), summed over sender restarts"),
+        Metric("lost", "packets", "sequence numbers in that range never received (or too late)"),
+        Metric("loss_pct", "%", "100 x lost / expected"),
+        Metric("jitter_mean_ms", "ms", "Wireshark's Mean Jitter: mean of the running RFC 3550 "
+               "estimate"),
+        Metric("jitter_max_ms", "ms", "Wireshark's Max Jitter: maximum of the running estimate"),
+        Metric("max_burst_loss", "packets", "longest run of consecutive lost sequence numbers"),
+        Metric("reorder", "packets", "packets that arrived after a higher sequence number"),
+        Metric("duration_s", "s", "last - first arrival"),
+        Metric("bitrate_kbps", "kbit/s", "(RTP bytes + IP/UDP headers) x 8 / duration"),
+        Metric("mos_emodel", "1-4.5", "E-model MOS estimate (see docs/pcap.md)"),
+        Metric("untracked_streams", "streams", "result=skipped: further streams not analysed "
+               "(beyond max_streams)"),
+        Metric("untracked_packets", "packets", "result=skipped: their RTP-like packets"),
+    ),
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- CLI

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from netready.collectors.dsl import (
+    DSL_FIELDS,
     DSL_IFTYPES,
     IFTYPE_TECH,
     DslLine,
@@ -42,8 +43,8 @@ from netready.collectors.dsl import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from netready import registry
 from netready.errors import ConfigError
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure, now_ms
 
 Value = int | bytes | str
@@ -707,16 +708,26 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
-    device: str | None = Field(None, description="device tag; default the router host")
-    interfaces: Literal["wan", "all"] = "wan"
-    dsl: bool = True
-    dsl_db_scale: Literal["auto", "tenths", "whole"] = "auto"
-    deadline_s: float = Field(60.0, gt=0, le=600, description="whole poll, all requests")
-    max_repetitions: int = Field(25, ge=1, le=200)
-    max_interval_s: float = Field(3600.0, gt=0, description="older state is a new baseline")
-    save_state: bool = True
+    host: str | None = Field(None, description="router address (overrides the inventory)")
+    port: int | None = Field(None, ge=1, le=65535, description="router SNMP port (overrides)")
+    device: str | None = Field(None, description="device tag (default: the router host)")
+    interfaces: Literal["wan", "all"] = Field(
+        "wan", description="traffic for the WAN interface only, or for every interface"
+    )
+    dsl: bool = Field(True, description="read the DSL line MIBs (dsl_line records)")
+    dsl_db_scale: Literal["auto", "tenths", "whole"] = Field(
+        "auto", description="unit of the DSL dB values: tenths (the MIBs), whole, or auto"
+    )
+    deadline_s: float = Field(
+        60.0, gt=0, le=600, description="seconds for the whole poll, all requests"
+    )
+    max_repetitions: int = Field(25, ge=1, le=200, description="GETBULK max-repetitions")
+    max_interval_s: float = Field(
+        3600.0, gt=0, description="seconds: older counter state starts a new baseline"
+    )
+    save_state: bool = Field(
+        True, description="keep this poll's counters in --state-dir for the next rate"
+    )
 
 
 class SnmpFailure(Exception):
@@ -1024,8 +1035,7 @@ def records_from_varbinds(
     return records, cur
 
 
-@registry.register("collector", "snmp", Spec)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """Read the site router over SNMP: WAN traffic and utilisation, DSL line figures."""
     site = ctx.site
     if site is None or site.router is None or site.router.snmp is None:
@@ -1072,3 +1082,41 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     if spec.save_state:
         save_state(path, cur)
     return records
+
+
+PLUGIN = Plugin(
+    kind="collector",
+    name="snmp",
+    spec=Spec,
+    run=run,
+    measurement="if_traffic",
+    method="snmp",
+    summary="Poll the site router over SNMP (v2c or v3 authPriv, from the inventory): WAN "
+    "traffic and utilisation (if_traffic), DSL line figures (dsl_line), copper-or-fibre "
+    "detection. Rates need two polls: the first records a baseline in --state-dir.",
+    needs="router.snmp",
+    interval_s=60.0,
+    fields=(
+        Metric("octets", "bytes", "raw interface counter (for non_negative_derivative in Grafana)"),
+        Metric("counter_bits", "bits", "counter width, 64 or 32"),
+        Metric("speed_mbps", "Mbit/s", "ifHighSpeed (else ifSpeed / 1e6); absent if 0"),
+        Metric("oper_up", "bool", "ifOperStatus == up"),
+        Metric("is_wan", "bool", "the WAN interface"),
+        Metric("iftype", "IANAifType", "the interface type"),
+        Metric("ifalias", "text", "ifAlias, when set"),
+        Metric("interval_s", "s", "seconds since the previous poll (absent on a baseline)"),
+        Metric("interval_source", "text", "what timed the interval: sysUpTime or wallclock"),
+        Metric("rate_mbps", "Mbit/s", "mean bit rate over the interval"),
+        Metric("util_pct", "%", "rate / speed_mbps x 100"),
+        Metric("util_contract_pct", "%", "WAN only: rate / contracted link.down_mbps (in) or "
+               "up_mbps (out) x 100"),
+        Metric("util_sync_pct", "%", "WAN only, when a DSL line is up: rate / DSL sync rate x 100"),
+        Metric("errors", "packets", "ifIn/OutErrors in the interval"),
+        Metric("discards", "packets", "ifIn/OutDiscards in the interval"),
+        Metric("tech_mismatch", "bool", "WAN only: the detected technology contradicts the "
+               "inventory's link.tech"),
+        Metric("note", "text", "why there is no rate (first poll, agent restart, discontinuity, "
+               "stale state)"),
+        *DSL_FIELDS,
+    ),
+)  # fmt: skip

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import textfsm
-from netready.collectors.dsl import DslLine, dsl_record, tech_from_mode
+from netready.collectors.dsl import DSL_FIELDS, DslLine, dsl_record, tech_from_mode
 from pydantic import BaseModel, ConfigDict, Field
 
-from netready import registry
 from netready.errors import ConfigError, ParseError
 from netready.optional import require
+from netready.plugin import Context, Plugin
 from netready.records import Record, failure, now_ms
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -389,27 +389,39 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
-    device: str | None = Field(None, description="device tag; default the router host")
+    host: str | None = Field(None, description="router address (overrides the inventory)")
+    port: int | None = Field(None, ge=1, le=65535, description="router SSH port (overrides)")
+    device: str | None = Field(None, description="device tag (default: the router host)")
     controller: str = Field(
         "0/2/0",
         pattern=r"^\d+(/\d+){1,3}$",
         description="Cisco VDSL controller (show controller vdsl N/N/N)",
     )
-    known_hosts: str | None = Field(None, description="overrides router.ssh.known_hosts")
-    trust_on_first_use: bool = False
-    command_timeout_s: float = Field(30.0, gt=0, le=600)
-    read_timeout_s: float = Field(15.0, gt=0, le=600)
-    max_output_bytes: int = Field(1_000_000, ge=1024, le=100_000_000)
+    known_hosts: str | None = Field(
+        None,
+        description="known_hosts file (default: router.ssh.known_hosts, else ~/.ssh/known_hosts)",
+    )
+    trust_on_first_use: bool = Field(
+        False,
+        description="accept an unknown host key once and record it in known_hosts "
+        "(a changed key is still refused)",
+    )
+    command_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="seconds one command may take"
+    )
+    read_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="seconds without output before a command is given up"
+    )
+    max_output_bytes: int = Field(
+        1_000_000, ge=1024, le=100_000_000, description="most bytes of output read per command"
+    )
 
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-@registry.register("collector", "ssh", Spec)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """Read DSL line status from the router CLI over SSH (Cisco IOS-XE, Huawei VRP)."""
     site = ctx.site
     if site is None or site.router is None or site.router.ssh is None:
@@ -487,3 +499,18 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
             failure("dsl_line", tags, "skipped", f"{device}: the router reports no DSL port", t1)
         )
     return records
+
+
+PLUGIN = Plugin(
+    kind="collector",
+    name="ssh",
+    spec=Spec,
+    run=run,
+    measurement="dsl_line",
+    method="ssh",
+    summary="Read DSL line status from the router CLI over SSH (key authentication; Cisco "
+    "IOS-XE `show controller vdsl`, Huawei VRP `display interface`) into dsl_line records.",
+    needs="router.ssh",
+    interval_s=3600.0,
+    fields=DSL_FIELDS,
+)

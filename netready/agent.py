@@ -140,7 +140,12 @@ class Task:
 
 
 def build_tasks(inv: Inventory, site: Site, only: set[str] | None = None) -> list[Task]:
-    """Validate every target's spec before any I/O; ConfigError names the site and target."""
+    """Validate every target's spec before any I/O; ConfigError names the site and target.
+
+    Probes come from the site's targets; a collector is scheduled for every site that has the
+    configuration it ``needs`` (``router.snmp``, ...). Intervals: the target's own, else
+    ``defaults.intervals_s[plugin]``, else the plugin's declared ``interval_s``.
+    """
     tasks: list[Task] = []
     for t in inv.targets_for(site):
         if only and t.probe not in only and t.name not in only:
@@ -149,17 +154,21 @@ def build_tasks(inv: Inventory, site: Site, only: set[str] | None = None) -> lis
         spec = plugin.make_spec(
             {"target": t.address, **t.params}, where=f"site {site.ods} target {t.name}"
         )
-        interval = t.interval_s or inv.defaults.intervals_s.get(t.probe, 300.0)
+        interval = t.interval_s or inv.defaults.interval_for(plugin.name, plugin.interval_s)
         tasks.append(Task(t.name, plugin, spec, interval))
-    if site.router is not None:
-        for kind in ("snmp", "ssh"):
-            if getattr(site.router, kind) is None or (only and kind not in only):
-                continue
-            plugin = registry.get("collector", kind)
-            spec = plugin.make_spec({}, where=f"site {site.ods} router {kind}")
-            tasks.append(
-                Task(f"router-{kind}", plugin, spec, inv.defaults.intervals_s.get(kind, 300.0))
-            )
+    for name in registry.names("collector"):
+        if only and name not in only:
+            continue
+        try:
+            plugin = registry.get("collector", name)
+        except ImportError as e:
+            raise ConfigError(f"collector {name}: cannot be loaded: {e}") from None
+        if not plugin.configured_for(site):
+            continue
+        where = plugin.needs or name
+        spec = plugin.make_spec({}, where=f"site {site.ods} {where}")
+        interval = inv.defaults.interval_for(plugin.name, plugin.interval_s)
+        tasks.append(Task(where.replace(".", "-"), plugin, spec, interval))
     return tasks
 
 
@@ -201,15 +210,14 @@ class Agent:
         extra: dict[str, Any] = {"site": self.site.ods, "task": task.label}
         t0 = time.monotonic()
         recs: list[Record]
-        refusal = None
-        if task.plugin.heavy:
-            refusal = budget.admit(self.ctx, task.plugin, task.spec)
-        if refusal:
-            recs = [budget.refusal(self.ctx, task.plugin, task.spec, refusal)]
+        plugin = task.plugin
+        refused = budget.admit(self.ctx, plugin, task.spec)
+        if refused is not None:
+            recs = [budget.refusal(self.ctx, plugin, refused)]
         else:
             t0_ms = now_ms()
             try:
-                recs = await task.plugin.run(self.ctx, task.spec)
+                recs = await plugin.run(self.ctx, task.spec)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a bug or a bad start must not stop the agent
@@ -223,11 +231,10 @@ class Agent:
                     extra={**extra, "reason": why},
                 )
                 tags = {**self.ctx.tags, "target": task.name}
-                recs = [failure(_measurement(task), tags, "error", why)]
+                recs = [failure(plugin.measurement, tags, "error", why)]
             try:
-                if task.plugin.name == "snmp":
-                    self._remember_traffic(recs)
-                if task.plugin.heavy:
+                self._remember_traffic(recs)
+                if plugin.heavy:
                     budget.charge(self.ctx, self.site.ods, budget.bytes_used(recs))
                     # a speed test taken while the site was busy is not the line's capacity
                     recs = budget.mark_link_busy(recs, list(self.recent_traffic), t0_ms, now_ms())
@@ -249,8 +256,13 @@ class Agent:
         if failed:
             why = "; ".join(sorted({f"{r.result}: {r.fields.get('reason', '')}" for r in failed}))
             log.warning("task %s failed: %s", task.label, why[:500], extra=extra | {"reason": why})
-        elif refusal:
-            log.info("task %s not run: %s", task.label, refusal, extra=extra | {"reason": refusal})
+        elif refused is not None:
+            log.info(
+                "task %s not run: %s",
+                task.label,
+                refused.reason,
+                extra=extra | {"reason": refused.reason, "refusal": refused.code.value},
+            )
         else:
             log.info("task done", extra=extra)
         return recs
@@ -275,7 +287,8 @@ class Agent:
             return []
 
     def _remember_traffic(self, recs: list[Record]) -> None:
-        """Keep the last SNMP interface samples for the link-busy check of heavy tests."""
+        """Keep the last interface samples (``if_traffic``, whichever collector wrote them)
+        for the link-busy check of heavy tests."""
         self.recent_traffic.extend(r for r in recs if r.measurement == "if_traffic" and r.ok)
 
     # ------------------------------------------------------------------ committing
@@ -474,19 +487,6 @@ class Agent:
         elif self.last_drain is not None and self.last_drain.error:
             out.append(f"shipping did not finish: {self.last_drain.error}")
         return out
-
-
-def _measurement(task: Task) -> str:
-    return {
-        "rtt": "rtt",
-        "icmp": "rtt",
-        "media": "media",
-        "throughput": "throughput",
-        "iperf3": "throughput",
-        "speedtest": "throughput",
-        "snmp": "if_traffic",
-        "ssh": "dsl_line",
-    }.get(task.plugin.name, task.plugin.name)
 
 
 def open_spool(

@@ -1,32 +1,38 @@
-"""Budgets and manners for heavy tests (throughput, iperf3, speedtest).
+"""Budgets and manners for heavy tests (media, throughput, iperf3, speedtest: ``Plugin.heavy``).
 
-Call contract for the agent scheduler (and anything else that runs a heavy plugin)::
+Call contract for whatever runs a heavy plugin (the agent scheduler, ``netready probe``)::
 
-    reason = budget.admit(ctx, plugin, spec, now)          # before the test
-    if reason is not None:
-        records = [budget.refusal(ctx, plugin, spec, reason)]   # recorded, not run
+    refusal = budget.admit(ctx, plugin, spec, now)          # before the test
+    if refusal is not None:
+        records = [budget.refusal(ctx, plugin, refusal)]    # recorded, not run
     else:
-        t0 = records_now_ms()
-        records = await plugin.run(ctx, spec)              # the probe caps its own bytes
+        t0 = now_ms()
+        records = await plugin.run(ctx, spec)               # the probe meters its own bytes
         records = budget.mark_link_busy(records, traffic, t0, now_ms())   # optional, SNMP
         budget.charge(ctx, ctx.site.ods, budget.bytes_used(records))
 
-- ``admit`` returns ``None`` (go ahead) or a one-line reason. Plugins that are not ``heavy``
-  are always admitted. Without a site (``ctx.site is None``, e.g. a CLI run by hand) only the
-  per-test cap applies. ``ctx.force`` skips the clinic-hours and daily-budget rules.
-- Clinic hours: a heavy test does not start inside the site's ``clinic_hours`` (inventory),
-  read in the site's local time (``Europe/London``; ``now`` is an aware datetime, UTC).
-- Daily budget: ``site.budget.daily_mb`` per site per UTC day; a test is admitted only if
-  what it may use (its cap, see ``test_cap_bytes``) fits in what is left today.
-- Per-test cap: ``test_cap_bytes(ctx, spec_max_mb)`` = the smallest of the spec's ``max_mb``,
-  the site's ``budget.test_mb`` (100 MB by default) and, unless forced, what is left of
-  today's budget. Probes call it themselves, so a probe never moves more than this.
+- ``admit`` returns ``None`` (go ahead) or a ``Refusal``: a code (``Reason``) and a one-line
+  reason. Plugins that are not ``heavy`` are always admitted. ``ctx.force`` (and a run
+  without a site, e.g. by hand) skips the clinic-hours and daily-budget rules; the per-test
+  cap always applies.
+- Clinic hours (``Reason.CLINIC_HOURS``, record ``result=skipped``): a heavy test does not
+  start inside the site's ``clinic_hours`` (inventory), read in the site's local time
+  (``Europe/London``; ``now`` is an aware datetime, UTC).
+- Daily budget (``Reason.DAILY_BUDGET``, ``budget_exceeded``): ``site.budget.daily_mb`` per
+  site per UTC day; a test is admitted only if what it may use (its ``cost``, else its cap)
+  fits in what is left today.
+- Per-test cap (``Reason.TEST_CAP``, ``budget_exceeded``): ``test_cap_bytes(ctx, spec_max_mb)``
+  = the smallest of the spec's ``max_mb``, the site's ``budget.test_mb`` (100 MB by default)
+  and, unless forced, what is left of today's budget. A plugin whose bytes are known before
+  it runs declares them (``Plugin.cost``) and ``admit`` refuses a run over the cap; every
+  heavy plugin also meters itself against ``test_cap_bytes`` while it runs, so a test never
+  moves more than this.
 - ``charge(ctx, site, nbytes)`` adds bytes to the site's count for the UTC day. Counts live in
   ``ctx.state_dir / "budget.sqlite"`` (table ``usage(site, day, bytes)``; safe across
   processes); days older than 31 are pruned.
 - Link busy: ``mark_link_busy(records, traffic, start_ms, end_ms)`` takes the site's recent
-  ``if_traffic`` records (from ``collectors/snmp.py``; empty when SNMP is not configured, and
-  then it changes nothing). If the WAN carried other traffic around the test -- more than
+  ``if_traffic`` records (from a collector; empty when none is configured, and then it
+  changes nothing). If the WAN carried other traffic around the test -- more than
   ``busy_pct`` (10%) of the line rate in the test's direction, after subtracting the test's
   own traffic from samples that overlap it -- each ok ``throughput`` record of that direction
   is re-tagged ``result=link_busy`` with a ``reason``; its fields are kept, so the number is
@@ -36,15 +42,17 @@ Call contract for the agent scheduler (and anything else that runs a heavy plugi
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from netready.plugin import Context, Plugin
 from netready.records import Record, failure
-from netready.registry import Context, Plugin
 
 SITE_TZ = ZoneInfo("Europe/London")
 DEFAULT_TEST_MB = 100.0
@@ -116,45 +124,88 @@ def test_cap_bytes(
     return int(min(caps))
 
 
+class Reason(enum.StrEnum):
+    """Why ``admit`` refused a heavy test."""
+
+    CLINIC_HOURS = "clinic_hours"
+    DAILY_BUDGET = "daily_budget"
+    TEST_CAP = "test_cap"
+
+
+#: The record's ``result`` for each refusal.
+RESULT: dict[Reason, str] = {
+    Reason.CLINIC_HOURS: "skipped",
+    Reason.DAILY_BUDGET: "budget_exceeded",
+    Reason.TEST_CAP: "budget_exceeded",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A heavy test not run: the code, and one line saying why for people."""
+
+    code: Reason
+    reason: str
+
+    @property
+    def result(self) -> str:
+        return RESULT[self.code]
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def _spec_mb(spec: Any) -> float | None:
     v = getattr(spec, "max_mb", None)
     return float(v) if v else None
 
 
-def admit(ctx: Context, plugin: Plugin, spec: Any, now: dt.datetime | None = None) -> str | None:
-    """``None`` if the test may run now, else a one-line reason (see the module docstring)."""
+def admit(
+    ctx: Context, plugin: Plugin, spec: Any, now: dt.datetime | None = None
+) -> Refusal | None:
+    """``None`` if the test may run now, else why not (see the module docstring)."""
     if not plugin.heavy:
         return None
+    cost = plugin.cost(spec) if plugin.cost is not None else None
     site = ctx.site
-    if site is None or ctx.force:
-        return None
-    utc = _utc(now)
-    local = utc.astimezone(SITE_TZ)
-    ch = site.clinic_hours
-    if ch.contains(local.replace(tzinfo=None)):
-        return (
-            f"site {site.ods}: clinic hours ({','.join(ch.days)} {ch.start:%H:%M}-"
-            f"{ch.end:%H:%M} Europe/London, now {local:%a %H:%M}); heavy test {plugin.name} "
-            "not run (force to override)"
-        )
-    used = used_today(ctx, site.ods, utc)
-    daily = site.budget.daily_mb * MB
-    need = min(site.budget.test_mb * MB, (_spec_mb(spec) or site.budget.test_mb) * MB)
-    if used + need > daily:
-        return (
-            f"site {site.ods}: daily budget {daily / MB:g} MB, {used / MB:.1f} MB used today "
-            f"(UTC {utc.date()}), test {plugin.name} may use {need / MB:g} MB"
-        )
+    if site is not None and not ctx.force:
+        utc = _utc(now)
+        local = utc.astimezone(SITE_TZ)
+        ch = site.clinic_hours
+        if ch.contains(local.replace(tzinfo=None)):
+            return Refusal(
+                Reason.CLINIC_HOURS,
+                f"site {site.ods}: clinic hours ({','.join(ch.days)} {ch.start:%H:%M}-"
+                f"{ch.end:%H:%M} Europe/London, now {local:%a %H:%M}); heavy test "
+                f"{plugin.name} not run (force to override)",
+            )
+        used = used_today(ctx, site.ods, utc)
+        daily = site.budget.daily_mb * MB
+        cap = min(site.budget.test_mb * MB, (_spec_mb(spec) or site.budget.test_mb) * MB)
+        need = min(cap, cost) if cost is not None else cap
+        if used + need > daily:
+            return Refusal(
+                Reason.DAILY_BUDGET,
+                f"site {site.ods}: daily budget {daily / MB:g} MB, {used / MB:.1f} MB used "
+                f"today (UTC {utc.date()}), test {plugin.name} may use {need / MB:g} MB",
+            )
+    if cost is not None:
+        cap_b = test_cap_bytes(ctx, _spec_mb(spec), now)
+        if cost > cap_b:
+            return Refusal(
+                Reason.TEST_CAP,
+                f"test {plugin.name} needs {cost / MB:.1f} MB, over the {cap_b / MB:g} MB "
+                "budget of one test",
+            )
     return None
 
 
-def refusal(ctx: Context, plugin: Plugin, spec: Any, reason: str) -> Record:
-    """The record for a test ``admit`` refused: ``skipped`` in clinic hours, else
-    ``budget_exceeded``."""
-    result = "skipped" if "clinic hours" in reason else "budget_exceeded"
-    method = {"throughput": "http"}.get(plugin.name, plugin.name)
-    measurement = "media" if plugin.name == "media" else "throughput"
-    return failure(measurement, {**ctx.tags, "method": method}, result, reason)
+def refusal(ctx: Context, plugin: Plugin, refused: Refusal) -> Record:
+    """The record of a test ``admit`` refused, under the plugin's declared measurement and
+    method; ``result`` from the refusal's code (``RESULT``)."""
+    return failure(
+        plugin.measurement, {**ctx.tags, "method": plugin.method}, refused.result, refused.reason
+    )
 
 
 def bytes_used(records: Iterable[Record]) -> int:

@@ -419,15 +419,15 @@ class Site(_Model):
 
 class Defaults(_Model):
     targets: list[Target] = Field(default_factory=list)
-    intervals_s: dict[str, float] = Field(
-        default_factory=lambda: {
-            "rtt": 300.0,
-            "media": 3600.0,
-            "throughput": 21600.0,
-            "snmp": 60.0,
-            "ssh": 3600.0,
-        }
+    intervals_s: dict[str, Annotated[float, Field(gt=0, le=7 * 86_400)]] = Field(
+        default_factory=dict,
+        description="interval per probe/collector name, seconds; overrides the interval the "
+        "plugin declares",
     )
+
+    def interval_for(self, plugin: str, declared: float) -> float:
+        """The interval of a plugin's tasks: this inventory's override, else ``declared``."""
+        return self.intervals_s.get(plugin, declared)
 
 
 class Inventory(_Model):

@@ -1,122 +1,90 @@
-"""Probes and collectors, found by name.
+"""Probes and collectors, found by name through their entry points.
 
-A plugin is one module with one small contract::
+A plugin declares itself with ``netready.plugin.Plugin`` (``PLUGIN = Plugin(...)`` in its
+module) and registers with one line in its package's ``pyproject.toml``::
 
-    class Spec(pydantic.BaseModel): ...          # what to measure; validated before any I/O
-    async def run(ctx: Context, spec: Spec) -> list[Record]: ...
+    [project.entry-points."netready.probes"]        # collectors: "netready.collectors"
+    rtt = "netready.probes.rtt:PLUGIN"
 
-registered at import time with ``@register("probe", "rtt", Spec)``. Built-ins are listed
-in ``BUILTINS`` and imported on first use, so ``netready --help`` stays fast and a probe
-whose optional dependency is missing does not break the others. The agent, the CLI and the
+Built-ins register exactly so (netready's own pyproject.toml); a third-party package does the
+same in its own. ``names(kind)`` lists the registered names without importing any plugin, so
+``netready --help`` stays fast; ``get(kind, name)`` imports one plugin on first use, so a
+plugin whose optional dependency is missing breaks only itself. The agent, the CLI and the
 tests call every plugin the same way: ``await get("probe", "rtt").run(ctx, spec)``.
 
-A failed measurement is a record with a ``result`` tag (``records.failure``); ``run`` raises
-only for bad specs (``ConfigError``) and bugs.
+``register(plugin)`` adds a plugin in-process (an embedding application); an entry point of
+the same name is then not loaded.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ValidationError
+import functools
+from importlib.metadata import EntryPoint, entry_points
 
 from netready.errors import ConfigError
-from netready.records import Record
+from netready.plugin import KINDS, Context, Kind, Metric, Plugin
 
-if TYPE_CHECKING:
-    from netready.inventory import Inventory, Site
+__all__ = ["GROUPS", "Context", "Kind", "Metric", "Plugin", "get", "names", "plugins", "register"]
 
-Kind = Literal["probe", "collector"]
+#: Entry point group of each kind of plugin.
+GROUPS: dict[Kind, str] = {"probe": "netready.probes", "collector": "netready.collectors"}
 
-#: Built-in plugins: kind -> name -> module. Imported lazily by ``get``.
-BUILTINS: dict[str, dict[str, str]] = {
-    "probe": {
-        "rtt": "netready.probes.rtt",
-        "media": "netready.probes.media",
-        "icmp": "netready.probes.icmp",
-        "throughput": "netready.probes.throughput",
-        "iperf3": "probes.iperf3",
-        "speedtest": "netready.probes.speedtest",
-    },
-    "collector": {
-        "snmp": "netready.collectors.snmp",
-        "ssh": "netready.collectors.ssh",
-        "pcap": "netready.collectors.pcap",
-    },
-}
+_LOADED: dict[tuple[str, str], Plugin] = {}
 
 
-@dataclass
-class Context:
-    """What a plugin may know about where it runs. No I/O happens on construction."""
-
-    site: Site | None = None
-    inventory: Inventory | None = None
-    state_dir: Path = field(default_factory=lambda: Path(".netready-state"))
-    force: bool = False  # run heavy tests even in clinic hours / over budget
-    progress: bool = False  # plugins may show a rich progress bar on stderr
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """Base tags for every record: site, icb, tech (empty without a site)."""
-        return dict(self.site.tags) if self.site else {}
-
-
-RunFn = Callable[[Context, Any], Awaitable[list[Record]]]
-
-
-@dataclass(frozen=True)
-class Plugin:
-    kind: Kind
-    name: str
-    spec: type[BaseModel]
-    run: RunFn
-    heavy: bool = False  # uses real bandwidth: budgets and clinic hours apply
-    doc: str = ""
-
-    def make_spec(self, params: dict[str, Any], where: str = "") -> BaseModel:
-        """Validate parameters into this plugin's Spec; one-line ``ConfigError`` otherwise."""
-        try:
-            return self.spec.model_validate(params)
-        except ValidationError as e:
-            errs = "; ".join(
-                f"{'.'.join(str(x) for x in er['loc']) or '(spec)'}: {er['msg']}"
-                for er in e.errors()
+@functools.cache
+def _entry_points(kind: Kind) -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUPS[kind]):
+        seen = found.get(ep.name)
+        if seen is not None and seen.value != ep.value:
+            raise ConfigError(
+                f"two {kind} plugins are registered as {ep.name!r}: {seen.value} and {ep.value}"
             )
-            raise ConfigError(f"{where or self.kind + ' ' + self.name}: {errs}") from None
+        found[ep.name] = ep
+    return found
 
 
-_REGISTRY: dict[tuple[str, str], Plugin] = {}
-
-
-def register(
-    kind: Kind, name: str, spec: type[BaseModel], *, heavy: bool = False
-) -> Callable[[RunFn], RunFn]:
-    """Decorator: ``@register("probe", "rtt", Spec)`` on ``async def run(ctx, spec)``."""
-
-    def deco(fn: RunFn) -> RunFn:
-        _REGISTRY[(kind, name)] = Plugin(kind, name, spec, fn, heavy, (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
-
-def get(kind: Kind, name: str) -> Plugin:
-    key = (kind, name)
-    if key not in _REGISTRY:
-        mod = BUILTINS.get(kind, {}).get(name)
-        if mod is None:
-            known = ", ".join(sorted(BUILTINS.get(kind, {})))
-            raise ConfigError(f"unknown {kind} {name!r} (known: {known})")
-        importlib.import_module(mod)
-        if key not in _REGISTRY:
-            raise ConfigError(f"{kind} {name!r}: module {mod} did not register it")
-    return _REGISTRY[key]
+def _check_kind(kind: str) -> Kind:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown plugin kind {kind!r} (known: {', '.join(KINDS)})")
+    return kind
 
 
 def names(kind: Kind) -> list[str]:
-    return sorted(set(BUILTINS.get(kind, {})) | {n for k, n in _REGISTRY if k == kind})
+    """Registered plugin names of one kind, without importing them."""
+    _check_kind(kind)
+    return sorted(set(_entry_points(kind)) | {n for k, n in _LOADED if k == kind})
+
+
+def get(kind: Kind, name: str) -> Plugin:
+    """The plugin ``kind``/``name``, imported on first use; ``ConfigError`` if unknown.
+
+    An ``ImportError`` of the plugin's module (a missing optional dependency) propagates.
+    """
+    key = (_check_kind(kind), name)
+    if key in _LOADED:
+        return _LOADED[key]
+    ep = _entry_points(kind).get(name)
+    if ep is None:
+        raise ConfigError(f"unknown {kind} {name!r} (known: {', '.join(names(kind))})")
+    obj = ep.load()
+    if not isinstance(obj, Plugin) or obj.kind != kind or obj.name != name:
+        raise ConfigError(
+            f"{kind} {name!r}: entry point {ep.value} is not a Plugin declaring "
+            f"kind={kind!r}, name={name!r}"
+        )
+    _LOADED[key] = obj
+    return obj
+
+
+def plugins(kind: Kind) -> list[Plugin]:
+    """Every registered plugin of one kind (imports them all)."""
+    return [get(kind, n) for n in names(kind)]
+
+
+def register(plugin: Plugin) -> Plugin:
+    """Add a plugin in-process; it shadows an entry point of the same kind and name."""
+    _LOADED[(plugin.kind, plugin.name)] = plugin
+    return plugin
+

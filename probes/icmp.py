@@ -36,12 +36,10 @@ import struct
 import time
 from typing import Any
 
-import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry, stats
-from netready.cli.output import format_option
-from netready.errors import NetreadyError
+from netready import stats
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure, now_ms
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -54,11 +52,23 @@ NO_RAW = (
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(description="host name or IP address (no port); IPv6 bare or [bracketed]")
-    count: int = Field(20, ge=1, le=100_000)
-    interval_s: float = Field(0.2, ge=0.001, le=60)
-    timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
+    count: int = Field(20, ge=1, le=100_000, description="echo requests to send")
+    interval_s: float = Field(
+        0.2,
+        ge=0.001,
+        le=60,
+        description="seconds between requests",
+        json_schema_extra={"cli": "--interval"},
+    )
+    timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="seconds to wait for late replies",
+        json_schema_extra={"cli": "--timeout"},
+    )
     size: int = Field(56, ge=8, le=1472, description="ICMP payload bytes")
-    dscp: int = Field(0, ge=0, le=63)
+    dscp: int = Field(0, ge=0, le=63, description="DSCP to mark the requests with")
 
     @field_validator("target")
     @classmethod
@@ -229,8 +239,7 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
     return fields, None, None
 
 
-@registry.register("probe", "icmp", Spec)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """ICMP echo round trips (scapy packets on a raw socket): RTT, RFC 3550 jitter, loss."""
     tags = {**ctx.tags, "target": spec.target, "method": "icmp"}
     t = now_ms()
@@ -240,63 +249,30 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     return [Record("rtt", {**tags, "result": "ok"}, fields, t)]
 
 
-@click.command("icmp")
-@click.option("--target", required=True, help="Host name or IP address.")
-@click.option("--count", default=20, show_default=True, type=int, help="Echo requests to send.")
-@click.option(
-    "--interval",
-    "interval_s",
-    default=0.2,
-    show_default=True,
-    type=float,
-    help="Seconds between requests.",
-)
-@click.option(
-    "--timeout",
-    "timeout_s",
-    default=2.0,
-    show_default=True,
-    type=float,
-    help="Seconds to wait for late replies.",
-)
-@click.option("--size", default=56, show_default=True, type=int, help="ICMP payload bytes.")
-@click.option("--dscp", default=0, show_default=True, type=int, help="DSCP mark.")
-@format_option
-def icmp_command(
-    target: str, count: int, interval_s: float, timeout_s: float, size: int, dscp: int, fmt: str
-) -> None:
-    """ICMP echo (needs root or CAP_NET_RAW): RTT, RFC 3550 jitter, loss (exit 1 on failure)."""
-    import asyncio as _asyncio
-
-    from netready.cli import fail
-    from netready.cli.output import print_records
-
-    try:
-        plugin = registry.get("probe", "icmp")
-        spec = plugin.make_spec(
-            {
-                "target": target,
-                "count": count,
-                "interval_s": interval_s,
-                "timeout_s": timeout_s,
-                "size": size,
-                "dscp": dscp,
-            },
-            where="probe icmp",
-        )
-
-        async def go() -> list[Record]:
-            return await plugin.run(registry.Context(), spec)
-
-        records = _asyncio.run(go())
-    except NetreadyError as e:
-        raise fail(e) from None
-    print_records(records, fmt)
-    for r in records:
-        if not r.ok:
-            click.echo(f"rtt {r.result}: {r.fields.get('reason', '')}", err=True)
-            raise SystemExit(1)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    icmp_command()
+PLUGIN = Plugin(
+    kind="probe",
+    name="icmp",
+    spec=Spec,
+    run=run,
+    measurement="rtt",
+    method="icmp",
+    summary="ICMP echo for targets that run no reflector (needs root or CAP_NET_RAW): RTT, "
+    "RFC 3550 jitter, loss.",
+    interval_s=300.0,
+    fields=(
+        Metric("sent", "packets", "echo requests sent"),
+        Metric("received", "packets", "distinct replies received"),
+        Metric("duplicates", "packets", "replies received more than once"),
+        Metric("loss_pct", "%", "100 x (sent - received) / sent"),
+        Metric("rtt_min_ms", "ms", "smallest round trip: request sent -> reply received "
+               "(kernel timestamp), our clock"),
+        Metric("rtt_p50_ms", "ms", "median round trip"),
+        Metric("rtt_p95_ms", "ms", "95th percentile round trip"),
+        Metric("rtt_max_ms", "ms", "largest round trip"),
+        Metric("rtt_mean_ms", "ms", "mean round trip"),
+        Metric("jitter_rfc3550_ms", "ms", "RFC 3550 interarrival jitter of the replies "
+               "(final value)"),
+        Metric("ipdv_p95_ms", "ms", "95th percentile of |IPDV| (RFC 3393) of RTTs, by sequence"),
+        Metric("duration_s", "s", "send duration"),
+    ),
+)  # fmt: skip

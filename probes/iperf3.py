@@ -16,6 +16,9 @@ goodput_mbps       float  receiver's rate (``end.sum_received`` for TCP, ``end.s
 bytes              int    bytes the sender sent (what the test cost)
 duration_s         float  test duration reported by iperf3, seconds
 streams            int    parallel streams (``-P``)
+byte_capped        bool   TCP only: the per-test byte cap paced the sender (-b) and the
+                          receiver got about that pace: the figure is the cap's rate,
+                          not the line's capacity
 retransmits        int    TCP only, forward (up) tests only: sender retransmits
 rtt_loaded_ms      float  TCP up only: mean of the streams' ``mean_rtt`` (TCP_INFO smoothed
                           RTT during the transfer)
@@ -23,6 +26,14 @@ loss_pct           float  UDP only: ``lost_percent``
 jitter_rfc3550_ms  float  UDP only: iperf3's ``jitter_ms`` (RFC 1889/3550 smoothed
                           interarrival jitter, J += (|D| - J)/16)
 =================  =====  ==============================================================
+
+Byte cap (heavy probe, ``netready.budget``): iperf3 takes one end condition only (``-t``, ``-n``
+or ``-k``), so a time-limited test cannot also stop at a byte count. A UDP test's bytes are
+known in advance (its rate times its time: the plugin's ``cost``), and the budget refuses one
+over the cap before it starts. A TCP test is paced instead: ``-b`` per stream is set so that
+the whole direction stays within its share of the cap (less one 128 KiB send block per
+stream, what iperf3's pacing may overshoot); a line slower than that pace is measured as
+before, a faster one is reported at the pace with ``byte_capped=true``.
 
 ``parse`` is pure (JSON text in, one record out) and is tested on recorded iperf3 output.
 """
@@ -34,29 +45,49 @@ import json
 import shutil
 from typing import Any, Literal
 
-import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry
+from netready import budget
 from netready.inventory import split_hostport
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
 DEFAULT_PORT = 5201
+#: iperf3's TCP send block (-l default, 128 KiB): what its pacing may overshoot per stream.
+TCP_BLOCK = 128 * 1024
+#: UDP default rate when no -b is given (iperf3's own default), bit/s.
+UDP_DEFAULT_BPS = 1_000_000
+#: IPv4 + UDP headers per datagram (1,448-byte default payload), counted against the cap.
+UDP_OVERHEAD = 1 + 28 / 1448
 
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(description="iperf3 server HOST[:PORT] (default port 5201)")
-    direction: Literal["down", "up", "both"] = "both"
-    protocol: Literal["tcp", "udp"] = "tcp"
-    duration_s: float = Field(10.0, ge=1, le=300)
-    streams: int = Field(1, ge=1, le=128)
+    direction: Literal["down", "up", "both"] = Field(
+        "both", description="down (-R: the server sends), up, or both one after the other"
+    )
+    protocol: Literal["tcp", "udp"] = Field(
+        "tcp", description="tcp, or udp (-u; set bitrate_mbps)", json_schema_extra={"cli_flag": {"--udp": "udp"}}
+    )
+    duration_s: float = Field(
+        10.0, ge=1, le=300, description="seconds per direction (-t)", json_schema_extra={"cli": "--duration"}
+    )
+    streams: int = Field(1, ge=1, le=128, description="parallel streams (-P)")
     bitrate_mbps: float | None = Field(
-        None, gt=0, le=100_000, description="target rate (-b); UDP default 1 Mbit/s"
+        None, gt=0, le=100_000, description="target rate per stream (-b), Mbit/s; UDP default 1"
     )
     omit_s: float = Field(0.0, ge=0, le=60, description="discard the first seconds (-O)")
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
-    binary: str = "iperf3"
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="seconds to set up the control connection (--connect-timeout)"
+    )
+    binary: str = Field("iperf3", description="the iperf3 program to run")
+    max_mb: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="byte cap for the whole test, MB (1e6); default: the site's budget.test_mb",
+    )
 
     @field_validator("target")
     @classmethod
@@ -65,7 +96,8 @@ class Spec(BaseModel):
         return v
 
 
-def argv(spec: Spec, direction: str) -> list[str]:
+def argv(spec: Spec, direction: str, pace_mbps: float | None = None) -> list[str]:
+    """iperf3's command line; ``pace_mbps``: a TCP rate per stream that keeps the byte cap."""
     host, port = split_hostport(spec.target, DEFAULT_PORT)
     a = [
         spec.binary,
@@ -85,8 +117,9 @@ def argv(spec: Spec, direction: str) -> list[str]:
         a.append("-R")
     if spec.protocol == "udp":
         a.append("-u")
-    if spec.bitrate_mbps:
-        a += ["-b", f"{spec.bitrate_mbps * 1e6:.0f}"]
+    rate = min(x for x in (spec.bitrate_mbps, pace_mbps) if x) if spec.bitrate_mbps or pace_mbps else None
+    if rate:
+        a += ["-b", f"{rate * 1e6:.0f}"]
     if spec.omit_s:
         a += ["-O", f"{spec.omit_s:g}"]
     return a
@@ -174,7 +207,26 @@ def parse(
     )
 
 
-async def run_one(spec: Spec, direction: str, tags: dict[str, str]) -> Record:
+def cost(spec: Spec) -> float | None:
+    """Bytes a UDP test sends at most (rate x time x streams x directions, with headers);
+    ``None`` for TCP, which is paced to the cap instead (``tcp_pace_mbps``)."""
+    if spec.protocol != "udp":
+        return None
+    bps = (spec.bitrate_mbps * 1e6) if spec.bitrate_mbps else UDP_DEFAULT_BPS
+    dirs = 2 if spec.direction == "both" else 1
+    return bps / 8 * (spec.duration_s + spec.omit_s) * spec.streams * dirs * UDP_OVERHEAD
+
+
+def tcp_pace_mbps(spec: Spec, cap_bytes: int) -> float:
+    """The rate per stream (Mbit/s) at which one direction's TCP test stays within
+    ``cap_bytes``: what iperf3 may overshoot (one send block per stream) comes off first."""
+    room = cap_bytes - spec.streams * TCP_BLOCK
+    return max(0.0, room * 8 / (spec.duration_s + spec.omit_s) / spec.streams / 1e6)
+
+
+async def run_one(
+    spec: Spec, direction: str, tags: dict[str, str], pace_mbps: float | None = None
+) -> Record:
     t = {**tags, "target": spec.target}
     if shutil.which(spec.binary) is None:
         return failure(
@@ -184,7 +236,7 @@ async def run_one(spec: Spec, direction: str, tags: dict[str, str]) -> Record:
             f"{spec.binary} not found: install iperf3",
         )
     proc = await asyncio.create_subprocess_exec(
-        *argv(spec, direction),
+        *argv(spec, direction, pace_mbps),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
@@ -205,56 +257,68 @@ async def run_one(spec: Spec, direction: str, tags: dict[str, str]) -> Record:
     text = out.decode(errors="replace")
     if not text.strip():
         text = errb.decode(errors="replace") or f"exit {proc.returncode}"
-    return parse(text, direction, t)
+    rec = parse(text, direction, t)
+    paced = pace_mbps is not None and (not spec.bitrate_mbps or pace_mbps < spec.bitrate_mbps)
+    goodput = rec.fields.get("goodput_mbps")
+    if rec.ok and paced and isinstance(goodput, float) and pace_mbps is not None:
+        capped = goodput >= 0.9 * pace_mbps * spec.streams
+        rec = Record(rec.measurement, rec.tags, {**rec.fields, "byte_capped": capped}, rec.time_ms)
+    return rec
 
 
-@registry.register("probe", "iperf3", Spec, heavy=True)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
-    """iperf3 -J against an iperf3 server (TCP both directions with -R, or UDP)."""
+async def run(ctx: Context, spec: Spec) -> list[Record]:
+    """iperf3 -J against an iperf3 server (TCP both directions with -R, or UDP), within the
+    per-test byte cap (UDP: admitted by its ``cost``; TCP: paced to the cap)."""
     dirs = ["down", "up"] if spec.direction == "both" else [spec.direction]
-    return [await run_one(spec, d, ctx.tags) for d in dirs]
+    cap = budget.test_cap_bytes(ctx, spec.max_mb)
+    out: list[Record] = []
+    used = 0
+    for i, d in enumerate(dirs):
+        share = (cap - used) // (len(dirs) - i)  # what is left, shared by the directions left
+        pace = None
+        if spec.protocol == "tcp":
+            pace = tcp_pace_mbps(spec, share)
+            if pace < 0.01:
+                out.append(
+                    failure(
+                        "throughput",
+                        {**ctx.tags, "target": spec.target, "method": "iperf3", "direction": d},
+                        "budget_exceeded",
+                        f"iperf3 {spec.target}: {share} bytes left of the byte cap cannot carry "
+                        f"{spec.streams} stream(s) for {spec.duration_s:g} s",
+                    )
+                )
+                continue
+        rec = await run_one(spec, d, ctx.tags, pace)
+        used += int(rec.fields.get("bytes", 0))
+        out.append(rec)
+    return out
 
 
-@click.command("iperf3")
-@click.option("--target", required=True, metavar="HOST[:PORT]", help="iperf3 server.")
-@click.option(
-    "--direction", type=click.Choice(["down", "up", "both"]), default="both", show_default=True
-)
-@click.option("--udp", is_flag=True, help="UDP instead of TCP (set --bitrate-mbps).")
-@click.option(
-    "--duration",
-    "duration_s",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds per direction.",
-)
-@click.option("--streams", type=int, default=1, show_default=True, help="Parallel streams (-P).")
-@click.option("--bitrate-mbps", type=float, default=None, help="Target rate (-b), Mbit/s.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-def iperf3_command(
-    target: str,
-    direction: str,
-    udp: bool,
-    duration_s: float,
-    streams: int,
-    bitrate_mbps: float | None,
-    fmt: str,
-) -> None:
-    """Run iperf3 -J against an iperf3 server and print throughput records."""
-    from netready.probes.throughput import run_cli
-
-    run_cli(
-        "iperf3",
-        {
-            "target": target,
-            "direction": direction,
-            "protocol": "udp" if udp else "tcp",
-            "duration_s": duration_s,
-            "streams": streams,
-            "bitrate_mbps": bitrate_mbps,
-        },
-        fmt,
-    )
+PLUGIN = Plugin(
+    kind="probe",
+    name="iperf3",
+    spec=Spec,
+    run=run,
+    measurement="throughput",
+    method="iperf3",
+    summary="iperf3 -J against an iperf3 server: goodput down (-R) and up, TCP or UDP.",
+    heavy=True,
+    cost=cost,
+    interval_s=21600.0,
+    fields=(
+        Metric("goodput_mbps", "Mbit/s", "the receiver's rate (end.sum_received for TCP, end.sum "
+               "for UDP), Mbit/s (1e6)"),
+        Metric("bytes", "bytes", "bytes the sender sent (what the test cost)"),
+        Metric("duration_s", "s", "test duration reported by iperf3"),
+        Metric("streams", "streams", "parallel streams (-P)"),
+        Metric("byte_capped", "bool", "TCP: the byte cap paced the sender (-b) and the receiver "
+               "got about that pace: the cap's rate, not the line's capacity"),
+        Metric("retransmits", "segments", "TCP up only: sender retransmits"),
+        Metric("rtt_loaded_ms", "ms", "TCP up only: mean of the streams' mean_rtt (TCP_INFO "
+               "smoothed RTT during the transfer)"),
+        Metric("loss_pct", "%", "UDP only: lost_percent"),
+        Metric("jitter_rfc3550_ms", "ms", "UDP only: iperf3's jitter_ms (RFC 1889/3550 smoothed "
+               "interarrival jitter, J += (|D| - J)/16)"),
+    ),
+)  # fmt: skip

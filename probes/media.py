@@ -41,7 +41,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 import socket
 import struct
@@ -53,13 +52,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry, stats
-from netready.cli import output
-from netready.errors import NetreadyError
+from netready import budget, stats
 from netready.inventory import Secret, split_hostport
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure, now_ms
 
 # --------------------------------------------------------------------------- profiles
@@ -1015,20 +1012,51 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: str = Field(description="HOST:PORT of a netready media responder")
-    profile: ProfileName = "hd"
-    duration_s: float = Field(15.0, gt=0, le=300)
-    calls: int = Field(1, ge=1, le=200)
-    secret: Secret | None = Field(None, description="shared secret: env:NAME or file:PATH")
-    dscp_audio: int = Field(46, ge=0, le=63)
-    dscp_video: int = Field(34, ge=0, le=63)
-    keyframes: bool = True
-    timeout_s: float = Field(3.0, gt=0, le=60)
-    find_capacity: bool = False
-    max_calls: int = Field(32, ge=1, le=200)
-    step_duration_s: float | None = Field(None, gt=0, le=300)
-    budget_s: float = Field(180.0, gt=0, le=3600)
+    profile: ProfileName = Field(
+        "hd", description="video profile: sd 360p 0.5, hd 720p 1.5, fhd 1080p 2.5 Mbit/s"
+    )
+    duration_s: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="seconds per call (quality windows are 15 s)",
+        json_schema_extra={"cli": "--duration"},
+    )
+    calls: int = Field(1, ge=1, le=200, description="concurrent calls")
+    secret: Secret | None = Field(
+        None, description="shared secret the responder requires: env:NAME or file:PATH"
+    )
+    dscp_audio: int = Field(46, ge=0, le=63, description="DSCP of the audio packets")
+    dscp_video: int = Field(34, ge=0, le=63, description="DSCP of the video packets")
+    keyframes: bool = Field(True, description="every 60th video frame a key frame 3x the size")
+    timeout_s: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="seconds to wait for the responder's control answers",
+        json_schema_extra={"cli": "--timeout"},
+    )
+    find_capacity: bool = Field(
+        False, description="search for the most concurrent calls that meet the minimum gates"
+    )
+    max_calls: int = Field(32, ge=1, le=200, description="upper bound of the capacity search")
+    step_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=300,
+        description="seconds per capacity-search step (default: duration_s)",
+        json_schema_extra={"cli": "--step-duration"},
+    )
+    budget_s: float = Field(
+        180.0, gt=0, le=3600, description="time budget of a capacity search, seconds"
+    )
     max_mb: float | None = Field(
-        None, gt=0, le=100_000, description="byte cap (IP bytes, both directions) of one run"
+        None,
+        gt=0,
+        le=100_000,
+        description="byte cap of one run (IP bytes, both directions), MB; default: the "
+        "site's budget.test_mb (100)",
+        json_schema_extra={"cli": "--budget-mb"},
     )
 
     @field_validator("target")
@@ -1051,15 +1079,21 @@ def call_bytes(profile: MediaProfile, duration_s: float) -> float:
     return 2 * (profile.kbps * 1000 / 8 + pps * IP_UDP_OVERHEAD) * duration_s
 
 
-def cap_bytes(ctx: registry.Context, spec: Spec) -> int:
+def cap_bytes(ctx: Context, spec: Spec) -> int:
     """Most bytes this run may move: the spec's ``max_mb``, the site's per-test budget and
     what is left of its day (``netready.budget``); 100 MB by default."""
-    from netready import budget
-
     return budget.test_cap_bytes(ctx, spec.max_mb)
 
 
-def _base_tags(ctx: registry.Context, spec: Spec) -> dict[str, str]:
+def cost(spec: Spec) -> float | None:
+    """IP bytes a run moves (its calls, both directions); ``None`` for a capacity search,
+    which meters itself step by step against the cap."""
+    if spec.find_capacity:
+        return None
+    return spec.calls * call_bytes(MEDIA_PROFILES[spec.profile], spec.duration_s)
+
+
+def _base_tags(ctx: Context, spec: Spec) -> dict[str, str]:
     return {**ctx.tags, "target": spec.target, "profile": spec.profile, "method": "udp"}
 
 
@@ -1103,7 +1137,7 @@ def _merge(dirs: list[DirectionStats], duration_s: float) -> dict[str, Any]:
 
 
 async def measure(
-    ctx: registry.Context, spec: Spec, calls: int, duration_s: float, method: str = "udp"
+    ctx: Context, spec: Spec, calls: int, duration_s: float, method: str = "udp"
 ) -> tuple[list[Record], Verdict | None, str | None, int]:
     """Run ``calls`` concurrent calls. Returns (records, verdict or None, failure result,
     bytes moved)."""
@@ -1211,7 +1245,7 @@ async def measure(
     return records, verdict, None, moved
 
 
-async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def find_capacity(ctx: Context, spec: Spec) -> list[Record]:
     """Largest number of concurrent calls that meets the minimum gates: 1, 2, 4, … until a
     failure, then bisect; bounded by ``max_calls``, ``budget_s`` and the byte cap."""
     prof = MEDIA_PROFILES[spec.profile]
@@ -1256,12 +1290,10 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
         )
         used += moved
         out.extend(recs)
-        if ctx.progress:
-            click.echo(
-                f"media: {n} concurrent {spec.profile} call(s): "
-                + (fail_result or ("pass" if verdict and verdict.passed else "fail")),
-                err=True,
-            )
+        ctx.note(
+            f"media: {n} concurrent {spec.profile} call(s): "
+            + (fail_result or ("pass" if verdict and verdict.passed else "fail"))
+        )
         if verdict is None:
             reason = recs[0].fields.get("reason", fail_result)
             if lo == 0 and hi is None:
@@ -1314,190 +1346,96 @@ async def find_capacity(ctx: registry.Context, spec: Spec) -> list[Record]:
     return out
 
 
-@registry.register("probe", "media", Spec, heavy=True)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
-    """Emulated video consultation(s) against a media responder, both directions at once."""
+async def run(ctx: Context, spec: Spec) -> list[Record]:
+    """Emulated video consultation(s) against a media responder, both directions at once.
+
+    The byte cap of a plain run is the budget's business (its ``cost`` is known before it
+    starts: ``netready.budget.admit``); a capacity search meters itself against the cap.
+    """
     spec.resolved_secret()  # a bad secret reference is a config error (SecretError)
     if spec.find_capacity:
         return await find_capacity(ctx, spec)
-    prof = MEDIA_PROFILES[spec.profile]
-    need_mb = spec.calls * call_bytes(prof, spec.duration_s) / 1e6
-    cap_mb = cap_bytes(ctx, spec) / 1e6
-    if need_mb > cap_mb:
-        return [
-            failure(
-                "media",
-                _base_tags(ctx, spec),
-                "budget_exceeded",
-                f"{spec.calls} call(s) for {spec.duration_s:g} s need {need_mb:.1f} MB, "
-                f"over the {cap_mb:g} MB budget",
-                calls=spec.calls,
-            )
-        ]
     recs, *_ = await measure(ctx, spec, spec.calls, spec.duration_s)
     return recs
 
 
-# --------------------------------------------------------------------------- CLI
+_DIR = "per direction of the call(s) (direction tag up|down)"
+_GATE = "the minimum-gate verdict (gate=minimum)"
+_CAP = "a capacity search (method=find_capacity)"
 
-_TABLE_FIELDS = (
-    "calls",
-    "loss_pct",
-    "loss_15s_worst_pct",
-    "burst_loss_200ms_worst_pct",
-    "jitter_rfc3550_ms",
-    "ipdv_p95_ms",
-    "rtt_p50_ms",
-    "achieved_kbps",
-    "mos",
-    "dscp_preserved",
-    "passed",
-    "tier",
-    "capacity_calls",
-    "reasons",
-    "reason",
-    "limit_reason",
-)
-
-
-def print_records(records: list[Record], fmt: str) -> None:
-    if fmt == "json":
-        output.print_records(records, "json")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="media")
-    for col in ("direction/gate", "result", "field", "value"):
-        t.add_column(col)
-    for r in records:
-        what = r.tags.get("direction") or r.tags.get("gate") or r.tags.get("method", "")
-        first = True
-        for k in _TABLE_FIELDS:
-            if k in r.fields:
-                v = r.fields[k]
-                txt = f"{v:.3f}" if isinstance(v, float) else str(v)
-                t.add_row(what if first else "", r.result if first else "", k, txt)
-                first = False
-        t.add_section()
-    Console().print(t)
-
-
-@click.command("media")
-@click.option("--target", required=True, metavar="HOST:PORT", help="Media responder address.")
-@click.option(
-    "--profile",
-    type=click.Choice(sorted(MEDIA_PROFILES)),
-    default="hd",
-    show_default=True,
-    help="Video profile: sd 360p 0.5, hd 720p 1.5, fhd 1080p 2.5 Mbit/s.",
-)
-@click.option("--calls", default=1, show_default=True, type=int, help="Concurrent calls.")
-@click.option(
-    "--duration",
-    "duration_s",
-    default=15.0,
-    show_default=True,
-    type=float,
-    help="Seconds per call (quality windows are 15 s).",
-)
-@click.option(
-    "--find-capacity",
-    is_flag=True,
-    help="Search for the most concurrent calls that meet the minimum gates.",
-)
-@click.option(
-    "--max-calls",
-    default=32,
-    show_default=True,
-    type=int,
-    help="Upper bound of the capacity search.",
-)
-@click.option(
-    "--step-duration",
-    "step_duration_s",
-    default=None,
-    type=float,
-    help="Seconds per capacity-search step (default: --duration).",
-)
-@click.option(
-    "--budget-s",
-    default=180.0,
-    show_default=True,
-    type=float,
-    help="Time budget of a capacity search, seconds.",
-)
-@click.option(
-    "--budget-mb",
-    default=None,
-    type=float,
-    help="Byte cap of the run (IP bytes, both directions), MB [default: 100, or the site's "
-    "per-test budget].",
-)
-@click.option(
-    "--secret",
-    default=None,
-    metavar="env:NAME|file:PATH",
-    help="Shared secret the responder requires: a reference, never the secret itself.",
-)
-@click.option("--dscp-audio", default=46, show_default=True, type=int, help="DSCP of audio.")
-@click.option("--dscp-video", default=34, show_default=True, type=int, help="DSCP of video.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-def media_command(
-    target: str,
-    profile: str,
-    calls: int,
-    duration_s: float,
-    find_capacity: bool,
-    max_calls: int,
-    step_duration_s: float | None,
-    budget_s: float,
-    budget_mb: float | None,
-    secret: str | None,
-    dscp_audio: int,
-    dscp_video: int,
-    fmt: str,
-) -> None:
-    """Emulate video consultations against a media responder (both directions at once)."""
-    from netready.cli import fail
-
-    try:
-        plugin = registry.get("probe", "media")
-        spec = plugin.make_spec(
-            dict(
-                target=target,
-                profile=profile,
-                calls=calls,
-                duration_s=duration_s,
-                find_capacity=find_capacity,
-                max_calls=max_calls,
-                step_duration_s=step_duration_s,
-                budget_s=budget_s,
-                max_mb=budget_mb,
-                secret=secret,
-                dscp_audio=dscp_audio,
-                dscp_video=dscp_video,
-            ),
-            where="probe media",
-        )
-        ctx = registry.Context(force=True, progress=True)
-
-        async def go() -> list[Record]:
-            return await plugin.run(ctx, spec)
-
-        records = asyncio.run(go())
-    except NetreadyError as e:
-        raise fail(e) from None
-    print_records(records, fmt)
-    for r in records:
-        if not r.ok:
-            click.echo(f"media {r.result}: {r.fields.get('reason', '')}", err=True)
-    if records and not any(r.ok for r in records):
-        sys.exit(1)  # nothing measured; a failed quality gate is a result, not an error
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m probes.media --target ...`
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    media_command()
+PLUGIN = Plugin(
+    kind="probe",
+    name="media",
+    spec=Spec,
+    run=run,
+    measurement="media",
+    method="udp",
+    summary="Emulated video consultations against a media responder, both directions at once: "
+    "loss, jitter, MOS, DSCP, and the concurrent-call capacity (--find-capacity).",
+    heavy=True,
+    cost=cost,
+    interval_s=3600.0,
+    fields=(
+        Metric("calls", "calls", "concurrent calls in this measurement"),
+        Metric("sent", "packets", f"media packets sent (audio + video), {_DIR}"),
+        Metric("received", "packets", "media packets received"),
+        Metric("duplicates", "packets", "media packets received more than once"),
+        Metric("loss_pct", "%", "100 x (sent - received) / sent"),
+        Metric("loss_15s_worst_pct", "%", "worst loss over 15 s windows of send time "
+               "(rubric: loss)"),
+        Metric("burst_loss_200ms_worst_pct", "%", "worst loss over 200 ms windows of send time "
+               "(rubric: burst loss)"),
+        Metric("max_burst_lost", "packets", "longest run of consecutive lost packets"),
+        Metric("reorder_pct", "%", "packets arriving after a later-sent one (RFC 4737, "
+               "simplified)"),
+        Metric("jitter_rfc3550_ms", "ms", "RFC 3550 section 6.4.1 interarrival jitter of the "
+               "audio stream: mean of the running J"),
+        Metric("jitter_rfc3550_15s_worst_ms", "ms", "worst 15 s window (by arrival) of that "
+               "mean (rubric: jitter)"),
+        Metric("video_jitter_rfc3550_ms", "ms", "the same for the video packets (includes "
+               "burst serialisation)"),
+        Metric("ipdv_p95_ms", "ms", "p95 of |IPDV| (RFC 3393) between consecutive received "
+               "audio packets"),
+        Metric("pdv_p95_ms", "ms", "p95 of delay - min delay over all packets (RFC 5481 PDV): "
+               "queueing"),
+        Metric("rtt_p50_ms", "ms", "median RTT under the load of the call, from the echo "
+               "every packet carries"),
+        Metric("rtt_p95_ms", "ms", "95th percentile of the same"),
+        Metric("mos", "1-5", "E-model MOS (netready.stats.emodel_mos) from RTT p50/2, audio "
+               "jitter and loss; the worst call's"),
+        Metric("latency_basis", "text", "rtt/2: the one-way latency fed to the E-model"),
+        Metric("achieved_kbps", "kbit/s", "UDP payload received / duration, per call"),
+        Metric("offered_kbps", "kbit/s", "the profile's rate per call"),
+        Metric("sent_kbps", "kbit/s", "what the sender actually sent (slowest call)"),
+        Metric("send_late_p95_ms", "ms", "p95 of the sender's wake-up lateness"),
+        Metric("send_errors", "packets", "packets the sender's own socket refused (not network "
+               "loss; any > 0 makes the verdict not valid)"),
+        Metric("dscp_audio_rx", "DSCP", "DSCP most audio packets arrived with"),
+        Metric("dscp_video_rx", "DSCP", "DSCP most video packets arrived with"),
+        Metric("dscp_preserved", "bool", "every audio packet arrived with dscp_audio and every "
+               "video packet with dscp_video"),
+        Metric("duration_s", "s", "seconds per call"),
+        Metric("host_drops", "packets", "packets the receiving host's socket buffer dropped "
+               "(SO_RXQ_OVFL; not network loss; any > 0 makes the verdict not valid)"),
+        Metric("passed", "bool", f"{_GATE}: both directions meet every minimum gate"),
+        Metric("tier", "text", "worst rubric band over the gates: recommended, minimum, "
+               "marginal or not_ready"),
+        Metric("reasons", "text", "failures against the minimum tier, measured vs threshold"),
+        Metric("recommended_reasons", "text", "what misses the recommended tier"),
+        Metric("bytes", "bytes", "IP bytes this measurement moved, both directions (payload + "
+               "28 B per packet); what the agent charges"),
+        Metric("capacity_calls", "calls", f"{_CAP}: the largest number of concurrent calls that "
+               "met the minimum gates (0: not even one)"),
+        Metric("search_complete", "bool", "false if a budget, max_calls or a refusal ended the "
+               "search early"),
+        Metric("limit_reason", "text", "why the next count failed"),
+        Metric("steps", "text", "the counts tried and their outcome, e.g. 1:pass,2:pass,4:fail,3:pass"),
+        Metric("step_duration_s", "s", "seconds per search step"),
+        Metric("elapsed_s", "s", "seconds the search took"),
+        Metric("bytes_moved", "bytes", "IP bytes of the whole search (the sum of the steps' "
+               "bytes; not named bytes so it is not charged twice)"),
+        Metric("per_call_kbps", "kbit/s", "the profile rate per call and direction"),
+        Metric("capacity_calls_min", "calls", "a search that could not run one step within "
+               "its budgets: the capacity known so far (0)"),
+    ),
+)  # fmt: skip

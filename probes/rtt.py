@@ -43,26 +43,42 @@ from dataclasses import dataclass
 from netready.probes import twamp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import registry, stats
+from netready import stats
 from netready.inventory import split_hostport
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    target: str = Field(description="reflector HOST:PORT or [IPv6]:PORT (default port 862)")
-    duration_s: float = Field(15.0, gt=0, le=3600)
-    rate_pps: float = Field(50.0, gt=0, le=10_000)
+    target: str = Field(
+        description="TWAMP-light reflector HOST:PORT or [IPv6]:PORT (default port 862)"
+    )
+    duration_s: float = Field(
+        15.0, gt=0, le=3600, description="seconds of sending", json_schema_extra={"cli": "--duration"}
+    )
+    rate_pps: float = Field(
+        50.0, gt=0, le=10_000, description="packets per second", json_schema_extra={"cli": "--rate"}
+    )
     size: int = Field(
         twamp.REFLECT_MIN,
         ge=twamp.REFLECT_MIN,
         le=1472,
         description="UDP payload bytes (>= 41 so the reply can be symmetric)",
     )
-    timeout_s: float = Field(2.0, gt=0, le=60, description="wait for late replies")
-    dscp: int = Field(0, ge=0, le=63)
+    timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="seconds to wait for late replies",
+        json_schema_extra={"cli": "--timeout"},
+    )
+    dscp: int = Field(0, ge=0, le=63, description="DSCP to mark packets with (46 for EF)")
     window_s: float = Field(
-        15.0, gt=0, le=3600, description="one record per window of sending (targets use 15 s)"
+        15.0,
+        gt=0,
+        le=3600,
+        description="one record per window of sending, seconds (the quality targets use 15)",
     )
 
     @field_validator("target")
@@ -254,8 +270,7 @@ async def measure(spec: Spec) -> Trace | tuple[str, str]:
     return Trace(send_mono, proto.replies, sent_for, proto.error)
 
 
-@registry.register("probe", "rtt", Spec)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """Isochronous UDP round trips to a TWAMP-light reflector: RTT, jitter, loss, reorder.
 
     One record per ``window_s`` (15 s) of sending; a failure (nothing came back) is one record.
@@ -293,3 +308,52 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
         Record("rtt", tags, fields, t_start + int(offset * 1000))
         for offset, fields in windows(trace, spec.window_s)
     ]
+
+
+PLUGIN = Plugin(
+    kind="probe",
+    name="rtt",
+    spec=Spec,
+    run=run,
+    measurement="rtt",
+    method="twamp_light",
+    summary="Isochronous UDP round trips to a TWAMP-light reflector: RTT, RFC 3550 jitter, "
+    "IPDV, loss, burst loss, reorder.",
+    interval_s=300.0,
+    fields=(
+        Metric("sent", "packets", "test packets sent"),
+        Metric("received", "packets", "distinct replies received"),
+        Metric("duplicates", "packets", "replies received more than once"),
+        Metric("loss_pct", "%", "100 x (sent - received) / sent"),
+        Metric(
+            "rtt_min_ms",
+            "ms",
+            "smallest round trip on the sender's monotonic clock, less the reflector's "
+            "turnaround time",
+        ),
+        Metric("rtt_p50_ms", "ms", "median round trip (as rtt_min_ms)"),
+        Metric("rtt_p95_ms", "ms", "95th percentile round trip"),
+        Metric("rtt_max_ms", "ms", "largest round trip"),
+        Metric("rtt_mean_ms", "ms", "mean round trip"),
+        Metric(
+            "jitter_rfc3550_ms",
+            "ms",
+            "RFC 3550 interarrival jitter of the round-trip times (D = RTT_i - RTT_i-1, "
+            "J += (|D| - J)/16), final value",
+        ),
+        Metric(
+            "jitter_up_rfc3550_ms",
+            "ms",
+            "the same on the forward path (sender timestamp -> reflector receive timestamp)",
+        ),
+        Metric(
+            "jitter_down_rfc3550_ms",
+            "ms",
+            "the same on the return path (reflector send timestamp -> our receive time)",
+        ),
+        Metric("ipdv_p95_ms", "ms", "95th percentile of |IPDV| (RFC 3393) of RTTs, by sequence"),
+        Metric("burst_loss_200ms_pct", "%", "worst loss over 200 ms windows of send time"),
+        Metric("reorder_pct", "%", "replies that arrived after a later-sent one"),
+        Metric("duration_s", "s", "send duration of the window"),
+    ),
+)

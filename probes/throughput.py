@@ -60,21 +60,18 @@ import os
 import secrets
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-import click
 from netready.probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netready import registry, stats
-from netready.cli import output
-from netready.errors import NetreadyError
+from netready import budget, stats
 from netready.inventory import HeaderSecret
+from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
 WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
@@ -106,21 +103,31 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(description="endpoint URL, http(s)://HOST:PORT[/prefix] (netready serve)")
     token: HeaderSecret = Field(description="bearer token reference: env:NAME or file:PATH")
-    direction: Literal["down", "up", "both"] = "both"
-    max_seconds: float = Field(15.0, gt=0, le=300, description="time cap per direction")
+    direction: Literal["down", "up", "both"] = Field(
+        "both", description="down, up, or both (down first)"
+    )
+    max_seconds: float = Field(15.0, gt=0, le=300, description="time cap per direction, seconds")
     max_mb: float | None = Field(
         None,
         gt=0,
         le=100_000,
         description="byte cap for the whole test, MB (1e6); default: the site's budget.test_mb",
     )
-    start_streams: int = Field(1, ge=1, le=32)
-    max_streams: int = Field(8, ge=1, le=32)
-    tolerance_pct: float = Field(2.0, gt=0, le=50)
-    stable_windows: int = Field(3, ge=2, le=20)
-    window_s: float = Field(0.4, ge=0.05, le=10, description="shortest measurement window")
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
-    verify_tls: bool = True
+    start_streams: int = Field(1, ge=1, le=32, description="parallel TCP connections at first")
+    max_streams: int = Field(8, ge=1, le=32, description="most parallel TCP connections")
+    tolerance_pct: float = Field(
+        2.0, gt=0, le=50, description="stable: the last windows within this % of their mean"
+    )
+    stable_windows: int = Field(
+        3, ge=2, le=20, description="consecutive agreeing windows that end the test"
+    )
+    window_s: float = Field(0.4, ge=0.05, le=10, description="shortest measurement window, s")
+    connect_timeout_s: float = Field(5.0, gt=0, le=60, description="seconds to connect")
+    verify_tls: bool = Field(
+        True,
+        description="verify the endpoint's TLS certificate (--insecure: do not)",
+        json_schema_extra={"cli": "--verify-tls/--insecure"},
+    )
 
     @field_validator("target")
     @classmethod
@@ -889,16 +896,13 @@ def _target_tag(spec: Spec) -> str:
     return _hostport(urlsplit(spec.target))
 
 
-@registry.register("probe", "throughput", Spec, heavy=True)
-async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
+async def run(ctx: Context, spec: Spec) -> list[Record]:
     """Adaptive multi-stream HTTP speed test against `netready serve`, with loaded latency."""
-    from netready import budget
-
     ep = Endpoint.from_spec(spec)  # SecretError (ConfigError) if the token cannot be read
     directions = ["down", "up"] if spec.direction == "both" else [spec.direction]
     cap_total = budget.test_cap_bytes(ctx, spec.max_mb)
     tags = {**ctx.tags, "target": _target_tag(spec), "method": "http"}
-    progress = (lambda s: click.echo(s, err=True)) if ctx.progress else None
+    progress = ctx.note if ctx.progress else None
     out: list[Record] = []
     used = 0
     test_id = secrets.token_hex(8)  # one test at the endpoint, both directions
@@ -911,96 +915,36 @@ async def run(ctx: registry.Context, spec: Spec) -> list[Record]:
     return out
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def emit(records: list[Record], fmt: str) -> None:
-    """Records to stdout (``json``: a JSON list of all; ``table``: one line per ok record).
-    Each failed record gets one line on stderr: ``Error: <reason>``."""
-    if fmt == "json":
-        output.print_records(records, "json")
-    else:
-        for r in records:
-            f, d = r.fields, r.tags.get("direction", "")
-            name = f"{r.measurement} {r.tags.get('method', '')} {d}".strip()
-            if not r.ok:
-                continue  # one line on stderr below
-            parts = [f"{f['goodput_mbps']:.2f} Mbit/s"] if "goodput_mbps" in f else []
-            for k, fmt_ in (
-                ("bytes", "{} bytes"),
-                ("duration_s", "{:.1f} s"),
-                ("streams", "{} streams"),
-                ("retransmits", "{} retransmits"),
-                ("rtt_idle_ms", "idle RTT {:.1f} ms"),
-                ("rtt_loaded_ms", "loaded RTT {:.1f} ms"),
-                ("bufferbloat_grade", "bufferbloat {}"),
-                ("loss_pct", "loss {:.2f}%"),
-                ("jitter_rfc3550_ms", "jitter {:.2f} ms"),
-            ):
-                if k in f:
-                    parts.append(fmt_.format(f[k]))
-            if f.get("stable") is False:
-                parts.append(f"NOT STABLE ({f.get('stop')})")
-            click.echo(f"{name}: " + ", ".join(parts))
-    for r in records:
-        if not r.ok:
-            click.echo(f"Error: {r.fields.get('reason', r.result)}", err=True)
-
-
-def run_cli(plugin_name: str, params: dict[str, object], fmt: str, quiet: bool = False) -> None:
-    """Validate params, run one probe with a bare Context, print, exit 1 if any failed."""
-    from netready.cli import fail
-
-    try:
-        plugin = registry.get("probe", plugin_name)
-        spec = plugin.make_spec({k: v for k, v in params.items() if v is not None})
-        ctx = registry.Context(progress=not quiet and fmt != "json" and sys.stderr.isatty())
-        records: list[Record] = asyncio.run(plugin.run(ctx, spec))  # type: ignore[arg-type]
-    except NetreadyError as e:
-        raise fail(e) from None
-    emit(records, fmt)
-    if any(not r.ok for r in records):
-        sys.exit(1)
-
-
-@click.command("throughput")
-@click.option("--target", required=True, metavar="URL", help="Endpoint URL (netready serve).")
-@click.option(
-    "--direction", type=click.Choice(["down", "up", "both"]), default="both", show_default=True
-)
-@click.option(
-    "--token",
-    required=True,
-    metavar="env:NAME|file:PATH",
-    help="Bearer token reference (never inline).",
-)
-@click.option("--max-seconds", type=float, default=None, help="Time cap per direction [15].")
-@click.option("--max-mb", type=float, default=None, help="Byte cap for the whole test, MB [100].")
-@click.option("--max-streams", type=int, default=None, help="Most parallel connections [8].")
-@click.option("--insecure", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-def throughput_command(
-    target: str,
-    direction: str,
-    token: str,
-    max_seconds: float | None,
-    max_mb: float | None,
-    max_streams: int | None,
-    insecure: bool,
-    fmt: str,
-) -> None:
-    """Measure goodput down/up against a `netready serve` endpoint, with loaded latency."""
-    params: dict[str, object] = {
-        "target": target,
-        "direction": direction,
-        "token": token,
-        "max_seconds": max_seconds,
-        "max_mb": max_mb,
-        "verify_tls": not insecure,
-    }
-    if max_streams is not None:
-        params["max_streams"] = max_streams
-        params["start_streams"] = min(2, max_streams)
-    run_cli("throughput", params, fmt)
+PLUGIN = Plugin(
+    kind="probe",
+    name="throughput",
+    spec=Spec,
+    run=run,
+    measurement="throughput",
+    method="http",
+    summary="Adaptive multi-stream HTTP speed test against `netready serve`: goodput down and "
+    "up with loaded latency (bufferbloat).",
+    heavy=True,
+    interval_s=21600.0,
+    fields=(
+        Metric("goodput_mbps", "Mbit/s", "HTTP payload rate over the stable windows, Mbit/s (1e6)"),
+        Metric("bytes", "bytes", "payload bytes moved in this direction (received for down, "
+               "acknowledged by the endpoint for up)"),
+        Metric("duration_s", "s", "time from the first request to the stop"),
+        Metric("measured_s", "s", "length of the windows goodput_mbps is computed over"),
+        Metric("streams", "connections", "parallel TCP connections at the end"),
+        Metric("retransmits", "segments", "TCP segments retransmitted by the sender (TCP_INFO "
+               "tcpi_total_retrans; the endpoint's for down, ours for up)"),
+        Metric("rtt_idle_ms", "ms", "median /ping round trip before the transfer"),
+        Metric("rtt_loaded_ms", "ms", "median /ping round trip during the transfer"),
+        Metric("rtt_loaded_p95_ms", "ms", "95th percentile of the same"),
+        Metric("bufferbloat_ms", "ms", "rtt_loaded_ms - rtt_idle_ms"),
+        Metric("bufferbloat_grade", "A-F", "grade from bufferbloat_ms: A < 30, B < 60, C < 200, "
+               "D < 400, F"),
+        Metric("stable", "bool", "the stop rule was met (false: a cap ended the test first)"),
+        Metric("windows", "windows", "measurement windows taken, ramp-up included"),
+        Metric("stop", "text", "why it stopped: stable, time_cap, byte_cap"),
+        Metric("endpoint_limited", "bool", "the endpoint's per-client rate limit throttled this "
+               "test: the figure is that limit, not the line's capacity"),
+    ),
+)  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from netready.probes import icmp
 
+from netready.cli import cli
 from netready.records import Record
 from netready.registry import Context
 
@@ -62,7 +63,9 @@ def test_without_raw_socket_permission_is_a_failed_record() -> None:
             "--inh-caps=-all",
             PY,
             "-m",
-            "netready.probes.icmp",
+            "netready.cli",
+            "probe",
+            "icmp",
             "--target",
             "127.0.0.1",
             "--count",
@@ -84,20 +87,20 @@ def test_without_raw_socket_permission_is_a_failed_record() -> None:
 
 def test_cli_ipv6_target_json() -> None:
     res = CliRunner().invoke(
-        icmp.icmp_command,
-        ["--target", "[::1]", "--count", "3", "--interval", "0.01", "--format", "json"],
+        cli,
+        ["probe", "icmp", "--target", "[::1]", "--count", "3", "--interval", "0.01", "--format", "json"],
     )
     assert res.exit_code == 0, res.output
     (rec,) = json.loads(res.stdout)
     assert rec["tags"]["target"] == "::1" and rec["fields"]["received"] == 3
-    res = CliRunner().invoke(icmp.icmp_command, ["--target", "[::1]:80"])
+    res = CliRunner().invoke(cli, ["probe", "icmp", "--target", "[::1]:80"])
     assert res.exit_code == 2 and "without a port" in res.stderr
 
 
 def test_unanswered_and_bad_target() -> None:
     r = ping(target="no-such-host.invalid", count=1)
     assert r.result == "unreachable" and "cannot resolve" in r.fields["reason"]
-    res = CliRunner().invoke(icmp.icmp_command, ["--target", "10.0.0.1:80"])
+    res = CliRunner().invoke(cli, ["probe", "icmp", "--target", "10.0.0.1:80"])
     assert res.exit_code == 2 and "without a port" in res.stderr
 
 
@@ -112,7 +115,7 @@ def lab() -> Iterator[object]:
 def lab_icmp(lb: object, *args: str) -> tuple[int, list[dict[str, object]], str]:
     p = lb.popen(
         lb.site_ns("ping"),
-        [PY, "-m", "netready.probes.icmp", "--format", "json", *args],  # type: ignore[attr-defined]
+        [PY, "-m", "netready.cli", "probe", "icmp", "--format", "json", *args],  # type: ignore[attr-defined]
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

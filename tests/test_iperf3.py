@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.probes import iperf3
-from netready.probes.iperf3 import Spec, iperf3_command, parse
+from netready.probes.iperf3 import Spec, parse
 
 from netready import registry
+from netready.cli import cli
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -79,7 +80,7 @@ def test_real_iperf3_closed_port_is_a_clear_error() -> None:
     assert time.monotonic() - t0 < 10
     assert r.result == "refused"
     assert "unable to connect to server: Connection refused" in str(r.fields["reason"])
-    r = CliRunner().invoke(iperf3_command, ["--target", spec.target, "--direction", "down"])
+    r = CliRunner().invoke(cli, ["probe", "iperf3", "--target", spec.target, "--direction", "down"])
     assert r.exit_code == 1
     assert r.stderr.strip().splitlines() == [
         f"Error: iperf3 {spec.target}: unable to connect to server: Connection refused"
@@ -134,8 +135,8 @@ def test_real_iperf3_tcp_both_directions_and_udp(iperf3_server: str) -> None:
     assert u.fields["goodput_mbps"] == pytest.approx(5, rel=0.1)
     assert 0 <= u.fields["loss_pct"] < 5
     r = CliRunner().invoke(
-        iperf3_command,
-        ["--target", iperf3_server, "--duration", "1", "--direction", "up", "--format", "json"],
+        cli,
+        ["probe", "iperf3", "--target", iperf3_server, "--duration", "1", "--direction", "up", "--format", "json"],
     )
     assert r.exit_code == 0
     assert json.loads(r.stdout)[0]["tags"]["method"] == "iperf3"
@@ -160,8 +161,8 @@ def test_real_iperf3_over_ipv6_loopback() -> None:
             assert r.fields["goodput_mbps"] == pytest.approx(40, rel=0.1)
             assert r.tags["target"] == target
         r = CliRunner().invoke(
-            iperf3_command,
-            ["--target", target, "--duration", "1", "--direction", "down", "--format", "json"],
+            cli,
+            ["probe", "iperf3", "--target", target, "--duration", "1", "--direction", "down", "--format", "json"],
         )
         assert r.exit_code == 0, r.output
         (rec,) = json.loads(r.stdout)

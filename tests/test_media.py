@@ -28,7 +28,8 @@ from netready.probes.guard import CookieJar
 from netready.probes.media import Arrival, trace_stats
 from netready.probes.media_responder import MediaResponder, responder_command
 
-from netready import stats
+from netready import budget, registry, stats
+from netready.cli import cli
 from netready.records import Record
 from netready.registry import Context
 
@@ -590,7 +591,12 @@ def test_unreachable_and_silent_responder() -> None:
 
 def test_budgets(responder: Callable[..., int]) -> None:
     port = responder()
-    (r,) = probe(target=f"127.0.0.1:{port}", profile="fhd", duration_s=15, calls=4, max_mb=1)
+    # a plain run's bytes are known in advance: the budget refuses it before it starts
+    plugin = registry.get("probe", "media")
+    big = media.Spec(target=f"127.0.0.1:{port}", profile="fhd", duration_s=15, calls=4, max_mb=1)
+    refused = budget.admit(Context(force=True), plugin, big)
+    assert refused is not None and refused.code is budget.Reason.TEST_CAP
+    r = budget.refusal(Context(), plugin, refused)
     assert r.result == "budget_exceeded" and "over the 1 MB budget" in r.fields["reason"]
     (r,) = probe(target=f"127.0.0.1:{port}", find_capacity=True, step_duration_s=2, budget_s=1)
     assert r.result == "budget_exceeded" and "time budget" in r.fields["reason"]
@@ -634,8 +640,10 @@ def test_responder_ends_a_session_that_sends_too_much(responder: Callable[..., i
 def test_cli_json_and_bad_input(responder: Callable[..., int]) -> None:
     port = responder()
     res = CliRunner().invoke(
-        media.media_command,
+        cli,
         [
+            "probe",
+            "media",
             "--target",
             f"127.0.0.1:{port}",
             "--profile",
@@ -649,7 +657,7 @@ def test_cli_json_and_bad_input(responder: Callable[..., int]) -> None:
     assert res.exit_code == 0, res.output
     recs = json.loads(res.stdout)
     assert {r["tags"].get("direction") for r in recs} == {"up", "down", None}
-    res = CliRunner().invoke(media.media_command, ["--target", "nohostport"])
+    res = CliRunner().invoke(cli, ["probe", "media", "--target", "nohostport"])
     assert res.exit_code == 2 and "missing :PORT" in res.stderr
     assert "Traceback" not in res.output
     res = CliRunner().invoke(responder_command, ["--allow", "not-a-cidr"])
@@ -948,7 +956,9 @@ def lab_probe(lb: object, site: str, *args: str, timeout: float = 90) -> list[Re
         [
             PY,
             "-m",
-            "netready.probes.media",
+            "netready.cli",
+            "probe",
+            "media",
             "--target",  # type: ignore[attr-defined]
             f"{lb.core_ip}:5004",
             "--format",

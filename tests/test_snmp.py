@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.collectors import snmp
-from netready.collectors.cli import collect
 
 from netready import inventory, registry
+from netready.cli.plugins import collect
 from netready.records import Record
 
 DATA = Path(__file__).parent / "data" / "snmprec"

@@ -11,9 +11,10 @@ import time
 import speedtest as st_lib
 from click.testing import CliRunner
 from netready.probes import speedtest
-from netready.probes.speedtest import Spec, speedtest_command
+from netready.probes.speedtest import Spec
 
 from netready import registry
+from netready.cli import cli
 
 
 def test_offline_is_one_failed_record() -> None:
@@ -29,12 +30,12 @@ def test_offline_is_one_failed_record() -> None:
 
 
 def test_offline_cli_prints_one_line() -> None:
-    r = CliRunner().invoke(speedtest_command, ["--timeout", "3"])
+    r = CliRunner().invoke(cli, ["probe", "speedtest", "--timeout", "3"])
     assert r.exit_code == 1
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: speedtest: cannot reach")
-    r = CliRunner().invoke(speedtest_command, ["--timeout", "3", "--format", "json"])
+    r = CliRunner().invoke(cli, ["probe", "speedtest", "--timeout", "3", "--format", "json"])
     assert json.loads(r.stdout)[0]["tags"]["result"] == "unreachable"
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.collectors import ssh
-from netready.collectors.cli import collect
 from netready.collectors.dsl import DslLine
 
 from netready import inventory, registry
+from netready.cli.plugins import collect
 from netready.errors import ParseError
 from netready.records import Record
 

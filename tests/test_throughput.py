@@ -22,9 +22,10 @@ import pytest
 from click.testing import CliRunner
 from netready.probes import throughput
 from netready.probes.serve import Limits, SpeedServer
-from netready.probes.throughput import Estimator, Spec, bufferbloat_grade, throughput_command
+from netready.probes.throughput import Estimator, Spec, bufferbloat_grade
 
 from netready import budget, registry
+from netready.cli import cli
 from netready.inventory import Budget, ClinicHours, Link, Site
 from netready.records import Record
 
@@ -168,8 +169,10 @@ def test_wrong_token_and_closed_port_are_failed_records() -> None:
 
 def test_cli_json_is_clean_and_failures_are_one_line() -> None:
     r = CliRunner().invoke(
-        throughput_command,
+        cli,
         [
+            "probe",
+            "throughput",
             "--target",
             "http://127.0.0.1:9",
             "--token",
@@ -185,7 +188,7 @@ def test_cli_json_is_clean_and_failures_are_one_line() -> None:
     assert data[0]["tags"]["result"] == "refused"
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("Error: ")
     r = CliRunner().invoke(
-        throughput_command, ["--target", "http://127.0.0.1:9", "--token", "inline-secret"]
+        cli, ["probe", "throughput", "--target", "http://127.0.0.1:9", "--token", "inline-secret"]
     )
     assert r.exit_code == 2 and "inline" in r.output and "Traceback" not in r.output
 
@@ -212,24 +215,29 @@ def _site(**kw) -> Site:  # type: ignore[no-untyped-def]
 def test_admit_clinic_hours_budget_and_force(tmp_path: Path) -> None:
     ctx = registry.Context(site=_site(), state_dir=tmp_path)
     plugin = registry.get("probe", "throughput")
-    light = registry.get("probe", "iperf3")
     spec = plugin.make_spec({"target": "http://h:1", "token": "env:X"})
     # Wednesday 2026-07-15 09:00 UTC = 10:00 BST: clinic hours
     clinic = dt.datetime(2026, 7, 15, 9, 0, tzinfo=dt.UTC)
     evening = dt.datetime(2026, 7, 15, 18, 0, tzinfo=dt.UTC)  # 19:00 BST
     winter_evening = dt.datetime(2026, 1, 14, 18, 0, tzinfo=dt.UTC)  # 18:00 GMT: clinic
-    reason = budget.admit(ctx, plugin, spec, clinic)
-    assert reason and "clinic hours" in reason and "Y81001" in reason
+    refused = budget.admit(ctx, plugin, spec, clinic)
+    assert refused is not None and refused.code is budget.Reason.CLINIC_HOURS
+    assert "clinic hours" in refused.reason and "Y81001" in refused.reason
     assert budget.admit(ctx, plugin, spec, evening) is None
-    assert "clinic hours" in (budget.admit(ctx, plugin, spec, winter_evening) or "")
-    assert budget.refusal(ctx, plugin, spec, reason).result == "skipped"
+    winter = budget.admit(ctx, plugin, spec, winter_evening)
+    assert winter is not None and winter.code is budget.Reason.CLINIC_HOURS
+    rec = budget.refusal(ctx, plugin, refused)
+    assert rec.result == "skipped" and rec.fields["reason"] == refused.reason
+    # the declared measurement and method, not a name looked up in the budget
+    assert (rec.measurement, rec.tags["method"]) == ("throughput", "http")
     # budget: 120 MB/day, 50 MB per test
     assert budget.charge(ctx, "Y81001", 60_000_000, evening) == 60_000_000
     assert budget.admit(ctx, plugin, spec, evening) is None  # 60 + 50 <= 120
     budget.charge(ctx, "Y81001", 20_000_000, evening)
-    reason = budget.admit(ctx, plugin, spec, evening)
-    assert reason and "daily budget" in reason
-    assert budget.refusal(ctx, plugin, spec, reason).result == "budget_exceeded"
+    refused = budget.admit(ctx, plugin, spec, evening)
+    assert refused is not None and refused.code is budget.Reason.DAILY_BUDGET
+    assert "daily budget" in refused.reason
+    assert budget.refusal(ctx, plugin, refused).result == "budget_exceeded"
     # next UTC day starts afresh; the count persists across contexts (SQLite file)
     tomorrow = evening + dt.timedelta(days=1)
     ctx2 = registry.Context(site=_site(), state_dir=tmp_path)
@@ -243,8 +251,39 @@ def test_admit_clinic_hours_budget_and_force(tmp_path: Path) -> None:
     forced = registry.Context(site=_site(), state_dir=tmp_path, force=True)
     assert budget.admit(forced, plugin, spec, clinic) is None
     assert budget.test_cap_bytes(forced, None, evening) == 50_000_000
-    object.__setattr__(light, "heavy", light.heavy)  # iperf3 is heavy too
-    assert light.heavy
+    rtt = registry.get("probe", "rtt")
+    assert budget.admit(ctx, rtt, rtt.make_spec({"target": "h:862"}), clinic) is None
+    assert all(registry.get("probe", n).heavy for n in ("iperf3", "speedtest", "media"))
+
+
+def test_cost_over_the_test_cap_is_refused_even_when_forced(tmp_path: Path) -> None:
+    """A plugin whose bytes are known before it runs (its declared ``cost``) is refused by the
+    generic budget when they exceed the per-test cap: a UDP iperf3 test, an emulated call."""
+    forced = registry.Context(site=_site(), state_dir=tmp_path, force=True)  # 50 MB per test
+    iperf3 = registry.get("probe", "iperf3")
+    udp = iperf3.make_spec(
+        {"target": "h", "protocol": "udp", "bitrate_mbps": 30, "duration_s": 10}
+    )  # 2 x 37.5 MB
+    refused = budget.admit(forced, iperf3, udp)
+    assert refused is not None and refused.code is budget.Reason.TEST_CAP
+    assert "over the 50 MB budget" in refused.reason
+    rec = budget.refusal(forced, iperf3, refused)
+    assert (rec.measurement, rec.tags["method"], rec.result) == (
+        "throughput",
+        "iperf3",
+        "budget_exceeded",
+    )
+    small = iperf3.make_spec({"target": "h", "protocol": "udp", "bitrate_mbps": 5})  # 12.5 MB
+    assert budget.admit(forced, iperf3, small) is None
+    assert budget.admit(forced, iperf3, small.model_copy(update={"max_mb": 10})) is not None
+    tcp = iperf3.make_spec({"target": "h"})  # paced to the cap while it runs: no cost
+    assert iperf3.cost is not None and iperf3.cost(tcp) is None
+    assert budget.admit(forced, iperf3, tcp) is None
+    media = registry.get("probe", "media")
+    call = media.make_spec({"target": "h:1", "profile": "fhd", "calls": 4, "duration_s": 60})
+    refused = budget.admit(forced, media, call)
+    assert refused is not None and refused.code is budget.Reason.TEST_CAP
+    assert budget.refusal(forced, media, refused).measurement == "media"
 
 
 def _tp(direction: str, mbps: float, t_ms: int) -> Record:
@@ -333,17 +372,13 @@ def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
         yield lb
 
 
-_PROBE_CMD = (
-    f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-    "from probes.throughput import throughput_command as c; c()"
-)
-
-
 def _lab_probe(lb, site: str, *extra: str) -> list[dict]:  # type: ignore[no-untyped-def]
     argv = [
         sys.executable,
-        "-c",
-        _PROBE_CMD,
+        "-m",
+        "netready.cli",
+        "probe",
+        "throughput",
         "--target",
         f"http://{lb.core_ip}:8080",
         "--token",

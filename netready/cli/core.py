@@ -1,25 +1,22 @@
-"""Core sub-commands: inventory check, spool stats, ship, and the probe group."""
+"""Core sub-commands: inventory check, spool stats, ship."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import time
 from typing import TYPE_CHECKING
 
 import click
 
-from netready import registry
 from netready.cli import fail
-from netready.cli.output import format_option, print_json, print_records
+from netready.cli.output import format_option, print_json
 from netready.errors import NetreadyError
-from netready.records import Record
 
 if TYPE_CHECKING:
     from netready.spool import Spool
 
 inventory_option = click.option(
     "--inventory",
+    "-i",
     "inventory_path",
     default="site_inventory.yaml",
     show_default=True,
@@ -148,76 +145,3 @@ def ship(
     )
     if left:
         raise click.ClickException(res.error or f"{left} records still pending")
-
-
-async def _call(plugin: registry.Plugin, ctx: registry.Context, spec: object) -> list[Record]:
-    return await plugin.run(ctx, spec)
-
-
-class ProbeGroup(click.Group):
-    """``netready probe NAME``: each probe module provides its own click command."""
-
-    COMMANDS = {
-        "rtt": "netready.probes.rtt_cli:rtt_command",
-        "media": "netready.probes.media:media_command",
-        "icmp": "netready.probes.icmp:icmp_command",
-        "throughput": "netready.probes.throughput:throughput_command",
-        "iperf3": "probes.iperf3:iperf3_command",
-        "speedtest": "netready.probes.speedtest:speedtest_command",
-    }
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(self.COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = self.COMMANDS.get(name)
-        if target is None:
-            return None
-        mod, _, attr = target.partition(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            msg = f"probe {name} is unavailable: {e}"
-
-            @click.command(name)
-            def _missing() -> None:
-                raise click.ClickException(msg)
-
-            return _missing
-
-
-@click.group(cls=ProbeGroup)
-def probe() -> None:
-    """Run one probe by hand and print its records."""
-
-
-def run_plugin(
-    kind: registry.Kind,
-    name: str,
-    params: dict[str, object],
-    fmt: str,
-    site: str | None = None,
-    inventory_path: str | None = None,
-) -> list:
-    """Shared body of the per-probe commands: validate, run, print. Exit 1 if a record failed."""
-    try:
-        plugin = registry.get(kind, name)
-        spec = plugin.make_spec({k: v for k, v in params.items() if v is not None})
-        ctx = registry.Context(force=True, progress=fmt != "json")
-        if site and inventory_path:
-            from netready.inventory import load
-
-            inv = load(inventory_path)
-            ctx = registry.Context(
-                site=inv.site(site), inventory=inv, force=True, progress=fmt != "json"
-            )
-        records: list[Record] = asyncio.run(_call(plugin, ctx, spec))
-    except NetreadyError as e:
-        raise fail(e) from None
-    print_records(records, fmt)
-    failed = [r for r in records if not r.ok]
-    if failed:
-        for r in failed:
-            click.echo(f"{r.measurement} {r.result}: {r.fields.get('reason', '')}", err=True)
-        raise SystemExit(1)
-    return records
