@@ -175,3 +175,34 @@ def test_real_iperf3_over_ipv6_loopback() -> None:
         "-p",
         "5201",
     ]
+
+
+def test_tcp_is_paced_inside_the_byte_cap(iperf3_server: str) -> None:
+    """iperf3 cannot stop a timed test at a byte count (one end condition only), so a TCP
+    test is paced with -b to its share of the cap: loopback (gigabits) is measured at the
+    pace, within the cap, and says so (``byte_capped``)."""
+    spec = Spec(target=iperf3_server, duration_s=2, max_mb=2)
+    pace = iperf3.tcp_pace_mbps(spec, 1_000_000)
+    assert iperf3.argv(spec, "up", pace)[-2:] == ["-b", f"{pace * 1e6:.0f}"]
+    recs = asyncio.run(iperf3.run(registry.Context(), spec))
+    assert [(r.tags["direction"], r.result) for r in recs] == [("down", "ok"), ("up", "ok")]
+    # the whole test within the cap; up gets what down left, so at least down's pace
+    assert sum(int(r.fields["bytes"]) for r in recs) <= 2_000_000
+    for r in recs:
+        assert r.fields["byte_capped"] is True and r.fields["goodput_mbps"] >= pace * 0.9
+    # a set rate under the pace is the user's choice, not the cap's
+    (r,) = asyncio.run(
+        iperf3.run(registry.Context(), Spec(target=iperf3_server, duration_s=1, bitrate_mbps=5, direction="up"))
+    )
+    assert r.ok and "byte_capped" not in r.fields
+    # a cap with no room for one send block per stream is refused before iperf3 runs
+    tiny = Spec(target=iperf3_server, duration_s=1, streams=16, max_mb=1, direction="up")
+    (r,) = asyncio.run(iperf3.run(registry.Context(), tiny))
+    assert r.result == "budget_exceeded" and "byte cap" in str(r.fields["reason"])
+    r2 = CliRunner().invoke(
+        cli, ["probe", "iperf3", "--target", iperf3_server, "--duration", "1", "--max-mb", "1",
+              "--direction", "up", "--format", "json"]
+    )  # fmt: skip
+    assert r2.exit_code == 0, r2.output
+    (d,) = json.loads(r2.stdout)
+    assert d["fields"]["bytes"] <= 1_000_000 and d["fields"]["byte_capped"] is True
