@@ -43,7 +43,9 @@ TAG_KEYS: frozenset[str] = frozenset(
     }
 )
 
-#: Measurements netready writes, with a one-line description (docs and dashboards use this).
+#: Measurements the core and its reports read, with a one-line description (the docs test uses
+#: this). A plugin declares what it writes itself (``netready.plugin.Plugin.measurement``);
+#: one the rubric does not read need not be listed here (docs/plugins.md).
 MEASUREMENTS: dict[str, str] = {
     "rtt": "round-trip time, jitter, loss of an isochronous UDP (TWAMP-light) or ICMP probe",
     "media": "one direction of an emulated video consultation (audio + video) per run",
