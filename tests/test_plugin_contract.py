@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from netready import inventory, registry
 from netready.cli.plugins import GROUP, command, field_params
@@ -153,6 +154,65 @@ def test_generated_commands_map_options_onto_the_spec(tmp_path: Path) -> None:
     r = run(cli, ["probe", "rtt", "--target", "h:1", "--no-such-option"])
     assert r.exit_code == 2 and "No such option" in r.stderr
     assert run(cli, ["probe", "nope"]).exit_code == 2
+
+
+class _NoSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def test_agent_is_generic_over_the_declaration(tmp_path: Path) -> None:
+    """A collector declared in-process (as a third-party one would be) is scheduled for a
+    site that has what it ``needs``, at its declared interval unless the inventory overrides
+    it; the ``if_traffic`` it writes feeds the link-busy check, whatever its name; a task
+    that raises becomes an ``error`` record under its declared measurement."""
+    from netready.agent import Agent, build_tasks
+    from netready.spool import Spool
+
+    async def counters(ctx: Context, spec: Any) -> list[Record]:
+        tags = {**ctx.tags, "direction": "in", "result": "ok"}
+        return [Record("if_traffic", tags, {"rate_mbps": 5.0, "interval_s": 60.0, "is_wan": True})]
+
+    async def broken(ctx: Context, spec: Any) -> list[Record]:
+        raise RuntimeError("bug")
+
+    router_counters = Plugin(
+        kind="collector", name="zz-counters", spec=_NoSpec, run=counters,
+        measurement="if_traffic", method="test", summary="s", interval_s=42.0,
+        needs="router.snmp",
+    )  # fmt: skip
+    sink = Plugin(kind="collector", name="zz-broken", spec=_NoSpec, run=broken,
+                  measurement="dsl_line", method="test", summary="s", needs="router.ssh")  # fmt: skip
+    registry.register(router_counters)
+    registry.register(sink)
+    try:
+        snmp = {"host": "192.0.2.1", "snmp": {"community": f"env:{SECRET_ENV}"}}
+        inv = inventory.Inventory.model_validate(
+            {"sites": [_site(snmp).model_dump(mode="json")], "store": {"kind": "embedded"}}
+        )
+        site = inv.sites[0]
+        tasks = {t.plugin.name: t for t in build_tasks(inv, site)}
+        assert "zz-broken" not in tasks  # the site has no router.ssh
+        assert tasks["zz-counters"].interval_s == 42.0 and tasks["zz-counters"].name == "router-snmp"
+        assert tasks["snmp"].interval_s == registry.get("collector", "snmp").interval_s
+        override = inv.model_copy(
+            update={"defaults": inventory.Defaults(intervals_s={"zz-counters": 7})}
+        )
+        assert {t.plugin.name: t.interval_s for t in build_tasks(override, site)}["zz-counters"] == 7
+        assert build_tasks(inv, site, {"zz-counters"})[0].plugin is router_counters
+        with Spool(tmp_path / "spool.db", ship=False, embedded=True) as sp:
+            agent = Agent(inv, site, sp, tmp_path, only={"zz-counters"})
+            asyncio.run(agent.run_task(agent.tasks[0]))
+            assert [r.fields["rate_mbps"] for r in agent.recent_traffic] == [5.0]
+            ssh = {**snmp, "ssh": {"username": "u", "key_file": f"file:{tmp_path}/k"}}
+            inv2 = inv.model_copy(update={"sites": [_site(ssh)]})
+            agent2 = Agent(inv2, inv2.sites[0], sp, tmp_path, only={"zz-broken"})
+            (rec,) = asyncio.run(agent2.run_task(agent2.tasks[0]))
+            assert (rec.measurement, rec.result) == ("dsl_line", "error")
+            assert "RuntimeError: bug" in str(rec.fields["reason"])
+            assert agent2.health.task_errors == 1
+    finally:
+        for p in (router_counters, sink):
+            registry._LOADED.pop((p.kind, p.name), None)
 
 
 # --------------------------------------------------------------------------- failure is data
