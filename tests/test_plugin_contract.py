@@ -566,6 +566,7 @@ def test_plugins_md_lists_every_plugin() -> None:
 ALLOWED = {
     ("inventory.py", "http"): "the URL scheme of store and target URLs",
     ("inventory.py", "https"): "the URL scheme",
+    ("optional.py", "ssh"): "the name of an install extra (pyproject's [ssh], paramiko)",
 }
 #: The demo is lab code on its way to lab/demo.py (11-LAB): it names the probes it runs.
 NOT_CORE = {"demo.py"}

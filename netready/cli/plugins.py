@@ -254,9 +254,16 @@ class PluginGroup(click.Group):
         try:
             return command(registry.get(self.kind, cmd_name))
         except (ImportError, NetreadyError) as e:
-            msg = f"{GROUP[self.kind]} {cmd_name} is unavailable: {e}"
+            # a missing extra names itself (MissingExtra); running the command says why in
+            # one line, whatever options it was given
+            what = f"{GROUP[self.kind]} {cmd_name}"
+            msg = str(e) if isinstance(e, NetreadyError) else f"{what} is unavailable: {e}"
 
-            @click.command(cmd_name, help=msg)
+            @click.command(
+                cmd_name,
+                help=msg,
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            )
             def _missing() -> None:
                 raise click.ClickException(msg)
 
