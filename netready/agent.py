@@ -16,7 +16,7 @@ replaced by a fresh one (``netready.spool``), with an ERROR, counted in ``spool_
 
 ``--once`` runs every task once, ships, and exits (for cron or a systemd timer); its exit code
 is 1 when any task raised, a record could not be committed, the spool was quarantined or the
-ship did not finish (``EXIT_CODES``). SIGTERM/SIGINT: no new tasks start, running probes are
+ship did not finish (``netready-agent --help`` lists the exit codes). SIGTERM/SIGINT: no new tasks start, running probes are
 cancelled, the write in hand finishes, and the agent exits; whatever was not shipped stays in
 the spool.
 
@@ -33,7 +33,6 @@ import logging
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -42,15 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
-from netready import __version__, budget, logs, registry
+from netready import __version__, budget, registry
 from netready.errors import ConfigError, NetreadyError, SpoolError
 from netready.influx import LineProtocolError, encode
 from netready.inventory import Inventory, Site, load
 from netready.records import Record, failure, now_ms
 from netready.shipper import Backoff, DrainResult, Shipper
-from netready.spool import Spool
+from netready.spool import Spool, SpoolStats
 
 log = logging.getLogger("netready.agent")
 
@@ -58,16 +55,6 @@ log = logging.getLogger("netready.agent")
 HOLD_MAX = 20_000
 #: Results that are decisions, not failures: logged at INFO.
 NOT_FAILURES = frozenset({"ok", "skipped", "budget_exceeded", "link_busy"})
-
-EXIT_CODES = """\b
-Exit codes:
-  0  ok (and after SIGTERM/SIGINT)
-  1  runtime failure: with --once, a task raised, a record could not be
-     committed, the spool was corrupt (quarantined) or shipping did not
-     finish; another agent or `netready ship` holds the spool; records still
-     held in memory at exit
-  2  bad input: inventory, --site, options (systemd does not restart: see
-     RestartPreventExitStatus in deploy/netready-agent.service)"""
 
 
 def reason(e: BaseException) -> str:
@@ -512,6 +499,43 @@ def open_spool(
     )
 
 
+def spool_stats(
+    inventory_path: str, spool_path: str | None = None, dead: int = 5
+) -> tuple[SpoolStats, list[tuple[str, str]]]:
+    """``netready spool stats``: the spool's counters and its last ``dead`` dead letters.
+    Read-only: works while the agent runs (it takes no lock and writes nothing)."""
+    with open_spool(load(inventory_path), spool_path, readonly=True) as sp:
+        return sp.stats(), sp.dead_letters()[-dead:]
+
+
+@dataclass
+class ShipReport:
+    drain: DrainResult
+    pending: int  # records still in the spool afterwards
+
+
+def ship_now(
+    inventory_path: str,
+    spool_path: str | None = None,
+    timeout_s: float = 60.0,
+    batch_size: int | None = None,
+) -> ShipReport | None:
+    """``netready ship``: drain the spool to the central store for up to ``timeout_s``;
+    ``None`` when the store is embedded (nothing to ship). Takes the spool exclusively
+    (``SpoolLocked`` while an agent or another shipper holds it: no record is sent twice)."""
+    from netready.influx import writer_for
+
+    inv = load(inventory_path)
+    with open_spool(inv, spool_path, exclusive=True) as sp:
+        if inv.store.kind == "embedded":
+            return None
+        with writer_for(inv.store) as w:
+            res = Shipper(sp, w, batch_size or inv.agent.batch_size).drain(
+                deadline=time.monotonic() + timeout_s
+            )
+        return ShipReport(res, sp.stats().pending)
+
+
 async def run_agent(
     inv: Inventory,
     site: Site,
@@ -552,113 +576,70 @@ async def run_agent(
     return agent
 
 
-@click.command("netready-agent", epilog=EXIT_CODES)
-@click.option(
-    "--inventory",
-    "inventory_path",
-    default="site_inventory.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The estate's site inventory.",
-)
-@click.option(
-    "--site",
-    "site_ods",
-    default=None,
-    help="ODS code of this site (required if the inventory has more than one site).",
-)
-@click.option("--once", is_flag=True, help="Run every task once, ship, and exit.")
-@click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
-@click.option(
-    "--state-dir",
-    default=".netready-state",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Counter state, budgets, known hosts.",
-)
-@click.option("--only", default=None, help="Comma-separated probe/collector/target names to run.")
-@click.option("--force", is_flag=True, help="Run heavy tests even in clinic hours or over budget.")
-@click.option(
-    "--ship-timeout",
-    default=60.0,
-    show_default=True,
-    help="--once: give up shipping after this many seconds (records stay spooled).",
-)
-@logs.options(default_format="json")
-@click.version_option(__version__, prog_name="netready-agent")
-def agent_command(
+def run(
     inventory_path: str,
-    site_ods: str | None,
-    once: bool,
-    spool_path: str | None,
-    state_dir: str,
-    only: str | None,
-    force: bool,
-    ship_timeout: float,
-    log_format: str,
-    log_level: str,
-) -> None:
-    """The netready site agent: measure this site's link, spool, ship to the central store.
-
-    One agent per spool: the spool stays locked while it runs. Failures are logged at
-    WARNING or above with their reason; under systemd each line carries its journald
-    priority, so `journalctl -u netready-agent -p warning` lists them.
-    """
-    from netready.cli import fail
-
-    logs.setup(log_format, log_level)
-    try:
-        inv = load(inventory_path)
-        if site_ods is None:
-            if len(inv.sites) != 1:
-                raise ConfigError(
-                    f"{inventory_path} has {len(inv.sites)} sites: choose one with --site ODS"
-                )
-            site = inv.sites[0]
-        else:
-            site = inv.site(site_ods)
-        only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
-        build_tasks(inv, site, only_set)  # bad specs are exit 2 before the spool is touched
-        spool = open_spool(inv, spool_path, exclusive=True, recover=True)
-        try:
-            agent = asyncio.run(
-                run_agent(
-                    inv,
-                    site,
-                    spool,
-                    once=once,
-                    state_dir=Path(state_dir),
-                    force=force,
-                    only=only_set,
-                    ship_timeout_s=ship_timeout,
-                )
+    site_ods: str | None = None,
+    *,
+    once: bool = False,
+    spool_path: str | None = None,
+    state_dir: str | Path = ".netready-state",
+    only: str | None = None,
+    force: bool = False,
+    ship_timeout_s: float = 60.0,
+) -> list[str]:
+    """The agent as ``netready-agent`` runs it: load the inventory, pick the site (``site_ods``,
+    or the only one), check every task's spec (bad specs are a ``ConfigError`` before the spool
+    is touched), open the spool exclusively and run until stopped (or once). Returns the
+    problems that make the run a failure (``Agent.problems``), already logged at ERROR."""
+    inv = load(inventory_path)
+    if site_ods is None:
+        if len(inv.sites) != 1:
+            raise ConfigError(
+                f"{inventory_path} has {len(inv.sites)} sites: choose one with --site ODS"
             )
-        finally:
-            spool.close()
-    except NetreadyError as e:
-        raise fail(e) from None
+        site = inv.sites[0]
+    else:
+        site = inv.site(site_ods)
+    only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
+    build_tasks(inv, site, only_set)
+    spool = open_spool(inv, spool_path, exclusive=True, recover=True)
+    try:
+        agent = asyncio.run(
+            run_agent(
+                inv,
+                site,
+                spool,
+                once=once,
+                state_dir=Path(state_dir),
+                force=force,
+                only=only_set,
+                ship_timeout_s=ship_timeout_s,
+            )
+        )
+    finally:
+        spool.close()
     problems = agent.problems(once=once)
     if problems:
         log.error("agent finished with problems: %s", "; ".join(problems), extra={"site": site.ods})
-        sys.exit(1)
-
-
-def main(argv: list[str] | None = None) -> None:
-    agent_command.main(args=argv, prog_name="netready-agent")
+    return problems
 
 
 __all__ = [
     "Agent",
     "Health",
+    "ShipReport",
     "Task",
-    "agent_command",
     "build_tasks",
-    "main",
     "now_ms",
+    "run",
     "run_agent",
+    "ship_now",
+    "spool_stats",
     "supervise",
 ]
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m netready.agent`: the same as `netready-agent`
+    from netready.cli.agent import main
+
     main()

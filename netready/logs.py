@@ -20,14 +20,10 @@ Tracebacks are written only at ``--log-level debug``: at other levels the messag
 reason in one line. Secrets never reach the logger: only their references do. ``httpx`` logs each
 request at INFO; it is kept at WARNING unless the level is ``debug``.
 
-Servers use it the same way as the agent::
+Every long-running command (the agent, the central servers) takes ``--log-format`` and
+``--log-level`` from ``netready.cli.options.log_options`` and calls::
 
-    from netready import logs
-
-    @click.command()
-    @logs.options(default_format="text")
-    def serve(..., log_format: str, log_level: str) -> None:
-        logs.setup(log_format, log_level)
+    logs.setup(log_format, log_level)
 """
 
 from __future__ import annotations
@@ -37,10 +33,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
-import click
+from netready.errors import ConfigError
 
 #: Structured fields copied from ``extra={...}`` into every line that has them.
 EXTRA = ("site", "task", "result", "reason", "records", "seconds", "loop", "held", "restarts")
@@ -53,6 +48,9 @@ PRIORITY = {
     logging.INFO: 6,
     logging.DEBUG: 7,
 }
+
+#: The levels ``setup`` takes (``--log-level``), least verbose last.
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def priority(levelno: int) -> int:
@@ -138,7 +136,7 @@ def setup(fmt: str = "text", level: str = "info", stream: IO[str] | None = None)
     stream = stream or sys.stderr
     lvl = logging.getLevelName(level.upper())
     if not isinstance(lvl, int):
-        raise click.BadParameter(f"unknown log level {level!r}", param_hint="--log-level")
+        raise ConfigError(f"--log-level {level!r}: use one of {', '.join(LEVELS)}")
     debug = lvl <= logging.DEBUG
     inner: logging.Formatter = (
         JsonFormatter(debug=debug) if fmt == "json" else TextFormatter(debug=debug)
@@ -149,28 +147,3 @@ def setup(fmt: str = "text", level: str = "info", stream: IO[str] | None = None)
     root.handlers[:] = [h]
     root.setLevel(lvl)
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def options(default_format: str = "json") -> Callable[[F], F]:
-    """``--log-format json|text`` and ``--log-level`` for a click command (see ``setup``)."""
-
-    def deco(f: F) -> F:
-        f = click.option(
-            "--log-format",
-            type=click.Choice(["json", "text"]),
-            default=default_format,
-            show_default=True,
-            help="JSON lines or text on stderr (with journald priorities under systemd).",
-        )(f)
-        return click.option(
-            "--log-level",
-            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-            default="info",
-            show_default=True,
-            help="Least severe level logged; debug adds tracebacks.",
-        )(f)
-
-    return deco

@@ -1,19 +1,28 @@
-"""The ``netready`` command. Commands parse, call one function, and turn ``NetreadyError``
-into a one-line message and an exit code. Data goes to stdout, diagnostics to stderr.
+"""The ``netready`` command, and the only package that imports click.
 
-Sub-commands live beside the code they drive and are imported lazily, so a slow import
-(scapy, matplotlib) costs only the command that needs it.
+A command parses its options, calls one library function and prints; a ``NetreadyError`` from
+the library becomes one line on stderr and the error's exit code (``base.Command``). Data goes
+to stdout, diagnostics to stderr. One module per command family:
+
+- ``core``: ``inventory check``, ``spool stats``, ``ship`` (and ``probe``, for now)
+- ``report``: ``report``, ``assess``;  ``lab``: ``lab ...``;  ``dashboards``: ``dashboards ...``
+- ``servers``: ``reflector``, ``responder``, ``serve``;  ``pcap``: ``pcap analyse``
+- ``agent``: ``netready-agent`` (a script of its own)
+- ``base`` (command classes, the lazy group), ``options`` (shared options), ``output`` (printers)
+
+Commands are imported lazily, so a slow import (scapy, matplotlib) costs only the command that
+needs it.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 import click
 
 from netready import __version__
+from netready.cli.base import LazyGroup, fail
 from netready.errors import NetreadyError
 
 #: command name -> "module:attribute" of a click command or group.
@@ -50,40 +59,12 @@ HELP = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        mod, _, attr = target.partition(":")
-        try:
-            cmd = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            # Let `netready --help` work even if one part is broken or its extra is missing;
-            # running the command says why in one line, whatever options it was given.
-            msg = str(e) if isinstance(e, NetreadyError) else f"{cmd_name} is unavailable: {e}"
-
-            @click.command(
-                cmd_name,
-                help=HELP.get(cmd_name, ""),
-                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-            )
-            def _missing() -> None:
-                raise click.ClickException(msg)
-
-            return _missing
-        return cmd  # type: ignore[no-any-return,unused-ignore]
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    help_lines=HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="netready")
 def cli() -> None:
     """netready: can this NHS site's network carry video consultations?
@@ -102,10 +83,4 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(e.exit_code)
 
 
-def fail(e: NetreadyError) -> click.ClickException:
-    """Turn a NetreadyError into a ClickException with the error's exit code."""
-    exc = click.ClickException(str(e))
-    exc.exit_code = e.exit_code  # type: ignore[misc]
-    return exc
-
-
+__all__ = ["COMMANDS", "HELP", "cli", "fail", "main"]

@@ -1,31 +1,18 @@
-"""Core sub-commands: inventory check, spool stats, ship."""
+"""``netready inventory check``, ``netready spool stats`` and ``netready ship``. (``probe`` and
+``collect`` are generated from the plugin declarations: ``netready/cli/plugins.py``.)"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import click
 
-from netready.cli import fail
+from netready.cli.base import Command, Group
+from netready.cli.options import inventory_option, spool_option
 from netready.cli.output import format_option, print_json
-from netready.errors import NetreadyError
-
-if TYPE_CHECKING:
-    from netready.spool import Spool
-
-inventory_option = click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    default="site_inventory.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The estate's site inventory.",
-)
 
 
-@click.group()
+@click.group(cls=Group)
 def inventory() -> None:
     """Check a site inventory file."""
 
@@ -37,10 +24,11 @@ def inventory_check(file: str, fmt: str) -> None:
     """Validate FILE; print one line per problem (file:line:col: field: what) and exit 2."""
     from netready.inventory import load
 
-    try:
-        inv = load(file, check_targets=True)
-    except NetreadyError as e:
-        raise fail(e) from None
+    inv = load(file, check_targets=True)
+    tech = {
+        t: sum(1 for s in inv.sites if s.link.tech == t)
+        for t in sorted({s.link.tech for s in inv.sites})
+    }
     if fmt == "json":
         print_json(
             {
@@ -48,47 +36,31 @@ def inventory_check(file: str, fmt: str) -> None:
                 "ok": True,
                 "sites": len(inv.sites),
                 "store": inv.store.kind,
-                "tech": {
-                    t: sum(1 for s in inv.sites if s.link.tech == t)
-                    for t in sorted({s.link.tech for s in inv.sites})
-                },
+                "tech": tech,
             }
         )
     else:
-        techs = ", ".join(
-            f"{t} {sum(1 for s in inv.sites if s.link.tech == t)}"
-            for t in sorted({s.link.tech for s in inv.sites})
-        )
+        techs = ", ".join(f"{t} {n}" for t, n in tech.items())
         click.echo(f"{file}: ok: {len(inv.sites)} sites ({techs}); store {inv.store.kind}")
 
 
-@click.group()
+@click.group(cls=Group)
 def spool() -> None:
     """Inspect the local spool."""
 
 
-def _open_spool(inventory_path: str, spool_path: str | None, **how: bool) -> Spool:
-    from netready.agent import open_spool
-    from netready.inventory import load
-
-    return open_spool(load(inventory_path), spool_path, **how)
-
-
 @spool.command("stats")
 @inventory_option
-@click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
+@spool_option
 @format_option
 def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
     """Pending, shipped, dead-lettered and dropped records.
 
     Read-only: works while the agent runs (it takes no lock and writes nothing).
     """
-    try:
-        with _open_spool(inventory_path, spool_path, readonly=True) as sp:
-            st = sp.stats()
-            dead = sp.dead_letters()[-5:]
-    except NetreadyError as e:
-        raise fail(e) from None
+    from netready import agent
+
+    st, dead = agent.spool_stats(inventory_path, spool_path)
     if fmt == "json":
         print_json(st.to_dict())
         return
@@ -108,11 +80,16 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
         click.echo(f"  dead: {line[:80]}  <- {err}")
 
 
-@click.command("ship")
+@click.command("ship", cls=Command)
 @inventory_option
-@click.option("--spool", "spool_path", default=None, help="Spool file (default: agent.spool_path).")
+@spool_option
 @click.option("--timeout", default=60.0, show_default=True, help="Give up after this many seconds.")
-@click.option("--batch-size", default=None, type=click.IntRange(1, 100_000))
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help="Records per write (default: the inventory's agent.batch_size).",
+)
 def ship(
     inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None
 ) -> None:
@@ -121,27 +98,17 @@ def ship(
     Refuses (exit 1) while an agent or another `netready ship` holds the spool: one writer
     per spool, so no record is sent twice by two shippers.
     """
-    from netready.influx import writer_for
-    from netready.inventory import load
-    from netready.shipper import Shipper
+    from netready import agent
 
-    try:
-        inv = load(inventory_path)
-        with _open_spool(inventory_path, spool_path, exclusive=True) as sp:
-            if inv.store.kind == "embedded":
-                click.echo("store is embedded: nothing to ship", err=True)
-                return
-            with writer_for(inv.store) as w:
-                res = Shipper(sp, w, batch_size or inv.agent.batch_size).drain(
-                    deadline=time.monotonic() + timeout
-                )
-            left = sp.stats().pending
-    except NetreadyError as e:
-        raise fail(e) from None
+    rep = agent.ship_now(inventory_path, spool_path, timeout, batch_size)
+    if rep is None:
+        click.echo("store is embedded: nothing to ship", err=True)
+        return
+    res = rep.drain
     click.echo(
-        f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {left}"
+        f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {rep.pending}"
         f" ({res.seconds:.1f} s)",
         err=True,
     )
-    if left:
-        raise click.ClickException(res.error or f"{left} records still pending")
+    if rep.pending:
+        raise click.ClickException(res.error or f"{rep.pending} records still pending")

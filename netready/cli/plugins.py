@@ -229,7 +229,7 @@ def command(plugin: Plugin) -> click.Command:
         short_help=plugin.summary.split(". ")[0].split(": ")[0],
         epilog=EXIT_CODES,
     )
-    common = [format_option]
+    common: list[Callable[[Any], Any]] = [format_option]
     if plugin.needs is not None:
         common += [_site_option, inventory_option, _state_dir_option]
     for deco in common:
