@@ -152,7 +152,7 @@ def run_report(inv: Path, now: int, out: Path) -> tuple[float, float]:
 
 def statements(inv: Path, now: int) -> list[str]:
     """The InfluxQL statements the report sends (captured in-process)."""
-    from netready.reports.cli import build
+    from netready.reports.assess import Selection, build
 
     from netready.influx import InfluxV1
 
@@ -165,7 +165,7 @@ def statements(inv: Path, now: int) -> list[str]:
 
     InfluxV1.query = spy  # type: ignore[method-assign]
     try:
-        build(str(inv), None, (), (), "14d", "gp_video", str(now))
+        build(Selection(str(inv), now=str(now)))
     finally:
         InfluxV1.query = orig  # type: ignore[method-assign]
     return sent

@@ -44,7 +44,7 @@ from netready.dashboards.queries import OK
 from netready.budget import SITE_TZ
 from netready.inventory import ClinicHours
 
-#: ``readiness.verdict_code`` as ``netready assess`` writes it (reports/cli.py VERDICT_CODE).
+#: ``readiness.verdict_code`` as ``netready assess`` writes it (reports/assess.py VERDICT_CODE).
 VERDICT_CODE = {"READY": 0, "MARGINAL": 1, "NOT READY": 2, "STALE": 3, "NO DATA": 4}
 SILENT_AFTER_MIN = 120
 #: Runs in a row above the loss limit before the loss rule fires.

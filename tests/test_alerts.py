@@ -183,9 +183,9 @@ def test_site_silent_for_over_two_hours(client: InfluxV1) -> None:
 
 
 def _readiness(site: str, verdict: str, t: int) -> Record:
-    from netready.reports.cli import VERDICT_CODE
+    from netready.reports.assess import VERDICT_CODE
 
-    return Record(  # as reports/cli.py readiness_records() writes them
+    return Record(  # as reports/assess.py readiness_records() writes them
         "readiness",
         {**TAGS, "site": site, "profile": "gp_video", "detected_tech": "vdsl2"},
         {"verdict": verdict, "verdict_code": VERDICT_CODE[verdict], "ready": verdict == "READY"},
@@ -196,7 +196,7 @@ def _readiness(site: str, verdict: str, t: int) -> Record:
 def test_verdict_became_not_ready_or_marginal(client: InfluxV1) -> None:
     """The latest verdict decides: NOT READY and MARGINAL fire their rules, a site that
     recovered to READY and NO DATA / STALE sites do not."""
-    from netready.reports.cli import VERDICT_CODE
+    from netready.reports.assess import VERDICT_CODE
 
     assert alerts.VERDICT_CODE == VERDICT_CODE
     now = int(time.time() * 1000)

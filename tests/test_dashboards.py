@@ -133,7 +133,7 @@ def estate_records(now_ms: int) -> list[Record]:
                     Record(
                         "readiness",
                         {**tags, "profile": profile},
-                        {  # as reports/cli.py readiness_records() writes them
+                        {  # as reports/assess.py readiness_records() writes them
                             "verdict": v,
                             "verdict_code": 3,
                             "ready": v == "READY",

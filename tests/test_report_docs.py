@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import click
 from netready.reports import readiness
-from netready.reports.cli import assess, readiness_records, report
+from netready.reports.assess import readiness_records
 
+from netready.cli.report import assess, report
 from netready.inventory import loads
 from netready.rubric import PROFILES
 

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from netready.reports import synthetic
-from netready.reports.cli import report
 from netready.reports.render import csv_cell, md_text, plain
 
+from netready.cli.report import report
 from netready.records import Record, now_ms
 from netready.spool import Spool
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.reports import synthetic
-from netready.reports.cli import report
 from netready.reports.screenshot import dump_dom, screenshot
 from PIL import Image
 
+from netready.cli.report import report
 from netready.records import now_ms
 from netready.spool import Spool
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from netready.reports import readiness, synthetic
-from netready.reports.cli import assess, report
 from netready.reports.query import InfluxStore, SqliteStore
 from netready.reports.readiness import TZ
 
+from netready.cli.report import assess, report
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig, loads
 from netready.records import Record
