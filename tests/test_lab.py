@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from netready.lab import netns
-from netready.lab.cli import lab as lab_cli
 from netready.lab.demo_sites import DEMO_SITES
 from netready.lab.netns import PROFILES, Lab, LabError, parse_profile
 
+from netready.cli.lab import lab as lab_cli
 from netready.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ COMMANDS: dict[str, str] = {
     "reflector": "netready.probes.reflector:reflector_command",
     "report": "netready.cli.report:report",
     "assess": "netready.cli.report:assess",
-    "lab": "netready.lab.cli:lab",
+    "lab": "netready.cli.lab:lab",
     "collect": "netready.cli.plugins:collect",
     "pcap": "netready.collectors.pcap:pcap_command",
     "responder": "netready.probes.media_responder:responder_command",
