@@ -93,6 +93,45 @@ class DatasourceSpec:
         return body
 
 
+def datasource_for(
+    inventory_path: str | None = None,
+    url: str | None = None,
+    database: str = DATABASE,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+) -> DatasourceSpec | None:
+    """The data source ``dashboards push`` creates: from its options, the rest from the
+    inventory's store section (the URL, database or bucket and credentials; explicit options
+    win). ``None`` without a URL (push leaves the data source alone)."""
+    if inventory_path:
+        from netready.inventory import load
+
+        store = load(inventory_path).store
+        if store.kind == "embedded" and not url:
+            raise ConfigError(
+                f"{inventory_path}: store kind is 'embedded': there is no InfluxDB for "
+                "Grafana to read; give --datasource-url"
+            )
+        if store.kind != "embedded":
+            url = url or store.url
+            if database == DATABASE:
+                database = (
+                    store.database if store.kind == "influxdb_v1" else (store.bucket or database)
+                )
+            if not (user or token):
+                if store.token is not None:
+                    token = store.token.resolve()
+                elif store.username is not None and store.password is not None:
+                    user = store.username.resolve()
+                    password = store.password.resolve()
+    if url:
+        return DatasourceSpec(url=url, database=database, user=user, password=password, token=token)
+    if user or token:
+        raise ConfigError("InfluxDB credentials given without --datasource-url")
+    return None
+
+
 Status = Literal["created", "updated", "unchanged", "missing", "skipped"]
 
 

@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "pcap": "netready.collectors.pcap:pcap_command",
     "responder": "netready.probes.media_responder:responder_command",
     "serve": "netready.probes.serve:serve_command",
-    "dashboards": "netready.dashboards.cli:dashboards",
+    "dashboards": "netready.cli.dashboards:dashboards",
 }
 
 HELP = {

@@ -1,4 +1,5 @@
-"""``netready dashboards``: build the Grafana JSON and provisioning files, push them to a Grafana."""
+"""``netready dashboards``: build the Grafana JSON and provisioning files, push them to a Grafana.
+The work is ``dashboards/build.py`` and ``dashboards/push.py``; this parses and prints."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from netready.cli import fail
+from netready.cli.base import Group
+from netready.cli.options import inventory_option
 from netready.cli.output import format_option, print_json
-from netready.errors import ConfigError, NetreadyError
+from netready.errors import ConfigError
 
 
-@click.group("dashboards")
+@click.group("dashboards", cls=Group)
 def dashboards() -> None:
     """Build and push the Grafana dashboards (estate overview, site detail, agent health).
 
@@ -47,10 +49,7 @@ def build_command(out_dir: Path | None, check: bool, database: str, folder: str)
     """
     from netready.dashboards import build
 
-    try:
-        options = build.BuildOptions(database=database, folder=folder)
-    except NetreadyError as e:
-        raise fail(e) from None
+    options = build.BuildOptions(database=database, folder=folder)
     root = out_dir or build.HERE
     if check:
         stale = build.stale_files(root, options)
@@ -65,7 +64,7 @@ def build_command(out_dir: Path | None, check: bool, database: str, folder: str)
     try:
         changed = build.write_all(root, options)
     except OSError as e:
-        raise fail(ConfigError(f"cannot write under {root}: {e.strerror}")) from None
+        raise ConfigError(f"cannot write under {root}: {e.strerror}") from None
     for p in changed:
         click.echo(str(p))
     click.echo(
@@ -129,10 +128,7 @@ def build_command(out_dir: Path | None, check: bool, database: str, folder: str)
     default=None,
     help="InfluxDB 2.x/3.x token: sent by Grafana as `Authorization: Token ...`.",
 )
-@click.option(
-    "--inventory",
-    "inventory_path",
-    type=click.Path(dir_okay=False),
+@inventory_option(
     default=None,
     help="Take the data source URL, database and credentials from this inventory's "
     "store section (explicit options win).",
@@ -164,51 +160,14 @@ def push_command(
 
     Safe to run again: unchanged dashboards are left alone, changed ones overwritten.
     """
-    from netready.dashboards.push import DatasourceSpec, push
+    from netready.dashboards.push import datasource_for, push
 
-    try:
-        ds = None
-        if inventory_path:
-            from netready.inventory import load
-
-            store = load(inventory_path).store
-            if store.kind == "embedded" and not datasource_url:
-                raise ConfigError(
-                    f"{inventory_path}: store kind is 'embedded': there is no InfluxDB for "
-                    "Grafana to read; give --datasource-url"
-                )
-            if store.kind != "embedded":
-                datasource_url = datasource_url or store.url
-                if store.kind == "influxdb_v1":
-                    database = database if database != "netready" else store.database
-                else:
-                    database = database if database != "netready" else (store.bucket or database)
-                if not (influx_user or influx_token):
-                    if store.token is not None:
-                        influx_token = store.token.resolve()
-                    elif store.username is not None and store.password is not None:
-                        influx_user = store.username.resolve()
-                        influx_password = store.password.resolve()
-        if datasource_url:
-            ds = DatasourceSpec(
-                url=datasource_url,
-                database=database,
-                user=influx_user,
-                password=influx_password,
-                token=influx_token,
-            )
-        elif influx_user or influx_token:
-            raise ConfigError("InfluxDB credentials given without --datasource-url")
-        res = push(
-            url,
-            token,
-            folder=folder or None,
-            datasource=ds,
-            timeout=timeout,
-            verify_tls=not insecure,
-        )
-    except NetreadyError as e:
-        raise fail(e) from None
+    ds = datasource_for(
+        inventory_path, datasource_url, database, influx_user, influx_password, influx_token
+    )
+    res = push(
+        url, token, folder=folder or None, datasource=ds, timeout=timeout, verify_tls=not insecure
+    )
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if fmt == "json":
