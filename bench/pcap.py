@@ -150,9 +150,7 @@ def run_tshark(path: Path, timeout: float) -> tuple[float, dict]:
 def run_netready(path: Path, timeout: float) -> tuple[float, dict]:
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from collectors.pcap import pcap_command; "
-         "sys.exit(pcap_command(['analyse', sys.argv[1], '--format', 'json']))", str(path)],
+        [sys.executable, "-m", "netready.cli", "pcap", "analyse", str(path), "--format", "json"],
         capture_output=True, text=True, timeout=timeout, check=True, cwd=ROOT,
     )  # fmt: skip
     el = time.monotonic() - t0

@@ -29,21 +29,18 @@ Design (see docs/pcap.md):
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import socket
 import struct
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netready import stats
-from netready.errors import ConfigError, NetreadyError, ParseError
+from netready.errors import ConfigError, ParseError
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
@@ -1073,13 +1070,17 @@ PLUGIN = Plugin(
 )  # fmt: skip
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- table
+
+#: Column heads of the stream table ``netready pcap analyse`` prints (``table_rows``).
+TABLE_COLUMNS = ("SSRC", "Source", "Destination", "PT", "Clock", "Pkts", "Lost", "Loss%",
+                 "Burst", "Reord", "Jit mean", "Jit max", "Secs", "kbit/s", "MOS")  # fmt: skip
 
 
-def _table(results: list[StreamResult]) -> str:
-    head = ("SSRC", "Source", "Destination", "PT", "Clock", "Pkts", "Lost", "Loss%",
-            "Burst", "Reord", "Jit mean", "Jit max", "Secs", "kbit/s", "MOS")  # fmt: skip
-    rows = [head]
+def table_rows(results: list[StreamResult]) -> list[tuple[str, ...]]:
+    """One row of cells per stream, under ``TABLE_COLUMNS``: the payload type with its RFC
+    3551 name, a guessed clock rate marked ``*``, figures rounded for people."""
+    rows = []
     for r in results:
         name = PT_NAMES.get(r.payload_type, "dyn" if r.payload_type >= 96 else "?")
         clk = f"{r.clock_hz}" + ("*" if r.clock_source == "guessed" else "")
@@ -1089,95 +1090,4 @@ def _table(results: list[StreamResult]) -> str:
             f"{r.jitter_mean_ms:.3f}", f"{r.jitter_max_ms:.3f}", f"{r.duration_s:.2f}",
             f"{r.bitrate_kbps:.1f}", f"{r.mos_emodel:.2f}",
         ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    if not results:
-        lines.append("(no RTP streams found)")
-    elif any(r.clock_source == "guessed" for r in results):
-        lines.append("* clock rate guessed for a dynamic payload type; set it with --clock PT=HZ")
-    return "\n".join(lines)
-
-
-@click.group("pcap")
-def pcap_command() -> None:
-    """Analyse RTP streams in a captured call (pcap or pcapng)."""
-
-
-@pcap_command.command("analyse")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json (a list of streams) for tools.",
-)
-@click.option(
-    "--clock",
-    multiple=True,
-    metavar="PT=HZ",
-    help="Clock rate of a payload type, e.g. --clock 96=90000 (repeatable). "
-    "Static types use RFC 3551; other dynamic types are guessed.",
-)
-@click.option(
-    "--latency-ms",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="One-way network delay to assume for the MOS estimate (a capture at one "
-    "point cannot measure it; 0 gives a best-case MOS).",
-)
-@click.option(
-    "--min-packets",
-    type=click.IntRange(min=2),
-    default=2,
-    show_default=True,
-    help="Ignore streams with fewer RTP packets than this.",
-)
-@click.option(
-    "--max-streams",
-    type=click.IntRange(1, 10_000_000),
-    default=MAX_STREAMS,
-    show_default=True,
-    help="Most streams tracked (about 4 kB each); packets of further streams are counted "
-    "and reported, not analysed.",
-)
-def analyse_command(file: str, fmt: str, clock: tuple[str, ...], latency_ms: float,
-                    min_packets: int, max_streams: int) -> None:  # fmt: skip
-    """Report loss, jitter (as Wireshark), burst loss, reorder and MOS per RTP stream."""
-    progress = None
-    bar = None
-    try:
-        rates = parse_clock(clock)
-        size = Path(file).stat().st_size if Path(file).is_file() else 0
-        if size > 64 << 20 and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
-            bar = Progress(console=Console(stderr=True), transient=True)
-            task = bar.add_task(f"reading {Path(file).name}", total=size)
-            bar.start()
-
-            def progress(n: int) -> None:
-                bar.update(task, completed=n)
-
-        results = analyse(file, rates, latency_ms, min_packets, progress, max_streams)
-    except NetreadyError as e:
-        from netready.cli import fail
-
-        raise fail(e) from None
-    finally:
-        if bar is not None:
-            bar.stop()
-    if fmt == "json":
-        click.echo(json.dumps([r.to_json() for r in results], indent=2))
-        if results.note:
-            click.echo(f"Warning: {results.note}", err=True)
-    else:
-        click.echo(_table(results))
-        if results.note:
-            click.echo(f"! {results.note}")
+    return rows

@@ -36,7 +36,7 @@ COMMANDS: dict[str, str] = {
     "assess": "netready.cli.report:assess",
     "lab": "netready.cli.lab:lab",
     "collect": "netready.cli.plugins:collect",
-    "pcap": "netready.collectors.pcap:pcap_command",
+    "pcap": "netready.cli.pcap:pcap_command",
     "responder": "netready.probes.media_responder:responder_command",
     "serve": "netready.probes.serve:serve_command",
     "dashboards": "netready.cli.dashboards:dashboards",
