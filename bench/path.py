@@ -76,7 +76,9 @@ def media(lab: Lab, profile: str = "hd", calls: int = 4) -> list[dict[str, Any]]
         [
             PY,
             "-m",
-            "netready.probes.media",
+            "netready.cli",
+            "probe",
+            "media",
             "--target",
             f"{lab.core_ip}:5004",
             "--profile",
@@ -240,7 +242,8 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
                 [
                     PY,
                     "-m",
-                    "netready.probes.media_responder",
+                    "netready.cli",
+                    "responder",
                     "--listen",
                     f"{core}:5004",
                     "--allow",

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/responder.py [--packets 10000,100000,400000,630000] [--rate 25000]
 
-Each row starts a fresh responder (``python -m probes.media_responder`` on loopback), opens
+Each row starts a fresh responder (``netready responder`` on loopback), opens
 one session the way the probe does (hello, cookie, hello + cookie) declaring the largest
 session the default caps allow (19.9 Mbit/s of video for 300 s: a schedule of about 638,000
 packets), then sends it N header-only 40-byte media packets, the worst case for per-packet
@@ -57,7 +57,7 @@ def free_port() -> int:
 def responder() -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     p = subprocess.Popen(
-        [sys.executable, "-m", "netready.probes.media_responder", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "netready.cli", "responder", "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,

@@ -147,7 +147,8 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
             [
                 sys.executable,
                 "-m",
-                "netready.probes.serve",
+                "netready.cli",
+                "serve",
                 "--listen",
                 f"{lab.core_ip}:8080",
                 "--token",
@@ -258,7 +259,8 @@ def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
         [
             sys.executable,
             "-m",
-            "netready.probes.serve",
+            "netready.cli",
+            "serve",
             "--listen",
             "127.0.0.1:18099",
             "--token",

@@ -96,3 +96,8 @@ class MissingExtra(NetreadyError, ImportError):
     the install does not match the configuration, and restarting will not mend it."""
 
     exit_code = 2
+
+
+class ServerError(NetreadyError):
+    """A central server (reflector, responder, speed endpoint) could not start: its address
+    is in use or not this host's, or its TLS certificate and key cannot be loaded."""

@@ -26,13 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
 from netready.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: What the central servers answer unless told: loopback only.
+#: What the central servers answer unless told (``--allow``): loopback only.
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
 
 
@@ -45,6 +43,11 @@ def parse_networks(cidrs: Sequence[str]) -> list[Network]:
         except ValueError:
             raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
     return nets
+
+
+def hostport(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """``host:port``, or ``[v6]:port``, of a socket address (for the servers' log lines)."""
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 class AllowList:
@@ -193,15 +196,3 @@ class CountedLog:
         self.logger.warning("%s: %d packets dropped or refused%s: %s", self.what, n, span, parts)
         self._pending.clear()
         self._last = now
-
-
-#: ``--allow CIDR`` (repeatable) for the central servers; loopback only unless told.
-allow_option = click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    default=list(DEFAULT_ALLOW),
-    show_default=True,
-    help="Source CIDR (IPv4 or IPv6) allowed to use this server (repeatable); "
-    "other sources get no answer at all.",
-)

@@ -47,17 +47,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-from netready.probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, allow_option
+from netready.probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
 from netready.probes.media import (
     KIND_CONTROL,
     KIND_MEDIA,
@@ -81,10 +78,9 @@ from netready.probes.media import (
     send_stream,
     verify,
 )
-from netready.probes.reflector import hostport
 from pydantic import ValidationError
 
-from netready.errors import NetreadyError
+from netready.errors import ServerError
 from netready.inventory import split_hostport
 
 log = logging.getLogger("netready.media_responder")
@@ -234,15 +230,19 @@ class MediaResponder:
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        where = hostport((self.host, self.port))
+        try:
+            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        except OSError as e:
+            raise ServerError(f"cannot listen on {where}: {e.strerror or e}") from None
         fam, _, _, _, addr = infos[0]
         s = open_media_socket(fam)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
-        except OSError:
+        except OSError as e:
             s.close()
-            raise
+            raise ServerError(f"cannot listen on {where}: {e.strerror or e}") from None
         self.sock = s
         loop.add_reader(s.fileno(), self._on_readable)
         self._gc = asyncio.create_task(self._gc_loop())
@@ -539,100 +539,3 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await r.close()
-
-
-@click.command("responder")
-@click.option(
-    "--listen",
-    default="0.0.0.0:5004",
-    show_default=True,
-    help="HOST:PORT to listen on ([::]:5004 for IPv6 and IPv4).",
-)
-@allow_option
-@click.option(
-    "--secret",
-    default=None,
-    metavar="env:NAME|file:PATH",
-    help="Require HMAC-authenticated session requests with this shared secret.",
-)
-@click.option(
-    "--max-mbps-session",
-    default=20.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Bandwidth cap per session (Mbit/s, each direction).",
-)
-@click.option(
-    "--max-mbps-total",
-    default=200.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Bandwidth cap over all sessions (Mbit/s, each direction).",
-)
-@click.option(
-    "--max-duration",
-    "max_duration_s",
-    default=300.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Longest session accepted, seconds.",
-)
-@click.option(
-    "--max-sessions-per-source",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Concurrent sessions one source address may hold.",
-)
-def responder_command(
-    listen: str,
-    allow: tuple[str, ...],
-    secret: str | None,
-    max_mbps_session: float,
-    max_mbps_total: float,
-    max_duration_s: float,
-    max_sessions_per_source: int,
-) -> None:
-    """Answer emulated video calls from `netready probe media` (allowed sources only).
-
-    A hello is first answered with a cookie no larger than itself; media goes only to an
-    address that echoes it (no reflection, no amplification).
-    """
-    from netready.cli import fail
-    from netready.inventory import SecretRef
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        sec = SecretRef.check(secret).resolve() if secret else None
-        AllowList(allow)
-        split_hostport(listen, 5004)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-    except NetreadyError as e:
-        raise fail(e) from None
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve(
-                listen,
-                list(allow),
-                sec,
-                max_mbps_session,
-                max_mbps_total,
-                max_duration_s=max_duration_s,
-                max_sessions_per_source=max_sessions_per_source,
-            )
-
-    try:
-        asyncio.run(main())
-    except OSError as e:
-        raise click.ClickException(f"cannot listen on {listen}: {e.strerror or e}") from None
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m probes.media_responder --listen ...`
-    responder_command()

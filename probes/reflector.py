@@ -11,7 +11,8 @@ sender) can measure against it. Protections, because it sits on a central networ
   silently and counted (one summary log line per minute, never one per packet).
 
 The allow-list, token buckets and counted logging are ``probes/guard.py``, shared with the
-media responder.
+media responder. The command line (``netready reflector``, which can run a media responder in
+the same process) is ``netready/cli/servers.py``.
 
 Sans-IO core: ``Reflector.handle(data, addr, ttl, now) -> bytes | None``; the asyncio edge
 reads with ``recvmsg`` to learn the received TTL.
@@ -22,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import click
 from netready.probes import twamp
-from netready.probes.guard import AllowList, CountedLog, SourceLimiter, allow_option
+from netready.probes.guard import AllowList, CountedLog, SourceLimiter, hostport
 
+from netready.errors import ServerError
 from netready.inventory import split_hostport
 
 log = logging.getLogger("netready.reflector")
@@ -113,11 +112,6 @@ def open_socket(host: str, port: int) -> socket.socket:
     return s
 
 
-def hostport(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
-    """``host:port``, or ``[v6]:port``, of a socket address."""
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 def _ttl_from(anc: list[tuple[int, int, bytes]]) -> int:
     for level, typ, data in anc:
         if (level, typ) in ((socket.IPPROTO_IP, IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
@@ -136,7 +130,10 @@ async def serve(
     """Run the reflector until ``stop`` is set (or forever)."""
     host, port = split_hostport(listen, 862)
     refl = Reflector(AllowList(allow), **limits)
-    sock = open_socket(host, port)
+    try:
+        sock = open_socket(host, port)
+    except OSError as e:
+        raise ServerError(f"cannot listen on {listen}: {e.strerror or e}") from None
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
 
@@ -168,90 +165,3 @@ async def serve(
         sock.close()
         refl.dropped.flush(time.monotonic(), force=True)
     return refl.stats
-
-
-@click.command("reflector")
-@click.option(
-    "--listen",
-    default="0.0.0.0:862",
-    show_default=True,
-    help="HOST:PORT to listen on ([::]:862 for IPv6 and IPv4).",
-)
-@allow_option
-@click.option("--max-pps", default=2000.0, show_default=True, help="Packets/s per source.")
-@click.option("--max-kbps", default=20000.0, show_default=True, help="kbit/s per source.")
-@click.option("--max-total-kbps", default=200000.0, show_default=True, help="kbit/s in total.")
-@click.option(
-    "--media",
-    "media_listen",
-    default=None,
-    metavar="HOST:PORT",
-    help="Also run the media responder (video-call probe far end) here.",
-)
-@click.option(
-    "--secret",
-    default=None,
-    metavar="env:NAME|file:PATH",
-    help="Shared secret the media responder requires (a reference, never inline).",
-)
-def reflector_command(
-    listen: str,
-    allow: tuple[str, ...],
-    max_pps: float,
-    max_kbps: float,
-    max_total_kbps: float,
-    media_listen: str | None,
-    secret: str | None,
-) -> None:
-    """Answer TWAMP-light test packets (RFC 5357) from allowed sources.
-
-    Never replies with more bytes than it received, and rate-limits each source.
-    """
-    from netready.cli import fail
-    from netready.errors import NetreadyError
-    from netready.inventory import SecretRef
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(
-                serve(
-                    listen,
-                    allow,
-                    stop=stop,
-                    max_pps_per_source=max_pps,
-                    max_kbps_per_source=max_kbps,
-                    max_kbps_total=max_total_kbps,
-                )
-            )
-        ]
-        if media_listen:
-            from netready.probes import media_responder
-
-            sec = SecretRef.check(secret).resolve() if secret else None
-            tasks.append(
-                asyncio.create_task(media_responder.serve(media_listen, list(allow), secret=sec))
-            )
-        done, _ = await asyncio.wait(
-            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        for t in done:
-            if not t.cancelled() and t.exception():
-                raise t.exception()  # type: ignore[misc]
-
-    try:
-        asyncio.run(main())
-    except NetreadyError as e:
-        raise fail(e) from None
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-    except OSError as e:
-        raise click.ClickException(f"cannot listen on {listen}: {e.strerror or e}") from None

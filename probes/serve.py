@@ -73,8 +73,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
+from netready.errors import ConfigError, ServerError
 from netready.optional import require
 
 require("aiohttp", "netready serve")
@@ -796,13 +795,16 @@ class SpeedServer:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- start-up
 
 
 def _hostport(listen: str) -> tuple[str, int]:
     from netready.inventory import split_hostport
 
-    return split_hostport(listen)
+    try:
+        return split_hostport(listen)
+    except ValueError as e:
+        raise ConfigError(f"--listen {e}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -867,163 +869,68 @@ async def serve_forever(
     for sig in (signal.SIGTERM, signal.SIGINT):  # before we say we listen
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bound = await server.start(host, port, ssl_context)
+    try:
+        bound = await server.start(host, port, ssl_context)
+    except OSError as e:
+        await server.close()
+        raise ServerError(f"cannot listen on {_url_host(host)}:{port}: {e.strerror or e}") from None
     try:
         scheme = "https" if ssl_context is not None else "http"
-        click.echo(f"netready serve: listening on {scheme}://{_url_host(host)}:{bound}", err=True)
+        log.info("listening on %s://%s:%d", scheme, _url_host(host), bound)
         await stop.wait()
     finally:
         await server.close()
 
 
-@click.command("serve")
-@click.option(
-    "--listen",
-    default="0.0.0.0:8080",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Address to listen on ([v6]:PORT for IPv6). Plain HTTP only on loopback unless "
-    "--allow-plain-http.",
-)
-@click.option(
-    "--token",
-    required=True,
-    metavar="env:NAME|file:PATH",
-    help="Bearer token clients must send (a reference, never inline).",
-)
-@click.option(
-    "--max-rate-mbps",
-    default=1000.0,
-    show_default=True,
-    help="Bit rate per client across all its connections, Mbit/s.",
-)
-@click.option(
-    "--max-mb",
-    default=2000.0,
-    show_default=True,
-    help="MB (1e6 bytes) per client per --window-s, both directions.",
-)
-@click.option(
-    "--window-s",
-    default=86400.0,
-    show_default=True,
-    help="Length of the byte-allowance window, seconds.",
-)
-@click.option("--max-tests", default=1, show_default=True, help="Concurrent tests per client.")
-@click.option("--max-streams", default=16, show_default=True, help="Connections per test.")
-@click.option(
-    "--max-request-mb", default=500.0, show_default=True, help="Largest single download/upload, MB."
-)
-@click.option(
-    "--max-connections",
-    default=Limits.max_connections,
-    show_default=True,
-    help="Open connections per client (an IPv6 client: its /64), checked when a connection "
-    "is accepted, before anything is read; the next gets 429 and is closed.",
-)
-@click.option(
-    "--idle-timeout",
-    "idle_timeout_s",
-    default=Limits.idle_timeout_s,
-    show_default=True,
-    help="Seconds a connection gets to send a complete request head, from opening or from "
-    "its previous response (and to finish a TLS handshake); idle or slow ones are closed.",
-)
-@click.option(
-    "--stall-timeout",
-    "stall_timeout_s",
-    default=Limits.stall_timeout_s,
-    show_default=True,
-    help="Seconds a download or upload may move no byte before it is cut off.",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM certificate: serve HTTPS (needed on a non-loopback address).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM private key for --tls-cert.",
-)
-@click.option(
-    "--allow-plain-http",
-    is_flag=True,
-    help="Serve plain HTTP on a non-loopback address. Every request carries the bearer "
-    "token, and without TLS anyone on the path can read it and use the endpoint: only for "
-    "a network you trust end to end (the lab, a private link).",
-)
-def serve_command(
+@dataclass
+class Endpoint:
+    """A speed endpoint ready to run: ``asyncio.run(serve_forever(*endpoint.args()))``."""
+
+    server: SpeedServer
+    host: str
+    port: int
+    ssl_context: Any = None
+
+    def args(self) -> tuple[SpeedServer, str, int, Any]:
+        return self.server, self.host, self.port, self.ssl_context
+
+
+def endpoint(
     listen: str,
     token: str,
-    max_rate_mbps: float,
-    max_mb: float,
-    window_s: float,
-    max_tests: int,
-    max_streams: int,
-    max_request_mb: float,
-    max_connections: int,
-    idle_timeout_s: float,
-    stall_timeout_s: float,
-    tls_cert: str | None,
-    tls_key: str | None,
-    allow_plain_http: bool,
-) -> None:
-    """Run the self-hosted speed-test endpoint (download, upload sink, ping).
-
-    Every request needs the bearer token (401 otherwise); a client over a limit gets 429
-    with Retry-After. It never serves anyone without the token. The token travels in every
-    request, so on any address but loopback the endpoint serves HTTPS (--tls-cert and
-    --tls-key) unless told --allow-plain-http.
-    """
-    from netready.cli import fail
-    from netready.errors import ConfigError, NetreadyError
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    allow_plain_http: bool = False,
+    **limits: Any,
+) -> Endpoint:
+    """Everything ``netready serve`` checks before it listens: plain HTTP only on loopback
+    (unless ``allow_plain_http``: the bearer token travels in every request), the token
+    reference (``env:NAME``/``file:PATH``, never inline), the ``Limits`` (keyword arguments),
+    the TLS pair. ``ConfigError`` (bad input) or ``ServerError`` (TLS files that do not load)."""
     from netready.inventory import HeaderSecretRef
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        host, port = _hostport(listen)
-        if not (tls_cert or tls_key or allow_plain_http or is_loopback(host)):
-            raise ConfigError(
-                f"--listen {listen}: plain HTTP on a non-loopback address shows the bearer "
-                "token to anyone on the path; give --tls-cert and --tls-key, or "
-                "--allow-plain-http on a network you trust"
-            )
-        secret = HeaderSecretRef.check(token).resolve()
-        limits = Limits(
-            max_rate_mbps=max_rate_mbps,
-            max_bytes=int(max_mb * 1e6),
-            window_s=window_s,
-            max_tests=max_tests,
-            max_streams=max_streams,
-            max_request_bytes=int(max_request_mb * 1e6),
-            max_connections=max_connections,
-            idle_timeout_s=idle_timeout_s,
-            stall_timeout_s=stall_timeout_s,
+    host, port = _hostport(listen)
+    if not (tls_cert or tls_key or allow_plain_http or is_loopback(host)):
+        raise ConfigError(
+            f"--listen {listen}: plain HTTP on a non-loopback address shows the bearer "
+            "token to anyone on the path; give --tls-cert and --tls-key, or "
+            "--allow-plain-http on a network you trust"
         )
-        server = SpeedServer(secret, limits)
-    except NetreadyError as e:
-        raise fail(e) from None
+    try:
+        secret = HeaderSecretRef.check(token).resolve()
+        server = SpeedServer(secret, Limits(**limits))
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raise ConfigError(str(e)) from None
     ssl_context = None
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
-            raise click.BadParameter("--tls-cert and --tls-key go together")
+            raise ConfigError("--tls-cert and --tls-key go together")
         import ssl
 
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             ssl_context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as e:
-            raise click.ClickException(f"cannot load {tls_cert}/{tls_key}: {e}") from None
-    try:
-        asyncio.run(serve_forever(server, host, port, ssl_context))
-    except OSError as e:
-        raise click.ClickException(f"cannot listen on {listen}: {e.strerror or e}") from None
-
-
-if __name__ == "__main__":  # python -m probes.serve
-    serve_command()
+            raise ServerError(f"cannot load {tls_cert}/{tls_key}: {e}") from None
+    return Endpoint(server, host, port, ssl_context)

@@ -26,10 +26,11 @@ from netready.probes import media
 from netready.probes import media_responder as mr
 from netready.probes.guard import CookieJar
 from netready.probes.media import Arrival, trace_stats
-from netready.probes.media_responder import MediaResponder, responder_command
+from netready.probes.media_responder import MediaResponder
 
 from netready import budget, registry, stats
 from netready.cli import cli
+from netready.cli.servers import responder_command
 from netready.records import Record
 from netready.registry import Context
 
@@ -385,14 +386,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def responder() -> Iterator[Callable[..., int]]:
-    """Start real responder processes (``python -m probes.media_responder``) on loopback."""
+    """Start real responder processes (``netready responder``) on loopback."""
     procs: list[subprocess.Popen[str]] = []
 
     def start(*args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> int:
         port = free_port()
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         p = subprocess.Popen(
-            [PY, "-m", "netready.probes.media_responder", "--listen", listen, *args],
+            [PY, "-m", "netready.cli", "responder", "--listen", listen, *args],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -932,7 +933,8 @@ def lab() -> Iterator[object]:
             [
                 PY,
                 "-m",
-                "netready.probes.media_responder",
+                "netready.cli",
+                "responder",
                 "--listen",
                 f"{lb.core_ip}:5004",
                 "--allow",

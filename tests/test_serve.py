@@ -31,8 +31,9 @@ from netready.probes.serve import (
     client_key,
     is_loopback,
     printable,
-    serve_command,
 )
+
+from netready.cli.serve import serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "t0ken-for-tests-0123"
@@ -168,7 +169,8 @@ def test_serve_command_in_a_subprocess() -> None:
         [
             sys.executable,
             "-m",
-            "netready.probes.serve",
+            "netready.cli",
+            "serve",
             "--listen",
             f"127.0.0.1:{port}",
             "--token",
@@ -267,7 +269,7 @@ def _serve_proc(port: int, *extra: str, nofile: int | None = None) -> subprocess
     env = {**os.environ, "NR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(
         [
-            *(sys.executable, "-m", "netready.probes.serve", "--listen", f"127.0.0.1:{port}"),
+            *(sys.executable, "-m", "netready.cli", "serve", "--listen", f"127.0.0.1:{port}"),
             *("--token", "env:NR_TEST_TOKEN", *extra),
         ],
         env=env,
@@ -569,7 +571,7 @@ def test_plain_http_off_loopback_needs_tls_or_an_explicit_opt_out() -> None:
         # in a private network namespace (unshare -n): were it to listen, nobody could reach it
         r = subprocess.run(
             [
-                *("unshare", "--net", sys.executable, "-m", "netready.probes.serve"),
+                *("unshare", "--net", sys.executable, "-m", "netready.cli", "serve"),
                 *("--listen", listen, "--token", "env:NR_TEST_TOKEN"),
             ],
             env=env,
@@ -607,7 +609,7 @@ def test_non_loopback_listen_with_opt_out_or_tls_starts(tmp_path: Path) -> None:
     ):
         p = subprocess.Popen(
             [
-                *("unshare", "--net", sys.executable, "-m", "netready.probes.serve"),
+                *("unshare", "--net", sys.executable, "-m", "netready.cli", "serve"),
                 *("--listen", "0.0.0.0:18080", "--token", "env:NR_TEST_TOKEN", *extra),
             ],
             env=env,

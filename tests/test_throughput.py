@@ -352,7 +352,8 @@ def _lab_up(Lab, PROFILES) -> Iterator[object]:  # type: ignore[no-untyped-def]
             [
                 sys.executable,
                 "-m",
-                "netready.probes.serve",
+                "netready.cli",
+                "serve",
                 "--listen",
                 f"{lb.core_ip}:8080",
                 "--token",
@@ -531,7 +532,7 @@ def test_probe_cli_against_serve_command_on_ipv6_loopback() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     srv = subprocess.Popen(
         [
-            *(sys.executable, "-m", "netready.probes.serve", "--listen", f"[::1]:{port}"),
+            *(sys.executable, "-m", "netready.cli", "serve", "--listen", f"[::1]:{port}"),
             *("--token", "env:NR_TP_TOKEN", "--max-rate-mbps", "40"),
         ],
         env=env,

@@ -6,7 +6,7 @@ to stdout, diagnostics to stderr. One module per command family:
 
 - ``core``: ``inventory check``, ``spool stats``, ``ship`` (and ``probe``, for now)
 - ``report``: ``report``, ``assess``;  ``lab``: ``lab ...``;  ``dashboards``: ``dashboards ...``
-- ``servers``: ``reflector``, ``responder``, ``serve``;  ``pcap``: ``pcap analyse``
+- ``servers``: ``reflector``, ``responder``;  ``serve``: ``serve``;  ``pcap``: ``pcap analyse``
 - ``agent``: ``netready-agent`` (a script of its own)
 - ``base`` (command classes, the lazy group), ``options`` (shared options), ``output`` (printers)
 
@@ -31,14 +31,14 @@ COMMANDS: dict[str, str] = {
     "spool": "netready.cli.core:spool",
     "ship": "netready.cli.core:ship",
     "probe": "netready.cli.plugins:probe",
-    "reflector": "netready.probes.reflector:reflector_command",
+    "reflector": "netready.cli.servers:reflector_command",
     "report": "netready.cli.report:report",
     "assess": "netready.cli.report:assess",
     "lab": "netready.cli.lab:lab",
     "collect": "netready.cli.plugins:collect",
     "pcap": "netready.cli.pcap:pcap_command",
-    "responder": "netready.probes.media_responder:responder_command",
-    "serve": "netready.probes.serve:serve_command",
+    "responder": "netready.cli.servers:responder_command",
+    "serve": "netready.cli.serve:serve_command",
     "dashboards": "netready.cli.dashboards:dashboards",
 }
 

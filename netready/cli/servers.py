@@ -1,0 +1,186 @@
+"""The central UDP servers' commands: ``netready reflector`` (TWAMP-light, optionally with a
+media responder in the same process) and ``netready responder`` (the video-call probe's far
+end); ``netready serve`` (the speed endpoint, the ``server`` extra) is ``netready/cli/serve.py``.
+The servers are ``probes/reflector.py`` and ``probes/media_responder.py``; the commands parse,
+set up logging (``netready/logs.py``: journald priorities under systemd, as the agent's), and
+run them until SIGTERM or SIGINT (exit 0, ``run_until_signalled``). An address that cannot be
+bound is one line, exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+
+from netready.cli.base import Command
+from netready.cli.options import allow_option, listen_option, log_options, secret_option
+from netready.inventory import SecretRef
+from netready.probes.reflector import Reflector
+
+#: The reflector's own defaults, shown as the options' defaults.
+REFLECTOR = Reflector.__dataclass_fields__
+
+#: A server to run: called with the event that stops it (it may also just be cancelled).
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, Any]]
+
+
+def run_until_signalled(*jobs: Job) -> None:
+    """Run ``jobs`` together until SIGTERM/SIGINT or until one of them fails (then its
+    error is raised, after the others have closed)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(job(stop)) for job in jobs]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for t in tasks:
+            if t in done and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    asyncio.run(main())
+
+
+@click.command("reflector", cls=Command)
+@listen_option(default="0.0.0.0:862", help="Address to listen on ([::]:862 for IPv6 and IPv4).")
+@allow_option
+@click.option(
+    "--max-pps",
+    default=REFLECTOR["max_pps_per_source"].default,
+    show_default=True,
+    help="Packets/s per source.",
+)
+@click.option(
+    "--max-kbps",
+    default=REFLECTOR["max_kbps_per_source"].default,
+    show_default=True,
+    help="kbit/s per source.",
+)
+@click.option(
+    "--max-total-kbps",
+    default=REFLECTOR["max_kbps_total"].default,
+    show_default=True,
+    help="kbit/s in total.",
+)
+@click.option(
+    "--media",
+    "media_listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also run the media responder (video-call probe far end) here.",
+)
+@secret_option(help="Shared secret the media responder requires (a reference, never inline).")
+@log_options(default_format="text")
+def reflector_command(
+    listen: str,
+    allow: tuple[str, ...],
+    max_pps: float,
+    max_kbps: float,
+    max_total_kbps: float,
+    media_listen: str | None,
+    secret: SecretRef | None,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Answer TWAMP-light test packets (RFC 5357) from allowed sources.
+
+    Never replies with more bytes than it received, and rate-limits each source.
+    """
+    from netready import logs
+    from netready.probes import reflector
+
+    logs.setup(log_format, log_level)
+    jobs: list[Job] = [
+        lambda stop: reflector.serve(
+            listen,
+            allow,
+            stop=stop,
+            max_pps_per_source=max_pps,
+            max_kbps_per_source=max_kbps,
+            max_kbps_total=max_total_kbps,
+        )
+    ]
+    if media_listen:
+        from netready.probes import media_responder
+
+        sec = secret.resolve() if secret else None
+        jobs.append(lambda stop: media_responder.serve(media_listen, list(allow), secret=sec))
+    run_until_signalled(*jobs)
+
+
+@click.command("responder", cls=Command)
+@listen_option(default="0.0.0.0:5004", help="Address to listen on ([::]:5004 for IPv6 and IPv4).")
+@allow_option
+@secret_option(help="Require HMAC-authenticated session requests with this shared secret.")
+@click.option(
+    "--max-mbps-session",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Bandwidth cap per session (Mbit/s, each direction).",
+)
+@click.option(
+    "--max-mbps-total",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Bandwidth cap over all sessions (Mbit/s, each direction).",
+)
+@click.option(
+    "--max-duration",
+    "max_duration_s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Longest session accepted, seconds.",
+)
+@click.option(
+    "--max-sessions-per-source",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Concurrent sessions one source address may hold.",
+)
+@log_options(default_format="text")
+def responder_command(
+    listen: str,
+    allow: tuple[str, ...],
+    secret: SecretRef | None,
+    max_mbps_session: float,
+    max_mbps_total: float,
+    max_duration_s: float,
+    max_sessions_per_source: int,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Answer emulated video calls from `netready probe media` (allowed sources only).
+
+    A hello is first answered with a cookie no larger than itself; media goes only to an
+    address that echoes it (no reflection, no amplification).
+    """
+    from netready import logs
+    from netready.probes import media_responder
+
+    sec = secret.resolve() if secret else None
+    logs.setup(log_format, log_level)
+    run_until_signalled(
+        lambda stop: media_responder.serve(
+            listen,
+            list(allow),
+            sec,
+            max_mbps_session,
+            max_mbps_total,
+            max_duration_s=max_duration_s,
+            max_sessions_per_source=max_sessions_per_source,
+        )
+    )
