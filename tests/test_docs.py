@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from netready import registry
@@ -29,6 +31,53 @@ def test_every_command_has_help_and_is_in_readme() -> None:
     assert r.exit_code == 0
     for name in COMMANDS:
         assert name in r.stdout
+
+
+#: Groups whose sub-commands are the registered plugins: each plugin's own doc has them.
+PLUGIN_GROUPS = ("probe", "collect")
+
+
+def commands() -> Iterator[tuple[str, click.Command]]:
+    """Every command and sub-command of ``netready`` but the plugin groups' (``"lab up"``),
+    and ``netready-agent``."""
+    from netready.cli.agent import agent_command
+
+    ctx = click.Context(cli)
+
+    def walk(path: str, cmd: click.Command) -> Iterator[tuple[str, click.Command]]:
+        yield path, cmd
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                got = cmd.get_command(ctx, sub)
+                assert got is not None, f"{path} {sub}"
+                yield from walk(f"{path} {sub}", got)
+
+    for name in COMMANDS:
+        if name not in PLUGIN_GROUPS:
+            got = cli.get_command(ctx, name)
+            assert got is not None, name
+            yield from walk(name, got)
+    yield "netready-agent", agent_command
+
+
+def test_every_sub_command_is_in_readme() -> None:
+    """README's command table names each sub-command in its group's row, e.g.
+    `netready lab up / down / status / profiles / exec`."""
+    rows = re.findall(r"^\| `netready ([a-z]+)([^|]*)\|", README, re.M)
+    for path, _ in commands():
+        group, _, sub = path.partition(" ")
+        if sub and " " not in sub:
+            row = " ".join(rest for g, rest in rows if g == group)
+            assert re.search(rf"\b{sub}\b", row), f"README's table lacks `netready {path}`"
+
+
+def test_every_command_and_option_has_help() -> None:
+    """`--help` says what each command and option is for (the docs quote it)."""
+    for path, cmd in commands():
+        assert (cmd.help or "").strip(), f"netready {path} has no help text"
+        for p in cmd.params:
+            if isinstance(p, click.Option) and "--help" not in p.opts:
+                assert (p.help or "").strip(), f"netready {path} {p.opts[0]} has no help text"
 
 
 def test_every_command_loads() -> None:
