@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from netready import registry
@@ -111,3 +112,19 @@ def test_rtt_fields_match_docs() -> None:
     assert len(fields) >= 15
     for f in fields:
         assert f"`{f}`" in doc, f"rtt field {f} is not in docs/agent.md"
+
+
+def test_a_command_that_cannot_load_still_lists_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lazy group: a broken import does not break `netready --help`; running the command
+    prints one line naming it, whatever options it was given, and exits 1."""
+    monkeypatch.setitem(COMMANDS, "broken", "netready.no_such_module:cmd")
+    monkeypatch.setitem(HELP, "broken", "A command whose module is missing.")
+    r = CliRunner().invoke(cli, ["--help"])
+    assert r.exit_code == 0 and "broken" in r.stdout
+    r = CliRunner().invoke(cli, ["broken", "--any-option", "x"])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip().splitlines() == [
+        "Error: broken is unavailable: No module named 'netready.no_such_module'"
+    ]

@@ -5,15 +5,16 @@
   command body just parses its options and calls one library function: no try/except per
   command, and the same rule whether the command runs under ``netready`` or on its own (tests
   invoke commands directly with ``CliRunner``).
-- ``LazyGroup`` maps names to ``"module:attribute"`` strings and imports a command only when it
-  runs, so ``netready --help`` does not pay for scapy or matplotlib; a command whose import
-  fails still lists and says why when called.
+- ``LazyGroup`` loads a command only when it runs (by default from a ``"module:attribute"``
+  string), so ``netready --help`` does not pay for scapy or matplotlib; a command that cannot
+  load still lists and says why in one line when called. The one lazy group: the plugin
+  groups subclass it (``names`` and ``load`` from the registry).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
@@ -54,39 +55,50 @@ class Group(Command, click.Group):
 
 
 class LazyGroup(Group):
-    """A group whose commands are ``name -> "module:attribute"``, imported on first use.
+    """A group whose commands are loaded on first use: by default ``lazy`` maps each name to
+    ``"module:attribute"``; a subclass may list (``names``) and build (``load``) its commands
+    otherwise (the plugin groups build theirs from the registry).
 
-    ``help_lines`` (name -> one line) lets ``--help`` list the commands without importing
-    them; without it the listing imports each command for its short help.
+    ``help_lines`` (name -> one line) lets ``--help`` list the commands without loading them;
+    without it the listing loads each command for its short help. A command that cannot be
+    loaded (a broken import, a missing extra: ``MissingExtra`` names it) still lists, and
+    running it says why in one line, whatever options it was given.
     """
 
     def __init__(
         self,
         *args: Any,
-        lazy: Mapping[str, str],
+        lazy: Mapping[str, str] | None = None,
         help_lines: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.lazy = lazy
+        self.lazy = lazy if lazy is not None else {}
         self.help_lines = help_lines
 
+    def names(self) -> Iterable[str]:
+        """The names of the commands loaded on demand."""
+        return self.lazy
+
+    def load(self, name: str) -> click.Command:
+        """The command ``name`` (one of ``names()``): here, ``lazy[name]`` imported."""
+        mod, _, attr = self.lazy[name].partition(":")
+        cmd = getattr(importlib.import_module(mod), attr)
+        if not isinstance(cmd, click.Command):
+            raise TypeError(f"{self.lazy[name]} is not a click command")
+        return cmd
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self.lazy) | set(self.commands))
+        return sorted(set(self.names()) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        target = self.lazy.get(cmd_name)
-        if target is None:
+        if cmd_name not in self.names():
             return None
-        mod, _, attr = target.partition(":")
         try:
-            cmd = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            # `--help` still works when one part is broken or its extra is not installed;
-            # running the command says why in one line (``MissingExtra`` names the extra),
-            # whatever options it was given.
+            return self.load(cmd_name)
+        except (ImportError, AttributeError, NetreadyError) as e:
             msg = str(e) if isinstance(e, NetreadyError) else f"{cmd_name} is unavailable: {e}"
             helptext = (self.help_lines or {}).get(cmd_name, "")
 
@@ -99,9 +111,6 @@ class LazyGroup(Group):
                 raise click.ClickException(msg)
 
             return _missing
-        if not isinstance(cmd, click.Command):
-            raise TypeError(f"{target} is not a click command")
-        return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         if self.help_lines is None:
