@@ -99,8 +99,9 @@ class LazyGroup(Group):
         try:
             return self.load(cmd_name)
         except (ImportError, AttributeError, NetreadyError) as e:
-            msg = str(e) if isinstance(e, NetreadyError) else f"{cmd_name} is unavailable: {e}"
-            helptext = (self.help_lines or {}).get(cmd_name, "")
+            what = cmd_name if ctx.parent is None else f"{ctx.info_name} {cmd_name}"
+            msg = str(e) if isinstance(e, NetreadyError) else f"{what} is unavailable: {e}"
+            helptext = (self.help_lines or {}).get(cmd_name) or msg
 
             @click.command(
                 cmd_name,

@@ -37,7 +37,8 @@ from pydantic.fields import FieldInfo
 
 from netready import budget, registry
 from netready.cli import fail
-from netready.cli.core import inventory_option
+from netready.cli.base import LazyGroup
+from netready.cli.options import inventory_option
 from netready.cli.output import format_option, print_records
 from netready.errors import NetreadyError
 from netready.inventory import SecretRef
@@ -237,37 +238,21 @@ def command(plugin: Plugin) -> click.Command:
     return cmd
 
 
-class PluginGroup(click.Group):
+class PluginGroup(LazyGroup):
     """The commands of one kind of plugin: listed from the registry without importing the
-    plugins; a plugin is imported (and its command built) only when it is asked for."""
+    plugins; a plugin is imported (and its command built) only when it is asked for. A plugin
+    that cannot load (its extra missing: ``MissingExtra`` names it) says why in one line, as
+    every lazy command does (``base.LazyGroup``)."""
 
     def __init__(self, kind: Kind, **kw: Any) -> None:
         super().__init__(**kw)
         self.kind = kind
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def names(self) -> list[str]:
         return registry.names(self.kind)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in registry.names(self.kind):
-            return None
-        try:
-            return command(registry.get(self.kind, cmd_name))
-        except (ImportError, NetreadyError) as e:
-            # a missing extra names itself (MissingExtra); running the command says why in
-            # one line, whatever options it was given
-            what = f"{GROUP[self.kind]} {cmd_name}"
-            msg = str(e) if isinstance(e, NetreadyError) else f"{what} is unavailable: {e}"
-
-            @click.command(
-                cmd_name,
-                help=msg,
-                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-            )
-            def _missing() -> None:
-                raise click.ClickException(msg)
-
-            return _missing
+    def load(self, name: str) -> click.Command:
+        return command(registry.get(self.kind, name))
 
 
 probe = PluginGroup(
