@@ -43,7 +43,7 @@ test: sysdeps venv lint
 
 # The main job on the embedded store: emulated sites in the lab when root, else loopback.
 demo: venv
-	$(PY) -m netready.demo
+	$(PY) -m netready.lab.demo
 
 bench: sysdeps venv
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -941,6 +941,63 @@ print("; ".join(log))
     )
 
 
+# --------------------------------------------------------------------------- the demo
+
+
+def test_demo_inventory_agent_and_report_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` (netready.lab.demo) without running its 10 minutes: the inventory it writes
+    passes `inventory check` with every target's params (both the quick and the full one),
+    declares each site's link as the lab emulates it, its agent command line is one the agent
+    accepts, and its report commands render a report (NO DATA: nothing measured yet)."""
+    from netready.lab import demo
+
+    from netready.inventory import load
+
+    monkeypatch.setattr(demo, "OUT", tmp_path)
+    profiles = demo.demo_profiles()
+    assert set(profiles) == set(demo.DEMO_ODS) == set(DEMO_SITES)
+    for quick in (True, False):
+        inv = load(
+            demo.write_inventory(list(profiles), "10.77.0.1", quick, tmp_path), check_targets=True
+        )
+        assert len(inv.sites) == 4
+        for s in inv.sites:
+            probes = [t.probe for t in s.targets]
+            assert probes == ["rtt", "media"] + ([] if quick else ["throughput"])
+    for name, (ods, _title, _type, tech, down, up, _clinics) in demo.DEMO_ODS.items():
+        site, prof = inv.site(ods), profiles[name]
+        assert (site.link.tech, site.link.down_mbps, site.link.up_mbps) == (tech, down, up)
+        assert (prof.tech, prof.down_mbit, prof.up_mbit) == (tech, down, up), name
+    path = tmp_path / "inventory.yaml"
+    # every flag of the agent's command line parses: the unknown site is the only complaint
+    cp = subprocess.run(
+        demo.agent_argv(path, "Y99999", "media,throughput"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cp.returncode == 2 and "Y99999" in cp.stderr, cp.stderr
+    assert "No such option" not in cp.stderr and "Traceback" not in cp.stderr
+    rc = demo.report(path)
+    assert rc == 0
+    html = (tmp_path / "report.html").read_text()
+    assert all(ods in html for ods, *_ in demo.DEMO_ODS.values())
+    # each site's agent has its own spool (they run at once); the report reads them gathered
+    from netready.records import Record
+    from netready.spool import Spool
+
+    odss = [ods for ods, *_ in demo.DEMO_ODS.values()]
+    for i, ods in enumerate(odss[:2]):
+        with Spool(demo.site_spool(ods), ship=False, embedded=True) as sp:
+            sp.enqueue([Record("rtt", {"site": ods}, {"rtt_p50_ms": 10.0 + i}, 1000 + i)] * 2)
+    assert demo.gather(odss) == 4
+    with Spool(tmp_path / "spool.db", readonly=True) as sp:
+        got = [(r.tags["site"], r.fields["rtt_p50_ms"]) for r in sp.records("rtt")]
+    assert got == [(odss[0], 10.0)] * 2 + [(odss[1], 11.0)] * 2
+
+
 def test_no_namespaces_of_ours_left(lab: Lab) -> None:
     """Runs last in this file: no lab of this process but the module's shared one (its
     fixture checks its own teardown) and none of the fixed ids used above is still around.

@@ -40,12 +40,7 @@ NOT_CORE = (
     CLI,
 )
 
-# ---- known exceptions, each to be deleted when its cause is gone (the test says when) ----
-
-#: netready/demo.py imports the lab: the demo is moving into lab/ (lab/demo.py, issue 11's
-#: lab task). Until then it may break the core's rules; once netready/demo.py is gone this
-#: entry must go too.
-DEMO_IN_CORE = "netready.demo"
+# ---- known exceptions: none (the demo, the last one, moved into lab/demo.py) -------------
 
 
 @dataclass
@@ -180,12 +175,8 @@ def violations() -> dict[str, list[tuple[str, str]]]:
 VIOLATIONS = violations()
 
 
-def allowed(rule: str, module: str) -> bool:
-    return module == DEMO_IN_CORE and rule in ("core", "lab")
-
-
 def _check(rule: str, what: str) -> None:
-    bad = [w for mod, w in VIOLATIONS[rule] if not allowed(rule, mod)]
+    bad = [w for _mod, w in VIOLATIONS[rule]]
     assert not bad, what + ":\n  " + "\n  ".join(bad)
 
 
@@ -269,16 +260,6 @@ def test_no_import_cycles() -> None:
 
 
 # ---- the guard itself ----------------------------------------------------------------------
-
-
-def test_the_exceptions_are_still_needed() -> None:
-    """An exception whose cause is gone must be deleted, so the rules only get stricter."""
-    if (ROOT / "netready" / "demo.py").exists():
-        assert any(m == DEMO_IN_CORE for m, _ in VIOLATIONS["core"] + VIOLATIONS["lab"]), (
-            "netready.demo no longer imports the lab: delete DEMO_IN_CORE"
-        )
-    else:
-        raise AssertionError("netready/demo.py is gone: delete DEMO_IN_CORE and its use")
 
 
 def test_the_graph_sees_what_the_rules_are_about() -> None:
