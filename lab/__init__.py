@@ -1,5 +1,6 @@
-"""netready lab: emulated copper and fibre site links in network namespaces.
+"""netready lab: emulated copper and fibre site links in network namespaces, and the demo.
 
-See ``lab.netns`` (``Lab``, ``Profile``, ``PROFILES``, ``parse_profile``, ``cleanup_stale``)
-and docs/lab.md.
+See ``netready.lab.netns`` (``Lab``, ``Profile``, ``PROFILES``, ``parse_profile``,
+``cleanup_stale``; its parts are in ``profiles``, ``topology``, ``shaping``, ``shell``,
+``state``), ``netready.lab.demo`` (``make demo``) and docs/lab.md.
 """

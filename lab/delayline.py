@@ -6,7 +6,7 @@ by policy routing; this process reads each packet, holds it for ``delay ± jitte
 forwards it on by its main table. Packets leave in order of their release time, so order
 is kept unless the jitter is larger than the gap between packets (as netem does).
 
-Run by ``lab.netns.Lab`` inside the router namespace; prints ``ready`` on stderr once it
+Run by ``lab.shaping.DelayLines`` in the router namespace; prints ``ready`` on stderr once it
 holds the device. Uses only the standard library, so it starts fast.
 """
 

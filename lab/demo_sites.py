@@ -1,7 +1,7 @@
 """The four emulated sites ``make demo`` builds: copper and fibre practices and a hospital.
 
 Keys are site names (also lab namespace suffixes); values are profile names from
-``lab.netns.PROFILES`` or custom profile strings that ``parse_profile`` accepts.
+``lab.profiles.PROFILES`` or custom profile strings that ``parse_profile`` accepts.
 
 Each demo site adds a fixed one-way delay through the lab's delay line, typical of the path
 from such a line to a central data centre (ADSL interleaving adds most), so idle round trips

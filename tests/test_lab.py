@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from netready.lab import netns
 from netready.lab.demo_sites import DEMO_SITES
 from netready.lab.netns import PROFILES, Lab, LabError, parse_profile
+from netready.lab.shaping import DelayLines
 
 from netready.cli.lab import lab as lab_cli
 from netready.errors import ConfigError
@@ -456,16 +457,16 @@ def test_failure_during_up_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> No
     delay-line process exist: all of it must go."""
     before_links = root_links()
     bad = Lab({"a": PROFILES["adsl"], "d": parse_profile("down=5,up=5,delay_ms=5")})
-    real = Lab._delay_line
+    real = DelayLines.start
     started: list[int] = []
 
-    def broken(self: Lab, site: str) -> None:
+    def broken(self: DelayLines, site: str) -> None:
         real(self, site)
-        started.extend(self._delay_pids)
-        assert len(ours(self.lab_id)) == 4
+        started.extend(self.pids)
+        assert len(ours(bad.lab_id)) == 4
         raise LabError("injected failure after the delay line started")
 
-    monkeypatch.setattr(Lab, "_delay_line", broken)
+    monkeypatch.setattr(DelayLines, "start", broken)
     with pytest.raises(LabError, match="injected"):
         bad.up()
     assert started and not any(running(pid) for pid in started)
