@@ -15,10 +15,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from netready.lab import netns
@@ -235,29 +236,80 @@ def iperf3_result(p: subprocess.Popen[str], lab: Lab | None = None, site: str = 
     raise AssertionError("unreachable")
 
 
+#: Share of all CPUs busy (steal included) from which a low TCP reading may be the machine's
+#: fault (iperf3 starved of CPU) rather than the shaper's.
+SATURATED = 0.85
+
+
+class CpuMeter:
+    """Share of all CPUs busy (user, system, irq, steal ...) since it was made."""
+
+    def __init__(self) -> None:
+        self.t0 = psutil.cpu_times()
+
+    def busy(self) -> float:
+        t1 = psutil.cpu_times()
+        # guest time is already counted in user time on Linux
+        d = {f: getattr(t1, f) - getattr(self.t0, f) for f in t1._fields if "guest" not in f}
+        total = sum(d.values())
+        return 1 - (d["idle"] + d.get("iowait", 0.0)) / total if total > 0 else 0.0
+
+
+def tcp_goodput(
+    lab: Lab, sites: Sequence[str], flag: Sequence[str], seconds: str
+) -> tuple[dict[str, float], float]:
+    """iperf3 TCP goodput (Mbit/s) of ``sites`` measured at once, and the CPUs' busy share."""
+    meter = CpuMeter()
+    procs = {site: iperf3_client(lab, site, "-t", seconds, *flag) for site in sites}
+    got = {s: iperf3_result(p)["sum_received"]["bits_per_second"] / 1e6 for s, p in procs.items()}
+    return got, meter.busy()
+
+
+def assert_goodput(
+    lab: Lab,
+    site: str,
+    flag: Sequence[str],
+    want: float,
+    tol: float,
+    first: tuple[float, float],
+    seconds: str,
+) -> None:
+    """The reading ``first`` (Mbit/s, CPU busy share) is within ``want`` ±``tol``.
+
+    A busy machine can only lower a TCP reading, never raise it: a reading above the window
+    fails, and so does one below it taken while the CPUs had room to spare; one below it
+    taken on saturated CPUs is measured again, alone, up to twice (the last reading counts).
+    """
+    readings = [first]
+    while readings[-1][0] < (1 - tol) * want and readings[-1][1] >= SATURATED:
+        if len(readings) == 3:
+            break
+        got, busy = tcp_goodput(lab, [site], flag, seconds)
+        readings.append((got[site], busy))
+    shown = ", then ".join(f"{m:.3f} Mbit/s (CPUs {b:.0%} busy)" for m, b in readings)
+    direction = "down" if "-R" in flag else "up"
+    assert abs(readings[-1][0] - want) <= tol * want, (
+        f"{site} {direction}: {shown}; want {want:.3f} ±{tol:.0%}"
+    )
+
+
 def test_shaped_tcp_rates_match_profiles_both_directions(lab: Lab) -> None:
-    """iperf3 TCP goodput within ±7% of rate x 0.956, adsl and fttc40 measured side by side."""
-    results: dict[tuple[str, str], float] = {}
+    """iperf3 TCP goodput within ±7% of rate x 0.956, adsl and fttc40 measured side by side
+    (a low reading on saturated CPUs is measured again: ``assert_goodput``; the accuracy
+    figures are lab/measure.py's and bench/throughput.py's)."""
     for direction, flag in (("up", []), ("down", ["-R"])):
-        procs = {site: iperf3_client(lab, site, "-t", "3", *flag) for site in ("adsl", "fttc")}
-        for site, p in procs.items():
-            bps = iperf3_result(p)["sum_received"]["bits_per_second"]
-            results[(site, direction)] = bps / 1e6
-    for (site, direction), got in results.items():
-        prof = lab.sites[site]
-        rate = prof.up_mbit if direction == "up" else prof.down_mbit
-        want = rate * TCP_EFFICIENCY
-        assert abs(got - want) <= 0.07 * want, (
-            f"{site} {direction}: {got:.3f} Mbit/s, want {want:.3f} ±7%"
-        )
+        got, busy = tcp_goodput(lab, ("adsl", "fttc"), flag, "3")
+        for site, mbps in got.items():
+            prof = lab.sites[site]
+            rate = prof.up_mbit if direction == "up" else prof.down_mbit
+            assert_goodput(lab, site, flag, rate * TCP_EFFICIENCY, 0.07, (mbps, busy), "3")
 
 
 def test_set_rate_changes_the_shaped_rate(lab: Lab) -> None:
     lab.set_rate("fttc", 36, 3)
     try:
-        end = iperf3_result(iperf3_client(lab, "fttc", "-t", "2"))
-        got = end["sum_received"]["bits_per_second"] / 1e6
-        assert abs(got - 3 * TCP_EFFICIENCY) <= 0.1 * 3 * TCP_EFFICIENCY, got
+        got, busy = tcp_goodput(lab, ["fttc"], [], "2")
+        assert_goodput(lab, "fttc", [], 3 * TCP_EFFICIENCY, 0.1, (got["fttc"], busy), "2")
         assert state(lab.lab_id)["sites"]["fttc"]["up_mbit"] == 3
     finally:
         lab.set_rate("fttc", 36, 9)
