@@ -2,13 +2,13 @@
 
 Every record is committed here before anything else happens to it.
 
-Tables:
+Tables (the schema is ``netready/store.py``'s, with the read side of the embedded store):
 - ``outbox``: records waiting to be shipped, as line protocol, oldest first. Rows are deleted
   only after the central store acknowledged them (at-least-once; InfluxDB writes are
   idempotent, so a re-sent point overwrites itself).
 - ``deadletter``: points the server rejected as malformed, isolated by splitting batches.
 - ``points``: the embedded store, used when no central store is configured. Reports query it
-  with SQL (``json_extract`` over ``fields``).
+  through ``netready.store.SqliteStore`` (SQL, ``json_extract`` over ``tags`` and ``fields``).
 - ``counters``: enqueued, shipped (rows deleted after the server acknowledged them),
   dead_lettered, dropped (evicted by quota), quarantined (corrupt spools moved aside), kept
   forever; the gauge ``bytes_held`` (outbox + points), kept in step by every insert and delete so
@@ -54,42 +54,9 @@ from pathlib import Path
 from netready.errors import SpoolCorrupt, SpoolError, SpoolFull, SpoolLocked
 from netready.influx import encode
 from netready.records import Record
+from netready.store import INDEXES, INSERT_POINT, TABLES, read_records
 
 log = logging.getLogger("netready.spool")
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    enq_ms INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    held_ms INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS deadletter (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    dead_ms INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    error TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS points (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    measurement TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    site TEXT,
-    tags TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    held_ms INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-INDEXES = """
-DROP INDEX IF EXISTS outbox_enq;
-CREATE INDEX IF NOT EXISTS points_msite ON points (measurement, site, time_ms);
-CREATE INDEX IF NOT EXISTS points_time ON points (time_ms);
-CREATE INDEX IF NOT EXISTS outbox_held ON outbox (held_ms);
-CREATE INDEX IF NOT EXISTS points_held ON points (held_ms);
-"""
 
 COUNTERS = ("enqueued", "shipped", "dead_lettered", "dropped", "quarantined")
 #: Gauge kept in ``counters``: bytes held in outbox + points, so quota checks are O(1).
@@ -420,11 +387,7 @@ class Spool:
                     )
                     for r in recs
                 ]
-                db.executemany(
-                    "INSERT INTO points(measurement, time_ms, site, tags, fields, held_ms) "
-                    "VALUES (?,?,?,?,?,?)",
-                    rows,
-                )
+                db.executemany(INSERT_POINT, rows)
                 held += sum(len(t) + len(f) for _, _, _, t, f, _ in rows)
             self._bump(db, "enqueued", len(recs))
             self._bump(db, HELD, held)
@@ -578,21 +541,8 @@ class Spool:
         self, measurement: str | None = None, site: str | None = None, since_ms: int | None = None
     ) -> list[Record]:
         """Records from the embedded store (for small reads: tests, `spool dump`)."""
-        q = "SELECT measurement, time_ms, tags, fields FROM points WHERE 1=1"
-        args: list[object] = []
-        if measurement:
-            q += " AND measurement = ?"
-            args.append(measurement)
-        if site:
-            q += " AND site = ?"
-            args.append(site)
-        if since_ms is not None:
-            q += " AND time_ms >= ?"
-            args.append(since_ms)
-        q += " ORDER BY time_ms, id"
         with self._read() as db:
-            rows = list(db.execute(q, args))
-        return [Record(m, json.loads(t), json.loads(f), ts) for m, ts, t, f in rows]
+            return read_records(db, measurement, site, since_ms)
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterator[list[int]]:

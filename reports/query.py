@@ -2,9 +2,10 @@
 
 Two back ends answer the same questions with the same arithmetic:
 
-- ``SqliteStore``: the embedded store (the spool's ``points`` table), in SQL with
-  ``json_extract`` and window functions (``ROW_NUMBER() OVER (PARTITION BY ...)``).
-- ``InfluxStore``: InfluxDB through the v1 ``/query`` API, in InfluxQL (``PERCENTILE``,
+- ``SqliteStore`` (``netready/store.py``, beside the schema it reads): the embedded store (the
+  spool's ``points`` table), in SQL with ``json_extract`` and window functions
+  (``ROW_NUMBER() OVER (PARTITION BY ...)``).
+- ``InfluxStore`` (here): InfluxDB through the v1 ``/query`` API, in InfluxQL (``PERCENTILE``,
   ``COUNT``, ``LAST`` ... ``GROUP BY "site"``).
 
 Percentiles are nearest-rank, exactly as InfluxQL's ``PERCENTILE(f, p)``: sort the n values,
@@ -24,30 +25,37 @@ per-session aggregates (a handful of numbers per site), see ``readiness.combine`
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from netready.errors import StoreError
 from netready.influx import InfluxV1, quote_ident, quote_str
 from netready.inventory import StoreConfig
+from netready.store import (
+    DETECTED_TECH_MEASUREMENTS,
+    Agg,
+    AggRows,
+    Sessions,
+    SqliteStore,
+    check_name,
+    empty,
+    nearest_rank,
+)
 
-#: site -> list of sessions [(t0_ms, t1_ms)]; the session id is its t0.
-Sessions = Mapping[str, Sequence[tuple[int, int]]]
-#: (site, group tag value or "", session t0) -> alias -> value
-AggRows = dict[tuple[str, str, int], dict[str, float | None]]
-
-
-@dataclass(frozen=True)
-class Agg:
-    """One aggregate: ``pct`` None means COUNT of the field, else the nearest-rank percentile."""
-
-    alias: str
-    field: str
-    pct: float | None = None
+__all__ = [
+    "DETECTED_TECH_MEASUREMENTS",
+    "Agg",
+    "AggRows",
+    "EmptyStore",
+    "InfluxStore",
+    "Sessions",
+    "SqliteStore",
+    "Store",
+    "nearest_rank",
+    "open_store",
+]
 
 
 class Store(Protocol):
@@ -74,177 +82,6 @@ class Store(Protocol):
     def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]: ...
 
     def close(self) -> None: ...
-
-
-def nearest_rank(n: int, pct: float) -> int:
-    """The 1-based rank InfluxQL's PERCENTILE picks (clamped to 1..n)."""
-    return max(1, min(n, int(n * pct / 100.0 + 0.5)))
-
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_name(s: str) -> str:
-    if not _NAME.match(s):
-        raise StoreError(f"report query: bad field or tag name {s!r}")
-    return s
-
-
-DETECTED_TECH_MEASUREMENTS = ("dsl_line", "if_traffic")
-
-
-def _empty(aggs: Sequence[Agg], vals: Mapping[str, float | None]) -> bool:
-    """No points of these fields in the group (the stores differ in whether they say so)."""
-    counts = [vals[a.alias] for a in aggs if a.pct is None]
-    if counts:
-        return not any(counts)
-    return all(vals[a.alias] is None for a in aggs)
-
-
-# ------------------------------------------------------------------------------- SQLite
-
-
-class SqliteStore:
-    """The embedded store: the spool file's ``points`` table, read-only."""
-
-    def __init__(self, path: str | Path):
-        p = Path(path)
-        if not p.exists():
-            raise StoreError(f"spool {p}: file not found (run the agent first, or pass --spool)")
-        try:
-            self.db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.execute("SELECT 1 FROM points LIMIT 1").fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"spool {p}: cannot read the embedded store: {e}") from None
-        self.path = p
-        self.db.execute("ATTACH DATABASE ':memory:' AS w")
-        self.db.execute("CREATE TABLE w.sess (site TEXT, t0 INTEGER, t1 INTEGER)")
-
-    def close(self) -> None:
-        self.db.close()
-
-    # Every join below is ``w.sess s CROSS JOIN points p``: CROSS JOIN makes SQLite loop over
-    # the small session table and range-search the (measurement, site, time_ms) index; a plain
-    # JOIN let the planner scan every point of the measurement against every session instead
-    # (1,000 sites: 26 s instead of well under a second).
-
-    def _load_sessions(self, sessions: Sessions) -> None:
-        self.db.execute("DELETE FROM w.sess")
-        self.db.executemany(
-            "INSERT INTO w.sess VALUES (?, ?, ?)",
-            [(s, t0, t1) for s, lst in sessions.items() for t0, t1 in lst],
-        )
-
-    def aggregate(
-        self,
-        measurement: str,
-        aggs: Sequence[Agg],
-        sessions: Sessions,
-        by: str | None = None,
-        exclude: Mapping[str, str] | None = None,
-    ) -> AggRows:
-        fields = sorted({_check_name(a.field) for a in aggs})
-        col = {f: f"v{i}" for i, f in enumerate(fields)}
-        grp = f"json_extract(p.tags, '$.{_check_name(by)}')" if by else "''"
-        base_cols = ", ".join(f"json_extract(p.fields, '$.{f}') AS {col[f]}" for f in fields)
-        ranks = ", ".join(
-            f"COUNT({col[f]}) OVER w AS n_{col[f]}, "
-            f"ROW_NUMBER() OVER (PARTITION BY site, sid, g ORDER BY {col[f]} NULLS LAST) "
-            f"AS r_{col[f]}"
-            for f in fields
-        )
-        outs = []
-        for a in aggs:
-            c = col[a.field]
-            if a.pct is None:
-                outs.append(f"COUNT({c})")
-            else:
-                k = f"MAX(1, MIN(n_{c}, CAST(n_{c} * {float(a.pct)!r} / 100.0 + 0.5 AS INTEGER)))"
-                outs.append(f"MAX(CASE WHEN r_{c} = {k} THEN {c} END)")
-        not_sql = "".join(
-            f" AND coalesce(json_extract(p.tags, '$.{_check_name(k)}'), '') != ?"
-            for k in (exclude or {})
-        )
-        sql = f"""
-            WITH base AS (
-                SELECT p.site AS site, s.t0 AS sid, coalesce({grp}, '') AS g, {base_cols}
-                FROM w.sess s CROSS JOIN points p
-                  ON p.measurement = ? AND p.site = s.site
-                 AND p.time_ms >= s.t0 AND p.time_ms < s.t1
-                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'{not_sql}
-            ),
-            ranked AS (
-                SELECT *, {ranks} FROM base WINDOW w AS (PARTITION BY site, sid, g)
-            )
-            SELECT site, g, sid, {", ".join(outs)} FROM ranked GROUP BY site, g, sid
-        """
-        self._load_sessions(sessions)
-        out: AggRows = {}
-        try:
-            for row in self.db.execute(sql, (measurement, *(exclude or {}).values())):
-                site, g, sid, *vals = row
-                d = {a.alias: v for a, v in zip(aggs, vals, strict=True)}
-                if not _empty(aggs, d):
-                    out[(site, g, sid)] = d
-        except sqlite3.Error as e:
-            raise StoreError(f"spool {self.path}: report query failed: {e}") from None
-        return out
-
-    def _sites(self, sites: Iterable[str]) -> None:
-        self._load_sessions({s: [(0, 0)] for s in sites})
-
-    def failures(
-        self, measurement: str, sites: Iterable[str], t0: int, t1: int
-    ) -> dict[str, dict[str, int]]:
-        self._sites(sites)
-        out: dict[str, dict[str, int]] = defaultdict(dict)
-        for site, res, n in self.db.execute(
-            """SELECT p.site, json_extract(p.tags, '$.result') AS r, COUNT(*)
-               FROM w.sess s CROSS JOIN points p ON p.measurement = ? AND p.site = s.site
-                AND p.time_ms >= ? AND p.time_ms < ?
-               WHERE r IS NOT NULL AND r NOT IN ('ok', '')
-                 AND json_extract(p.fields, '$.reason') IS NOT NULL
-               GROUP BY p.site, r""",
-            (measurement, t0, t1),
-        ):
-            out[site][res] = n
-        return dict(out)
-
-    def latest(
-        self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
-    ) -> dict[str, int]:
-        self._sites(sites)
-        f = _check_name(field)
-        return {
-            site: int(t)
-            for site, t in self.db.execute(
-                f"""SELECT p.site, MAX(p.time_ms) FROM w.sess s CROSS JOIN points p
-                ON p.measurement = ? AND p.site = s.site AND p.time_ms >= ? AND p.time_ms < ?
-                WHERE coalesce(json_extract(p.tags, '$.result'), 'ok') = 'ok'
-                  AND json_extract(p.fields, '$.{f}') IS NOT NULL
-                GROUP BY p.site""",
-                (measurement, t0, t1),
-            )
-        }
-
-    def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
-        """The newest ``detected_tech`` (tag or field) a collector reported per site."""
-        self._sites(sites)
-        ph = ",".join("?" * len(DETECTED_TECH_MEASUREMENTS))
-        rows = self.db.execute(
-            f"""SELECT site, tech FROM (
-                  SELECT p.site AS site,
-                         coalesce(json_extract(p.tags, '$.detected_tech'),
-                                  json_extract(p.fields, '$.detected_tech')) AS tech,
-                         ROW_NUMBER() OVER (PARTITION BY p.site ORDER BY p.time_ms DESC) AS rn
-                  FROM w.sess s CROSS JOIN points p ON p.site = s.site
-                   AND p.measurement IN ({ph}) AND p.time_ms >= ? AND p.time_ms < ?
-                  WHERE tech IS NOT NULL AND tech NOT IN ('', 'unknown')
-                ) WHERE rn = 1""",
-            (*DETECTED_TECH_MEASUREMENTS, t0, t1),
-        )
-        return {site: str(t) for site, t in rows}
 
 
 # ----------------------------------------------------------------------------- InfluxDB
@@ -311,7 +148,7 @@ class InfluxStore:
     ) -> AggRows:
         cols: list[str] = []
         for a in aggs:
-            f = quote_ident(_check_name(a.field))
+            f = quote_ident(check_name(a.field))
             if a.pct is None:
                 cols.append(f'COUNT({f}) AS "{a.alias}"')
             else:
@@ -322,9 +159,9 @@ class InfluxStore:
         for site, lst in sessions.items():
             for r in lst:
                 wanted[r].add(site)
-        group = '"site"' + (f", {quote_ident(_check_name(by))}" if by else "")
+        group = '"site"' + (f", {quote_ident(check_name(by))}" if by else "")
         not_q = "".join(
-            f" AND {quote_ident(_check_name(k))} != {quote_str(v)}"
+            f" AND {quote_ident(check_name(k))} != {quote_str(v)}"
             for k, v in (exclude or {}).items()
         )
         stmts = []
@@ -350,7 +187,7 @@ class InfluxStore:
                     if a.pct is not None and v is None:
                         v = row.get(f"_min_{a.alias}")
                     vals[a.alias] = v
-                if not _empty(aggs, vals):
+                if not empty(aggs, vals):
                     out[(site, g, sid)] = vals
         return out
 
@@ -377,7 +214,7 @@ class InfluxStore:
     ) -> dict[str, int]:
         keep = set(sites)
         q = (
-            f"SELECT LAST({quote_ident(_check_name(field))}) FROM {quote_ident(measurement)}"
+            f"SELECT LAST({quote_ident(check_name(field))}) FROM {quote_ident(measurement)}"
             f" WHERE {_VALID} AND time >= {t0}ms AND time < {t1}ms{self._site_filter(keep)}"
             f' GROUP BY "site"'
         )

@@ -13,20 +13,24 @@ import csv
 import datetime as dt
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from netready.reports import readiness, synthetic
-from netready.reports.query import InfluxStore, SqliteStore
+from netready.reports.query import InfluxStore
 from netready.reports.readiness import TZ
 
+from netready import store as store_mod
 from netready.cli.report import assess, report
+from netready.errors import StoreError
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig, loads
 from netready.records import Record
 from netready.spool import Spool
+from netready.store import Agg, SqliteStore
 
 NOW_DT = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
 NOW = int(NOW_DT.timestamp() * 1000)
@@ -295,6 +299,66 @@ def test_same_report_from_influxdb_and_the_embedded_store(spool_path, influx_cfg
         assert render.render_csv(a) == render.render_csv(b)
     verdicts = {r["verdict"] for r in ja["sites"]}
     assert {"READY", "NOT READY", "STALE", "NO DATA"} <= verdicts
+
+
+# ------------------------------------------------------------------------------ schema
+
+
+def test_report_queries_read_only_columns_of_the_schema(spool_path) -> None:
+    """The embedded store's reader and its schema live in one module (netready/store.py).
+    SQLite's authorizer records every column each report query really reads from ``points``
+    (every question, and a whole estate assessment): exactly ``READS``, all of them columns of
+    the schema ``TABLES`` declares, which is the table the spool created. A schema change
+    that the reader does not follow fails here."""
+    seen: set[str] = set()
+
+    def note(action: int, table: str | None, column: str | None, _db, _trigger) -> int:
+        if action == sqlite3.SQLITE_READ and table == "points" and column:
+            seen.add(column)
+        return sqlite3.SQLITE_OK
+
+    store = SqliteStore(spool_path)
+    try:
+        store.db.set_authorizer(note)  # before any statement is prepared (and cached)
+        sess = {"Y60010": [(NOW - 14 * DAY, NOW)]}  # its media calls (hand_records)
+        aggs = (Agg("n", "mos"), Agg("p", "mos", 10.0))
+        assert store.aggregate("media", aggs, sess, by="direction", exclude={"method": "x"})
+        assert store.failures("rtt", ["H00001"], NOW - 14 * DAY, NOW + 1)
+        assert store.latest("rtt", "rtt_p50_ms", ["H00001"], NOW - 14 * DAY, NOW + 1)
+        assert store.detected_tech(["H00001"], NOW - 14 * DAY, NOW + 1) == {"H00001": "adsl"}
+        inv = inv_for(spool_path)
+        readiness.assess_estate(store, inv.sites, "gp_video", WINDOW)
+    finally:
+        store.close()
+    assert seen == set(store_mod.READS)
+    assert set(store_mod.READS) <= set(store_mod.POINTS_COLUMNS)
+    db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
+    try:
+        created = tuple(r[1] for r in db.execute("PRAGMA table_info(points)"))
+    finally:
+        db.close()
+    assert created == store_mod.POINTS_COLUMNS
+    assert store_mod.POINTS_COLUMNS[0] == "id" and all(
+        c in store_mod.INSERT_POINT for c in store_mod.POINTS_COLUMNS[1:]
+    )
+
+
+def test_reader_refuses_a_spool_without_the_columns_it_reads(tmp_path) -> None:
+    """A spool whose points table lacks a column the reader needs (another version, another
+    program's file) is a one-line StoreError naming the column, not an SQL error mid-report."""
+    bad = tmp_path / "old.db"
+    db = sqlite3.connect(bad)
+    db.execute("CREATE TABLE points (id INTEGER PRIMARY KEY, measurement, time_ms, tags, fields)")
+    db.commit()
+    db.close()
+    with pytest.raises(
+        StoreError, match=r"old\.db: cannot read the embedded store: no column site"
+    ):
+        SqliteStore(bad)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(StoreError, match="no points table"):
+        SqliteStore(other)
 
 
 # ------------------------------------------------------------------------------ CLI
