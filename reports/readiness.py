@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from netready.reports.query import Agg, Store
+from netready.reports.query import Agg, AggRows, Store
 
 from netready import rubric, stats
 from netready.inventory import COPPER_TECHS, DAYS, FIBRE_TECHS, ClinicHours, Inventory, Site
@@ -200,17 +200,11 @@ def site_sessions(site: Site, profile: Profile, w: Window) -> list[tuple[int, in
     return clinic_sessions(site.clinic_hours, w.t0, w.t1)
 
 
-def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
-    """All evidence for ``sites``: a fixed number of store queries, whatever the estate size.
-
-    The questions are independent; a store that can answer several at once (InfluxDB:
-    ``concurrent = True``) gets them all in flight together, so the server's cores stay busy.
-    """
-    ev = {s.ods: Evidence() for s in sites}
-    ods = [s.ods for s in sites]
-    sess = {s.ods: site_sessions(s, profile, w) for s in sites}
-    for s in sites:
-        ev[s.ods].sessions_total = len(sess[s.ods])
+def _questions(
+    store: Store, ods: list[str], sess: dict[str, list[tuple[int, int]]], w: Window
+) -> dict[str, Callable[[], Any]]:
+    """Every question the report asks the store, by name: a fixed number, whatever the
+    estate size."""
     whole = {o: [(w.t0, w.t1)] for o in ods}
     jobs: dict[str, Callable[[], Any]] = {
         "rtt": lambda: store.aggregate("rtt", RTT_AGGS, sess),
@@ -226,21 +220,31 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
         jobs[f"fail:{m}"] = functools.partial(store.failures, m, ods, w.t0, w.t1)
     for i, (m, f) in enumerate(LATEST):
         jobs[f"latest:{i}"] = functools.partial(store.latest, m, f, ods, w.t0, w.t1)
-    if getattr(store, "concurrent", False):
-        from concurrent.futures import ThreadPoolExecutor
+    return jobs
 
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            futures = {k: pool.submit(fn) for k, fn in jobs.items()}
-            got = {k: f.result() for k, f in futures.items()}
-    else:
-        got = {k: fn() for k, fn in jobs.items()}
 
+def _ask(store: Store, jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """The answers; a store that can answer several at once (InfluxDB: ``concurrent = True``)
+    gets them all in flight together, so the server's cores stay busy."""
+    if not getattr(store, "concurrent", False):
+        return {k: fn() for k, fn in jobs.items()}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def _rtt_rows(
+    store: Store, got: dict[str, Any], ev: dict[str, Evidence], profile: Profile, w: Window
+) -> AggRows:
+    """The rtt aggregates per session. A site with no rtt window in clinic hours (a new agent
+    installed in the evening, the demo at night) is judged on all hours, and says so
+    (confidence low)."""
     rtt_rows = dict(got["rtt"])
     if profile.hours == "clinic":
-        # A site with no rtt window in clinic hours (a new agent installed in the evening, the
-        # demo at night) is judged on all hours, and says so (confidence low).
         seen = {site for (site, _g, _sid), row in rtt_rows.items() if row.get("n")}
-        missing = [o for o in ods if o not in seen]
+        missing = [o for o in ev if o not in seen]
         if missing:
             extra = store.aggregate("rtt", RTT_AGGS, {o: [(w.t0, w.t1)] for o in missing})
             for key, row in extra.items():
@@ -250,6 +254,11 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
     for e in ev.values():
         if e.hours == "all":
             e.sessions_total = 1
+    return rtt_rows
+
+
+def _add_quality(ev: dict[str, Evidence], rtt_rows: AggRows) -> None:
+    """Windows and sessions with data per site; each figure combined over its sessions."""
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (site, _g, _sid), row in rtt_rows.items():
         if site not in ev or not row.get("n"):
@@ -262,6 +271,10 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
                 per[site][k].append(float(v))
     for site, d in per.items():
         ev[site].quality = {k: combine(v) for k, v in d.items()}
+
+
+def _add_capacity(ev: dict[str, Evidence], got: dict[str, Any]) -> None:
+    """Throughput p10 per direction, media MOS (the worse direction), measured capacity."""
     for (site, g, _sid), row in got["tp"].items():
         if site in ev and g:
             ev[site].tp[g] = row
@@ -276,6 +289,10 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
         if site in ev and row.get("p10") is not None:
             ev[site].capacity_calls = float(row["p10"])
             ev[site].capacity_n = int(row["n"] or 0)
+
+
+def _add_status(ev: dict[str, Evidence], got: dict[str, Any]) -> None:
+    """Failures by measurement and result, the newest valid measurement, the detected tech."""
     for m in ("rtt", "throughput", "media"):
         for site, res in got[f"fail:{m}"].items():
             if site in ev:
@@ -287,6 +304,18 @@ def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> 
     for site, tech in got["tech"].items():
         if site in ev:
             ev[site].detected_tech = tech
+
+
+def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
+    """All evidence for ``sites``: a fixed number of store queries, whatever the estate size."""
+    ev = {s.ods: Evidence() for s in sites}
+    sess = {s.ods: site_sessions(s, profile, w) for s in sites}
+    for s in sites:
+        ev[s.ods].sessions_total = len(sess[s.ods])
+    got = _ask(store, _questions(store, [s.ods for s in sites], sess, w))
+    _add_quality(ev, _rtt_rows(store, got, ev, profile, w))
+    _add_capacity(ev, got)
+    _add_status(ev, got)
     return ev
 
 
@@ -464,9 +493,23 @@ def _tp(ev: Evidence, direction: str, key: str) -> float | None:
     return None if v is None else float(v)
 
 
-def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteResult:
-    """Verdict, reasons and confidence for one site from its evidence (pure, no I/O)."""
-    reasons: list[Reason] = []
+@dataclass
+class Figures:
+    """The numbers a site is judged on, from its evidence (None: not measured)."""
+
+    #: gate metric -> value (``mos``: the E-model's, else the media probe's; absent if neither)
+    values: dict[str, float | None]
+    #: the E-model MOS from the rtt figures (None without all three)
+    emodel_mos: float | None
+    up10: float | None
+    down10: float | None
+    #: rtt runs that failed, by result, and how many of them mean "unavailable"
+    rtt_fail: dict[str, int]
+    unavailable: int
+
+
+def _figures(ev: Evidence, profile: Profile) -> Figures:
+    """Quality figures (only with enough windows), throughput p10, availability, CT minutes."""
     q = ev.quality
     have_quality = ev.windows >= rubric.MIN_WINDOWS
 
@@ -478,12 +521,29 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
     if rtt is not None and jit is not None and loss is not None:
         mos = stats.emodel_mos(rtt / 2.0, jit, loss)  # one-way latency = RTT / 2
     up10, down10 = _tp(ev, "up", "p10"), _tp(ev, "down", "p10")
-
     rtt_fail = ev.failures.get("rtt", {})
     unavailable = sum(n for r, n in rtt_fail.items() if r in rubric.UNAVAILABLE_RESULTS)
     runs = ev.windows + unavailable
-    availability = 100.0 * ev.windows / runs if runs else None
-    hours = "clinic hours" if profile.hours == "clinic" else "all hours"
+    values = {
+        "rtt_ms": rtt,
+        "jitter_ms": jit,
+        "loss_pct": loss,
+        "burst_loss_pct": fig("burst_loss_pct"),
+        "reorder_pct": fig("reorder_pct"),
+        "availability_pct": 100.0 * ev.windows / runs if runs else None,
+        "ct_minutes": rubric.CT_STUDY_GB * 8000.0 / up10 / 60.0 if up10 else None,
+    }
+    if mos is not None:
+        values["mos"] = mos
+    elif ev.media_mos is not None:
+        values["mos"] = ev.media_mos
+    return Figures(values, mos, up10, down10, rtt_fail, unavailable)
+
+
+def _coverage_reasons(ev: Evidence, profile: Profile, f: Figures) -> list[Reason]:
+    """What the evidence covers: judged on all hours for want of clinic hours; every rtt run
+    failed."""
+    reasons = []
     if profile.hours == "clinic" and ev.hours == "all":
         reasons.append(
             Reason(
@@ -497,10 +557,8 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                 "judged on all hours",
             )
         )
-    no_quality = f"{ev.windows} valid 15 s windows in {hours} (need {rubric.MIN_WINDOWS})"
-
-    if ev.windows == 0 and unavailable:
-        detail = ", ".join(f"{r} {n}" for r, n in sorted(rtt_fail.items()))
+    if ev.windows == 0 and f.unavailable:
+        detail = ", ".join(f"{r} {n}" for r, n in sorted(f.rtt_fail.items()))
         reasons.append(
             Reason(
                 "rtt_runs",
@@ -512,132 +570,134 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
                 "all rtt runs failed",
             )
         )
+    return reasons
 
-    values = {
-        "rtt_ms": rtt,
-        "jitter_ms": jit,
-        "loss_pct": loss,
-        "burst_loss_pct": fig("burst_loss_pct"),
-        "reorder_pct": fig("reorder_pct"),
-        "availability_pct": availability,
-    }
-    ct_minutes = None
-    if up10:
-        ct_minutes = rubric.CT_STUDY_GB * 8000.0 / up10 / 60.0
-    values["ct_minutes"] = ct_minutes
-    if mos is not None:
-        values["mos"] = mos
-    elif ev.media_mos is not None:
-        values["mos"] = ev.media_mos
 
+def _gate_how(g: str, t: Threshold, ev: Evidence, profile: Profile, f: Figures) -> str:
+    """How a measured gate value was arrived at, for its reason."""
+    q = ev.quality
+    if g == "mos":
+        if f.emodel_mos is not None:
+            return "E-model, one-way latency = RTT/2"
+        return f"media probe, p10 of {ev.media_n} runs"
+    if g in q and profile.hours == "clinic" and ev.hours == "all":
+        return f"{t.how}, all hours: none in clinic hours"
+    if g in q and profile.hours == "clinic":
+        return (
+            f"{t.how}, median of {q[g].sessions} clinic days; worst day {_fmt(q[g].worst, t.unit)}"
+        )
+    if g == "ct_minutes":
+        return f"{rubric.CT_STUDY_GB:g} GB at p10 upload {_fmt(f.up10, 'Mbps')}"
+    return ""
+
+
+def _gate_reasons(ev: Evidence, profile: Profile, f: Figures) -> list[Reason]:
+    """One reason per gate of the profile: the value against its threshold, or why none."""
+    hours = "clinic hours" if profile.hours == "clinic" else "all hours"
+    no_quality = f"{ev.windows} valid 15 s windows in {hours} (need {rubric.MIN_WINDOWS})"
+    reasons = []
     for g in profile.gates:
         t = profile.threshold(g)
-        v = values.get(g)
-        what = ""
-        if g == "mos" and v is not None:
-            what = (
-                "E-model, one-way latency = RTT/2"
-                if mos is not None
-                else f"media probe, p10 of {ev.media_n} runs"
-            )
-        elif g in q and v is not None and profile.hours == "clinic" and ev.hours == "all":
-            what = f"{t.how}, all hours: none in clinic hours"
-        elif g in q and v is not None and profile.hours == "clinic":
-            what = (
-                f"{t.how}, median of {q[g].sessions} clinic days; "
-                f"worst day {_fmt(q[g].worst, t.unit)}"
-            )
-        elif g == "ct_minutes" and v is not None:
-            what = f"{rubric.CT_STUDY_GB:g} GB at p10 upload {_fmt(up10, 'Mbps')}"
+        v = f.values.get(g)
         missing = no_quality
         if g == "ct_minutes":
             missing = "no upload throughput in the window"
         if g == "availability_pct" and v is None:
             missing = "no rtt runs in the window"
+        what = _gate_how(g, t, ev, profile, f) if v is not None else ""
         reasons.append(judge(t, v, what, missing=missing))
+    return reasons
 
-    cap: int | None = None
-    cap_src = "none: no throughput or media capacity in the window"
-    if profile.concurrent:
-        cap_tp = None
-        if up10 is not None and down10 is not None:
-            cu = math.floor(HEADROOM * up10 / profile.up.recommended + 1e-9)
-            cd = math.floor(HEADROOM * down10 / profile.down.recommended + 1e-9)
-            cap_tp = min(cu, cd)
-        if ev.capacity_calls is not None:
-            cap = int(ev.capacity_calls)
-            cap_src = f"measured: media probe capacity_calls, p10 of {ev.capacity_n} runs"
-        elif cap_tp is not None:
-            cap = cap_tp
-            cap_src = (
-                f"computed: floor({HEADROOM:g} × p10 ÷ {profile.up.recommended:g} Mbps up, "
-                f"÷ {profile.down.recommended:g} Mbps down), the smaller "
-                f"(up {_fmt(up10, 'Mbps')} -> {cu}, down {_fmt(down10, 'Mbps')} -> {cd})"
-            )
-        planned = site.planned_clinics
-        if planned == 0:
-            reasons.append(
-                Reason(
-                    "capacity_calls",
-                    "info",
-                    cap,
-                    "planned clinics 0",
-                    "inventory",
-                    "no concurrent clinics planned",
-                )
-            )
-        elif cap is None:
-            reasons.append(
-                Reason(
-                    "capacity_calls",
-                    "no_data",
-                    None,
-                    f"≥ {planned} planned",
-                    rubric.HEADROOM_SOURCE,
-                    f"capacity unknown ({cap_src})",
-                    "capacity unknown",
-                )
-            )
-        elif cap >= planned:
-            reasons.append(
-                Reason(
-                    "capacity_calls",
-                    "recommended",
-                    float(cap),
-                    f"≥ {planned} planned",
-                    rubric.HEADROOM_SOURCE,
-                    f"capacity {cap} calls ≥ {planned} planned ({cap_src})",
-                    f"capacity {cap}/{planned} calls",
-                )
-            )
-        else:
-            band = "not_ready" if cap == 0 else "marginal"
-            per_call = []
-            if up10 is not None and down10 is not None:
-                # Each planned call's share of the sustained rate, judged on the per-call gates.
-                bands = []
-                for t, v10, d in ((profile.up, up10, "up"), (profile.down, down10, "down")):
-                    share = HEADROOM * v10 / planned
-                    bands.append(t.band(share))
-                    per_call.append(
-                        f"{d} {_fmt(share, 'Mbps')}/call "
-                        f"({t.label} not ready < {t.not_ready:g}, "
-                        f"minimum {t.minimum:g})"
-                    )
-                band = "not_ready" if "not_ready" in bands else "marginal"
-            extra = ("; " + "; ".join(per_call)) if per_call else ""
-            reasons.append(
-                Reason(
-                    "capacity_calls",
-                    band,
-                    float(cap),
-                    f"≥ {planned} planned",
-                    f"{rubric.HEADROOM_SOURCE}; {profile.up.source}",
-                    f"capacity {cap} calls < {planned} planned ({cap_src}){extra}",
-                    f"capacity {cap}/{planned} calls",
-                )
-            )
 
+def _capacity(ev: Evidence, profile: Profile, f: Figures) -> tuple[int | None, str]:
+    """Concurrent calls the link carries, and where that figure comes from: measured by the
+    media probe, else computed from throughput p10 at the recommended per-call rates."""
+    if not profile.concurrent:
+        return None, "none: no throughput or media capacity in the window"
+    if ev.capacity_calls is not None:
+        return int(ev.capacity_calls), (
+            f"measured: media probe capacity_calls, p10 of {ev.capacity_n} runs"
+        )
+    up10, down10 = f.up10, f.down10
+    if up10 is None or down10 is None:
+        return None, "none: no throughput or media capacity in the window"
+    cu = math.floor(HEADROOM * up10 / profile.up.recommended + 1e-9)
+    cd = math.floor(HEADROOM * down10 / profile.down.recommended + 1e-9)
+    return min(cu, cd), (
+        f"computed: floor({HEADROOM:g} × p10 ÷ {profile.up.recommended:g} Mbps up, "
+        f"÷ {profile.down.recommended:g} Mbps down), the smaller "
+        f"(up {_fmt(up10, 'Mbps')} -> {cu}, down {_fmt(down10, 'Mbps')} -> {cd})"
+    )
+
+
+def _short_of_planned(cap: int, planned: int, cap_src: str, profile: Profile, f: Figures) -> Reason:
+    """Capacity below the planned clinics: marginal, or not ready when nothing fits or each
+    planned call's share of the sustained rate is past a per-call gate's not-ready bound."""
+    band = "not_ready" if cap == 0 else "marginal"
+    per_call = []
+    if f.up10 is not None and f.down10 is not None:
+        # Each planned call's share of the sustained rate, judged on the per-call gates.
+        bands = []
+        for t, v10, d in ((profile.up, f.up10, "up"), (profile.down, f.down10, "down")):
+            share = HEADROOM * v10 / planned
+            bands.append(t.band(share))
+            per_call.append(
+                f"{d} {_fmt(share, 'Mbps')}/call "
+                f"({t.label} not ready < {t.not_ready:g}, "
+                f"minimum {t.minimum:g})"
+            )
+        band = "not_ready" if "not_ready" in bands else "marginal"
+    extra = ("; " + "; ".join(per_call)) if per_call else ""
+    return Reason(
+        "capacity_calls",
+        band,
+        float(cap),
+        f"≥ {planned} planned",
+        f"{rubric.HEADROOM_SOURCE}; {profile.up.source}",
+        f"capacity {cap} calls < {planned} planned ({cap_src}){extra}",
+        f"capacity {cap}/{planned} calls",
+    )
+
+
+def _capacity_reason(
+    planned: int, cap: int | None, cap_src: str, profile: Profile, f: Figures
+) -> Reason:
+    """Capacity against the planned concurrent clinics."""
+    if planned == 0:
+        return Reason(
+            "capacity_calls",
+            "info",
+            cap,
+            "planned clinics 0",
+            "inventory",
+            "no concurrent clinics planned",
+        )
+    if cap is None:
+        return Reason(
+            "capacity_calls",
+            "no_data",
+            None,
+            f"≥ {planned} planned",
+            rubric.HEADROOM_SOURCE,
+            f"capacity unknown ({cap_src})",
+            "capacity unknown",
+        )
+    if cap >= planned:
+        return Reason(
+            "capacity_calls",
+            "recommended",
+            float(cap),
+            f"≥ {planned} planned",
+            rubric.HEADROOM_SOURCE,
+            f"capacity {cap} calls ≥ {planned} planned ({cap_src})",
+            f"capacity {cap}/{planned} calls",
+        )
+    return _short_of_planned(cap, planned, cap_src, profile, f)
+
+
+def _decide(reasons: list[Reason], ev: Evidence, now_ms: int) -> tuple[str, str]:
+    """(the verdict the evidence gives, the verdict: STALE when the evidence is old). Updates
+    ``reasons``: nothing but "no data" without evidence; the age first when STALE."""
     judged = [r for r in reasons if r.band not in ("no_data", "info")]
     if not ev.any or not judged:
         assessed = NO_DATA
@@ -647,25 +707,30 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
             ]
     else:
         assessed = max((r.verdict for r in reasons), key=lambda v: _SEV[v])
-    verdict = assessed
-    if assessed != NO_DATA and ev.newest_ms is not None:
-        age = dt.timedelta(milliseconds=now_ms - ev.newest_ms)
-        if age > rubric.STALE_AFTER:
-            verdict = STALE
-            reasons.insert(
-                0,
-                Reason(
-                    "newest",
-                    "info",
-                    age.total_seconds() / 86400,
-                    f"≤ {rubric.STALE_AFTER.days} days",
-                    "netready: evidence older than the stale limit says little about today",
-                    f"newest valid measurement is {age.total_seconds() / 86400:.1f} days old "
-                    f"(> {rubric.STALE_AFTER.days} days); the evidence says {assessed}",
-                    f"stale: {age.total_seconds() / 86400:.1f} days old",
-                ),
-            )
+    if assessed == NO_DATA or ev.newest_ms is None:
+        return assessed, assessed
+    age = dt.timedelta(milliseconds=now_ms - ev.newest_ms)
+    if age <= rubric.STALE_AFTER:
+        return assessed, assessed
+    days = age.total_seconds() / 86400
+    reasons.insert(
+        0,
+        Reason(
+            "newest",
+            "info",
+            days,
+            f"≤ {rubric.STALE_AFTER.days} days",
+            "netready: evidence older than the stale limit says little about today",
+            f"newest valid measurement is {days:.1f} days old "
+            f"(> {rubric.STALE_AFTER.days} days); the evidence says {assessed}",
+            f"stale: {days:.1f} days old",
+        ),
+    )
+    return assessed, STALE
 
+
+def _confidence(ev: Evidence, profile: Profile) -> Confidence:
+    """high / medium / low / none, from clinic days covered, windows and capacity samples."""
     tp_n = int(sum((d.get("n") or 0) for d in ev.tp.values()))
     level = "none"
     if ev.any:
@@ -679,7 +744,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
             level = "medium"
         else:
             level = "low"
-    conf = Confidence(
+    return Confidence(
         level,
         ev.windows,
         ev.sessions_with_data,
@@ -689,7 +754,18 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         ev.excluded,
         ev.newest_ms,
     )
+
+
+def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteResult:
+    """Verdict, reasons and confidence for one site from its evidence (pure, no I/O)."""
+    f = _figures(ev, profile)
+    reasons = _coverage_reasons(ev, profile, f) + _gate_reasons(ev, profile, f)
+    cap, cap_src = _capacity(ev, profile, f)
+    if profile.concurrent:
+        reasons.append(_capacity_reason(site.planned_clinics, cap, cap_src, profile, f))
+    assessed, final = _decide(reasons, ev, now_ms)
     detected = normalise_tech(ev.detected_tech)
+    v = f.values
     return SiteResult(
         ods=site.ods,
         name=site.name,
@@ -706,23 +782,23 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         contracted_down_mbps=site.link.down_mbps,
         contracted_up_mbps=site.link.up_mbps,
         planned_clinics=site.planned_clinics,
-        down_p10_mbps=down10,
-        up_p10_mbps=up10,
-        rtt_ms=rtt,
-        jitter_ms=jit,
-        loss_pct=loss,
-        burst_loss_pct=values["burst_loss_pct"],
-        reorder_pct=values["reorder_pct"],
-        mos=mos,
+        down_p10_mbps=f.down10,
+        up_p10_mbps=f.up10,
+        rtt_ms=v["rtt_ms"],
+        jitter_ms=v["jitter_ms"],
+        loss_pct=v["loss_pct"],
+        burst_loss_pct=v["burst_loss_pct"],
+        reorder_pct=v["reorder_pct"],
+        mos=f.emodel_mos,
         media_mos=ev.media_mos,
         capacity_calls=cap,
         capacity_source=cap_src if profile.concurrent else "not applicable",
-        ct_minutes=ct_minutes,
-        availability_pct=availability,
-        verdict=verdict,
+        ct_minutes=v["ct_minutes"],
+        availability_pct=v["availability_pct"],
+        verdict=final,
         assessed=assessed,
         reasons=reasons,
-        confidence=conf,
+        confidence=_confidence(ev, profile),
         profile=profile.name,
     )
 

@@ -53,6 +53,86 @@ def estate(n: int, seed: int = 1) -> list[SynthSite]:
     return out
 
 
+def _rtt(
+    s: SynthSite, rnd: random.Random, t0_ms: int, t1_ms: int, every_s: int, fail_share: float
+) -> Iterator[Record]:
+    """One rtt record per ``every_s`` (a 15 s window's figures), a few of them timeouts."""
+    rtt0, jit0, loss0, _down0, _up0 = PROFILES[s.tech]
+    tags = {"site": s.ods, "icb": s.icb, "tech": s.tech}
+    rt = {**tags, "target": "core-reflector", "method": "twamp_light"}
+    off = rnd.randrange(every_s) * 1000
+    for t in range(t0_ms + off, t1_ms, every_s * 1000):
+        if rnd.random() < fail_share:
+            yield Record(
+                "rtt",
+                {**rt, "result": "timeout"},
+                {"reason": "no reply in 17.0 s", "sent": 750, "received": 0},
+                t,
+            )
+            continue
+        q = s.quality * rnd.lognormvariate(0, 0.35)
+        rtt = round(rtt0 * (0.8 + 0.4 * q), 3)
+        loss = round(max(0.0, rnd.gauss(loss0 * q, loss0 * 0.5 + 0.01)), 3)
+        recv = 750 - round(750 * loss / 100)
+        fields = {
+            "sent": 750,
+            "received": recv,
+            "loss_pct": round(100 * (750 - recv) / 750, 4),
+            "rtt_min_ms": round(rtt * 0.9, 3),
+            "rtt_p50_ms": rtt,
+            "rtt_p95_ms": round(rtt * 1.3, 3),
+            "rtt_max_ms": round(rtt * 1.8, 3),
+            "rtt_mean_ms": round(rtt * 1.05, 3),
+            "jitter_rfc3550_ms": round(jit0 * q * rnd.uniform(0.6, 1.4), 3),
+            "ipdv_p95_ms": round(jit0 * q * 2, 3),
+            "burst_loss_200ms_pct": round(min(100.0, loss * rnd.uniform(1, 8)), 3),
+            "reorder_pct": 0.0 if rnd.random() < 0.9 else round(rnd.uniform(0, 0.04), 4),
+            "duplicates": 0,
+            "duration_s": 15.0,
+        }
+        yield Record("rtt", rt, fields, t)
+
+
+def _throughput(
+    s: SynthSite, rnd: random.Random, t0_ms: int, t1_ms: int, every_s: int, busy_share: float
+) -> Iterator[Record]:
+    """A speed test per ``every_s``, both directions; some refused as ``link_busy``."""
+    _rtt0, _jit0, _loss0, down0, up0 = PROFILES[s.tech]
+    tags = {"site": s.ods, "icb": s.icb, "tech": s.tech}
+    off = rnd.randrange(every_s) * 1000
+    for t in range(t0_ms + off, t1_ms, every_s * 1000):
+        for d, base in (("down", down0), ("up", up0)):
+            tt = {**tags, "target": "core-speed", "method": "http", "direction": d}
+            if rnd.random() < busy_share:
+                yield Record(
+                    "throughput",
+                    {**tt, "result": "link_busy"},
+                    {"reason": "router counters show 64% in use", "goodput_mbps": 1.0},
+                    t,
+                )
+                continue
+            g = base * s.speed * rnd.uniform(0.75, 1.0)
+            fields = {"goodput_mbps": round(g, 3), "bytes": int(g * 1e6), "duration_s": 10.0}
+            yield Record("throughput", tt, fields, t)
+
+
+def _capacity(
+    s: SynthSite, rnd: random.Random, t0_ms: int, t1_ms: int, every_s: int
+) -> Iterator[Record]:
+    """A media capacity search per ``every_s``: 0.75 of the upload at 1.5 Mbit/s a call."""
+    up0 = PROFILES[s.tech][4]
+    tags = {"site": s.ods, "icb": s.icb, "tech": s.tech}
+    off = rnd.randrange(every_s) * 1000
+    for t in range(t0_ms + off, t1_ms, every_s * 1000):
+        up = up0 * s.speed * rnd.uniform(0.75, 1.0)
+        yield Record(
+            "media",
+            {**tags, "target": "core-media", "method": "capacity"},
+            {"capacity_calls": int(0.75 * up / 1.5)},
+            t,
+        )
+
+
 def history(
     sites: Sequence[SynthSite],
     t0_ms: int,
@@ -65,73 +145,10 @@ def history(
     busy_share: float = 0.1,
     fail_share: float = 0.01,
 ) -> Iterator[Record]:
-    """Records for every site in [t0, t1), oldest first per site."""
+    """Records for every site in [t0, t1), oldest first per site (per measurement)."""
     rnd = random.Random(seed)
     for s in sites:
-        rtt0, jit0, loss0, down0, up0 = PROFILES[s.tech]
-        tags = {"site": s.ods, "icb": s.icb, "tech": s.tech}
-        rt = {**tags, "target": "core-reflector", "method": "twamp_light"}
-        off = rnd.randrange(rtt_every_s) * 1000
-        for t in range(t0_ms + off, t1_ms, rtt_every_s * 1000):
-            if rnd.random() < fail_share:
-                yield Record(
-                    "rtt",
-                    {**rt, "result": "timeout"},
-                    {"reason": "no reply in 17.0 s", "sent": 750, "received": 0},
-                    t,
-                )
-                continue
-            q = s.quality * rnd.lognormvariate(0, 0.35)
-            rtt = round(rtt0 * (0.8 + 0.4 * q), 3)
-            loss = round(max(0.0, rnd.gauss(loss0 * q, loss0 * 0.5 + 0.01)), 3)
-            recv = 750 - round(750 * loss / 100)
-            yield Record(
-                "rtt",
-                rt,
-                {
-                    "sent": 750,
-                    "received": recv,
-                    "loss_pct": round(100 * (750 - recv) / 750, 4),
-                    "rtt_min_ms": round(rtt * 0.9, 3),
-                    "rtt_p50_ms": rtt,
-                    "rtt_p95_ms": round(rtt * 1.3, 3),
-                    "rtt_max_ms": round(rtt * 1.8, 3),
-                    "rtt_mean_ms": round(rtt * 1.05, 3),
-                    "jitter_rfc3550_ms": round(jit0 * q * rnd.uniform(0.6, 1.4), 3),
-                    "ipdv_p95_ms": round(jit0 * q * 2, 3),
-                    "burst_loss_200ms_pct": round(min(100.0, loss * rnd.uniform(1, 8)), 3),
-                    "reorder_pct": 0.0 if rnd.random() < 0.9 else round(rnd.uniform(0, 0.04), 4),
-                    "duplicates": 0,
-                    "duration_s": 15.0,
-                },
-                t,
-            )
-        off = rnd.randrange(tp_every_s) * 1000
-        for t in range(t0_ms + off, t1_ms, tp_every_s * 1000):
-            for d, base in (("down", down0), ("up", up0)):
-                tt = {**tags, "target": "core-speed", "method": "http", "direction": d}
-                if rnd.random() < busy_share:
-                    yield Record(
-                        "throughput",
-                        {**tt, "result": "link_busy"},
-                        {"reason": "router counters show 64% in use", "goodput_mbps": 1.0},
-                        t,
-                    )
-                    continue
-                g = base * s.speed * rnd.uniform(0.75, 1.0)
-                yield Record(
-                    "throughput",
-                    tt,
-                    {"goodput_mbps": round(g, 3), "bytes": int(g * 1e6), "duration_s": 10.0},
-                    t,
-                )
+        yield from _rtt(s, rnd, t0_ms, t1_ms, rtt_every_s, fail_share)
+        yield from _throughput(s, rnd, t0_ms, t1_ms, tp_every_s, busy_share)
         if media_every_s:
-            off = rnd.randrange(media_every_s) * 1000
-            for t in range(t0_ms + off, t1_ms, media_every_s * 1000):
-                up = up0 * s.speed * rnd.uniform(0.75, 1.0)
-                yield Record(
-                    "media",
-                    {**tags, "target": "core-media", "method": "capacity"},
-                    {"capacity_calls": int(0.75 * up / 1.5)},
-                    t,
-                )
+            yield from _capacity(s, rnd, t0_ms, t1_ms, media_every_s)
