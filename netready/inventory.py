@@ -535,6 +535,9 @@ _SAFE_TAGS = frozenset(
 #: in the event pass so that the failure is a field error with a position.
 _CHECKED_SCALARS = frozenset(_TAG + t for t in ("int", "float", "bool", "timestamp"))
 _CTRL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: first characters of a plain scalar that may resolve to a number, a bool or a timestamp
+_NUMERIC = frozenset("0123456789+-.")
+_INT = _TAG + "int"
 
 
 class _Frame:
@@ -550,22 +553,26 @@ class _Frame:
         self.key: Any = None
 
 
-def _vet(loader: Any, filename: str) -> str | None:
-    """One pass over the YAML events, before any node or Python object is built.
+class _Vet:
+    """The state of one vetting pass (``_vet``): the open collections, the expansion size of
+    every anchor so far, the extra nodes aliases have added. ``run`` takes the scalars, most
+    of the events, itself (kept short: it is the hot path of a 7,000-site inventory); one
+    method per other kind of event, each returning the first problem or None."""
 
-    Returns the first problem as a ``file:line:col: path: what`` line, or None. Counts what
-    every alias would expand to (nodes and nesting height of its anchor) so that an alias
-    bomb is refused in time linear in the file, refuses recursive and undefined aliases,
-    nesting deeper than ``MAX_DEPTH``, tags outside the safe set, control characters in
-    strings and scalars that would fail to construct (a 5,000-digit integer, 2024-13-45).
-    """
-    stack: list[_Frame] = []
-    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height) of its expansion
-    extra = 0
+    __slots__ = ("extra", "filename", "loader", "resolve", "sizes", "stack", "top")
 
-    def where(ev: Any) -> str:
+    def __init__(self, loader: Any, filename: str):
+        self.filename = filename
+        self.stack: list[_Frame] = []
+        self.sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height) expanded
+        self.extra = 0
+        self.top: _Frame | None = None
+        self.loader = loader
+        self.resolve = loader.resolve
+
+    def where(self, ev: Any) -> str:
         loc: list[Any] = []
-        for f in stack:
+        for f in self.stack:
             if f.is_map:
                 if f.want_key:
                     break
@@ -576,55 +583,48 @@ def _vet(loader: Any, filename: str) -> str | None:
         path = _fmt_path(tuple(loc))
         if len(path) > 100:
             path = path[:60] + "..." + path[-30:]
-        return f"{filename}:{m.line + 1}:{m.column + 1}: {path}"
+        return f"{self.filename}:{m.line + 1}:{m.column + 1}: {path}"
 
-    def done(top: _Frame, nodes: int, height: int, key: Any) -> None:
-        top.nodes += nodes
-        if top.height <= height:
-            top.height = height + 1
-        if top.is_map:
-            if top.want_key:
-                top.key = key if isinstance(key, str) else "?"
-            top.want_key = not top.want_key
-        else:
-            top.index += 1
-
-    scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
-    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
-    get_event, ctrl, resolve = loader.get_event, _CTRL.search, loader.resolve
-    numeric = frozenset("0123456789+-.")
-    top: _Frame | None = None
-    while True:
-        ev = get_event()
-        if ev is None:
-            return None
-        cls = ev.__class__
-        if cls is scalar:  # most events: kept short
-            v = ev.value
-            tag = ev.tag
+    def run(self, get_event: Any) -> str | None:
+        """Every event of the document; the first problem, or None."""
+        handlers = {
+            yaml.SequenceStartEvent: self.start,
+            yaml.MappingStartEvent: self.start,
+            yaml.SequenceEndEvent: self.end,
+            yaml.MappingEndEvent: self.end,
+            yaml.AliasEvent: self.alias,
+        }.get
+        scalar, node, resolve, ctrl = yaml.ScalarEvent, yaml.ScalarNode, self.resolve, _CTRL.search
+        safe, numeric, checked, construct = _SAFE_TAGS, _NUMERIC, _CHECKED_SCALARS, self.construct
+        top = None
+        while True:
+            ev = get_event()
+            if ev is None:
+                return None
+            if ev.__class__ is not scalar:
+                handler = handlers(ev.__class__)
+                problem = handler(ev) if handler is not None else None
+                if problem:
+                    return problem
+                top = self.top
+                continue
+            v, tag = ev.value, ev.tag  # scalars, most of the events: kept short
             if tag is not None and tag != "!":
-                if tag not in _SAFE_TAGS:
-                    return f"{where(ev)}: YAML tag {tag.replace(_TAG, '!!')} is not allowed"
+                if tag not in safe:
+                    return f"{self.where(ev)}: YAML tag {tag.replace(_TAG, '!!')} is not allowed"
             elif ev.implicit[0] and v and v[0] in numeric:
-                tag = resolve(yaml.ScalarNode, v, ev.implicit)
+                tag = resolve(node, v, ev.implicit)
             m = ctrl(v)
             if m:
-                return (
-                    f"{where(ev)}: has a control character (U+{ord(m.group()):04X}); "
-                    "write plain text"
-                )
-            if tag in _CHECKED_SCALARS:
-                if tag == _TAG + "int" and len(v) > MAX_INT_DIGITS:
-                    return f"{where(ev)}: a number of {len(v):,} characters is not a value here"
-                try:
-                    build = loader.yaml_constructors[tag]
-                    build(loader, yaml.ScalarNode(tag, v))
-                except (ValueError, KeyError, TypeError, OverflowError, yaml.YAMLError):
-                    return f"{where(ev)}: {_short(v)} is not a valid {tag.replace(_TAG, '')}"
+                c = ord(m.group())
+                return f"{self.where(ev)}: has a control character (U+{c:04X}); write plain text"
+            if tag in checked:
+                problem = construct(v, tag)
+                if problem:
+                    return f"{self.where(ev)}: {problem}"
             if ev.anchor:
-                sizes[ev.anchor] = (1, 1)
-            if top is not None:  # done(top, 1, 1, v), inlined: most nodes are scalars
+                self.sizes[ev.anchor] = (1, 1)
+            if top is not None:  # done(1, 1), inlined: most nodes are scalars
                 top.nodes += 1
                 if top.height < 2:
                     top.height = 2
@@ -634,37 +634,78 @@ def _vet(loader: Any, filename: str) -> str | None:
                     top.want_key = not top.want_key
                 else:
                     top.index += 1
-        elif cls in starts:
-            if ev.tag is not None and ev.tag != "!" and ev.tag not in _SAFE_TAGS:
-                return f"{where(ev)}: YAML tag {ev.tag.replace(_TAG, '!!')} is not allowed"
-            if len(stack) >= MAX_DEPTH:
-                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels"
-            top = _Frame(ev.anchor, cls is yaml.MappingStartEvent)
-            stack.append(top)
-        elif cls in ends:
-            f = stack.pop()
-            if f.anchor:
-                sizes[f.anchor] = (f.nodes, f.height)
-            top = stack[-1] if stack else None
-            if top is not None:
-                done(top, f.nodes, f.height, None)
-        elif cls is alias:
-            got = sizes.get(ev.anchor or "")
-            if got is None:
-                open_ = any(f.anchor == ev.anchor for f in stack)
-                what = "refers to itself (a recursive alias)" if open_ else "is not defined"
-                return f"{where(ev)}: YAML alias *{ev.anchor} {what}"
-            nodes, height = got
-            extra += nodes
-            if extra > MAX_ALIAS_NODES:
-                return (
-                    f"{where(ev)}: YAML aliases expand to more than {MAX_ALIAS_NODES:,} extra "
-                    f"nodes (an alias bomb?); refused"
-                )
-            if len(stack) + height > MAX_DEPTH:
-                return f"{where(ev)}: nested deeper than {MAX_DEPTH} levels (through *{ev.anchor})"
-            if top is not None:
-                done(top, nodes, height, None)
+
+    def construct(self, v: str, tag: str) -> str | None:
+        """Why a scalar would fail to construct (too many digits, 2024-13-45), or None."""
+        if tag == _INT and len(v) > MAX_INT_DIGITS:
+            return f"a number of {len(v):,} characters is not a value here"
+        try:
+            self.loader.yaml_constructors[tag](self.loader, yaml.ScalarNode(tag, v))
+        except (ValueError, KeyError, TypeError, OverflowError, yaml.YAMLError):
+            return f"{_short(v)} is not a valid {tag.replace(_TAG, '')}"
+        return None
+
+    def done(self, nodes: int, height: int) -> None:
+        """A collection or an alias ends the current key or item of the one around it."""
+        top = self.top
+        if top is None:
+            return
+        top.nodes += nodes
+        if top.height <= height:
+            top.height = height + 1
+        if top.is_map:
+            if top.want_key:
+                top.key = "?"  # a collection as a key
+            top.want_key = not top.want_key
+        else:
+            top.index += 1
+
+    def start(self, ev: Any) -> str | None:
+        if ev.tag is not None and ev.tag != "!" and ev.tag not in _SAFE_TAGS:
+            return f"{self.where(ev)}: YAML tag {ev.tag.replace(_TAG, '!!')} is not allowed"
+        if len(self.stack) >= MAX_DEPTH:
+            return f"{self.where(ev)}: nested deeper than {MAX_DEPTH} levels"
+        self.top = _Frame(ev.anchor, ev.__class__ is yaml.MappingStartEvent)
+        self.stack.append(self.top)
+        return None
+
+    def end(self, ev: Any) -> str | None:
+        f = self.stack.pop()
+        if f.anchor:
+            self.sizes[f.anchor] = (f.nodes, f.height)
+        self.top = self.stack[-1] if self.stack else None
+        self.done(f.nodes, f.height)
+        return None
+
+    def alias(self, ev: Any) -> str | None:
+        got = self.sizes.get(ev.anchor or "")
+        if got is None:
+            open_ = any(f.anchor == ev.anchor for f in self.stack)
+            what = "refers to itself (a recursive alias)" if open_ else "is not defined"
+            return f"{self.where(ev)}: YAML alias *{ev.anchor} {what}"
+        nodes, height = got
+        self.extra += nodes
+        if self.extra > MAX_ALIAS_NODES:
+            return (
+                f"{self.where(ev)}: YAML aliases expand to more than {MAX_ALIAS_NODES:,} extra "
+                f"nodes (an alias bomb?); refused"
+            )
+        if len(self.stack) + height > MAX_DEPTH:
+            return f"{self.where(ev)}: nested deeper than {MAX_DEPTH} levels (through *{ev.anchor})"
+        self.done(nodes, height)
+        return None
+
+
+def _vet(loader: Any, filename: str) -> str | None:
+    """One pass over the YAML events, before any node or Python object is built.
+
+    Returns the first problem as a ``file:line:col: path: what`` line, or None. Counts what
+    every alias would expand to (nodes and nesting height of its anchor) so that an alias
+    bomb is refused in time linear in the file, refuses recursive and undefined aliases,
+    nesting deeper than ``MAX_DEPTH``, tags outside the safe set, control characters in
+    strings and scalars that would fail to construct (a 5,000-digit integer, 2024-13-45).
+    """
+    return _Vet(loader, filename).run(loader.get_event)
 
 
 def _parse(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
