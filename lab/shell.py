@@ -32,19 +32,25 @@ def _last(text: str) -> str:
 
 
 def sh(
-    argv: list[str], *, check: bool = True, input: str | None = None, timeout: float = 30
+    argv: list[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 30,
+    ns: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command in this namespace (``ip -n NS ...`` reaches into the others)."""
+    """Run a command, in this namespace (``ip -n NS ...`` reaches into the others) or, given
+    ``ns``, inside that one (``ip netns exec``)."""
+    full = ["ip", "netns", "exec", ns, *argv] if ns else argv
+    where = f"{ns}: {' '.join(argv)}" if ns else " ".join(argv)
     try:
-        cp = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        cp = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as e:
-        raise LabUnavailable(f"{argv[0]} not found: install iproute2/nftables") from e
+        raise LabUnavailable(f"{full[0]} not found: install iproute2/nftables") from e
     except subprocess.TimeoutExpired as e:
-        raise LabError(f"{' '.join(argv)} timed out after {timeout:g}s") from e
+        raise LabError(f"{where} timed out after {timeout:g}s") from e
     if check and cp.returncode != 0:
-        raise LabError(
-            f"{' '.join(argv)} failed (exit {cp.returncode}): {_last(cp.stderr or cp.stdout)}"
-        )
+        raise LabError(f"{where} failed (exit {cp.returncode}): {_last(cp.stderr or cp.stdout)}")
     return cp
 
 
@@ -52,32 +58,14 @@ def run_in(
     ns: str, argv: list[str], timeout: float = 60, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` inside namespace ``ns``; raises ``LabError`` on failure if ``check``."""
-    full = ["ip", "netns", "exec", ns, *argv]
-    try:
-        cp = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"{ns}: {' '.join(argv)} timed out after {timeout:g}s") from e
-    if check and cp.returncode != 0:
-        raise LabError(
-            f"{ns}: {' '.join(argv)} failed (exit {cp.returncode}): {_last(cp.stderr or cp.stdout)}"
-        )
-    return cp
+    return sh(argv, check=check, timeout=timeout, ns=ns)
 
 
 def script_in(ns: str, argv: list[str], script: str, what: str, *, first_line: bool) -> None:
     """Feed ``script`` to a batch tool (``tc -batch -``, ``nft -f -``) inside ``ns``; on failure
     the error names the tool and the line of its complaint that says what went wrong (tc puts
     it last, nft first)."""
-    try:
-        cp = subprocess.run(
-            ["ip", "netns", "exec", ns, *argv],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"{ns}: {what} timed out after 30s") from e
+    cp = sh(argv, check=False, input=script, ns=ns)
     if cp.returncode != 0:
         err = cp.stderr.strip().splitlines()
         msg = (err[0] if first_line else err[-1]) if err else cp.returncode
