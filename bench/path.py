@@ -38,10 +38,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from netready.lab.netns import Lab, parse_profile  # noqa: E402
+from netready.lab.netns import Lab, Profile, parse_profile  # noqa: E402
 from netready.lab.signals import Terminated, exit_on_signals  # noqa: E402
 
 PY = sys.executable
+#: the netready command of this interpreter (probes, reflector, responder)
+NETREADY = [PY, "-m", "netready.cli"]
 SECONDS = 8
 # Private copies of the reference tools: other work on a shared machine may `pkill iperf3`.
 TOOLS = Path(tempfile.gettempdir()) / f"nr-bench-path-{os.getpid()}"  # made by main()
@@ -74,9 +76,7 @@ def media(lab: Lab, profile: str = "hd", calls: int = 4) -> list[dict[str, Any]]
     recs = run_json(
         lab,
         [
-            PY,
-            "-m",
-            "netready.cli",
+            *NETREADY,
             "probe",
             "media",
             "--target",
@@ -113,9 +113,7 @@ def rtt(lab: Lab) -> list[dict[str, Any]]:
     (r,) = run_json(
         lab,
         [
-            PY,
-            "-m",
-            "netready.cli",
+            *NETREADY,
             "probe",
             "rtt",
             "--target",
@@ -229,79 +227,47 @@ def fmt(v: float | None, nd: int = 2) -> str:
     return "" if v is None else f"{v:.{nd}f}"
 
 
-def scenario(name: str, prof_text: str) -> list[list[str]]:
-    prof = parse_profile(prof_text)
+def servers(lab: Lab) -> list[subprocess.Popen[Any]]:
+    """The far ends in the core: media responder, reflector, irtt and iperf3 servers."""
+    core, allow = lab.core_ip, "10.77.0.0/16"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    argvs = [
+        [*NETREADY, "responder", "--listen", f"{core}:5004", "--allow", allow],
+        [*NETREADY, "reflector", "--listen", f"{core}:862", "--allow", allow, "--max-pps", "5000"],
+        [IRTT, "server", "-b", f"{core}:2112", "-i", "0"],
+        [IPERF3, "-s", "-B", core],
+    ]
+    return [lab.popen(lab.core_ns, argv, cwd=ROOT, **quiet) for argv in argvs]
+
+
+TOOLS_RUN = (
+    ("netready media 4xHD", media),
+    ("netready media 1xSD", lambda lb: media(lb, "sd", 1)),
+    ("netready rtt", rtt),
+    ("irtt", irtt),
+    ("iperf3 -u", iperf3),
+)
+
+
+def run_tools(lab: Lab) -> list[dict[str, Any]]:
+    """Every tool in turn over the same path; a tool that fails gives an ``error`` row."""
+    rows: list[dict[str, Any]] = []
+    for name, fn in TOOLS_RUN:
+        try:
+            rows += fn(lab)
+        except Terminated:
+            raise  # stopped from outside: not a tool failure
+        except (SystemExit, subprocess.TimeoutExpired, KeyError, ValueError) as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            rows.append({"tool": name, "dir": "-", "error": str(e)[-70:]})
+    return rows
+
+
+def table_rows(name: str, prof: Profile, rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The table's rows: each tool's figures next to the truth and the reference tools."""
     p = prof.loss_pct_up / 100
     truth_rt = 100 * (1 - (1 - p) ** 2)
     jitter_truth = 2 * prof.jitter_ms / 3 if prof.jitter_ms else None
-    with Lab(sites={"site": prof}) as lab:
-        core = lab.core_ip
-        servers = [
-            lab.popen(
-                lab.core_ns,
-                [
-                    PY,
-                    "-m",
-                    "netready.cli",
-                    "responder",
-                    "--listen",
-                    f"{core}:5004",
-                    "--allow",
-                    "10.77.0.0/16",
-                ],
-                cwd=ROOT,
-                stderr=subprocess.DEVNULL,
-            ),
-            lab.popen(
-                lab.core_ns,
-                [
-                    PY,
-                    "-m",
-                    "netready.cli",
-                    "reflector",
-                    "--listen",
-                    f"{core}:862",
-                    "--allow",
-                    "10.77.0.0/16",
-                    "--max-pps",
-                    "5000",
-                ],
-                cwd=ROOT,
-                stderr=subprocess.DEVNULL,
-            ),
-            lab.popen(
-                lab.core_ns,
-                [IRTT, "server", "-b", f"{core}:2112", "-i", "0"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-            lab.popen(
-                lab.core_ns,
-                [IPERF3, "-s", "-B", core],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-        ]
-        time.sleep(1.5)
-        rows: list[dict[str, Any]] = []
-        try:
-            for name_, fn in (
-                ("netready media 4xHD", media),
-                ("netready media 1xSD", lambda lb: media(lb, "sd", 1)),
-                ("netready rtt", rtt),
-                ("irtt", irtt),
-                ("iperf3 -u", iperf3),
-            ):
-                try:
-                    rows += fn(lab)
-                except Terminated:
-                    raise  # stopped from outside: not a tool failure
-                except (SystemExit, subprocess.TimeoutExpired, KeyError, ValueError) as e:
-                    print(f"{name_}: {e}", file=sys.stderr)
-                    rows.append({"tool": name_, "dir": "-", "error": str(e)[-70:]})
-        finally:
-            for s in servers:
-                s.terminate()
     irtt_rtt = next((r["rtt"] for r in rows if r["tool"] == "irtt" and r["dir"] == "rt"), None)
     ip_j = {r["dir"]: r.get("jitter") for r in rows if r["tool"] == "iperf3 -u"}
     out = []
@@ -310,9 +276,7 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
             out.append([name, r["tool"], "-", "", f"FAILED: {r['error']}", *[""] * 7])
             continue
         truth = truth_rt if r["dir"] == "rt" else 100 * p
-        loss = r.get("loss")
-        rtt_v = r.get("rtt")
-        jit = r.get("jitter")
+        loss, rtt_v, jit = r.get("loss"), r.get("rtt"), r.get("jitter")
         ref_j = ip_j.get(r["dir"])
         out.append(
             [
@@ -331,6 +295,19 @@ def scenario(name: str, prof_text: str) -> list[list[str]]:
             ]
         )
     return out
+
+
+def scenario(name: str, prof_text: str) -> list[list[str]]:
+    prof = parse_profile(prof_text)
+    with Lab(sites={"site": prof}) as lab:
+        procs = servers(lab)
+        time.sleep(1.5)
+        try:
+            rows = run_tools(lab)
+        finally:
+            for s in procs:
+                s.terminate()
+    return table_rows(name, prof, rows)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,7 +47,8 @@ OVERHEAD = 0.956
 # The real iperf3 binary under its own name: other work on this machine may `pkill iperf3`.
 IPERF3 = f"/tmp/nrbench-iperf3-{os.getpid()}"
 TOKEN_ENV = "NR_BENCH_TOKEN"
-PROBE = ("-m", "netready.cli", "probe", "throughput")  # the command, in the site's namespace
+#: the netready command of this interpreter (its probes and the speed endpoint)
+NETREADY = [sys.executable, "-m", "netready.cli"]
 
 SITES = {
     **{n: p for n, p in PROFILES.items()},
@@ -57,8 +59,9 @@ SITES = {
 
 def netready(lab: Lab, site: str) -> dict[str, dict]:
     argv = [
-        sys.executable,
-        *PROBE,
+        *NETREADY,
+        "probe",
+        "throughput",
         "--target",
         f"http://{lab.core_ip}:8080",
         "--token",
@@ -145,9 +148,7 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
         srv = lab.popen(
             lab.core_ns,
             [
-                sys.executable,
-                "-m",
-                "netready.cli",
+                *NETREADY,
                 "serve",
                 "--listen",
                 f"{lab.core_ip}:8080",
@@ -245,102 +246,126 @@ def print_table(names, nr, ip3, secs, wall) -> None:
         )
 
 
-def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
-    """Client CPU seconds per GB downloaded over loopback from `netready serve`: the probe's
-    BufferedProtocol (no copies), asyncio streams, and aiohttp's client."""
-    import asyncio
-    import resource
+CPU_PORT = 18099
+CPU_URL = f"http://127.0.0.1:{CPU_PORT}"
 
-    import aiohttp
 
-    tok = "cpu-token-0123456789"
-    os.environ[TOKEN_ENV] = tok
+def _cpu_endpoint() -> subprocess.Popen[str]:
+    """`netready serve` on loopback with limits far above what the comparison moves."""
+    limits = ["--max-mb", "1000000", "--max-rate-mbps", "100000", "--max-streams", "32"]
     srv = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "netready.cli",
+            *NETREADY,
             "serve",
             "--listen",
-            "127.0.0.1:18099",
+            f"127.0.0.1:{CPU_PORT}",
             "--token",
             f"env:{TOKEN_ENV}",
-            "--max-mb",
-            "1000000",
-            "--max-rate-mbps",
-            "100000",
-            "--max-streams",
-            "32",
+            *limits,
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert srv.stderr and "listening" in srv.stderr.readline()
-    per = total_mb * 1_000_000 // streams
-    url = "http://127.0.0.1:18099"
-    hdr = {"Authorization": f"Bearer {tok}"}
+    return srv
 
-    async def raw_protocol() -> None:
-        from netready.probes.throughput import Endpoint, Spec, _Run
 
-        spec = Spec(
-            target=url, token=f"env:{TOKEN_ENV}", start_streams=streams, max_streams=streams
+async def _probe_client(total: int, streams: int, token: str) -> None:
+    """The throughput probe's own transfer (BufferedProtocol into one buffer, no copies)."""
+    import asyncio
+
+    from netready.probes.throughput import Endpoint, Spec, _Run
+
+    spec = Spec(
+        target=CPU_URL, token=f"env:{TOKEN_ENV}", start_streams=streams, max_streams=streams
+    )
+    run = _Run(spec, Endpoint.from_spec(spec), "down", total, None)
+    run.rate_Bps = 4e9  # large segments, as at full speed
+    await run.grow(streams)
+    while not all(s.idle for s in run.streams):
+        await asyncio.sleep(0.01)
+    run.running = False
+    run._abort_data()
+
+
+async def _streams_client(total: int, streams: int, token: str) -> None:
+    """asyncio streams: one GET /download per connection, read in 256 KiB pieces."""
+    import asyncio
+
+    per = total // streams
+
+    async def one() -> None:
+        r, w = await asyncio.open_connection("127.0.0.1", CPU_PORT)
+        w.write(
+            f"GET /download?bytes={per}&test=s HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            f"Bearer {token}\r\n\r\n".encode()
         )
-        run = _Run(spec, Endpoint.from_spec(spec), "down", total_mb * 1_000_000, None)
-        run.rate_Bps = 4e9  # large segments, as at full speed
-        await run.grow(streams)
-        while not all(s.idle for s in run.streams):
-            await asyncio.sleep(0.01)
-        run.running = False
-        run._abort_data()
+        await r.readuntil(b"\r\n\r\n")
+        left = per
+        while left:
+            n = len(await r.read(min(left, 262144)))
+            if not n:
+                raise RuntimeError("connection closed early")
+            left -= n
+        w.close()
 
-    async def streams_api() -> None:
+    await asyncio.gather(*(one() for _ in range(streams)))
+
+
+async def _aiohttp_client(total: int, streams: int, token: str) -> None:
+    """aiohttp's client session, chunked reads."""
+    import asyncio
+
+    import aiohttp
+
+    per = total // streams
+    hdr = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(CPU_URL, headers=hdr) as http:
+
         async def one() -> None:
-            r, w = await asyncio.open_connection("127.0.0.1", 18099)
-            w.write(
-                f"GET /download?bytes={per}&test=s HTTP/1.1\r\nHost: x\r\nAuthorization: "
-                f"Bearer {tok}\r\n\r\n".encode()
-            )
-            await r.readuntil(b"\r\n\r\n")
-            left = per
-            while left:
-                n = len(await r.read(min(left, 262144)))
-                if not n:
-                    raise RuntimeError("connection closed early")
-                left -= n
-            w.close()
+            async with http.get(f"/download?bytes={per}&test=a") as resp:
+                resp.raise_for_status()
+                async for _ in resp.content.iter_chunked(262144):
+                    pass
 
         await asyncio.gather(*(one() for _ in range(streams)))
 
-    async def aiohttp_client() -> None:
-        async with aiohttp.ClientSession(url, headers=hdr) as http:
 
-            async def one() -> None:
-                async with http.get(f"/download?bytes={per}&test=a") as resp:
-                    resp.raise_for_status()
-                    async for _ in resp.content.iter_chunked(262144):
-                        pass
+def _cpu_and_rate(client: Any, total: int, streams: int, token: str) -> tuple[float, float]:
+    """(CPU seconds of this process, elapsed seconds) to download ``total`` bytes."""
+    import asyncio
+    import resource
 
-            await asyncio.gather(*(one() for _ in range(streams)))
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    asyncio.run(client(total, streams, token))
+    el = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), el
 
+
+def cpu_compare(total_mb: int = 1000, streams: int = 4) -> None:
+    """Client CPU seconds per GB downloaded over loopback from `netready serve`: the probe's
+    BufferedProtocol (no copies), asyncio streams, and aiohttp's client."""
+    import aiohttp  # noqa: F401 - imported before the clock starts, not counted as transfer CPU
+    import netready.probes.throughput  # noqa: F401
+
+    tok = "cpu-token-0123456789"
+    os.environ[TOKEN_ENV] = tok
+    srv = _cpu_endpoint()
     try:
         print(
             f"\nclient CPU, {total_mb} MB over {streams} loopback connections "
             "(server in another process):"
         )
-        for name, fn in (
-            ("probe (BufferedProtocol)", raw_protocol),
-            ("asyncio streams", streams_api),
-            ("aiohttp client", aiohttp_client),
+        for name, client in (
+            ("probe (BufferedProtocol)", _probe_client),
+            ("asyncio streams", _streams_client),
+            ("aiohttp client", _aiohttp_client),
         ):
             time.sleep(1.2)  # let the endpoint forget the previous test
-            r0 = resource.getrusage(resource.RUSAGE_SELF)
-            t0 = time.monotonic()
-            asyncio.run(fn())
-            el = time.monotonic() - t0
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            cpu, el = _cpu_and_rate(client, total_mb * 1_000_000, streams, tok)
             print(
                 f"  {name:26} {cpu / (total_mb / 1000):5.2f} CPU s/GB  "
                 f"{total_mb * 8 / el / 1000:5.2f} Gbit/s"
