@@ -2,5 +2,6 @@
 
 See ``netready.lab.netns`` (``Lab``, ``Profile``, ``PROFILES``, ``parse_profile``,
 ``cleanup_stale``; its parts are in ``profiles``, ``topology``, ``shaping``, ``shell``,
-``state``), ``netready.lab.demo`` (``make demo``) and docs/lab.md.
+``state``), ``netready.lab.manage`` (what ``netready lab`` runs), ``netready.lab.demo``
+(``make demo``) and docs/lab.md.
 """
