@@ -1033,6 +1033,11 @@ def test_demo_inventory_agent_and_report_commands(
     )
     assert cp.returncode == 2 and "Y99999" in cp.stderr, cp.stderr
     assert "No such option" not in cp.stderr and "Traceback" not in cp.stderr
+    # and the central servers' command lines name only options their commands have (click
+    # refuses an unknown option before it answers the --help at the end)
+    for argv in (demo.reflector_argv("10.77.0.1", demo.LAB_ALLOW), demo.speed_argv("10.77.0.1")):
+        cp = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0 and cp.stdout.startswith("Usage:"), (argv, cp.stderr)
     rc = demo.report(path)
     assert rc == 0
     html = (tmp_path / "report.html").read_text()
