@@ -24,6 +24,7 @@ came from elsewhere (a server's error body).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import os
 import re
@@ -743,7 +744,21 @@ def _yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> str:
 
 
 def loads(text: str, filename: str = "<inventory>", *, check_targets: bool = False) -> Inventory:
-    """Validate inventory text; ``InventoryError`` with one ``file:line:col`` line per problem."""
+    """Validate inventory text; ``InventoryError`` with one ``file:line:col`` line per problem.
+
+    The cyclic garbage collector is paused meanwhile: loading builds hundreds of thousands of
+    small objects and no cycles worth collecting, and its passes were half the time of a
+    7,000-site load."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _loads(text, filename, check_targets=check_targets)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _loads(text: str, filename: str, *, check_targets: bool) -> Inventory:
     try:
         node, data = _parse(text, filename)
     except yaml.YAMLError as e:
