@@ -165,7 +165,7 @@ class Soak:
         with open(self.log, "ab") as fh:
             self.agent = subprocess.Popen(
                 [
-                    *(PY, "-m", "netready.agent", "--inventory", str(self.inventory), "--force"),
+                    *(PY, "-m", "netready.cli.agent", "--inventory", str(self.inventory), "--force"),
                     *("--state-dir", str(self.work / "state"), "--log-format", "json"),
                 ],
                 env=ENV,

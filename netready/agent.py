@@ -637,9 +637,3 @@ __all__ = [
     "spool_stats",
     "supervise",
 ]
-
-
-if __name__ == "__main__":  # `python -m netready.agent`: the same as `netready-agent`
-    from netready.cli.agent import main
-
-    main()

@@ -30,6 +30,7 @@ import os
 import re
 import stat
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -47,6 +48,9 @@ from pydantic import (
 )
 
 from netready.errors import ConfigError, InventoryError, SecretError
+
+#: probe name -> its pydantic ``Spec`` (``registry.spec_for``); raises for an unknown probe.
+SpecLookup = Callable[[str], type[BaseModel]]
 
 Tech = Literal["adsl", "fttc", "sogea", "fttp", "ethernet", "unknown"]
 COPPER_TECHS: frozenset[str] = frozenset({"adsl", "fttc", "sogea"})
@@ -497,11 +501,12 @@ def _short(v: Any, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 5] + "...'"
 
 
-def load(path: str | os.PathLike[str], *, check_targets: bool = False) -> Inventory:
+def load(path: str | os.PathLike[str], *, spec_for: SpecLookup | None = None) -> Inventory:
     """Load and validate an inventory file; raise ``InventoryError`` with one line per problem.
 
-    ``check_targets`` also validates every target's ``params`` against its probe's ``Spec``
-    (``netready inventory check`` does; it imports the probe modules).
+    ``spec_for`` (probe name -> its ``Spec``; ``registry.spec_for`` is the usual one) also
+    validates every target's ``params`` against its probe's ``Spec`` (``netready inventory
+    check`` does; it imports the probe modules). The inventory itself knows no plugin.
     """
     p = Path(path)
     try:
@@ -520,7 +525,7 @@ def load(path: str | os.PathLike[str], *, check_targets: bool = False) -> Invent
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InventoryError([f"{p}: is not UTF-8 text (bad byte at offset {e.start})"]) from None
-    return loads(text, str(p), check_targets=check_targets)
+    return loads(text, str(p), spec_for=spec_for)
 
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x
@@ -743,7 +748,9 @@ def _yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> str:
     return f"{where}: malformed YAML: {' '.join(str(what).split())}"
 
 
-def loads(text: str, filename: str = "<inventory>", *, check_targets: bool = False) -> Inventory:
+def loads(
+    text: str, filename: str = "<inventory>", *, spec_for: SpecLookup | None = None
+) -> Inventory:
     """Validate inventory text; ``InventoryError`` with one ``file:line:col`` line per problem.
 
     The cyclic garbage collector is paused meanwhile: loading builds hundreds of thousands of
@@ -752,13 +759,13 @@ def loads(text: str, filename: str = "<inventory>", *, check_targets: bool = Fal
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _loads(text, filename, check_targets=check_targets)
+        return _loads(text, filename, spec_for=spec_for)
     finally:
         if enabled:
             gc.enable()
 
 
-def _loads(text: str, filename: str, *, check_targets: bool) -> Inventory:
+def _loads(text: str, filename: str, *, spec_for: SpecLookup | None) -> Inventory:
     try:
         node, data = _parse(text, filename)
     except yaml.YAMLError as e:
@@ -801,8 +808,8 @@ def _loads(text: str, filename: str, *, check_targets: bool) -> Inventory:
             places += [(("sites", i, "targets", j), t) for j, t in enumerate(s.targets)]
         for loc, t in places:
             address_ok = _check_address(t, filename, pos, loc, problems)
-            if check_targets:
-                _check_params(t, address_ok, filename, pos, loc, problems)
+            if spec_for is not None:
+                _check_params(spec_for, t, address_ok, filename, pos, loc, problems)
     if problems:
         raise InventoryError(problems)
     assert inv is not None
@@ -821,6 +828,7 @@ def _field_problem(
 
 
 def _check_params(
+    spec_for: SpecLookup,
     t: Target,
     address_ok: bool,
     filename: str,
@@ -830,16 +838,14 @@ def _check_params(
 ) -> None:
     """Validate a target's ``params`` (and address) with its probe's ``Spec``, as the agent
     will (``registry.Plugin.make_spec``), so that the errors carry file:line:col."""
-    from netready import registry
-
     try:
-        plugin = registry.get("probe", t.probe)
+        spec = spec_for(t.probe)
     except (ConfigError, ImportError) as e:
         ln, col = _lookup(pos, (*loc, "probe"), key=False)
         problems.append(f"{filename}:{ln}:{col}: {_fmt_path((*loc, 'probe'))}: {e}")
         return
     try:
-        plugin.spec.model_validate(t.spec_params())
+        spec.model_validate(t.spec_params())
     except ValidationError as e:
         for err in e.errors():
             eloc = tuple(err["loc"])

@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 from importlib.metadata import EntryPoint, entry_points
 
+from pydantic import BaseModel
+
 from netready.errors import ConfigError
 from netready.plugin import KINDS, Context, Kind, Metric, Plugin
 
@@ -88,3 +90,7 @@ def register(plugin: Plugin) -> Plugin:
     _LOADED[(plugin.kind, plugin.name)] = plugin
     return plugin
 
+
+def spec_for(probe: str) -> type[BaseModel]:
+    """The ``Spec`` of a registered probe (for ``inventory.load(..., spec_for=...)``)."""
+    return get("probe", probe).spec

@@ -1283,7 +1283,7 @@ def test_panels_on_data_written_by_the_agent(
                 [
                     sys.executable,
                     "-m",
-                    "netready.agent",
+                    "netready.cli.agent",
                     "--inventory",
                     str(tmp_path / "inv.yaml"),
                     "--state-dir",

@@ -1006,6 +1006,7 @@ def test_demo_inventory_agent_and_report_commands(
     accepts, and its report commands render a report (NO DATA: nothing measured yet)."""
     from netready.lab import demo
 
+    from netready import registry
     from netready.inventory import load
 
     monkeypatch.setattr(demo, "OUT", tmp_path)
@@ -1013,7 +1014,7 @@ def test_demo_inventory_agent_and_report_commands(
     assert set(profiles) == set(demo.DEMO_ODS) == set(DEMO_SITES)
     for quick in (True, False):
         inv = load(
-            demo.write_inventory(list(profiles), "10.77.0.1", quick, tmp_path), check_targets=True
+            demo.write_inventory(list(profiles), "10.77.0.1", quick, tmp_path), spec_for=registry.spec_for
         )
         assert len(inv.sites) == 4
         for s in inv.sites:
