@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from netready.probes import twamp
 from netready.probes.guard import AllowList, CountedLog, SourceLimiter, hostport
+from netready.probes.rtt import twamp
 
 from netready.errors import ServerError
 from netready.inventory import split_hostport

@@ -101,7 +101,7 @@ def _import_nodes(
 
 def scan() -> dict[str, Module]:
     """Every module of the repository with what it imports (resolved to repository modules
-    where it can be: ``from netready.probes import twamp`` is ``netready.probes.twamp``)."""
+    where it can be: ``from netready.probes.rtt import twamp`` is ``netready.probes.rtt.twamp``)."""
     roots = _roots()
     mods: dict[str, Module] = {"agent": Module("agent", ROOT / "agent.py")}
     for folder, _ in roots:
@@ -268,8 +268,8 @@ def test_the_graph_sees_what_the_rules_are_about() -> None:
     assert {"netready.probes.rtt", "netready.lab.netns", "netready.cli.servers", "agent"} <= set(
         MODS
     )
-    # probes/rtt.py: `from netready.probes import twamp` -> the module, not the package
-    assert "netready.probes.twamp" in MODS["netready.probes.rtt"].imports
+    # probes/reflector.py: `from netready.probes.rtt import twamp` -> the module, not the package
+    assert "netready.probes.rtt.twamp" in MODS["netready.probes.reflector"].imports
     # netready/cli/servers.py imports media_responder inside a command function
     assert "netready.probes.media_responder" in MODS["netready.cli.servers"].imports
     assert "click" in MODS["netready.cli.base"].imports

@@ -9,7 +9,10 @@
 - every field it writes is declared: each plugin runs once for real (``SAMPLES``: loopback
   reflector, responder, speed endpoint, iperf3 -s, HTTP server; recorded router and capture
   files) and every field of every record must be declared for that measurement;
-- every declared field is in its page's metric table: ``docs/plugins/<name>.md`` carries the
+- a plugin is one folder (Telegraf's shape): its entry point names a package under
+  ``probes/`` or ``collectors/`` whose ``__init__.py`` holds the declaration (``PLUGIN``), with
+  a ``README.md``;
+- every declared field is in its README's metric table: ``<folder>/README.md`` carries the
   option and metric tables rendered from the declaration, and must equal what it renders now
   (``python tests/test_plugin_contract.py --write`` rewrites them);
 - no plugin name appears in the core (netready/*.py outside netready/cli/).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -480,7 +484,7 @@ def _md(text: str) -> str:
 
 
 def render(p: Plugin) -> str:
-    """The generated block of ``docs/plugins/<name>.md``: options and metrics."""
+    """The generated block of the plugin's ``README.md``: options and metrics."""
     params = {x.name: x for x in command(p).params}
     rows = [
         BEGIN,
@@ -524,8 +528,33 @@ def render(p: Plugin) -> str:
     return "\n".join(rows)
 
 
+def _folder(p: Plugin) -> Path:
+    """The plugin's folder: the package its entry point names."""
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group=registry.GROUPS[p.kind]) if e.name == p.name]
+    path = Path(str(importlib.import_module(ep.module).__file__))
+    assert path.name == "__init__.py", f"{p.kind} {p.name}: {ep.module} is a module, not a folder"
+    return path.parent
+
+
 def _page(p: Plugin) -> Path:
-    return ROOT / "docs" / "plugins" / f"{p.name}.md"
+    return _folder(p) / "README.md"
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=_ids())
+def test_a_plugin_is_one_folder(kind: registry.Kind, name: str) -> None:
+    """``probes/<name>/`` or ``collectors/<name>/``: ``__init__.py`` declares the plugin
+    (``PLUGIN = Plugin(...)``), ``README.md`` documents it."""
+    p = registry.get(kind, name)
+    folder = _folder(p)
+    assert folder.parent == ROOT / {"probe": "probes", "collector": "collectors"}[kind], folder
+    tree = ast.parse((folder / "__init__.py").read_text())
+    assert any(
+        isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PLUGIN" for t in n.targets)
+        for n in tree.body
+    ), f"{folder.relative_to(ROOT)}/__init__.py does not declare PLUGIN"
+    assert (folder / "README.md").exists(), f"{folder.relative_to(ROOT)} has no README.md"
 
 
 def _with_block(text: str, block: str) -> str:
@@ -554,10 +583,11 @@ def test_page_has_the_metric_table_of_the_declaration(kind: registry.Kind, name:
     assert listed == {m.name for m in p.fields}
 
 
-def test_plugins_md_lists_every_plugin() -> None:
+def test_plugins_md_links_every_plugins_readme() -> None:
     text = (ROOT / "docs" / "plugins.md").read_text()
     for kind, name in PLUGINS:
-        assert f"(plugins/{name}.md)" in text, f"docs/plugins.md does not link {kind} {name}"
+        link = os.path.relpath(_page(registry.get(kind, name)), ROOT / "docs")
+        assert f"]({link})" in text, f"docs/plugins.md does not link {kind} {name}'s {link}"
 
 
 # --------------------------------------------------------------------------- the core is generic
@@ -623,11 +653,10 @@ def test_no_plugin_name_in_the_core() -> None:
 
 if __name__ == "__main__":
     if "--write" not in sys.argv:
-        sys.exit(f"usage: python {sys.argv[0]} --write   (rewrite docs/plugins/*.md's tables)")
+        sys.exit(f"usage: python {sys.argv[0]} --write   (rewrite the plugins' README tables)")
     for k, n in PLUGINS:
         p = registry.get(k, n)
         page = _page(p)
-        page.parent.mkdir(exist_ok=True)
         old = page.read_text() if page.exists() else f"# {k.title()} `{n}`\n\n{p.summary}\n"
         new = _with_block(old, render(p))
         if new != old:

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from netready.probes import reflector, rtt, twamp
+from netready.probes import reflector, rtt
+from netready.probes.rtt import twamp
 
 from netready.registry import Context, get
 

@@ -1,0 +1,121 @@
+"""The rtt probe's socket edge: send TWAMP-light test packets on a monotonic schedule from a
+connected UDP socket of our own, collect the replies, then ``run`` turns the trace into
+records (``analysis``)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from netready.probes.rtt import twamp
+from netready.probes.rtt.analysis import Reply, Trace, summarise, windows
+from netready.probes.rtt.spec import Spec
+
+from netready.inventory import split_hostport
+from netready.plugin import Context
+from netready.records import Record, failure
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.error: OSError | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = time.monotonic()
+        try:
+            pkt = twamp.unpack_reflected(data)
+        except ValueError:
+            return
+        self.replies.append(Reply(pkt.sender_seq, now, twamp.ntp_now(), pkt))
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.error = exc
+
+
+async def measure(spec: Spec) -> Trace | tuple[str, str]:
+    """Run one measurement: the raw trace, or (failure result, reason) if it could not start."""
+    host, port = split_hostport(spec.target, 862)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        return "unreachable", f"cannot resolve {host}: {e.strerror}"
+    fam, _, _, _, addr = infos[0]
+    # Our own connected socket: asyncio's remote_addr takes only (host, port), but an IPv6
+    # address from getaddrinfo is (host, port, flowinfo, scope_id).
+    sock = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(addr)
+    except OSError as e:
+        sock.close()
+        return "unreachable", f"cannot reach {spec.target}: {e.strerror or e}"
+    transport, proto = await loop.create_datagram_endpoint(_Proto, sock=sock)
+    try:
+        if spec.dscp:
+            if fam == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, spec.dscp << 2)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, spec.dscp << 2)
+        n = max(1, round(spec.duration_s * spec.rate_pps))
+        interval = 1.0 / spec.rate_pps
+        send_mono: list[float] = []
+        t0 = time.monotonic()
+        for seq in range(n):
+            deadline = t0 + seq * interval
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send_mono.append(time.monotonic())
+            transport.sendto(twamp.pack_sender(seq, twamp.ntp_now(), spec.size))
+        sent_for = time.monotonic() - t0
+        # Wait for stragglers: stop early once everything is back.
+        end = time.monotonic() + spec.timeout_s
+        while time.monotonic() < end and len({r.seq for r in proto.replies}) < n:
+            await asyncio.sleep(0.02)
+    finally:
+        transport.close()
+    return Trace(send_mono, proto.replies, sent_for, proto.error)
+
+
+async def run(ctx: Context, spec: Spec) -> list[Record]:
+    """Isochronous UDP round trips to a TWAMP-light reflector: RTT, jitter, loss, reorder.
+
+    One record per ``window_s`` (15 s) of sending; a failure (nothing came back) is one record.
+    """
+    tags = {**ctx.tags, "target": spec.target, "method": "twamp_light"}
+    t_start = int(time.time() * 1000)
+    trace = await measure(spec)
+    if isinstance(trace, tuple):
+        return [failure("rtt", tags, trace[0], trace[1], t_start)]
+    if not trace.replies:
+        whole = summarise(trace.send_mono, [], trace.sent_for)
+        if trace.error is not None and getattr(trace.error, "errno", None) == 111:
+            return [
+                failure(
+                    "rtt",
+                    tags,
+                    "refused",
+                    f"{spec.target}: port unreachable (no reflector listening)",
+                    t_start,
+                    **whole,
+                )
+            ]
+        return [
+            failure(
+                "rtt",
+                tags,
+                "timeout",
+                f"no reply from {spec.target} to {len(trace.send_mono)} packets in "
+                f"{trace.sent_for + spec.timeout_s:.1f} s",
+                t_start,
+                **whole,
+            )
+        ]
+    return [
+        Record("rtt", tags, fields, t_start + int(offset * 1000))
+        for offset, fields in windows(trace, spec.window_s)
+    ]
