@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -432,19 +432,48 @@ def iqr(xs: list[float]) -> float:
     return q[2] - q[0]
 
 
+Check = Callable[[list[float]], "str | None"]
+
+
+def spread_ok(site: str, want_iqr: tuple[float, float], want_median: tuple[float, float]) -> Check:
+    """A check of one ping reading: None when its IQR and median are in range, else why."""
+
+    def check(rtts: list[float]) -> str | None:
+        spread, mid = iqr(rtts), statistics.median(rtts)
+        if want_iqr[0] < spread < want_iqr[1] and want_median[0] < mid < want_median[1]:
+            return None
+        return f"{site}: IQR {spread:.2f} ms, median {mid:.2f} ms in {rtts}"
+
+    return check
+
+
+def assert_delay_reading(lab: Lab, site: str, check: Check) -> list[float]:
+    """Ping ``site`` and hold the reading to ``check``; like ``assert_goodput``, a reading
+    that fails while the CPUs were saturated (a descheduled user-space delay line can only add
+    delay, never remove it) is taken again, alone, up to twice; the last reading counts.
+    What a busy machine cannot cause (a packet early, a packet lost) is never retried."""
+    readings: list[tuple[str | None, float]] = []
+    while True:
+        meter = CpuMeter()
+        rtts = ping_rtts(lab, site, 40)
+        assert len(rtts) == 40, rtts
+        readings.append((check(rtts), meter.busy()))
+        if readings[-1][0] is None or readings[-1][1] < SATURATED or len(readings) == 3:
+            break
+    shown = "; then ".join(f"{why} (CPUs {busy:.0%} busy)" for why, busy in readings)
+    assert readings[-1][0] is None, shown
+    return rtts
+
+
 def test_delay_line_adds_fixed_delay_and_jitter(lab: Lab) -> None:
-    """15 ms each way: RTT >= 30 ms. Quartile statistics, so a CPU hiccup (a user-space
-    delay line can be descheduled on this 2-core box) does not fail the test."""
-    fixed = ping_rtts(lab, "delay", 40)
-    assert len(fixed) == 40
-    assert min(fixed) >= 30.0 and statistics.median(fixed) < 32.5, fixed
-    assert iqr(fixed) < 1.5, fixed
-    jit = ping_rtts(lab, "jitter", 40)
-    assert len(jit) == 40
+    """15 ms each way: RTT >= 30 ms, always (a hiccup can delay a packet, never speed it up);
+    the spread is judged by quartiles, and a failing reading taken on saturated CPUs is taken
+    again (``assert_delay_reading``)."""
+    fixed = assert_delay_reading(lab, "delay", spread_ok("delay", (0.0, 1.5), (29.9, 32.5)))
+    assert min(fixed) >= 30.0, fixed
     # RTT = 30 ms + two independent U(-5, +5) ms: triangular on 20..40 ms, IQR ~5.9 ms
+    jit = assert_delay_reading(lab, "jitter", spread_ok("jitter", (3.0, 10.0), (26.0, 35.0)))
     assert min(jit) >= 19.5, jit
-    assert 3.0 < iqr(jit) < 10.0, jit
-    assert 26 < statistics.median(jit) < 35, jit
 
 
 SEQ_RECEIVER = r"""
@@ -1014,7 +1043,8 @@ def test_demo_inventory_agent_and_report_commands(
     assert set(profiles) == set(demo.DEMO_ODS) == set(DEMO_SITES)
     for quick in (True, False):
         inv = load(
-            demo.write_inventory(list(profiles), "10.77.0.1", quick, tmp_path), spec_for=registry.spec_for
+            demo.write_inventory(list(profiles), "10.77.0.1", quick, tmp_path),
+            spec_for=registry.spec_for,
         )
         assert len(inv.sites) == 4
         for s in inv.sites:
