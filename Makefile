@@ -38,8 +38,9 @@ lint: venv
 
 typecheck: lint
 
+# Two workers, a test file each (a file's lab and servers stay in one process): about half the time.
 test: sysdeps venv lint
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=15
 
 # The main job on the embedded store: emulated sites in the lab when root, else loopback.
 demo: venv
