@@ -323,17 +323,38 @@ class SnmpConfig(_Model):
 
 
 class SshConfig(_Model):
+    """The router's SSH login: a private key (``key_file``), a password (``password``, for
+    CPE with no key login), or both (the key is tried first); each a secret reference
+    (``env:NAME`` / ``file:PATH``), never inline."""
+
     port: int = Field(22, ge=1, le=65535)
     username: str
-    key_file: TextSecret
+    key_file: TextSecret | None = None
+    password: Secret | None = None
     known_hosts: str | None = None
     timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> SshConfig:
+        if self.key_file is None and self.password is None:
+            raise ValueError(
+                "give key_file or password (a secret reference: env:NAME or file:PATH)"
+            )
+        return self
 
 
 class Router(_Model):
     host: str
     vendor: Literal[
-        "cisco_iosxe", "huawei_vrp", "draytek", "teldat", "zyxel", "oneaccess", "tplink", "generic"
+        "cisco_iosxe",
+        "cisco_ios",
+        "huawei_vrp",
+        "draytek",
+        "teldat",
+        "zyxel",
+        "oneaccess",
+        "tplink",
+        "generic",
     ] = "generic"
     wan_interface: str | None = Field(None, description="regex on ifName/ifAlias; auto if unset")
     snmp: SnmpConfig | None = None

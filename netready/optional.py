@@ -6,7 +6,7 @@ central servers' extras are named in ``pyproject.toml``::
     charts     matplotlib            the HTML report's charts
     influxdb2  influxdb-client       the InfluxDB v2 write API (v1 needs nothing more)
     grafana    grafana-client, grafana-foundation-sdk   `netready dashboards build|push`
-    ssh        paramiko              the ssh collector (router CLI)
+    ssh        paramiko, ntc-templates   the ssh collector (router CLI)
     server     aiohttp               `netready serve` (the speed-test endpoint)
 
 ``require`` imports one of them or raises ``MissingExtra``, one line naming the extra.
@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "grafana_foundation_sdk": ("grafana", "grafana-foundation-sdk"),
     "aiohttp": ("server", "aiohttp"),
     "paramiko": ("ssh", "paramiko"),
+    "ntc_templates": ("ssh", "ntc-templates"),
 }
 
 

@@ -6,6 +6,7 @@ ForceCommand script, so paramiko, host-key checking, timeouts and the size cap r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -23,10 +24,11 @@ import pytest
 from click.testing import CliRunner
 from netready.collectors import ssh
 from netready.collectors.dsl import DslLine
+from netready.collectors.ssh import parse
 
 from netready import inventory, registry
 from netready.cli.plugins import collect
-from netready.errors import ParseError
+from netready.errors import ConfigError, ParseError
 from netready.records import Record
 
 CLI = Path(__file__).parent / "data" / "router-cli"
@@ -35,6 +37,7 @@ C1113 = "cisco_iosxe_c1113_show_controller_vdsl.txt"
 ADSL = "cisco_iosxe_show_controller_vdsl_adsl2plus_annexj.txt"
 SFP = "cisco_iosxe_sfp_show_controller_vdsl.txt"
 HUAWEI = "huawei_vrp_ar_display_interface.raw"
+C867 = "cisco_ios_c867vae_show_controllers_vdsl.txt"
 
 
 def text(name: str) -> str:
@@ -97,14 +100,41 @@ def test_huawei_display_interface_finds_the_vdsl_port() -> None:
     assert [(ln.ifname, ln.detected_tech, ln.line_up) for ln in lines] == [
         ("Ethernet0/0/0", "vdsl2", False)
     ]
-    rows = ssh.textfsm_rows("huawei_vrp_display_interface", text(HUAWEI))
     heads = [
-        ln
+        ln.split()[0]
         for ln in text(HUAWEI).splitlines()
         if " current state :" in ln and not ln.startswith("Line protocol")
     ]
-    assert [r["INTERFACE"] for r in rows] == [h.split()[0] for h in heads]  # every interface
-    assert next(r for r in rows if r["INTERFACE"] == "GigabitEthernet0/0/2")["IN_RATE_BPS"] == "488"
+    # ntc-templates' template reads every interface (state, protocol); ours only the PHY type
+    rows = parse.ntc_rows("huawei_vrp", "display interface", text(HUAWEI))
+    assert [r["interface"] for r in rows] == heads
+    gi2 = next(r for r in rows if r["interface"] == "GigabitEthernet0/0/2")
+    assert (gi2["link_status"], gi2["protocol_status"]) == ("UP", "UP")
+    phy = ssh.textfsm_rows("huawei_vrp_display_interface_phy", text(HUAWEI))
+    assert [r["INTERFACE"] for r in phy] == heads
+    assert {r["INTERFACE"]: r["PHY_TYPE"] for r in phy if r["PHY_TYPE"]} == {
+        "Ethernet0/0/0": "VDSL"
+    }
+
+
+def test_c867vae_classic_ios_show_controllers_vdsl() -> None:
+    """Classic IOS (the C867VAE/C887VA of UK business VDSL2): same layout as IOS-XE, decimal
+    interleave figures, and per-band tables whose headings must not be read as the line's."""
+    [ln] = ssh.parse_output("cisco_ios", "show controllers vdsl 0", text(C867))
+    assert ln.ifname == "VDSL 0" and ln.line_up is True and ln.detected_tech == "vdsl2"
+    assert ln.mode == "G.993.2 (VDSL2) Profile 17a"
+    assert (ln.sync_down_kbps, ln.sync_up_kbps) == (103998.0, 48095.0)
+    assert (ln.attainable_down_kbps, ln.attainable_up_kbps) == (136801.0, 47608.0)
+    assert (ln.snr_margin_down_db, ln.snr_margin_up_db) == (12.6, 5.5)  # not the per-band 13.0
+    assert (ln.atten_down_db, ln.atten_up_db) == (3.3, 0.0)  # not the per-band 1.3
+    assert (ln.interleave_delay_ms, ln.interleave_delay_up_ms) == (1.0, 1.0)
+    assert (ln.crc_errors_down, ln.crc_errors_up) == (147137, 85852)
+
+
+def test_huawei_output_ntc_rejects_is_a_parse_error() -> None:
+    bad = text(HUAWEI).replace("Line protocol current state : DOWN", "!! garbled line", 1)
+    with pytest.raises(ParseError, match="huawei_vrp: 'display interface' output not recognised"):
+        ssh.parse_output("huawei_vrp", "display interface", bad)
 
 
 def test_router_error_and_garbage_are_parse_errors() -> None:
@@ -138,6 +168,7 @@ case "$SSH_ORIGINAL_COMMAND" in
   "show controller vdsl 0/3/0") exec cat '{d}/{c1113}' ;;
   "show controller vdsl 0/1/0") exec cat '{d}/{adsl}' ;;
   "show controller vdsl 0/0/0") exec cat '{d}/{sfp}' ;;
+  "show controllers vdsl 0") exec cat '{d}/{c867}' ;;
   "display interface") exec cat '{d}/{huawei}' ;;
   "show controller vdsl 9/9/9") exec sleep 4 ;;
   "show controller vdsl 8/8/8") head -c 3000000 /dev/zero | tr '\\000' x ;;
@@ -188,8 +219,46 @@ def _free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
+def _replay(d: Path) -> None:
+    for f in (C1112, C1113, ADSL, SFP, HUAWEI, C867):
+        shutil.copy(CLI / f, d / f)
+    (d / "replay.sh").write_text(
+        REPLAY.format(d=d, c1112=C1112, c1113=C1113, adsl=ADSL, sfp=SFP, huawei=HUAWEI, c867=C867)
+    )
+
+
+#: A password-only router (many CPE have no key login): the same sshd, keys off.
+PASSWORD_CONFIG = {
+    "PubkeyAuthentication yes": "PubkeyAuthentication no",
+    "PasswordAuthentication no": "PasswordAuthentication yes",
+    "PermitRootLogin prohibit-password": "PermitRootLogin yes",
+}
+
+
+def _shadow_with(d: Path, user: str, password: str) -> Path:
+    """A copy of /etc/shadow in which ``user`` has ``password`` (SHA-512 crypt): sshd reads
+    it through a bind mount in a mount namespace of its own, so the system's is untouched."""
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lines = Path("/etc/shadow").read_text().splitlines()
+    out = [
+        ":".join([f[0], hashed, *f[2:]]) if f[0] == user else ln
+        for ln, f in ((ln, ln.split(":")) for ln in lines)
+    ]
+    assert out != lines, f"{user} is not in /etc/shadow"
+    shadow = d / "shadow"
+    shadow.write_text("\n".join(out) + "\n")
+    shadow.chmod(0o600)
+    return shadow
+
+
+@contextlib.contextmanager
+def _running_sshd(password: str | None = None) -> Iterator[Sshd]:
     tmp = Path(tempfile.mkdtemp(prefix="nr-sshd-"))
     os.chmod(tmp, 0o700)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -197,16 +266,22 @@ def sshd() -> Iterator[Sshd]:
     _keygen(tmp / "user_ed25519")
     _keygen(tmp / "stranger_ed25519")  # a key sshd does not know
     shutil.copy(tmp / "user_ed25519.pub", tmp / "authorized_keys")
-    for f in (C1112, C1113, ADSL, SFP, HUAWEI):
-        shutil.copy(CLI / f, tmp / f)
-    (tmp / "replay.sh").write_text(
-        REPLAY.format(d=tmp, c1112=C1112, c1113=C1113, adsl=ADSL, sfp=SFP, huawei=HUAWEI)
-    )
+    _replay(tmp)
     port = _free_tcp_port()
     user = getpass.getuser()
-    (tmp / "sshd_config").write_text(SSHD_CONFIG.format(port=port, d=tmp, user=user))
+    config = SSHD_CONFIG.format(port=port, d=tmp, user=user)
+    argv = ["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")]
+    if password is not None:
+        for a, b in PASSWORD_CONFIG.items():
+            assert a in config
+            config = config.replace(a, b)
+        shadow = _shadow_with(tmp, user, password)
+        script = 'mount --bind "$1" /etc/shadow && shift && exec "$@"'
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                str(shadow), *argv]  # fmt: skip
+    (tmp / "sshd_config").write_text(config)
     proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")],
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "sshd.log", "w"),  # noqa: SIM115
         start_new_session=True,
@@ -232,6 +307,21 @@ def sshd() -> Iterator[Sshd]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[Sshd]:
+    with _running_sshd() as s:
+        yield s
+
+
+ROUTER_PASSWORD = "Vigor-" + os.urandom(6).hex()
+
+
+@pytest.fixture(scope="module")
+def password_sshd() -> Iterator[Sshd]:
+    with _running_sshd(password=ROUTER_PASSWORD) as s:
+        yield s
+
+
 INVENTORY = """\
 version: 1
 sites:
@@ -246,7 +336,7 @@ sites:
       ssh:
         port: {port}
         username: {user}
-        key_file: "file:{key}"
+        {cred}
         known_hosts: "{kh}"
         timeout_s: 3
 """
@@ -259,11 +349,17 @@ def _site(
     tech: str = "fttc",
     vendor: str = "cisco_iosxe",
     key: Path | None = None,
+    cred: str | None = None,
 ) -> tuple[Path, inventory.Site]:
     p = tmp_path / "inv.yaml"
     p.write_text(
         INVENTORY.format(
-            tech=tech, vendor=vendor, port=s.port, user=s.user, key=key or s.key, kh=kh
+            tech=tech,
+            vendor=vendor,
+            port=s.port,
+            user=s.user,
+            kh=kh,
+            cred=cred or f'key_file: "file:{key or s.key}"',
         )
     )
     return p, inventory.load(p).sites[0]
@@ -398,3 +494,84 @@ def test_cli_collect_ssh_tofu_json(sshd: Sshd, tmp_path: Path) -> None:
     inv2, _ = _site(tmp_path, sshd, kh, vendor="draytek")
     res = CliRunner().invoke(collect, ["ssh", "--site", "B82002", "-i", str(inv2)])
     assert res.exit_code == 2 and "no SSH command set" in res.output
+
+
+# ------------------------------------------------------------ password SSH (no key login)
+
+
+def test_password_login_reads_a_classic_ios_router(
+    password_sshd: Sshd,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NR_T_ROUTER_PW", ROUTER_PASSWORD)
+    _, site = _site(
+        tmp_path, password_sshd, _known(tmp_path, password_sshd), vendor="cisco_ios",
+        cred="password: env:NR_T_ROUTER_PW",
+    )  # fmt: skip
+    [r] = _collect(site)  # the controller defaults to "0" on classic IOS
+    assert r.ok and r.tags["ifname"] == "VDSL 0" and r.tags["detected_tech"] == "vdsl2"
+    assert (r.fields["sync_down_kbps"], r.fields["snr_margin_down_db"]) == (103998.0, 12.6)
+    out, err = capfd.readouterr()
+    assert ROUTER_PASSWORD not in out + err + repr(r)
+
+
+def test_wrong_password_is_auth_failed_and_never_echoed(
+    password_sshd: Sshd, tmp_path: Path
+) -> None:
+    wrong = "Wrong-" + os.urandom(6).hex()
+    (tmp_path / "pw").write_text(wrong + "\n")
+    _, site = _site(
+        tmp_path, password_sshd, _known(tmp_path, password_sshd), vendor="cisco_ios",
+        cred=f'password: "file:{tmp_path / "pw"}"',
+    )  # fmt: skip
+    [r] = _collect(site)
+    assert r.result == "auth_failed" and "password authentication failed" in r.fields["reason"]
+    assert wrong not in repr(r) and ROUTER_PASSWORD not in repr(r)
+
+
+def test_key_against_a_password_only_router_is_auth_failed(
+    password_sshd: Sshd, tmp_path: Path
+) -> None:
+    _, site = _site(tmp_path, password_sshd, _known(tmp_path, password_sshd), vendor="cisco_ios")
+    [r] = _collect(site)
+    assert r.result == "auth_failed" and "key authentication failed" in r.fields["reason"]
+
+
+def test_key_and_password_key_refused_then_password_accepted(
+    password_sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NR_T_ROUTER_PW", ROUTER_PASSWORD)
+    cred = f'key_file: "file:{password_sshd.key}"\n        password: env:NR_T_ROUTER_PW'
+    _, site = _site(
+        tmp_path, password_sshd, _known(tmp_path, password_sshd), vendor="cisco_ios", cred=cred
+    )
+    [r] = _collect(site)
+    assert r.ok and r.fields["sync_up_kbps"] == 48095.0
+
+
+def test_password_must_be_a_reference_and_some_credential_given(sshd: Sshd, tmp_path: Path) -> None:
+    kh = _known(tmp_path, sshd)
+    with pytest.raises(ConfigError, match="secret given inline") as e:
+        _site(tmp_path, sshd, kh, cred="password: hunter2-inline")
+    assert "hunter2-inline" not in str(e.value)
+    with pytest.raises(ConfigError, match="give key_file or password"):
+        _site(tmp_path, sshd, kh, cred="# no key_file, no password")
+
+
+def test_cli_collect_ssh_with_password_json(
+    password_sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NR_T_ROUTER_PW", ROUTER_PASSWORD)
+    inv, _ = _site(
+        tmp_path, password_sshd, _known(tmp_path, password_sshd), vendor="cisco_ios",
+        cred="password: env:NR_T_ROUTER_PW",
+    )  # fmt: skip
+    res = CliRunner().invoke(
+        collect, ["ssh", "--site", "B82002", "-i", str(inv), "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    [d] = json.loads(res.stdout)
+    assert d["fields"]["crc_errors_down"] == 147137
+    assert ROUTER_PASSWORD not in res.stdout + res.stderr
