@@ -4,10 +4,13 @@
 
 With root and network namespaces: the link lab brings up four emulated sites (ADSL, FTTC,
 FTTP practices and a hospital on a leased line) behind a shaping router; the reflector, media
-responder and speed endpoint run in the core namespace; the site agent runs once inside each
-site's namespace, so every packet crosses the emulated access line; then the estate report is
-printed and an HTML copy written. Without root (or with ``--loopback``) it falls back to one
-site on loopback and says so. ``--quick`` leaves out the speed test.
+responder and speed endpoint run in the core namespace; each site has an emulated router on
+its side of the link (snmpsim serving a real recording of matching equipment, ``lab/routers``;
+the ADSL site's contradicts its declaration); the site agent runs once inside each site's
+namespace, so every packet crosses the emulated access line and the router is polled like any
+other; then the estate report is printed with what each router reported, and an HTML copy
+written. Without root (or with ``--loopback``) it falls back to one site on loopback and says
+so. ``--quick`` leaves out the speed test.
 
 Everything lands in ``demo-out/`` (inventory, spool, servers.log, report.html). The lab is
 always torn down.
@@ -16,6 +19,7 @@ always torn down.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from netready.lab.demo_sites import DEMO_SITES
+from netready.lab import routers
+from netready.lab.demo_sites import DEMO_ROUTERS, DEMO_SITES
 from netready.lab.netns import PROFILES, Lab, LabError, Profile, check_available, parse_profile
 
 from netready.errors import NetreadyError
@@ -93,8 +98,26 @@ def site_targets(core: str, quick: bool) -> list[dict[str, object]]:
     return targets
 
 
-def site_entry(name: str, core: str, quick: bool) -> dict[str, object]:
+def router_entry(name: str, host: str, port: int) -> dict[str, object]:
+    """The site's emulated router as the inventory declares a real one (SNMP v2c)."""
+    return {
+        "host": host,
+        "vendor": DEMO_ROUTERS[name].vendor,
+        "snmp": {
+            "version": "2c",
+            "community": f"env:{routers.COMMUNITY_ENV}",
+            "port": port,
+            "timeout_s": 2,
+            "retries": 1,
+        },
+    }
+
+
+def site_entry(
+    name: str, core: str, quick: bool, router_at: tuple[str, int] | None = None
+) -> dict[str, object]:
     ods, title, typ, tech, down, up, clinics = DEMO_ODS[name]
+    host, port = router_at or (routers.ROUTER_IP, routers.SNMP_PORT)
     return {
         "ods": ods,
         "name": title,
@@ -109,16 +132,27 @@ def site_entry(name: str, core: str, quick: bool) -> dict[str, object]:
             "end": "23:59:59",
         },
         "targets": site_targets(core, quick),
+        "router": router_entry(name, host, port),
     }
 
 
-def write_inventory(sites: list[str], core: str, quick: bool, out: Path = OUT) -> Path:
+def write_inventory(
+    sites: list[str],
+    core: str,
+    quick: bool,
+    out: Path | None = None,
+    router_at: dict[str, tuple[str, int]] | None = None,
+) -> Path:
+    """The demo's inventory in ``out`` (default ``OUT``); ``router_at`` overrides where a
+    site's router answers (default: ``routers.ROUTER_IP`` port 161 in the site's namespace)."""
+    out = out or OUT
     out.mkdir(exist_ok=True)
+    at = router_at or {}
     inv = {
         "version": 1,
         "store": {"kind": "embedded"},
         "agent": {"spool_path": str((out / "spool.db").resolve())},
-        "sites": [site_entry(s, core, quick) for s in sites],
+        "sites": [site_entry(s, core, quick, at.get(s)) for s in sites],
     }
     path = out / "inventory.yaml"
     path.write_text("# written by `make demo`\n" + yaml.safe_dump(inv, sort_keys=False))
@@ -194,6 +228,7 @@ def report(inv: Path) -> int:
 def fresh_spool() -> None:
     """A new demo starts from an empty embedded store and a token for the speed endpoint."""
     os.environ.setdefault(TOKEN_ENV, "demo-" + os.urandom(8).hex())
+    os.environ.setdefault(routers.COMMUNITY_ENV, routers.COMMUNITY)
     for f in [*OUT.glob("spool.db*"), *OUT.glob("sites/*.db*")]:
         f.unlink()
 
@@ -225,15 +260,92 @@ def start_servers(lab: Lab, quick: bool, logs: IO[Any]) -> None:
     time.sleep(2.0)
 
 
+def start_routers(lab: Lab, sites: Iterable[str], logs: IO[Any]) -> None:
+    """Each site's emulated router: snmpsim in the site's namespace at ``routers.ROUTER_IP``."""
+    procs = []
+    for name in sites:
+        ns, r = lab.site_ns(name), DEMO_ROUTERS[name]
+        say(f"router of {name}: {r.note} ({r.recording}.snmprec at {routers.ROUTER_IP})")
+        routers.add_lan_address(ns)
+
+        def popen(argv: list[str], _ns: str = ns, **kw: Any) -> subprocess.Popen[Any]:
+            return lab.popen(_ns, argv, **kw)
+
+        proc = routers.start(r, OUT / "routers", routers.ROUTER_IP, routers.SNMP_PORT, popen, logs)
+        procs.append((ns, proc))
+    for ns, proc in procs:
+        routers.wait_answering(routers.ROUTER_IP, routers.SNMP_PORT, ns, proc, Path(logs.name))
+
+
+def router_rows(sites: Iterable[str]) -> list[dict[str, Any]]:
+    """What each site's router told its agent (the newest dsl_line, else the WAN if_traffic
+    record), beside what the inventory declares, from the demo's embedded store."""
+    rows = []
+    with Spool(OUT / "spool.db", readonly=True) as sp:
+        recs = [r for r in sp.records() if r.measurement in ("dsl_line", "if_traffic") and r.ok]
+    for name in sites:
+        ods, tech = DEMO_ODS[name][0], DEMO_ODS[name][3]
+        mine = [r for r in recs if r.tags.get("site") == ods]
+        line = next((r for r in reversed(mine) if r.measurement == "dsl_line"), None)
+        wan = next((r for r in reversed(mine) if r.fields.get("is_wan")), None)
+        best = line or wan
+        f = best.fields if best else {}
+        rows.append(
+            {
+                "ods": ods,
+                "declared": tech,
+                "router": DEMO_ROUTERS[name].recording,
+                "detected": (best.tags.get("detected_tech") if best else None) or "?",
+                "interface": (best.tags.get("ifname") if best else None) or "?",
+                "sync_kbps": (f.get("sync_down_kbps"), f.get("sync_up_kbps")),
+                "snr_db": (f.get("snr_margin_down_db"), f.get("snr_margin_up_db")),
+                "atten_db": (f.get("atten_down_db"), f.get("atten_up_db")),
+                "mismatch": f.get("tech_mismatch"),
+            }
+        )
+    return rows
+
+
+def _pair(v: tuple[Any, Any], digits: int = 0) -> str:
+    return " / ".join("—" if x is None else f"{x:,.{digits}f}" for x in v)
+
+
+def print_routers(sites: Iterable[str]) -> None:
+    """The routers' answers under the report: detected technology and DSL line figures."""
+    rows = router_rows(sites)
+    cols = ("site", "declared", "router (real recording)", "detected", "WAN / line",
+            "sync kbit/s dn/up", "SNR margin dB", "atten dB", "contradicts")  # fmt: skip
+    body = [
+        (
+            r["ods"],
+            r["declared"],
+            r["router"],
+            r["detected"],
+            r["interface"],
+            _pair(r["sync_kbps"]),
+            _pair(r["snr_db"], 1),
+            _pair(r["atten_db"], 1),
+            {True: "YES", False: "no"}.get(r["mismatch"], "?"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *body)]
+    print("\nWhat each site's router reported (collector snmp):")
+    for line in (cols, *body):
+        print("  " + "  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+
+
 def in_site(lab: Lab, site: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", lab.site_ns(site), *argv]
 
 
 def light_tests(lab: Lab, inv: Path, sites: Iterable[str]) -> None:
-    """Path quality (rtt) at every site at once: light, so the sites do not disturb each other."""
-    say("\n== rtt probe at all four sites at once (45 s: three 15 s windows each)")
+    """Path quality (rtt) and the router poll (snmp) at every site at once: light, so the
+    sites do not disturb each other."""
+    say("\n== rtt probe and router poll at all four sites at once (45 s: three 15 s windows each)")
     procs = [
-        subprocess.Popen(in_site(lab, n, agent_argv(inv, DEMO_ODS[n][0], "rtt"))) for n in sites
+        subprocess.Popen(in_site(lab, n, agent_argv(inv, DEMO_ODS[n][0], "rtt,snmp")))
+        for n in sites
     ]
     for p in procs:
         p.wait(timeout=300)
@@ -260,11 +372,14 @@ def run_lab(quick: bool) -> int:
         rates = (f"{n} ({p.name} {p.down_mbit:g}/{p.up_mbit:g} Mbit/s)" for n, p in sites.items())
         say(f"lab up: {', '.join(rates)}")
         start_servers(lab, quick, logs)
+        start_routers(lab, sites, logs)
         inv = write_inventory(list(sites), lab.core_ip, quick)
         light_tests(lab, inv, sites)
         heavy_tests(lab, inv, sites)
     gather(DEMO_ODS[n][0] for n in sites)
-    return report(inv)
+    rc = report(inv)
+    print_routers(sites)
+    return rc
 
 
 # --------------------------------------------------------------------------- no lab
@@ -276,18 +391,34 @@ def run_loopback() -> int:
         "(no emulated access line; figures show this machine, not a practice link)"
     )
     fresh_spool()
-    server = subprocess.Popen(reflector_argv("127.0.0.1", None))
-    try:
-        time.sleep(1.5)
-        inv = write_inventory(["fttc-practice"], "127.0.0.1", quick=True)
-        # one site: no need to separate light and heavy tests
-        ods = DEMO_ODS["fttc-practice"][0]
-        subprocess.run(agent_argv(inv, ods), check=False, timeout=600)
-    finally:
-        server.terminate()
-        server.wait(10)
+    OUT.mkdir(exist_ok=True)
+    name = "fttc-practice"
+    port = free_udp_port()
+    with open(OUT / "servers.log", "w") as logs:
+        server = subprocess.Popen(reflector_argv("127.0.0.1", None))
+        router = routers.start(
+            DEMO_ROUTERS[name], OUT / "routers", "127.0.0.1", port, subprocess.Popen, logs
+        )
+        try:
+            routers.wait_answering("127.0.0.1", port, None, router, OUT / "servers.log")
+            inv = write_inventory([name], "127.0.0.1", True, router_at={name: ("127.0.0.1", port)})
+            # one site: no need to separate light and heavy tests
+            ods = DEMO_ODS[name][0]
+            subprocess.run(agent_argv(inv, ods), check=False, timeout=600)
+        finally:
+            for p in (server, router):
+                p.terminate()
+                p.wait(10)
     gather([ods])
-    return report(inv)
+    rc = report(inv)
+    print_routers([name])
+    return rc
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1097,3 +1097,74 @@ def test_no_namespaces_of_ours_left(lab: Lab) -> None:
     for lab_id in (f"x{n}", f"c{n}", f"i{n}", f"d{n}", f"k{n}"):
         assert ours(lab_id) == [], lab_id
         assert netns.load_state(lab_id) is None, lab_id
+
+
+def test_demo_routers_are_real_recordings_polled_across_the_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's emulated routers: snmpsim serving each site's real recording at the site's
+    LAN address inside its namespace, polled by the site's own agent (`--only snmp`); the
+    report then shows detected technology, the ADSL site contradicted by its router, and the
+    router table the DrayTek's line figures. What arrived over the wire equals the snmp
+    collector's reading of the same recording file."""
+    from netready.collectors import snmp
+    from netready.lab import demo, routers
+    from netready.lab.demo_sites import DEMO_ROUTERS
+
+    monkeypatch.setattr(demo, "OUT", tmp_path)
+    monkeypatch.setenv(routers.COMMUNITY_ENV, routers.COMMUNITY)
+    names = list(DEMO_SITES)
+    lab = Lab(demo.demo_profiles())
+    try:
+        lab.up()
+        with open(tmp_path / "servers.log", "w") as logs:
+            demo.start_routers(lab, names, logs)
+        inv = demo.write_inventory(names, lab.core_ip, True, tmp_path)
+        procs = [
+            subprocess.Popen(
+                demo.in_site(lab, n, demo.agent_argv(inv, demo.DEMO_ODS[n][0], "snmp")),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for n in names
+        ]
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, out
+        # the router is on the site's side: the core cannot reach it
+        cp = subprocess.run(
+            ["ip", "netns", "exec", lab.core_ns, "ping", "-c1", "-W1", routers.ROUTER_IP],
+            capture_output=True,
+        )
+        assert cp.returncode != 0
+    finally:
+        lab.down()
+    assert demo.gather(demo.DEMO_ODS[n][0] for n in names) > 0
+    rows = {r["ods"]: r for r in demo.router_rows(names)}
+    for name in names:
+        ods, tech = demo.DEMO_ODS[name][0], demo.DEMO_ODS[name][3]
+        vb = snmp.parse_snmprec(DEMO_ROUTERS[name].path.read_text("utf-8", "surrogateescape"))
+        recs, _ = snmp.records_from_varbinds(
+            vb, base_tags={"site": ods, "tech": tech}, device="x", prev=None, time_ms=0,
+            vendor=DEMO_ROUTERS[name].vendor,
+        )  # fmt: skip
+        best = next((r for r in recs if r.ok and r.measurement == "dsl_line"), None) or next(
+            r for r in recs if r.ok and r.fields.get("is_wan")
+        )
+        row = rows[ods]
+        assert row["detected"] == best.tags["detected_tech"] != "?", name
+        assert row["mismatch"] == best.fields.get("tech_mismatch"), name
+        assert row["interface"] == best.tags["ifname"], name
+    fttc, adsl = rows["Y90002"], rows["Y90001"]
+    # the DrayTek's line as its VDSL2-LINE-MIB / ADSL-LINE-MIB report it (EXPECTED.md)
+    assert fttc["sync_kbps"] == (110162.0, 33029.0) and fttc["snr_db"] == (5.0, 5.0)
+    assert fttc["atten_db"] == (16.0, 13.0) and fttc["mismatch"] is False
+    assert adsl["mismatch"] is True  # declared ADSL, the router is a G.fast/VDSL2 modem
+    assert rows["RXZ01"]["mismatch"] is not True and rows["Y90003"]["mismatch"] is not True
+    capfd.readouterr()
+    assert demo.report(inv) in (0, 3)
+    demo.print_routers(names)
+    out = capfd.readouterr().out
+    assert f"adsl / {adsl['detected']} ≠" in out  # the report's tech column flags it
+    assert f"fttc / {fttc['detected']}" in out and "110,162 / 33,029" in out
