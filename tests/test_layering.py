@@ -268,10 +268,10 @@ def test_the_graph_sees_what_the_rules_are_about() -> None:
     assert {"netready.probes.rtt", "netready.lab.netns", "netready.cli.servers", "agent"} <= set(
         MODS
     )
-    # probes/reflector.py: `from netready.probes.rtt import twamp` -> the module, not the package
-    assert "netready.probes.rtt.twamp" in MODS["netready.probes.reflector"].imports
-    # netready/cli/servers.py imports media_responder inside a command function
-    assert "netready.probes.media_responder" in MODS["netready.cli.servers"].imports
+    # servers/reflector.py: `from netready.probes.rtt import twamp` -> the module, not the package
+    assert "netready.probes.rtt.twamp" in MODS["netready.servers.reflector"].imports
+    # netready/cli/servers.py imports the responder inside a command function
+    assert "netready.servers.responder" in MODS["netready.cli.servers"].imports
     assert "click" in MODS["netready.cli.base"].imports
 
 

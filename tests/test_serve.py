@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
-from netready.probes.serve import (
+from netready.servers.speed import (
     Limits,
     SpeedServer,
     _Quiet,

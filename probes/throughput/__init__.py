@@ -1,6 +1,6 @@
 """Probe "throughput": adaptive multi-stream HTTP speed test with loaded latency.
 
-Runs against ``netready serve`` (``probes/serve.py``). For each direction:
+Runs against ``netready serve`` (``servers/speed.py``). For each direction:
 
 1. Idle RTT: 6 ``GET /ping`` on a separate keep-alive connection, median.
 2. Transfer over ``start_streams`` parallel TCP connections (pipelined ``GET /download?bytes=N``
@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from netready.probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
+from netready.servers.speed import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netready import budget, stats
