@@ -9,7 +9,9 @@ Plain HTTP is allowed on a loopback address; on any other it needs ``--allow-pla
 because every request carries the bearer token and plain HTTP shows it to the path.
 
 Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
-``Authorization: Bearer <token>``, compared in constant time):
+``Authorization: Bearer <token>``, compared in constant time). Its names (paths, query
+parameters, the ``/ping`` reply, the bearer header, TCP_INFO decoding) are defined once in
+``probes/throughput/wire.py``, which the throughput probe imports too:
 
 ``GET /download?bytes=N[&test=ID]``
     200 with exactly N bytes of incompressible data (``Content-Length: N``), generated once at
@@ -63,15 +65,16 @@ import hmac
 import ipaddress
 import logging
 import os
-import re
 import resource
 import signal
 import socket
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from netready.probes.throughput import wire
+from netready.probes.throughput.wire import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
 
 from netready.errors import ConfigError, ServerError
 from netready.optional import require
@@ -81,56 +84,9 @@ from aiohttp import web  # noqa: E402
 
 log = logging.getLogger("netready.serve")
 
-PATH_DOWNLOAD = "/download"
-PATH_UPLOAD = "/upload"
-PATH_PING = "/ping"
-TEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CHUNK = 64 * 1024
 PATTERN_BYTES = 1 << 20  # 1 MiB of random bytes, reused for every download
 TEST_LINGER_S = 1.0  # a test stays "active" this long after its last connection ends
-
-
-# --------------------------------------------------------------------------- TCP_INFO
-
-# Offsets in Linux ``struct tcp_info`` (include/uapi/linux/tcp.h); all stable since 4.x.
-_TCPI_LEN = 232
-_TCPI = {
-    "snd_mss": (16, "I"),
-    "rcv_mss": (20, "I"),
-    "sacked": (28, "I"),
-    "last_data_recv_ms": (52, "I"),
-    "last_ack_recv_ms": (56, "I"),
-    "rtt_us": (68, "I"),
-    "total_retrans": (100, "I"),
-    "bytes_acked": (120, "Q"),
-    "bytes_received": (128, "Q"),
-    "data_segs_in": (152, "I"),
-    "delivered": (192, "I"),
-}
-
-
-def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
-    """A few TCP_INFO fields of a connected TCP socket, or ``None`` where the OS has none."""
-    if sock is None or not hasattr(socket, "TCP_INFO"):
-        return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_LEN)
-    except OSError:
-        return None
-    out = {}
-    for name, (off, fmt) in _TCPI.items():
-        size = struct.calcsize(fmt)
-        if len(raw) >= off + size:
-            out[name] = struct.unpack_from("=" + fmt, raw, off)[0]
-    return out
-
-
-def delivered_bytes(info: dict[str, int]) -> int:
-    """Bytes a TCP sender knows reached the receiver: cumulatively acknowledged bytes (exact)
-    plus segments SACKed beyond a hole (``tcpi_sacked`` x MSS, estimated). Unlike in-order
-    counts this does not stall during loss recovery; unlike ``tcpi_delivered`` x MSS it is
-    not inflated by short segments."""
-    return info["bytes_acked"] + info.get("sacked", 0) * info["snd_mss"]
 
 
 # --------------------------------------------------------------------------- limits
@@ -221,7 +177,7 @@ class TestState:
         if "total_retrans" in info:
             self.retrans[key] = info["total_retrans"]
         if "delivered" in info:
-            self.delivered[key] = delivered_bytes(info)
+            self.delivered[key] = wire.delivered_bytes(info)
             self.last_ack = max(self.last_ack, now - info["last_ack_recv_ms"] / 1000)
 
     def refresh(self) -> None:
@@ -514,16 +470,8 @@ class SpeedServer:
                 self.conns.pop(key, None)
 
     def _authorized(self, request: web.BaseRequest) -> bool:
-        scheme, _, cred = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        try:
-            # aiohttp decodes header bytes as UTF-8 with surrogateescape: these are the
-            # bytes the client sent, whatever they are
-            sent = cred.strip().encode("utf-8", "surrogateescape")
-        except UnicodeError:
-            return False
-        return hmac.compare_digest(sent, self._token)
+        sent = wire.bearer(request.headers.get("Authorization", ""))
+        return sent is not None and hmac.compare_digest(sent, self._token)
 
     def _gone(self, request: web.BaseRequest, why: str, done: int, total: int | None) -> None:
         """A client ended a transfer early: one INFO line (a probe stops a test this way)."""
@@ -567,10 +515,10 @@ class SpeedServer:
 
     @staticmethod
     def _test_id(request: web.BaseRequest) -> str | None:
-        tid = request.query.get("test")
+        tid = request.query.get(wire.Q_TEST)
         if tid is None:
             return None
-        if not TEST_ID_RE.match(tid):
+        if not wire.TEST_ID_RE.match(tid):
             raise Refused(400, "test id must be 1-64 letters, digits, '_' or '-'")
         return tid
 
@@ -675,7 +623,7 @@ class SpeedServer:
 
     async def _download(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            n = int(request.query.get("bytes", ""))
+            n = int(request.query.get(wire.Q_BYTES, ""))
         except ValueError:
             raise Refused(400, "bytes=N is required (a positive integer)") from None
         if not 0 < n <= self.limits.max_request_bytes:
@@ -772,26 +720,19 @@ class SpeedServer:
         t = c.tests.get(tid) if tid else None
         now = time.monotonic()
         throttled = c.bucket is not None and now - c.bucket.throttled_at < 1.0
-        body: dict[str, float | int | bool] = {"t": now, "throttled": throttled}
+        body = wire.ping_reply(now, throttled)
         if t is not None:
             t.refresh()
-            body |= {
-                "rx_bytes": t.rx_bytes,
-                "rx_t": t.rx_t,
-                "tx_bytes": t.tx_bytes,
-                "retransmits": sum(t.retrans.values()),
-                "tx_delivered": sum(t.delivered.values()),
-                "tx_t": t.last_ack,
-            }
-        else:
-            body |= {
-                "rx_bytes": 0,
-                "rx_t": 0.0,
-                "tx_bytes": 0,
-                "retransmits": 0,
-                "tx_delivered": 0,
-                "tx_t": 0.0,
-            }
+            body = wire.ping_reply(
+                now,
+                throttled,
+                rx_bytes=t.rx_bytes,
+                rx_t=t.rx_t,
+                tx_bytes=t.tx_bytes,
+                retransmits=sum(t.retrans.values()),
+                tx_delivered=sum(t.delivered.values()),
+                tx_t=t.last_ack,
+            )
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
