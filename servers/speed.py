@@ -75,6 +75,7 @@ from typing import Any
 
 from netready.probes.throughput import wire
 from netready.probes.throughput.wire import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
+from netready.servers.guard import Bucket, CountedLog
 
 from netready.errors import ConfigError, ServerError
 from netready.optional import require
@@ -87,6 +88,7 @@ log = logging.getLogger("netready.serve")
 CHUNK = 64 * 1024
 PATTERN_BYTES = 1 << 20  # 1 MiB of random bytes, reused for every download
 TEST_LINGER_S = 1.0  # a test stays "active" this long after its last connection ends
+QUIET_S = 10.0  # lines about one client and one kind of event: at most one this often
 
 
 # --------------------------------------------------------------------------- limits
@@ -127,34 +129,6 @@ class Limits:
                 raise ValueError(f"{name} must be > 0")
 
 
-class TokenBucket:
-    """Bytes per second with a burst of ``burst`` bytes; ``take`` sleeps until allowed."""
-
-    def __init__(self, rate_Bps: float, burst: float):
-        self.rate, self.burst = rate_Bps, burst
-        self.tokens, self.t = burst, time.monotonic()
-        self.throttled_at = -1e9  # monotonic time a caller last had to wait
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-
-    def try_take(self, n: float) -> bool:
-        self._refill()
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
-
-    async def take(self, n: float) -> None:
-        self._refill()
-        self.tokens -= n  # may go negative: the debt is slept off
-        if self.tokens < 0:
-            self.throttled_at = time.monotonic()
-            await asyncio.sleep(-self.tokens / self.rate)
-
-
 @dataclass
 class TestState:
     streams: int = 0
@@ -189,11 +163,22 @@ class TestState:
 
 @dataclass
 class ClientState:
-    bucket: TokenBucket | None
-    pings: TokenBucket
+    bucket: Bucket | None  # bytes/s across all the client's connections (None: no limit)
+    pings: Bucket
     window_start: float = field(default_factory=time.monotonic)
     used: int = 0  # bytes in the current window (reserved for downloads in progress)
     tests: dict[str, TestState] = field(default_factory=dict)
+    throttled_at: float = -1e9  # monotonic time the rate limit last made a transfer wait
+
+    async def pace(self, nbytes: int) -> None:
+        """Spend ``nbytes`` of the rate limit; sleep off the debt when it runs dry."""
+        if self.bucket is None:
+            return
+        now = time.monotonic()
+        wait = self.bucket.borrow(nbytes, now)
+        if wait > 0:
+            self.throttled_at = now
+            await asyncio.sleep(wait)
 
 
 class Refused(Exception):
@@ -233,29 +218,6 @@ def client_key(ip: str) -> str:
             return str(a.ipv4_mapped)
         return str(ipaddress.IPv6Network((a, 64), strict=False))
     return str(a)
-
-
-class _Quiet:
-    """At most one log line per (client, kind) per ``every`` seconds, so a hostile client
-    cannot flood the log; the next line says how many were held back. Bounded memory."""
-
-    def __init__(self, every: float = 10.0, max_keys: int = 10_000):
-        self.every, self.max_keys = every, max_keys
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
-
-    def allow(self, key: tuple[str, str]) -> int | None:
-        """``None``: stay quiet. Else the number of lines held back since the last one."""
-        now = time.monotonic()
-        seen = self._seen.get(key)
-        if seen is not None and now - seen[0] < self.every:
-            self._seen[key] = (seen[0], seen[1] + 1)
-            return None
-        if seen is None and len(self._seen) >= self.max_keys:
-            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.every}
-            if len(self._seen) >= self.max_keys:
-                return None  # under a flood from very many clients: drop, keep memory flat
-        self._seen[key] = (now, 0)
-        return seen[1] if seen else 0
 
 
 class _HttpLog(logging.LoggerAdapter[logging.Logger]):
@@ -382,7 +344,7 @@ class SpeedServer:
         self.refusals: dict[int, int] = {}  # status -> count (for tests and logs)
         self.client_gone = 0  # transfers the client ended (closed, or stalled past the limit)
         self.errors = 0  # internal errors (bugs): each logged in one line, answered 500
-        self._quiet = _Quiet()
+        self._quiet = CountedLog(log, "speed endpoint", QUIET_S)
         self.max_total = total_connection_cap()
         self._pattern = memoryview(os.urandom(PATTERN_BYTES))
         self._runner: web.ServerRunner | None = None
@@ -417,12 +379,7 @@ class SpeedServer:
     # -- connections and logs
 
     def _log(self, level: int, ip: str, kind: str, msg: str, *args: object) -> None:
-        held = self._quiet.allow((client_key(ip), kind))
-        if held is None:
-            return
-        if held:
-            msg += f" (and {held} more like it in {self._quiet.every:g} s)"
-        log.log(level, msg, *args)
+        self._quiet.line(level, (client_key(ip), kind), time.monotonic(), msg, *args)
 
     def _admit(self, handler: web.RequestHandler, transport: asyncio.Transport) -> bool:
         peer = transport.get_extra_info("peername")
@@ -505,8 +462,9 @@ class SpeedServer:
             bucket = None
             if lim.max_rate_mbps:
                 rate = lim.max_rate_mbps * 1e6 / 8
-                bucket = TokenBucket(rate, max(rate * 0.02, CHUNK))
-            c = ClientState(bucket, TokenBucket(lim.max_pings_per_s, lim.max_pings_per_s))
+                bucket = Bucket.full(rate, max(rate * 0.02, CHUNK), time.monotonic())
+            pings = Bucket.full(lim.max_pings_per_s, lim.max_pings_per_s, time.monotonic())
+            c = ClientState(bucket, pings)
             self.clients[ip] = c
         now = time.monotonic()
         if now - c.window_start >= self.limits.window_s:
@@ -645,8 +603,7 @@ class SpeedServer:
                 request[_STARTED] = True
                 while sent < n:
                     k = min(CHUNK, n - sent, PATTERN_BYTES - off)
-                    if c.bucket is not None:
-                        await c.bucket.take(k)
+                    await c.pace(k)
                     async with asyncio.timeout(stall):  # the client stopped reading
                         await resp.write(pat[off : off + k])
                     sent += k
@@ -701,8 +658,7 @@ class SpeedServer:
                 if got > lim.max_request_bytes or c.used > lim.max_bytes:
                     self._cut(request)
                     raise Refused(429, "byte allowance used", lim.window_s)
-                if c.bucket is not None:
-                    await c.bucket.take(k)
+                await c.pace(k)
             if declared is not None and got < declared:
                 self._gone(request, "client closed the connection", got, declared)
                 return web.Response(status=204)
@@ -714,12 +670,12 @@ class SpeedServer:
 
     async def _ping(self, request: web.BaseRequest) -> web.StreamResponse:
         c = self._client(request)
-        if not c.pings.try_take(1):
+        if not c.pings.take(1, time.monotonic()):
             raise Refused(429, f"at most {self.limits.max_pings_per_s:g} pings/s", 1)
         tid = self._test_id(request)
         t = c.tests.get(tid) if tid else None
         now = time.monotonic()
-        throttled = c.bucket is not None and now - c.bucket.throttled_at < 1.0
+        throttled = now - c.throttled_at < 1.0
         body = wire.ping_reply(now, throttled)
         if t is not None:
             t.refresh()
@@ -772,7 +728,7 @@ def _url_host(host: str) -> str:
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def _loop_errors(quiet: _Quiet) -> Any:
+def _loop_errors(quiet: CountedLog) -> Any:
     """asyncio's exception handler, but a failed accept() for want of file descriptors (under
     a connection flood) is one WARNING line at most every 10 s, not a traceback a second."""
 
@@ -783,14 +739,14 @@ def _loop_errors(quiet: _Quiet) -> Any:
         if "_start_serving" in str(ctx.get("message", "")) and isinstance(exc, ValueError):
             return  # an accept retry asyncio had queued, firing after the server closed
         if isinstance(exc, OSError) and exc.errno in _NO_FDS:
-            held = quiet.allow(("accept", "no fds"))
-            if held is not None:
-                log.warning(
-                    "cannot accept connections: %s (open files limit %d); retrying%s",
-                    exc.strerror,
-                    soft,
-                    f" ({held} more in {quiet.every:g} s)" if held else "",
-                )
+            quiet.line(
+                logging.WARNING,
+                ("accept", "no fds"),
+                time.monotonic(),
+                "cannot accept connections: %s (open files limit %d); retrying",
+                exc.strerror,
+                soft,
+            )
             return
         loop.default_exception_handler(ctx)
 
