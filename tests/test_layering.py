@@ -7,6 +7,10 @@ of the repository must show
 - the core (``netready/*.py`` outside ``netready/cli/``) importing no plugin, lab, report,
   dashboard, server or CLI module;
 - the lab imported only by the CLI, the benchmarks and the tests (and itself);
+- the central servers (``servers/``) importing the core, each other and, of the plugins,
+  only the sans-IO modules they share with a probe (``SERVER_MAY_IMPORT``): never a probe's
+  socket edge or its declaration, nor a report, dashboard or the lab;
+- no probe or collector importing a server (the CLI may import both);
 - no import cycle anywhere, the lazy imports inside functions included.
 
 Every ``import`` counts, at module level or inside a function, except those under
@@ -29,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CLI = "netready.cli"
+SERVERS = "netready.servers"
+PLUGINS = ("netready.probes", "netready.collectors")
 #: What the core must not import: everything of the package that is not core.
 NOT_CORE = (
     "netready.probes",
@@ -40,7 +46,23 @@ NOT_CORE = (
     CLI,
 )
 
-# ---- known exceptions: none (the demo, the last one, moved into lab/demo.py) -------------
+#: What a server may import of the plugins: the modules both ends of a measurement share.
+SERVER_MAY_IMPORT = (
+    "netready.probes.rtt.twamp",  # TWAMP-light packets (the reflector)
+    "netready.probes.throughput.wire",  # the speed endpoint's HTTP contract, TCP_INFO
+    "netready.probes.media.wire",  # media packets and control messages (the responder)
+    "netready.probes.media.trace",  # the receive trace and its statistics
+    "netready.probes.media.stream",  # the socket primitives both ends of a call share
+)
+
+# ---- known exceptions ------------------------------------------------------------------
+#: (module, import) -> why. Each must still be needed (a stale one fails the test).
+KNOWN: dict[tuple[str, str], str] = {
+    ("netready.servers.responder", "netready.probes.media"): (
+        "the media probe is one module until 14-CALL's split (wire, trace, stream) lands; "
+        "then the responder imports those and this line goes"
+    ),
+}
 
 
 @dataclass
@@ -156,9 +178,18 @@ def library(m: Module) -> bool:
 
 def violations() -> dict[str, list[tuple[str, str]]]:
     """rule -> [(module, where)]."""
-    out: dict[str, list[tuple[str, str]]] = {"click": [], "cli": [], "core": [], "lab": []}
+    out: dict[str, list[tuple[str, str]]] = {
+        "click": [],
+        "cli": [],
+        "core": [],
+        "lab": [],
+        "servers": [],
+        "plugin_server": [],
+    }
     for m in MODS.values():
         for t in m.imports:
+            if (m.name, t) in KNOWN:
+                continue
             if under(t, "click") and (library(m) or m.name == "agent"):
                 out["click"].append((m.name, where(m, t)))
             if under(t, CLI) and library(m):
@@ -169,7 +200,16 @@ def violations() -> dict[str, list[tuple[str, str]]]:
                 under(m.name, "netready.lab", CLI, "bench") or m.path.is_relative_to(ROOT / "tests")
             ):
                 out["lab"].append((m.name, where(m, t)))
+            if under(m.name, SERVERS) and server_may_not(t):
+                out["servers"].append((m.name, where(m, t)))
+            if under(m.name, *PLUGINS) and under(t, SERVERS):
+                out["plugin_server"].append((m.name, where(m, t)))
     return out
+
+
+def server_may_not(target: str) -> bool:
+    """A layer above the core that is neither the servers nor a module they share."""
+    return under(target, *NOT_CORE) and not under(target, SERVERS, *SERVER_MAY_IMPORT)
 
 
 VIOLATIONS = violations()
@@ -194,6 +234,25 @@ def test_the_core_imports_no_plugin_lab_report_or_cli() -> None:
 
 def test_only_the_cli_benchmarks_and_tests_import_the_lab() -> None:
     _check("lab", "the lab is imported from outside the CLI, bench/ and tests/")
+
+
+def test_servers_import_only_the_wire_modules_they_share() -> None:
+    _check(
+        "servers",
+        "a server imports a plugin module other than a shared wire module (SERVER_MAY_IMPORT), "
+        "or a report, dashboard, lab or CLI module",
+    )
+
+
+def test_no_probe_or_collector_imports_a_server() -> None:
+    _check("plugin_server", "a plugin imports a central server (share a wire module instead)")
+
+
+def test_known_exceptions_are_still_needed() -> None:
+    stale = [f"{mod} -> {t}" for mod, t in KNOWN if mod not in MODS or t not in MODS[mod].imports]
+    assert not stale, "known layering exceptions no longer needed (remove them): " + ", ".join(
+        stale
+    )
 
 
 def cycles(mods: dict[str, Module]) -> list[list[str]]:
@@ -268,11 +327,34 @@ def test_the_graph_sees_what_the_rules_are_about() -> None:
     assert {"netready.probes.rtt", "netready.lab.netns", "netready.cli.servers", "agent"} <= set(
         MODS
     )
-    # probes/reflector.py: `from netready.probes.rtt import twamp` -> the module, not the package
-    assert "netready.probes.rtt.twamp" in MODS["netready.probes.reflector"].imports
-    # netready/cli/servers.py imports media_responder inside a command function
-    assert "netready.probes.media_responder" in MODS["netready.cli.servers"].imports
+    # servers/reflector.py: `from netready.probes.rtt import twamp` -> the module, not the package
+    assert "netready.probes.rtt.twamp" in MODS["netready.servers.reflector"].imports
+    # netready/cli/servers.py imports the responder inside a command function
+    assert "netready.servers.responder" in MODS["netready.cli.servers"].imports
     assert "click" in MODS["netready.cli.base"].imports
+    # the speed endpoint shares the throughput probe's wire module, and the CLI runs it
+    assert "netready.probes.throughput.wire" in MODS["netready.servers.speed"].imports
+    assert "netready.servers.speed" in MODS["netready.cli.serve"].imports
+    assert {"netready.servers", "netready.servers.guard"} <= set(MODS)
+
+
+def test_the_server_rule_tells_a_wire_module_from_the_rest() -> None:
+    """The guard of the server rule on names: shared wire modules (and their own
+    sub-names) pass; a probe's edge, its declaration, a collector, the lab do not."""
+    assert not server_may_not("netready.probes.throughput.wire")
+    assert not server_may_not("netready.probes.rtt.twamp")
+    assert not server_may_not("netready.servers.guard")
+    assert not server_may_not("netready.inventory")  # the core
+    for bad in (
+        "netready.probes.throughput",
+        "netready.probes.rtt.probe",
+        "netready.probes.rtt",
+        "netready.collectors.snmp",
+        "netready.lab.netns",
+        "netready.reports.readiness",
+        "netready.cli.base",
+    ):
+        assert server_may_not(bad), bad
 
 
 def test_the_cycle_finder_reports_a_cycle() -> None:

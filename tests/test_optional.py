@@ -1,6 +1,9 @@
 """The base install is the agent's: without the extras (charts, influxdb2, grafana, server)
 the agent measures, spools and reports, and every command that needs an extra says which one.
 
+The throughput probe runs on a base install too: it speaks to the speed endpoint (which needs
+aiohttp) through the sans-IO ``probes/throughput/wire.py``, never through the endpoint's code.
+
 The extras are forced missing with an import blocker installed through ``sitecustomize`` in
 the subprocess (``PYTHONPATH``): the same code path a pip install without them takes. The
 blocker also records every blocked import the agent attempted, so the test proves the agent
@@ -9,11 +12,18 @@ never reaches for them.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from netready.servers.speed import Limits, SpeedServer
 from test_agent import inventory, reflector_addr  # noqa: F401  (fixture)
 
 from netready.optional import EXTRAS
@@ -108,3 +118,46 @@ def test_commands_that_need_an_extra_name_it(tmp_path: Path) -> None:
         assert r.returncode != 0, (extra, r.stdout)
         assert f"pip install 'nhs-netready[{extra}]'" in r.stderr, (extra, r.stderr)
         assert "Traceback" not in r.stderr, (extra, r.stderr)
+
+
+@contextmanager
+def _speed_endpoint(token: str) -> Iterator[int]:
+    """The real speed endpoint on loopback in a thread of this process (which has aiohttp);
+    yields its port."""
+    loop = asyncio.new_event_loop()
+    srv = SpeedServer(token, Limits(max_rate_mbps=40))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop.run_until_complete(srv.start("127.0.0.1", port))
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
+
+
+def test_throughput_probe_runs_without_the_server_extra(tmp_path: Path) -> None:
+    """`netready probe throughput` with aiohttp (and every other extra) missing measures
+    against a real endpoint: the probe never imports the endpoint."""
+    token = "base-install-token-0123"
+    with _speed_endpoint(token) as port:
+        env = {**_env(tmp_path), "NR_OPT_TOKEN": token}
+        r = subprocess.run(
+            [sys.executable, "-m", "netready.cli", "probe", "throughput",
+             "--target", f"http://127.0.0.1:{port}", "--token", "env:NR_OPT_TOKEN",
+             "--direction", "down", "--max-seconds", "3", "--max-mb", "10",
+             "--format", "json"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (rec,) = json.loads(r.stdout)
+    assert rec["tags"]["result"] == "ok" and rec["tags"]["direction"] == "down", rec
+    assert rec["fields"]["bytes"] > 0
+    log = tmp_path / "blocked.log"
+    attempted = log.read_text().split() if log.exists() else []
+    assert attempted == [], f"the throughput probe reached for extras: {attempted}"

@@ -60,3 +60,14 @@ def test_the_walk_finds_nested_packages() -> None:
     assert found["netready.collectors.ssh.templates"] == ROOT / "collectors" / "ssh" / "templates"
     assert found["netready.probes.rtt"] == ROOT / "probes" / "rtt"
     assert found["netready.cli"] == ROOT / "netready" / "cli"
+
+
+def test_every_top_level_package_is_mapped() -> None:
+    """A new top-level folder (``servers/`` was one) must be in ``package-dir`` too: the walk
+    above starts from the mapped folders only, so an unmapped one would drop out unseen.
+    bench/ and tests/ are not installed (they have no ``__init__.py``)."""
+    mapped = {ROOT / rel for rel in CONF["package-dir"].values()}
+    top = {d for d in ROOT.iterdir() if d.is_dir() and (d / "__init__.py").exists()}
+    assert ROOT / "servers" in top
+    unmapped = sorted(str(d.relative_to(ROOT)) for d in top - mapped)
+    assert not unmapped, f"top-level packages not in pyproject's package-dir: {unmapped}"

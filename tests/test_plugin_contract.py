@@ -315,7 +315,7 @@ def _run(p: Plugin, params: dict[str, Any], site: inventory.Site | None = None) 
 
 
 def _rtt(p: Plugin) -> list[Record]:
-    from netready.probes import reflector
+    from netready.servers import reflector
 
     port = _closed_port(socket.SOCK_DGRAM)
 
@@ -327,12 +327,12 @@ def _rtt(p: Plugin) -> list[Record]:
 
 
 def _media(p: Plugin) -> list[Record]:
-    from netready.probes import media_responder
+    from netready.servers import responder
 
     port = _closed_port(socket.SOCK_DGRAM)
 
     async def serve(ready: asyncio.Event, stop: asyncio.Event) -> Any:
-        return await media_responder.serve(f"127.0.0.1:{port}", ["127.0.0.0/8"], ready=ready)
+        return await responder.serve(f"127.0.0.1:{port}", ["127.0.0.0/8"], ready=ready)
 
     with _background(serve):
         target = f"127.0.0.1:{port}"
@@ -343,7 +343,7 @@ def _media(p: Plugin) -> list[Record]:
 
 
 def _throughput(p: Plugin) -> list[Record]:
-    from netready.probes.serve import Limits, SpeedServer
+    from netready.servers.speed import Limits, SpeedServer
 
     port = _closed_port()
 

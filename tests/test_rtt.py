@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from netready.probes import reflector, rtt
+from netready.probes import rtt
 from netready.probes.rtt import twamp
+from netready.servers import reflector
 
 from netready.registry import Context, get
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
-from netready.probes.serve import (
+from netready.servers.guard import Bucket, CountedLog
+from netready.servers.speed import (
     Limits,
     SpeedServer,
-    _Quiet,
     client_key,
     is_loopback,
     printable,
@@ -535,18 +535,38 @@ def test_client_closing_mid_transfer_is_one_info_line(caplog: pytest.LogCaptureF
         assert caplog.records[msgs.index(hits[0])].levelno == logging.INFO
 
 
-def test_log_lines_about_one_client_are_held_back() -> None:
+def test_log_lines_about_one_client_are_held_back(caplog: pytest.LogCaptureFixture) -> None:
     """Hostile repetition costs one line per client and kind per 10 s, and the next line
-    says how many were held back."""
-    q = _Quiet(every=0.3)
-    assert q.allow(("a", "401")) == 0
-    assert [q.allow(("a", "401")) for _ in range(5)] == [None] * 5
-    assert q.allow(("b", "401")) == 0 and q.allow(("a", "gone")) == 0
-    time.sleep(0.35)
-    assert q.allow(("a", "401")) == 5
-    small = _Quiet(every=60, max_keys=3)
-    assert [small.allow((str(i), "x")) for i in range(5)] == [0, 0, 0, None, None]
+    says how many were held back (guard.CountedLog, the servers' one rate-limited log; the
+    clock is passed in)."""
+    q = CountedLog(logging.getLogger("netready.test"), "test", 0.3)
+    assert q.allow(("a", "401"), 0.0) == 0
+    assert [q.allow(("a", "401"), 0.1) for _ in range(5)] == [None] * 5
+    assert q.allow(("b", "401"), 0.1) == 0 and q.allow(("a", "gone"), 0.1) == 0
+    assert q.allow(("a", "401"), 0.35) == 5
+    small = CountedLog(logging.getLogger("netready.test"), "test", 60, max_keys=3)
+    assert [small.allow((str(i), "x"), 1.0) for i in range(5)] == [0, 0, 0, None, None]
     assert len(small._seen) == 3  # memory stays bounded under a flood of addresses
+    caplog.set_level(logging.INFO, logger="netready.test")
+    for now in (0.0, 0.1, 0.2, 0.4):
+        q.line(logging.INFO, ("c", "gone"), now, "%s: gone", "c")
+    assert [r.getMessage() for r in caplog.records] == [
+        "c: gone",
+        "c: gone (and 2 more like it in 0.3 s)",
+    ]
+
+
+def test_one_bucket_drops_for_packets_and_paces_streams() -> None:
+    """guard.Bucket, the servers' one token bucket: ``take`` spends only what is there (a
+    UDP server drops the packet otherwise); ``borrow`` goes into debt and says how long it
+    takes to pay off (the speed endpoint sleeps that long)."""
+    b = Bucket.full(1000.0, 100.0, 0.0)
+    assert b.take(60, 0.0) and not b.take(60, 0.0)  # 40 left: nothing spent
+    assert b.tokens == pytest.approx(40)
+    assert b.take(60, 0.02)  # 20 refilled in 20 ms
+    assert b.borrow(500, 0.02) == pytest.approx(0.5)  # 500 of debt at 1000/s
+    assert b.borrow(1, 0.7) == 0.0  # paid off and refilled (never above the burst)
+    assert b.tokens == pytest.approx(99)
 
 
 def test_client_key_groups_ipv6_by_64() -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.probes import throughput
-from netready.probes.serve import Limits, SpeedServer
 from netready.probes.throughput import Estimator, Spec, bufferbloat_grade
+from netready.servers.speed import Limits, SpeedServer
 
 from netready import budget, registry
 from netready.cli import cli

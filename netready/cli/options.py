@@ -102,7 +102,7 @@ def allow_option(f: F | None = None, /, *, default: Sequence[str] | None = None)
     """``--allow CIDR`` (repeatable, parameter ``allow``) for the central servers: the
     sources they answer; loopback only unless told (``guard.DEFAULT_ALLOW``). Each CIDR is
     checked here (a ``ConfigError``, exit 2, before anything starts)."""
-    from netready.probes.guard import DEFAULT_ALLOW, parse_networks
+    from netready.servers.guard import DEFAULT_ALLOW, parse_networks
 
     def check(
         ctx: click.Context, param: click.Parameter, value: tuple[str, ...]

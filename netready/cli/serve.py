@@ -1,6 +1,6 @@
-"""``netready serve``: the self-hosted speed-test endpoint (``probes/serve.py``; needs the
+"""``netready serve``: the self-hosted speed-test endpoint (``servers/speed.py``; needs the
 ``server`` extra, aiohttp: without it the command says so in one line). It parses, checks what
-the endpoint needs (``serve.endpoint``), sets up logging and serves until SIGTERM or SIGINT."""
+the endpoint needs (``speed.endpoint``), sets up logging and serves until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from netready.cli.base import Command
 from netready.cli.options import listen_option, log_options, secret_option
 from netready.cli.servers import run_until_signalled
 from netready.inventory import HeaderSecretRef
-from netready.probes import serve
-from netready.probes.serve import Limits
+from netready.servers import speed
+from netready.servers.speed import Limits
 
 #: The endpoint's own limits, shown as the options' defaults.
 LIMITS = Limits()
@@ -129,7 +129,7 @@ def serve_command(
     """
     from netready import logs
 
-    end = serve.endpoint(
+    end = speed.endpoint(
         listen,
         token,
         tls_cert=tls_cert,
@@ -146,4 +146,4 @@ def serve_command(
         stall_timeout_s=stall_timeout_s,
     )
     logs.setup(log_format, log_level)
-    run_until_signalled(lambda stop: serve.serve_forever(*end.args(), stop=stop))
+    run_until_signalled(lambda stop: speed.serve_forever(*end.args(), stop=stop))

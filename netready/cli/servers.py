@@ -1,7 +1,7 @@
 """The central UDP servers' commands: ``netready reflector`` (TWAMP-light, optionally with a
 media responder in the same process) and ``netready responder`` (the video-call probe's far
 end); ``netready serve`` (the speed endpoint, the ``server`` extra) is ``netready/cli/serve.py``.
-The servers are ``probes/reflector.py`` and ``probes/media_responder.py``; the commands parse,
+The servers are ``servers/reflector.py`` and ``servers/responder.py``; the commands parse,
 set up logging (``netready/logs.py``: journald priorities under systemd, as the agent's), and
 run them until SIGTERM or SIGINT (exit 0, ``run_until_signalled``). An address that cannot be
 bound is one line, exit 1.
@@ -19,7 +19,7 @@ import click
 from netready.cli.base import Command
 from netready.cli.options import allow_option, listen_option, log_options, secret_option
 from netready.inventory import SecretRef
-from netready.probes.reflector import Reflector
+from netready.servers.reflector import Reflector
 
 #: The reflector's own defaults, shown as the options' defaults.
 REFLECTOR = Reflector.__dataclass_fields__
@@ -97,7 +97,7 @@ def reflector_command(
     Never replies with more bytes than it received, and rate-limits each source.
     """
     from netready import logs
-    from netready.probes import reflector
+    from netready.servers import reflector
 
     logs.setup(log_format, log_level)
     jobs: list[Job] = [
@@ -111,10 +111,10 @@ def reflector_command(
         )
     ]
     if media_listen:
-        from netready.probes import media_responder
+        from netready.servers import responder
 
         sec = secret.resolve() if secret else None
-        jobs.append(lambda stop: media_responder.serve(media_listen, list(allow), secret=sec))
+        jobs.append(lambda stop: responder.serve(media_listen, list(allow), secret=sec))
     run_until_signalled(*jobs)
 
 
@@ -169,12 +169,12 @@ def responder_command(
     address that echoes it (no reflection, no amplification).
     """
     from netready import logs
-    from netready.probes import media_responder
+    from netready.servers import responder
 
     sec = secret.resolve() if secret else None
     logs.setup(log_format, log_level)
     run_until_signalled(
-        lambda stop: media_responder.serve(
+        lambda stop: responder.serve(
             listen,
             list(allow),
             sec,

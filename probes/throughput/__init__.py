@@ -1,6 +1,6 @@
 """Probe "throughput": adaptive multi-stream HTTP speed test with loaded latency.
 
-Runs against ``netready serve`` (``probes/serve.py``). For each direction:
+Runs against ``netready serve`` (``servers/speed.py``). For each direction:
 
 1. Idle RTT: 6 ``GET /ping`` on a separate keep-alive connection, median.
 2. Transfer over ``start_streams`` parallel TCP connections (pipelined ``GET /download?bytes=N``
@@ -66,13 +66,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from netready.probes.serve import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, delivered_bytes, tcp_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netready import budget, stats
 from netready.inventory import HeaderSecret
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
+
+from . import wire
+from .wire import delivered_bytes, tcp_info
 
 WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
 CHUNK = 64 * 1024
@@ -284,27 +286,14 @@ class Endpoint:
         return cls(host, port, u.path.rstrip("/"), ctx, spec.token.resolve(), _hostport(u))
 
     def request(self, method: str, path: str, length: int | None = None) -> bytes:
-        lines = [
-            f"{method} {self.prefix}{path} HTTP/1.1",
-            f"Host: {self.hostport}",
-            f"Authorization: Bearer {self.token}",
-            "User-Agent: netready",
-        ]
-        if length is not None:
-            lines += [f"Content-Length: {length}", "Content-Type: application/octet-stream"]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+        return wire.request_head(method, self.prefix + path, self.hostport, self.token, length)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise HttpRefusal(0)
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(parts[1]), headers
+    parsed = wire.parse_head(head)
+    if parsed is None:
+        raise HttpRefusal(0)  # not an HTTP/1.x response
+    return parsed
 
 
 class Meter:
@@ -390,7 +379,7 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
                 break
             assert self.transport is not None
             self.transport.write(
-                run.ep.request("GET", f"{PATH_DOWNLOAD}?bytes={n}&test={run.test_id}")
+                run.ep.request("GET", wire.download_path(n, run.test_id))
             )
             self.outstanding += 1
 
@@ -412,9 +401,9 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
                 continue
             prev = len(self.head)
             self.head += self.buf[i:nbytes]
-            end = self.head.find(b"\r\n\r\n", max(0, prev - 3))
+            end = self.head.find(wire.HEAD_END, max(0, prev - 3))
             if end < 0:
-                if len(self.head) > 16384:
+                if len(self.head) > wire.MAX_HEAD:
                     self._fail(HttpRefusal(0))
                     return
                 break
@@ -486,7 +475,7 @@ class _UpProto(_Stream, asyncio.Protocol):
                 n = run.reserve.take(run.segment())
                 if n == 0:
                     break
-                t.write(run.ep.request("POST", f"{PATH_UPLOAD}?test={run.test_id}", n))
+                t.write(run.ep.request("POST", wire.upload_path(run.test_id), n))
                 left = n
                 while left and run.running and not self.closed.done():
                     if t.is_closing():
@@ -507,7 +496,7 @@ class _UpProto(_Stream, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.rbuf += data
         while True:
-            end = self.rbuf.find(b"\r\n\r\n")
+            end = self.rbuf.find(wire.HEAD_END)
             if end < 0:
                 return
             try:
@@ -556,8 +545,8 @@ class Pinger:
     async def ping(self, timeout: float = 5.0) -> float:
         assert self.reader is not None and self.writer is not None
         t0 = time.monotonic()
-        self.writer.write(self.run.ep.request("GET", f"{PATH_PING}?test={self.run.test_id}"))
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        self.writer.write(self.run.ep.request("GET", wire.ping_path(self.run.test_id)))
+        head = await asyncio.wait_for(self.reader.readuntil(wire.HEAD_END), timeout)
         status, headers = _parse_head(head[:-4])
         body = await asyncio.wait_for(
             self.reader.readexactly(int(headers.get("content-length", "0"))), timeout
@@ -654,7 +643,7 @@ class _Run:
         """(time, cumulative payload bytes) at the receiver, for the rate windows.
 
         Linux: data the receiver acknowledged or SACKed, from the *sender's* TCP_INFO
-        (``serve.delivered_bytes``: bytes_acked + SACKed segments x MSS, timed at the last
+        (``wire.delivered_bytes``: bytes_acked + SACKed segments x MSS, timed at the last
         ACK): for up our own sockets, for down the endpoint's, from its /ping reply (server
         clock). Unlike bytes read by the application this includes data held out of order
         behind a lost packet, so a window is not skewed by a loss-recovery stall.

@@ -1,17 +1,23 @@
-"""Guards shared by netready's central UDP servers (``reflector``, ``responder``). Sans-IO.
+"""Guards shared by netready's central servers (``reflector``, ``responder``, ``speed``).
+Sans-IO: every method takes the time (``now``, a monotonic clock) instead of reading it.
 
 - ``AllowList``: the source CIDRs a server answers (IPv4 and IPv6 prefixes; an IPv4-mapped
   IPv6 source, as a dual-stack ``[::]`` socket reports it, is checked as the IPv4 address).
   Sources outside it get no answer at all.
-- ``Bucket`` and ``SourceLimiter``: token buckets per source and over all sources, in
-  memory bounded by the number of sources tracked.
+- ``Bucket``: the one token bucket. ``take`` spends only if there is room (a packet is
+  dropped otherwise); ``borrow`` spends anyway and says how long the debt takes to pay off
+  (the speed endpoint sleeps that long: a rate limit on a stream).
+- ``SourceLimiter``: token buckets per source and over all sources, in memory bounded by
+  the number of sources tracked.
 - ``CookieJar``: stateless address-validation cookies, as DTLS HelloVerifyRequest
   (RFC 6347 §4.2.1) and QUIC Retry (RFC 9000 §8.1) use them: before a server sends anything
   large to an address, the address echoes a cookie only a receiver there could have read.
   The cookie is an HMAC (server-side random key) over the source address and port, a time
   bucket and the request it answers, so the server keeps no state for unproven addresses.
-- ``CountedLog``: hostile or refused traffic is counted by reason and logged as at most one
-  summary line per interval, never one line per packet.
+- ``CountedLog``: the one rate-limited log. Hostile or refused traffic is counted by reason
+  and logged as at most one summary line per interval, never one line per packet
+  (``count``); a line of its own (the speed endpoint's, about one client) is logged at most
+  once per interval and key, the next one saying how many were held back (``line``).
 """
 
 from __future__ import annotations
@@ -72,20 +78,34 @@ class AllowList:
 
 @dataclass
 class Bucket:
-    """A token bucket: ``rate`` tokens/s, at most ``burst``; ``take`` spends if it can."""
+    """A token bucket: ``rate`` tokens/s, at most ``burst``."""
 
     rate: float
     burst: float
     tokens: float
     last: float
 
-    def take(self, n: float, now: float) -> bool:
+    @classmethod
+    def full(cls, rate: float, burst: float, now: float) -> Bucket:
+        return cls(rate, burst, burst, now)
+
+    def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
+
+    def take(self, n: float, now: float) -> bool:
+        """Spend ``n`` if there are that many tokens; else spend nothing."""
+        self._refill(now)
         if self.tokens >= n:
             self.tokens -= n
             return True
         return False
+
+    def borrow(self, n: float, now: float) -> float:
+        """Spend ``n`` even into debt; the seconds until the debt is paid off (0: none)."""
+        self._refill(now)
+        self.tokens -= n
+        return -self.tokens / self.rate if self.tokens < 0 else 0.0
 
 
 class SourceLimiter:
@@ -115,17 +135,14 @@ class SourceLimiter:
         pps, bps = self._sources.get(host) or self._new(host, now)
         if self._total is None:
             burst = self.total_bps * self.total_burst_s
-            self._total = Bucket(self.total_bps, burst, burst, now)
+            self._total = Bucket.full(self.total_bps, burst, now)
         bits = nbytes * 8
         return pps.take(1, now) and bps.take(bits, now) and self._total.take(bits, now)
 
     def _new(self, host: str, now: float) -> tuple[Bucket, Bucket]:
         if len(self._sources) >= self.max_sources:
             self._sources.clear()
-        b = (
-            Bucket(self.pps, self.pps, self.pps, now),
-            Bucket(self.bps, self.bps, self.bps, now),
-        )
+        b = (Bucket.full(self.pps, self.pps, now), Bucket.full(self.bps, self.bps, now))
         self._sources[host] = b
         return b
 
@@ -167,18 +184,61 @@ class CookieJar:
 
 
 class CountedLog:
-    """Counts events (dropped or refused packets) by reason; logs at most one line per
-    ``interval_s``: the counts since the last line. The first event after a quiet interval
-    is logged at once (with its count), the rest are summed into the next line.
-    ``totals`` keeps every count since start (for statistics)."""
+    """The rate-limited log: at most one line per ``interval_s`` for each key.
 
-    def __init__(self, logger: logging.Logger, what: str, interval_s: float = 60.0):
+    ``count(reason, now)``: an event (a dropped or refused packet) counted by reason; the
+    summary key's line gives the counts since the last line. The first event after a quiet
+    interval is logged at once (with its count), the rest are summed into the next line;
+    ``flush(now, force=True)`` writes what is pending (on shutdown). ``totals`` keeps every
+    count since start (for statistics).
+
+    ``line(level, key, now, msg, *args)``: a line of its own for ``key`` (e.g. one client and
+    one kind of event), or nothing if one was logged for that key within ``interval_s``; the
+    next line says how many were held back. ``allow(key, now)`` is that decision alone.
+    At most ``max_keys`` keys are remembered (older ones are forgotten first; under a flood
+    from more keys than that, lines are dropped): bounded memory.
+    """
+
+    #: the key of ``count``'s summary line
+    SUMMARY = ("summary",)
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        interval_s: float = 60.0,
+        *,
+        max_keys: int = 10_000,
+    ):
         self.logger = logger
         self.what = what
         self.interval_s = interval_s
+        self.max_keys = max_keys
         self.totals: Counter[str] = Counter()
         self._pending: Counter[str] = Counter()
-        self._last: float | None = None
+        self._seen: dict[tuple[str, ...], tuple[float, int]] = {}  # key -> (last line, held)
+
+    def allow(self, key: tuple[str, ...], now: float) -> int | None:
+        """``None``: stay quiet (and count one more held back). Else a line may go out now:
+        the number of lines held back for ``key`` since its last one."""
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.interval_s:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return None
+        if seen is None and len(self._seen) >= self.max_keys:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval_s}
+            if len(self._seen) >= self.max_keys:
+                return None  # a flood from very many keys: drop, keep memory flat
+        self._seen[key] = (now, 0)
+        return seen[1] if seen else 0
+
+    def line(self, level: int, key: tuple[str, ...], now: float, msg: str, *args: object) -> None:
+        held = self.allow(key, now)
+        if held is None:
+            return
+        if held:
+            msg += f" (and {held} more like it in {self.interval_s:g} s)"
+        self.logger.log(level, msg, *args)
 
     def count(self, reason: str, now: float) -> None:
         self.totals[reason] += 1
@@ -188,11 +248,13 @@ class CountedLog:
     def flush(self, now: float, *, force: bool = False) -> None:
         if not self._pending:
             return
-        if not force and self._last is not None and now - self._last < self.interval_s:
+        last = self._seen.get(self.SUMMARY)
+        if force:
+            self._seen[self.SUMMARY] = (now, 0)
+        elif self.allow(self.SUMMARY, now) is None:
             return
         n = sum(self._pending.values())
-        span = "" if self._last is None else f" in {now - self._last:.1f} s"
+        span = "" if last is None else f" in {now - last[0]:.1f} s"
         parts = ", ".join(f"{k}={v}" for k, v in sorted(self._pending.items()))
         self.logger.warning("%s: %d packets dropped or refused%s: %s", self.what, n, span, parts)
         self._pending.clear()
-        self._last = now

@@ -1,10 +1,10 @@
 """The media responder (``netready responder``): the far end of an emulated video call.
 
-Protocol version 2 (see ``probes/media.py`` for the packet format), all on one UDP port:
+Protocol version 2 (see ``probes/media/`` for the packet format), all on one UDP port:
 
 1. probe -> ``hello`` {v, sid, profile, video_kbps, duration_s, dscp_audio, dscp_video,
    keyframes, keyframe_offset, nonce, time, [hmac]}; the responder answers
-   ``retry`` {sid, cookie}: a stateless cookie (``probes/guard.py`` CookieJar: an HMAC with
+   ``retry`` {sid, cookie}: a stateless cookie (``servers/guard.py`` CookieJar: an HMAC with
    a random key of its own over the source address and port, a 30 s time bucket and the
    hello's session parameters), in a datagram no larger than the hello.
 2. probe -> the same hello with ``cookie`` (and, with a secret, ``hmac`` over all of it):
@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netready.probes.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
 from netready.probes.media import (
     KIND_CONTROL,
     KIND_MEDIA,
@@ -78,6 +77,7 @@ from netready.probes.media import (
     send_stream,
     verify,
 )
+from netready.servers.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
 from pydantic import ValidationError
 
 from netready.errors import ServerError

@@ -10,7 +10,7 @@ sender) can measure against it. Protections, because it sits on a central networ
 - per-source token buckets on packets/s and bit/s, and a global bit/s cap; excess is dropped
   silently and counted (one summary log line per minute, never one per packet).
 
-The allow-list, token buckets and counted logging are ``probes/guard.py``, shared with the
+The allow-list, token buckets and counted logging are ``servers/guard.py``, shared with the
 media responder. The command line (``netready reflector``, which can run a media responder in
 the same process) is ``netready/cli/servers.py``.
 
@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from netready.probes.guard import AllowList, CountedLog, SourceLimiter, hostport
 from netready.probes.rtt import twamp
+from netready.servers.guard import AllowList, CountedLog, SourceLimiter, hostport
 
 from netready.errors import ServerError
 from netready.inventory import split_hostport

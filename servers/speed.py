@@ -9,7 +9,9 @@ Plain HTTP is allowed on a loopback address; on any other it needs ``--allow-pla
 because every request carries the bearer token and plain HTTP shows it to the path.
 
 Wire contract (HTTP/1.1, keep-alive and pipelining allowed; every request needs
-``Authorization: Bearer <token>``, compared in constant time):
+``Authorization: Bearer <token>``, compared in constant time). Its names (paths, query
+parameters, the ``/ping`` reply, the bearer header, TCP_INFO decoding) are defined once in
+``probes/throughput/wire.py``, which the throughput probe imports too:
 
 ``GET /download?bytes=N[&test=ID]``
     200 with exactly N bytes of incompressible data (``Content-Length: N``), generated once at
@@ -63,15 +65,17 @@ import hmac
 import ipaddress
 import logging
 import os
-import re
 import resource
 import signal
 import socket
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from netready.probes.throughput import wire
+from netready.probes.throughput.wire import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
+from netready.servers.guard import Bucket, CountedLog
 
 from netready.errors import ConfigError, ServerError
 from netready.optional import require
@@ -81,56 +85,10 @@ from aiohttp import web  # noqa: E402
 
 log = logging.getLogger("netready.serve")
 
-PATH_DOWNLOAD = "/download"
-PATH_UPLOAD = "/upload"
-PATH_PING = "/ping"
-TEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CHUNK = 64 * 1024
 PATTERN_BYTES = 1 << 20  # 1 MiB of random bytes, reused for every download
 TEST_LINGER_S = 1.0  # a test stays "active" this long after its last connection ends
-
-
-# --------------------------------------------------------------------------- TCP_INFO
-
-# Offsets in Linux ``struct tcp_info`` (include/uapi/linux/tcp.h); all stable since 4.x.
-_TCPI_LEN = 232
-_TCPI = {
-    "snd_mss": (16, "I"),
-    "rcv_mss": (20, "I"),
-    "sacked": (28, "I"),
-    "last_data_recv_ms": (52, "I"),
-    "last_ack_recv_ms": (56, "I"),
-    "rtt_us": (68, "I"),
-    "total_retrans": (100, "I"),
-    "bytes_acked": (120, "Q"),
-    "bytes_received": (128, "Q"),
-    "data_segs_in": (152, "I"),
-    "delivered": (192, "I"),
-}
-
-
-def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
-    """A few TCP_INFO fields of a connected TCP socket, or ``None`` where the OS has none."""
-    if sock is None or not hasattr(socket, "TCP_INFO"):
-        return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_LEN)
-    except OSError:
-        return None
-    out = {}
-    for name, (off, fmt) in _TCPI.items():
-        size = struct.calcsize(fmt)
-        if len(raw) >= off + size:
-            out[name] = struct.unpack_from("=" + fmt, raw, off)[0]
-    return out
-
-
-def delivered_bytes(info: dict[str, int]) -> int:
-    """Bytes a TCP sender knows reached the receiver: cumulatively acknowledged bytes (exact)
-    plus segments SACKed beyond a hole (``tcpi_sacked`` x MSS, estimated). Unlike in-order
-    counts this does not stall during loss recovery; unlike ``tcpi_delivered`` x MSS it is
-    not inflated by short segments."""
-    return info["bytes_acked"] + info.get("sacked", 0) * info["snd_mss"]
+QUIET_S = 10.0  # lines about one client and one kind of event: at most one this often
 
 
 # --------------------------------------------------------------------------- limits
@@ -171,34 +129,6 @@ class Limits:
                 raise ValueError(f"{name} must be > 0")
 
 
-class TokenBucket:
-    """Bytes per second with a burst of ``burst`` bytes; ``take`` sleeps until allowed."""
-
-    def __init__(self, rate_Bps: float, burst: float):
-        self.rate, self.burst = rate_Bps, burst
-        self.tokens, self.t = burst, time.monotonic()
-        self.throttled_at = -1e9  # monotonic time a caller last had to wait
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-
-    def try_take(self, n: float) -> bool:
-        self._refill()
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
-
-    async def take(self, n: float) -> None:
-        self._refill()
-        self.tokens -= n  # may go negative: the debt is slept off
-        if self.tokens < 0:
-            self.throttled_at = time.monotonic()
-            await asyncio.sleep(-self.tokens / self.rate)
-
-
 @dataclass
 class TestState:
     streams: int = 0
@@ -221,7 +151,7 @@ class TestState:
         if "total_retrans" in info:
             self.retrans[key] = info["total_retrans"]
         if "delivered" in info:
-            self.delivered[key] = delivered_bytes(info)
+            self.delivered[key] = wire.delivered_bytes(info)
             self.last_ack = max(self.last_ack, now - info["last_ack_recv_ms"] / 1000)
 
     def refresh(self) -> None:
@@ -233,11 +163,22 @@ class TestState:
 
 @dataclass
 class ClientState:
-    bucket: TokenBucket | None
-    pings: TokenBucket
+    bucket: Bucket | None  # bytes/s across all the client's connections (None: no limit)
+    pings: Bucket
     window_start: float = field(default_factory=time.monotonic)
     used: int = 0  # bytes in the current window (reserved for downloads in progress)
     tests: dict[str, TestState] = field(default_factory=dict)
+    throttled_at: float = -1e9  # monotonic time the rate limit last made a transfer wait
+
+    async def pace(self, nbytes: int) -> None:
+        """Spend ``nbytes`` of the rate limit; sleep off the debt when it runs dry."""
+        if self.bucket is None:
+            return
+        now = time.monotonic()
+        wait = self.bucket.borrow(nbytes, now)
+        if wait > 0:
+            self.throttled_at = now
+            await asyncio.sleep(wait)
 
 
 class Refused(Exception):
@@ -277,29 +218,6 @@ def client_key(ip: str) -> str:
             return str(a.ipv4_mapped)
         return str(ipaddress.IPv6Network((a, 64), strict=False))
     return str(a)
-
-
-class _Quiet:
-    """At most one log line per (client, kind) per ``every`` seconds, so a hostile client
-    cannot flood the log; the next line says how many were held back. Bounded memory."""
-
-    def __init__(self, every: float = 10.0, max_keys: int = 10_000):
-        self.every, self.max_keys = every, max_keys
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
-
-    def allow(self, key: tuple[str, str]) -> int | None:
-        """``None``: stay quiet. Else the number of lines held back since the last one."""
-        now = time.monotonic()
-        seen = self._seen.get(key)
-        if seen is not None and now - seen[0] < self.every:
-            self._seen[key] = (seen[0], seen[1] + 1)
-            return None
-        if seen is None and len(self._seen) >= self.max_keys:
-            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.every}
-            if len(self._seen) >= self.max_keys:
-                return None  # under a flood from very many clients: drop, keep memory flat
-        self._seen[key] = (now, 0)
-        return seen[1] if seen else 0
 
 
 class _HttpLog(logging.LoggerAdapter[logging.Logger]):
@@ -426,7 +344,7 @@ class SpeedServer:
         self.refusals: dict[int, int] = {}  # status -> count (for tests and logs)
         self.client_gone = 0  # transfers the client ended (closed, or stalled past the limit)
         self.errors = 0  # internal errors (bugs): each logged in one line, answered 500
-        self._quiet = _Quiet()
+        self._quiet = CountedLog(log, "speed endpoint", QUIET_S)
         self.max_total = total_connection_cap()
         self._pattern = memoryview(os.urandom(PATTERN_BYTES))
         self._runner: web.ServerRunner | None = None
@@ -461,12 +379,7 @@ class SpeedServer:
     # -- connections and logs
 
     def _log(self, level: int, ip: str, kind: str, msg: str, *args: object) -> None:
-        held = self._quiet.allow((client_key(ip), kind))
-        if held is None:
-            return
-        if held:
-            msg += f" (and {held} more like it in {self._quiet.every:g} s)"
-        log.log(level, msg, *args)
+        self._quiet.line(level, (client_key(ip), kind), time.monotonic(), msg, *args)
 
     def _admit(self, handler: web.RequestHandler, transport: asyncio.Transport) -> bool:
         peer = transport.get_extra_info("peername")
@@ -514,16 +427,8 @@ class SpeedServer:
                 self.conns.pop(key, None)
 
     def _authorized(self, request: web.BaseRequest) -> bool:
-        scheme, _, cred = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        try:
-            # aiohttp decodes header bytes as UTF-8 with surrogateescape: these are the
-            # bytes the client sent, whatever they are
-            sent = cred.strip().encode("utf-8", "surrogateescape")
-        except UnicodeError:
-            return False
-        return hmac.compare_digest(sent, self._token)
+        sent = wire.bearer(request.headers.get("Authorization", ""))
+        return sent is not None and hmac.compare_digest(sent, self._token)
 
     def _gone(self, request: web.BaseRequest, why: str, done: int, total: int | None) -> None:
         """A client ended a transfer early: one INFO line (a probe stops a test this way)."""
@@ -557,8 +462,9 @@ class SpeedServer:
             bucket = None
             if lim.max_rate_mbps:
                 rate = lim.max_rate_mbps * 1e6 / 8
-                bucket = TokenBucket(rate, max(rate * 0.02, CHUNK))
-            c = ClientState(bucket, TokenBucket(lim.max_pings_per_s, lim.max_pings_per_s))
+                bucket = Bucket.full(rate, max(rate * 0.02, CHUNK), time.monotonic())
+            pings = Bucket.full(lim.max_pings_per_s, lim.max_pings_per_s, time.monotonic())
+            c = ClientState(bucket, pings)
             self.clients[ip] = c
         now = time.monotonic()
         if now - c.window_start >= self.limits.window_s:
@@ -567,10 +473,10 @@ class SpeedServer:
 
     @staticmethod
     def _test_id(request: web.BaseRequest) -> str | None:
-        tid = request.query.get("test")
+        tid = request.query.get(wire.Q_TEST)
         if tid is None:
             return None
-        if not TEST_ID_RE.match(tid):
+        if not wire.TEST_ID_RE.match(tid):
             raise Refused(400, "test id must be 1-64 letters, digits, '_' or '-'")
         return tid
 
@@ -675,7 +581,7 @@ class SpeedServer:
 
     async def _download(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            n = int(request.query.get("bytes", ""))
+            n = int(request.query.get(wire.Q_BYTES, ""))
         except ValueError:
             raise Refused(400, "bytes=N is required (a positive integer)") from None
         if not 0 < n <= self.limits.max_request_bytes:
@@ -697,8 +603,7 @@ class SpeedServer:
                 request[_STARTED] = True
                 while sent < n:
                     k = min(CHUNK, n - sent, PATTERN_BYTES - off)
-                    if c.bucket is not None:
-                        await c.bucket.take(k)
+                    await c.pace(k)
                     async with asyncio.timeout(stall):  # the client stopped reading
                         await resp.write(pat[off : off + k])
                     sent += k
@@ -753,8 +658,7 @@ class SpeedServer:
                 if got > lim.max_request_bytes or c.used > lim.max_bytes:
                     self._cut(request)
                     raise Refused(429, "byte allowance used", lim.window_s)
-                if c.bucket is not None:
-                    await c.bucket.take(k)
+                await c.pace(k)
             if declared is not None and got < declared:
                 self._gone(request, "client closed the connection", got, declared)
                 return web.Response(status=204)
@@ -766,32 +670,25 @@ class SpeedServer:
 
     async def _ping(self, request: web.BaseRequest) -> web.StreamResponse:
         c = self._client(request)
-        if not c.pings.try_take(1):
+        if not c.pings.take(1, time.monotonic()):
             raise Refused(429, f"at most {self.limits.max_pings_per_s:g} pings/s", 1)
         tid = self._test_id(request)
         t = c.tests.get(tid) if tid else None
         now = time.monotonic()
-        throttled = c.bucket is not None and now - c.bucket.throttled_at < 1.0
-        body: dict[str, float | int | bool] = {"t": now, "throttled": throttled}
+        throttled = now - c.throttled_at < 1.0
+        body = wire.ping_reply(now, throttled)
         if t is not None:
             t.refresh()
-            body |= {
-                "rx_bytes": t.rx_bytes,
-                "rx_t": t.rx_t,
-                "tx_bytes": t.tx_bytes,
-                "retransmits": sum(t.retrans.values()),
-                "tx_delivered": sum(t.delivered.values()),
-                "tx_t": t.last_ack,
-            }
-        else:
-            body |= {
-                "rx_bytes": 0,
-                "rx_t": 0.0,
-                "tx_bytes": 0,
-                "retransmits": 0,
-                "tx_delivered": 0,
-                "tx_t": 0.0,
-            }
+            body = wire.ping_reply(
+                now,
+                throttled,
+                rx_bytes=t.rx_bytes,
+                rx_t=t.rx_t,
+                tx_bytes=t.tx_bytes,
+                retransmits=sum(t.retrans.values()),
+                tx_delivered=sum(t.delivered.values()),
+                tx_t=t.last_ack,
+            )
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -831,7 +728,7 @@ def _url_host(host: str) -> str:
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def _loop_errors(quiet: _Quiet) -> Any:
+def _loop_errors(quiet: CountedLog) -> Any:
     """asyncio's exception handler, but a failed accept() for want of file descriptors (under
     a connection flood) is one WARNING line at most every 10 s, not a traceback a second."""
 
@@ -842,14 +739,14 @@ def _loop_errors(quiet: _Quiet) -> Any:
         if "_start_serving" in str(ctx.get("message", "")) and isinstance(exc, ValueError):
             return  # an accept retry asyncio had queued, firing after the server closed
         if isinstance(exc, OSError) and exc.errno in _NO_FDS:
-            held = quiet.allow(("accept", "no fds"))
-            if held is not None:
-                log.warning(
-                    "cannot accept connections: %s (open files limit %d); retrying%s",
-                    exc.strerror,
-                    soft,
-                    f" ({held} more in {quiet.every:g} s)" if held else "",
-                )
+            quiet.line(
+                logging.WARNING,
+                ("accept", "no fds"),
+                time.monotonic(),
+                "cannot accept connections: %s (open files limit %d); retrying",
+                exc.strerror,
+                soft,
+            )
             return
         loop.default_exception_handler(ctx)
 
