@@ -5,21 +5,34 @@ direction resolved) and turn it into the same ``dsl_line`` record with ``dsl_rec
 report does not care whether a figure came from SNMP or from the router CLI (the ``method``
 tag says which).
 
-Detected technology vocabulary (``detected_tech`` tag):
+Detected technology vocabulary (``detected_tech`` tag; how the SNMP collector reads each one
+from a router is in ``collectors/snmp/tech.py``):
 
 - ``adsl``     ADSL/ADSL2/ADSL2+ (ifType 94, ADSL-LINE-MIB only, or G.992.x trained mode)
 - ``vdsl2``    VDSL/VDSL2 (ifType 97 or 251, VDSL2-LINE-MIB, G.993.x trained mode, a PTM
                interface name)
 - ``gfast``    G.fast (G.9701 trained mode)
-- ``shdsl``    G.SHDSL / EFM over copper pairs (ifType 169)
-- ``ethernet`` an Ethernet (or fibre SFP) hand-off with no DSL line on the router
+- ``shdsl``    G.SHDSL / EFM over copper pairs (ifType 169, HDSL2-SHDSL-LINE-MIB)
+- ``fttp``     the router itself terminates the fibre (PON ifType, ONT, optical port)
+- ``ethernet`` an Ethernet hand-off: a leased line, or an ONT or modem in front (the router
+               alone cannot tell which)
+- ``cable``    DOCSIS
+- ``cellular`` 4G/5G radio
 - ``unknown``  nothing conclusive
 
-Mismatch with the inventory's declared ``link.tech`` (``tech_mismatch``): ``adsl`` is
-expected for ``adsl``; ``vdsl2``/``gfast`` for ``fttc``/``sogea``; ``ethernet`` for
-``fttp``/``ethernet``. ``shdsl`` is copper and matches none of them (EFM is often sold as
-"Ethernet": exactly the case the estate needs to hear about). Declared or detected
-``unknown`` gives no verdict (the field is absent).
+Declared (the inventory's ``link.tech``) against detected (``tech_check``):
+
+- ``match``: ``adsl`` for ``adsl``; ``vdsl2``/``gfast`` for ``fttc``/``sogea``; ``fttp`` for
+  ``fttp``; ``ethernet``/``fttp`` for ``ethernet`` (a leased line).
+- ``unverifiable``: an ``ethernet`` hand-off where a fibre or copper access is declared: an ONT
+  or a modem in front of the router would look exactly like that, so the router can neither
+  confirm nor contradict the inventory.
+- ``mismatch``: anything else, e.g. declared FTTP and the router trains VDSL2; ``shdsl`` is
+  copper and matches none of them (EFM is often sold as "Ethernet": exactly the case the
+  estate needs to hear about); ``cable`` and ``cellular`` match no declared tech.
+
+``tech_mismatch`` is ``True`` for a mismatch, ``False`` for a match and absent otherwise
+(unverifiable, or either side ``unknown``).
 """
 
 from __future__ import annotations
@@ -54,21 +67,35 @@ EXPECTED: dict[str, frozenset[str]] = {
     "adsl": frozenset({"adsl"}),
     "fttc": frozenset({"vdsl2", "gfast"}),
     "sogea": frozenset({"vdsl2", "gfast"}),
-    "fttp": frozenset({"ethernet"}),
-    "ethernet": frozenset({"ethernet"}),
+    "fttp": frozenset({"fttp"}),
+    "ethernet": frozenset({"ethernet", "fttp"}),
 }
+#: Declared techs an Ethernet hand-off cannot contradict (an ONT or modem may be in front).
+UNVERIFIABLE_BY_ETHERNET: frozenset[str] = frozenset({"adsl", "fttc", "sogea", "fttp"})
 
 COPPER: frozenset[str] = frozenset({"adsl", "vdsl2", "gfast", "shdsl"})
+TECH_CHECKS = ("match", "mismatch", "unverifiable")
 
 
-def tech_mismatch(declared: str | None, detected: str | None) -> bool | None:
-    """True when the router contradicts the inventory; ``None`` when either is unknown."""
+def tech_check(declared: str | None, detected: str | None) -> str | None:
+    """``match``, ``mismatch`` or ``unverifiable``; ``None`` when either is unknown."""
     if not declared or not detected or declared == "unknown" or detected == "unknown":
         return None
     expected = EXPECTED.get(declared)
     if expected is None:
         return None
-    return detected not in expected
+    if detected in expected:
+        return "match"
+    if detected == "ethernet" and declared in UNVERIFIABLE_BY_ETHERNET:
+        return "unverifiable"
+    return "mismatch"
+
+
+def tech_mismatch(declared: str | None, detected: str | None) -> bool | None:
+    """True when the router contradicts the inventory, False when it agrees; ``None`` when
+    it cannot say (unverifiable, or either is unknown)."""
+    check = tech_check(declared, detected)
+    return None if check not in ("match", "mismatch") else check == "mismatch"
 
 
 def tech_from_mode(mode: str | None) -> str | None:
@@ -111,7 +138,7 @@ class DslLine:
 
     ifname: str
     detected_tech: str = "unknown"
-    detected_by: str = ""  # dsl_mib | iftype | cli | ifname
+    detected_by: str = ""  # dsl_mib | iftype | vendor_mib | cli | ifname
     line_up: bool | None = None
     mode: str | None = None  # trained mode / standard as the device names it
     sync_down_kbps: float | None = None
@@ -194,7 +221,8 @@ DSL_FIELDS: tuple[Metric, ...] = tuple(
     for name, unit, definition in (
         ("line_up", "bool", "showtime / ifOperStatus up"),
         ("mode", "text", "trained mode as the device names it, e.g. G.993.2 (VDSL2) Profile 17a"),
-        ("detected_by", "text", "what told the technology: iftype, dsl_mib, cli or ifname"),
+        ("detected_by", "text", "what told the technology: iftype, dsl_mib, vendor_mib, cli "
+         "or ifname"),
         ("sync_down_kbps", "kbit/s", "actual net data rate downstream"),
         ("sync_up_kbps", "kbit/s", "actual net data rate upstream"),
         ("attainable_down_kbps", "kbit/s", "maximum attainable rate downstream"),

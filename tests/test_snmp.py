@@ -99,28 +99,28 @@ def test_teldat_untrained_adsl_line_reports_zero_sync_and_no_margins() -> None:
     ("name", "wan", "tech"),
     [
         ("draytek_vdsl", "VDSL 08-0B-00-0F-00-07", "vdsl2"),
-        ("tplink_td-w9970", "ptm0.101", "vdsl2"),  # every ifType is 6: the name tells
+        ("tplink_td-w9970", "ppp1", "vdsl2"),  # public address on PPP; ptm0.101 is up: VDSL
         ("vrp_ar169sfp", "GigabitEthernet0/0/4", "ethernet"),  # alias "*** FTTH Link ***"
         ("oneaccess_oneaccess-showtime", "efm0", "shdsl"),  # EFM over four Gshdsl pairs
         ("iosxe_isr4321", "Gi0/0/0", "ethernet"),  # alias "WAN:..."
-        ("teldat_teldatvdsl2", "ppp10", "unknown"),  # DSL port down, PPP over Ethernet
+        ("teldat_teldatvdsl2", "ethernet0/0.10", "ethernet"),  # DSL down; ppp10 rides L2TP
     ],
 )
 def test_wan_and_detected_tech_on_real_walks(name: str, wan: str, tech: str) -> None:
-    vb = vb_of(name)
-    ifaces = snmp.interfaces(vb)
-    iface, how = snmp.choose_wan(ifaces)
-    assert iface is not None and iface.name == wan and how == "auto"
-    lines = snmp.dsl_lines(vb, ifaces)
-    assert snmp.detect_tech(lines, iface, ifaces)[0] == tech
+    res = snmp.detect(vb_of(name))
+    assert res.wan.iface is not None and res.wan.iface.name == wan and res.wan.how == "auto"
+    assert res.wan.reason and res.tech.evidence
+    assert res.tech.tech == tech
 
 
 def test_inventory_wan_pattern_overrides_the_heuristic() -> None:
-    ifaces = snmp.interfaces(vb_of("vrp_ar169sfp"))
-    iface, how = snmp.choose_wan(ifaces, r"^Dialer")
-    assert iface is not None and iface.name == "Dialer1" and how == "inventory"
-    assert snmp.choose_wan(ifaces, r"PPPoE test")[0].name == "Dialer1"  # alias matches too
-    assert snmp.choose_wan(ifaces, r"^nope$")[0] is None
+    vb = vb_of("vrp_ar169sfp")
+    res = snmp.detect(vb, wan_pattern=r"^Dialer")
+    assert res.wan.iface is not None and res.wan.iface.name == "Dialer1"
+    assert res.wan.how == "inventory" and "/^Dialer/" in res.wan.reason
+    dialer = snmp.detect(vb, wan_pattern=r"PPPoE test").wan.iface  # the alias matches too
+    assert dialer is not None and dialer.name == "Dialer1"
+    assert snmp.detect(vb, wan_pattern=r"^nope$").wan.iface is None
 
 
 def test_counter_widths_from_the_tables() -> None:
@@ -176,12 +176,15 @@ def test_rates_utilisation_and_contract_from_64bit_counters() -> None:
     assert d["out"].fields["rate_mbps"] == pytest.approx(2.0)
     assert d["out"].fields["util_contract_pct"] == pytest.approx(10.0)  # of 20 up
     assert d["in"].tags["ifname"] == "Gi0/0/0" and d["in"].fields["is_wan"] is True
-    assert d["in"].tags["detected_tech"] == "ethernet" and d["in"].fields["tech_mismatch"] is True
+    # Declared FTTC, an Ethernet handoff: a VDSL modem in front would look the same.
+    assert d["in"].tags["detected_tech"] == "ethernet"
+    assert d["in"].fields["tech_check"] == "unverifiable" and "tech_mismatch" not in d["in"].fields
+    assert d["in"].fields["wan_reason"].startswith("auto: alias 'WAN:")
 
 
 def test_32bit_wrap_timed_by_sysuptime_and_agent_restart() -> None:
     vb = vb_of("tplink_td-w9970")
-    c_in = "1.3.6.1.2.1.2.2.1.10.18"
+    c_in = "1.3.6.1.2.1.2.2.1.10.20"  # ppp1, the WAN (its public address says so)
     up = vb[snmp.SYS_UPTIME]
     # In 60 s of agent time the 32-bit counter wrapped once: 75 MB -> 10 Mbit/s. The wall
     # clock says 90 s (a late poll): sysUpTime is the better clock and wins.
@@ -193,6 +196,7 @@ def test_32bit_wrap_timed_by_sysuptime_and_agent_restart() -> None:
         vb2, base_tags={"site": "A81001", "tech": "fttc"}, device="r1", prev=s0, time_ms=90_000
     )
     d = _by_dir(recs)
+    assert d["in"].tags["ifname"] == "ppp1" and d["in"].tags["detected_tech"] == "vdsl2"
     assert d["in"].fields["rate_mbps"] == pytest.approx(10.0)
     assert d["in"].fields["interval_s"] == pytest.approx(60.0)
     assert d["in"].fields["interval_source"] == "sysUpTime"
@@ -457,7 +461,14 @@ def test_snmpsim_counter64_wrap_then_agent_restart(
     assert d["in"].fields["rate_mbps"] == pytest.approx(10.0)  # 75 MB across the 2^64 wrap
     assert d["out"].fields["rate_mbps"] == pytest.approx(2.0)
     assert d["in"].fields["util_pct"] == pytest.approx(1.0)
-    assert d["in"].tags["detected_tech"] == "ethernet" and d["in"].fields["tech_mismatch"] is False
+    # Declared FTTP, alias "*** FTTH Link ***" on an Ethernet port: an ONT in front looks the
+    # same, so the router can neither confirm nor contradict it.
+    assert d["in"].tags["detected_tech"] == "ethernet" and "tech_mismatch" not in d["in"].fields
+    assert d["in"].fields["tech_check"] == "unverifiable"
+    assert (
+        "FTTH Link" in d["in"].fields["wan_reason"]
+        and "ifType 6" in d["in"].fields["tech_evidence"]
+    )
     monkeypatch.setenv("NR_T_COMM", "vrp_restart")
     d = _by_dir(_collect(site, state))
     assert "rate_mbps" not in d["in"].fields and "restarted" in d["in"].fields["note"]
@@ -514,7 +525,8 @@ def test_cli_collect_snmp_json_is_clean(
     recs = [Record.from_dict(d) for d in json.loads(r.stdout)]
     dsl = [x for x in recs if x.measurement == "dsl_line"]
     assert dsl[0].tags["ifname"] == "atm0/0" and dsl[0].fields["line_up"] is False
-    assert {x.tags["ifname"] for x in recs if x.measurement == "if_traffic"} == {"ppp10"}
+    # The only physical port up is ethernet0/0; ppp10 counts what l2tp10 counts (a tunnel).
+    assert {x.tags["ifname"] for x in recs if x.measurement == "if_traffic"} == {"ethernet0/0.10"}
     # Bad input: one line, exit 2, no traceback.
     r = CliRunner().invoke(collect, ["snmp", "--site", "Z99999", "-i", str(inv)])
     assert r.exit_code == 2 and "no site with ODS code Z99999" in r.output
@@ -681,11 +693,20 @@ def test_all_interfaces_and_no_wan_found() -> None:
     )
     traffic = [r for r in recs if r.measurement == "if_traffic"]
     assert len(traffic) == 2 * len(snmp.interfaces(vb))  # in and out for each of 6 ports
-    assert {r.tags["ifname"] for r in traffic if r.fields["is_wan"]} == {"ptm0.101"}
-    # Every interface down: no guess, a failed record that says what to configure.
+    assert {r.tags["ifname"] for r in traffic if r.fields["is_wan"]} == {"ppp1"}
+    # Every interface down: the public address on ppp1 is still evidence, and the reason says
+    # both sides of it.
     down = {k: (2 if k.startswith(f"{snmp.IF_ENTRY}.8.") else v) for k, v in vb.items()}
     recs, _ = snmp.records_from_varbinds(
         down, base_tags={"site": "A81001"}, device="r1", prev=None, time_ms=0
     )
+    reason = next(r for r in recs if r.measurement == "if_traffic").fields["wan_reason"]
+    assert "public address 217.14.179.20" in reason and "ifOperStatus down" in reason
+    # An access point (its only address on the LAN bridge, its WAN VLAN down): no guess, a
+    # failed record that says what to configure.
+    recs, _ = snmp.records_from_varbinds(
+        vb_of("asus_asuswrt-merlin-ap"), base_tags={"site": "A81001"}, device="r1", prev=None,
+        time_ms=0,
+    )  # fmt: skip
     [r] = [r for r in recs if r.measurement == "if_traffic"]
     assert r.result == "error" and "router.wan_interface" in r.fields["reason"]
