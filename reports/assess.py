@@ -94,6 +94,7 @@ def readiness_records(estate: Any) -> list[Record]:
                     "verdict_code": VERDICT_CODE[r.verdict],
                     "assessed": r.assessed,
                     "ready": r.verdict == "READY",
+                    "tech_check": r.tech_check,
                     "capacity_calls": r.capacity_calls,
                     "capacity": r.capacity_calls,  # the dashboards' name
                     "lat": r.lat,

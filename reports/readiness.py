@@ -384,6 +384,8 @@ class SiteResult:
     reasons: list[Reason]
     confidence: Confidence
     profile: str
+    #: declared vs detected: match, mismatch, unverifiable (an Ethernet handoff), or None
+    tech_check: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -423,23 +425,36 @@ def normalise_tech(tech: str | None) -> str | None:
     return t
 
 
-#: declared tech -> detected techs that agree with it (as collectors/dsl.py ``tech_mismatch``)
+#: declared tech -> detected techs that agree with it (as collectors/dsl.py ``tech_check``)
 EXPECTED_DETECTED = {
     "adsl": {"adsl"},
     "fttc": {"vdsl2", "gfast", "fttc", "sogea"},
     "sogea": {"vdsl2", "gfast", "fttc", "sogea"},
-    "fttp": {"ethernet", "fttp"},  # an FTTP ONT hands the router an Ethernet port
+    "fttp": {"fttp"},
     "ethernet": {"ethernet", "fttp"},
 }
+#: Declared techs an Ethernet handoff neither confirms nor contradicts: an FTTP ONT, or a
+#: DSL modem, in front of the router hands it exactly that.
+UNVERIFIABLE_BY_ETHERNET = frozenset({"adsl", "fttc", "sogea", "fttp"})
+
+
+def tech_check(declared: str, detected: str | None) -> str | None:
+    """``match``, ``mismatch`` (fibre vs DSL, ADSL vs VDSL, SHDSL/EFM sold as "Ethernet", cable
+    or cellular anywhere) or ``unverifiable`` (an Ethernet handoff where fibre or DSL is
+    declared); ``None`` when the router said nothing conclusive."""
+    d = normalise_tech(detected)
+    if d is None or declared not in EXPECTED_DETECTED:
+        return None
+    if d in EXPECTED_DETECTED[declared]:
+        return "match"
+    if d == "ethernet" and declared in UNVERIFIABLE_BY_ETHERNET:
+        return "unverifiable"
+    return "mismatch"
 
 
 def tech_mismatch(declared: str, detected: str | None) -> bool:
-    """Declared tech disagrees with what the router reports (fibre vs DSL, ADSL vs VDSL,
-    SHDSL/EFM sold as "Ethernet")."""
-    d = normalise_tech(detected)
-    if d is None or declared not in EXPECTED_DETECTED:
-        return False
-    return d not in EXPECTED_DETECTED[declared]
+    """The router contradicts the declared tech (``tech_check`` is ``mismatch``)."""
+    return tech_check(declared, detected) == "mismatch"
 
 
 def _fmt(v: float | None, unit: str = "") -> str:
@@ -775,6 +790,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         detected_tech=detected,
         tech_class=classify(site.link.tech),
         tech_mismatch=tech_mismatch(site.link.tech, detected),
+        tech_check=tech_check(site.link.tech, detected),
         wlr=site.link.wlr,
         registered_patients=site.registered_patients,
         lat=site.lat,
@@ -818,6 +834,9 @@ class Estate:
     priority: list[dict[str, Any]]
     pstn_risk: list[dict[str, Any]]
     mismatches: list[dict[str, Any]]
+    #: sites whose router sees an Ethernet handoff where fibre or DSL is declared: neither a
+    #: match nor a mismatch (the router cannot see what is in front of it)
+    unverifiable: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         c = {v: 0 for v in VERDICTS}
@@ -843,7 +862,6 @@ def assess_estate(
     profile = PROFILES[profile_name]
     ev = gather(store, sites, profile, w)
     results = [evaluate(s, ev[s.ods], profile, w.now_ms) for s in sites]
-    by_ods = {s.ods: s for s in sites}
     return Estate(
         profile=profile.name,
         now_ms=w.now_ms,
@@ -854,18 +872,27 @@ def assess_estate(
         by_icb=cohorts(results, "icb"),
         priority=upgrade_priority(results),
         pstn_risk=pstn_risk(results, w.now_ms),
-        mismatches=[
-            {
-                "ods": r.ods,
-                "name": r.name,
-                "declared_tech": r.declared_tech,
-                "detected_tech": r.detected_tech,
-                "router": _vendor(by_ods[r.ods]),
-            }
-            for r in results
-            if r.tech_mismatch
-        ],
+        mismatches=tech_list(results, sites, "mismatch"),
+        unverifiable=tech_list(results, sites, "unverifiable"),
     )
+
+
+def tech_list(results: Sequence[SiteResult], sites: Sequence[Site], check: str
+              ) -> list[dict[str, Any]]:  # fmt: skip
+    """The sites whose declared-vs-detected ``tech_check`` is ``check`` (mismatch or
+    unverifiable), with the router's vendor."""
+    by_ods = {s.ods: s for s in sites}
+    return [
+        {
+            "ods": r.ods,
+            "name": r.name,
+            "declared_tech": r.declared_tech,
+            "detected_tech": r.detected_tech,
+            "router": _vendor(by_ods[r.ods]),
+        }
+        for r in results
+        if r.tech_check == check
+    ]
 
 
 def _vendor(site: Site) -> str | None:

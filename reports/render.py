@@ -111,7 +111,7 @@ def when(ms: int) -> str:
 
 def _tech(r: SiteResult) -> str:
     det = r.detected_tech or "?"
-    flag = " ≠" if r.tech_mismatch else ""
+    flag = " ≠" if r.tech_mismatch else " ?" if r.tech_check == "unverifiable" else ""
     return f"{r.declared_tech} / {det}{flag}"
 
 
@@ -172,6 +172,7 @@ def to_json_doc(e: Estate) -> dict[str, Any]:
         "upgrade_priority": e.priority,
         "pstn_risk": e.pstn_risk,
         "tech_mismatch": e.mismatches,
+        "tech_unverifiable": e.unverifiable,
         "rubric": [r for r in rubric.rubric_rows() if r["profile"] == p.name],
         "constants": {
             "headroom": rubric.HEADROOM,
@@ -197,6 +198,7 @@ CSV_FIELDS = [
     "declared_tech",
     "detected_tech",
     "tech_mismatch",
+    "tech_check",
     "wlr",
     "registered_patients",
     "contracted_down_mbps",
@@ -348,6 +350,15 @@ def _sections(e: Estate) -> list[tuple[str, list[str], list[list[str]]]]:
             [
                 [str(m["ods"]), str(m["name"]), str(m["declared_tech"]), str(m["detected_tech"])]
                 for m in e.mismatches
+            ],
+        ),
+        (
+            "Router sees an Ethernet handoff: declared tech unverifiable (an ONT or modem in "
+            "front looks the same)",
+            ["site", "name", "declared", "router reports"],
+            [
+                [str(m["ods"]), str(m["name"]), str(m["declared_tech"]), str(m["detected_tech"])]
+                for m in e.unverifiable
             ],
         ),
     ]

@@ -166,3 +166,50 @@ def test_tech_check_vocabulary() -> None:
     assert tech_check("fttc", "cellular") == "mismatch"
     assert tech_check("fttp", "unknown") is None and tech_check("unknown", "vdsl2") is None
     assert tech_mismatch("fttp", "ethernet") is None and tech_mismatch("fttp", "vdsl2") is True
+
+
+def test_the_report_lists_unverifiable_handoffs_apart_from_mismatches() -> None:
+    """What the router detected reaches the readiness model: declared FTTP and an Ethernet
+    handoff (the Huawei "FTTH Link") is unverifiable, declared FTTP and VDSL2 (the DrayTek) a
+    mismatch; each in its own list, JSON key and report section."""
+    from netready.reports import readiness as R
+    from netready.reports import render
+
+    from netready.inventory import loads
+    from netready.rubric import PROFILES
+
+    inv = loads("""
+version: 1
+sites:
+  - {ods: A10001, name: Handoff, type: gp_practice, icb: QHM, link: {tech: fttp, down_mbps: 80, up_mbps: 20}}
+  - {ods: A10002, name: Copper, type: gp_practice, icb: QHM, link: {tech: fttp, down_mbps: 80, up_mbps: 20}}
+  - {ods: A10003, name: Agrees, type: gp_practice, icb: QHM, link: {tech: fttc, down_mbps: 80, up_mbps: 20}}
+""")  # fmt: skip
+    detected = {
+        "A10001": _wan_records("vrp_ar169sfp", "fttp")[0].tags["detected_tech"],
+        "A10002": _wan_records("draytek_vdsl", "fttp")[0].tags["detected_tech"],
+        "A10003": _wan_records("draytek_vdsl", "fttc")[0].tags["detected_tech"],
+    }
+    now = 1_790_000_000_000
+    results = [
+        R.evaluate(s, R.Evidence(detected_tech=detected[s.ods]), PROFILES["gp_video"], now)
+        for s in inv.sites
+    ]
+    assert [r.tech_check for r in results] == ["unverifiable", "mismatch", "match"]
+    assert [r.tech_mismatch for r in results] == [False, True, False]
+    e = R.Estate(
+        profile="gp_video", now_ms=now, since_s=86400.0, store="", sites=results, cohorts=[],
+        by_icb=[], priority=[], pstn_risk=[],
+        mismatches=R.tech_list(results, inv.sites, "mismatch"),
+        unverifiable=R.tech_list(results, inv.sites, "unverifiable"),
+    )  # fmt: skip
+    doc = render.to_json_doc(e)
+    assert [m["ods"] for m in doc["tech_mismatch"]] == ["A10002"]
+    assert [m["ods"] for m in doc["tech_unverifiable"]] == ["A10001"]
+    md = render.render_md(e)
+    unverif = md[md.index("## Router sees an Ethernet handoff") :]
+    assert "A10001" in unverif.split("\n## ")[0] and "A10002" not in unverif.split("\n## ")[0]
+    mism = md[md.index("## Declared tech disagrees") :].split("\n## ")[0]
+    assert "A10002" in mism and "A10001" not in mism
+    html = render.render_html(e)
+    assert "Router sees an Ethernet handoff" in html
