@@ -12,7 +12,11 @@ The rules, one declarative list (``RULES``):
 - the spool evicting records (``agent.spool_dropped`` rising within the hour);
 - loss over the rubric's not-ready limit (1 %) in each of the last three ``rtt`` runs;
 - a technology mismatch on the router's WAN interface (``if_traffic``) or DSL line
-  (``dsl_line``): ``tech_mismatch = true`` within the hour.
+  (``dsl_line``): ``tech_mismatch = true`` within the hour. ``tech_mismatch`` is true only
+  when ``tech_check`` is ``mismatch`` (declared FTTP and the router trains VDSL2; cable or
+  cellular where fibre or copper is declared); an Ethernet handoff where fibre or DSL is
+  declared is ``unverifiable`` (an ONT or modem in front looks the same), has no
+  ``tech_mismatch`` and does not fire: the readiness report lists those apart.
 
 Rules are evaluated around the clock; the ones marked ``clinic_hours`` carry the label
 ``netready_clinic_hours=true``, which the notification policy template mutes outside the
@@ -152,7 +156,8 @@ def _mismatch(measurement: str, where: str) -> Rule:
         f"tech-mismatch-{measurement.replace('_', '-')}",
         f"netready: access technology mismatch ({where})",
         "Site {{ $labels.site }} ({{ $labels.icb }}): the router's " + where + " looks like "
-        "{{ $labels.detected_tech }}, not the {{ $labels.tech }} the inventory declares.",
+        "{{ $labels.detected_tech }}, not the {{ $labels.tech }} the inventory declares "
+        "(tech_evidence on the record says why; an unverifiable Ethernet handoff never fires).",
         f'SELECT count("tech_mismatch") AS "mismatches" FROM "{measurement}" '
         'WHERE time > now() - 1h AND "tech_mismatch" = true '
         'GROUP BY "site", "icb", "tech", "detected_tech"',

@@ -213,3 +213,39 @@ sites:
     assert "A10002" in mism and "A10001" not in mism
     html = render.render_html(e)
     assert "Router sees an Ethernet handoff" in html
+
+
+def test_the_mismatch_alert_fires_for_mismatches_not_for_unverifiable_handoffs(
+    influxdb: tuple[str, str],
+) -> None:
+    """The committed Grafana rules, evaluated against a real InfluxDB 1.x holding what the
+    collector makes of real routers, all declared FTTP: the DrayTek (VDSL2) and the Thomson
+    (DOCSIS) fire; the Huawei with its "FTTH Link" Ethernet port (unverifiable) does not."""
+    import time
+
+    from test_alerts import firing, rules
+
+    from netready.influx import InfluxV1
+    from netready.inventory import StoreConfig
+
+    now = int(time.time() * 1000)
+    recs: list[Record] = []
+    for site, name in (("VDSL", "draytek_vdsl"), ("COAX", "thomson_tcm420"),
+                       ("HANDOFF", "vrp_ar169sfp")):  # fmt: skip
+        prev = None
+        for k in (10, 5, 0):
+            vb = dict(varbinds(name))
+            if snmp.SYS_UPTIME in vb:
+                vb[snmp.SYS_UPTIME] = int(vb[snmp.SYS_UPTIME]) + (10 - k) * 30_000
+            out, prev = snmp.records_from_varbinds(
+                vb, base_tags={"site": site, "icb": "QHM", "tech": "fttp"}, device="r",
+                prev=prev, time_ms=now - k * 60_000,
+            )  # fmt: skip
+            recs += out
+    checks = {(r.tags["site"], r.fields.get("tech_check")) for r in recs if r.fields.get("is_wan")}
+    assert checks == {("VDSL", "mismatch"), ("COAX", "mismatch"), ("HANDOFF", "unverifiable")}
+    url, db = influxdb
+    with InfluxV1(StoreConfig(kind="influxdb_v1", url=url, database=db)) as client:
+        client.write(recs)
+        assert firing(rules()["tech-mismatch-if-traffic"], client) == {"VDSL", "COAX"}
+        assert firing(rules()["tech-mismatch-dsl-line"], client) == {"VDSL"}
