@@ -109,8 +109,8 @@ class Soak:
         (self.work / "influx").mkdir()
         mount_tmpfs(self.disk, "16m")
         self.mounted = True
-        self.srv = Influxd(str(self.work / "influx")).start()
-        self.srv.create_db("soak")
+        self.srv = srv = Influxd(str(self.work / "influx")).start()
+        srv.create_db("soak")
         refl, resp = udp_port(), udp_port()
         for argv in (
             ["reflector", "--listen", f"127.0.0.1:{refl}"],
@@ -125,7 +125,7 @@ class Soak:
 
         inv = {
             "version": 1,
-            "store": {"kind": "influxdb_v1", "url": self.srv.url, "database": "soak"},
+            "store": {"kind": "influxdb_v1", "url": srv.url, "database": "soak"},
             "agent": {
                 "spool_path": str(self.spool),
                 "ship_interval_s": 5,

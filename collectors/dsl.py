@@ -212,7 +212,8 @@ def dsl_record(
         "result": "ok",
     }
     kw = {} if time_ms is None else {"time_ms": time_ms}
-    return Record("dsl_line", tags, fields, **kw)
+    present = {k: v for k, v in fields.items() if v is not None}
+    return Record("dsl_line", tags, present, **kw)
 
 
 #: The ``dsl_line`` fields, as both collectors declare them (``netready.plugin.Metric``).

@@ -108,6 +108,6 @@ def start(
     """Start snmpsim serving ``router`` at ``host:port`` with ``popen(argv, **kw)`` (the lab's,
     inside a namespace, or ``subprocess.Popen`` on loopback)."""
     data = prepare(router, work)
-    return popen(  # type: ignore[no-any-return]
+    return popen(
         responder_argv(data, host, port), stdout=logs, stderr=logs, env=responder_env()
     )

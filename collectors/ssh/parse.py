@@ -32,7 +32,7 @@ def textfsm_rows(template: str, text: str) -> list[dict[str, str]]:
     """Run ``collectors/ssh/templates/<template>.textfsm`` over ``text`` (CRLF tolerated)."""
     with open(TEMPLATES / f"{template}.textfsm", encoding="utf-8") as f:
         fsm = textfsm.TextFSM(f)
-    return fsm.ParseTextToDicts(_clean(text))  # type: ignore[no-any-return]
+    return fsm.ParseTextToDicts(_clean(text))
 
 
 def ntc_rows(platform: str, command: str, text: str) -> list[dict[str, Any]]:
@@ -40,7 +40,7 @@ def ntc_rows(platform: str, command: str, text: str) -> list[dict[str, Any]]:
     as ntc-templates returns them); ``ParseError`` when its template rejects the output."""
     parse = require("ntc_templates.parse", "the ssh collector")
     try:
-        return parse.parse_output(platform=platform, command=command, data=_clean(text))  # type: ignore[no-any-return]
+        return parse.parse_output(platform=platform, command=command, data=_clean(text))
     except parse.ParsingException as e:
         raise ParseError(f"{platform}: {command!r} output not recognised: {e}") from None
     except textfsm.TextFSMError as e:

@@ -83,7 +83,7 @@ def run_commands(
     log: Callable[[str], None] | None = None,
 ) -> list[tuple[str, str]]:
     """Blocking: connect, run each command, return ``[(command, output)]``; ``SshFailure``."""
-    paramiko = require("paramiko", "the ssh collector")
+    paramiko: Any = require("paramiko", "the ssh collector")
 
     where = f"{creds.username}@{host_key_name(host, port)}"
     client = paramiko.SSHClient()
