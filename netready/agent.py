@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import signal
 import threading
 import time
 from collections import deque
@@ -41,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netready import __version__, budget, registry
+from netready import __version__, budget, platform, registry
 from netready.errors import ConfigError, NetreadyError, SpoolError
 from netready.influx import LineProtocolError, encode
 from netready.inventory import Inventory, Site, load
@@ -366,7 +364,7 @@ class Agent:
             import psutil
 
             fields["rss_mb"] = psutil.Process().memory_info().rss / 1e6
-        return Record("agent", {**self.ctx.tags, "host": os.uname().nodename}, fields)
+        return Record("agent", {**self.ctx.tags, "host": platform.hostname()}, fields)
 
     # ------------------------------------------------------------------ shipping
 
@@ -549,8 +547,7 @@ async def run_agent(
 ) -> Agent:
     agent = Agent(inv, site, spool, state_dir, force=force, only=only)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop.set)
+    platform.on_stop_signals(loop, agent.stop.set)
     log.info(
         "agent %s starting: site %s, %d tasks, store %s, spool %s",
         __version__,

@@ -30,16 +30,16 @@ the file is checked when opened (``PRAGMA quick_check``) and a corrupt one, foun
 quarantined -- renamed ``<spool>.corrupt-<UTC time>`` with its ``-wal``/``-shm`` -- and a
 fresh spool takes its place; ``quarantined`` counts it in the fresh spool.
 
-One writer per spool: ``exclusive=True`` (the agent, ``netready ship``) holds an OS lock
-(``fcntl.flock`` on ``<spool>.lock``) until ``close()``, so a second agent or shipper refuses to
-start instead of sending every record twice. ``readonly=True`` (``netready spool stats``) takes no
-lock and writes nothing. One connection is shared by the agent's event loop and its shipping
+One writer per spool: ``exclusive=True`` (the agent, ``netready ship``) holds an OS lock on
+``<spool>.lock`` (``platform.FileLock``: ``flock``, or SQLite's own file lock where there is no
+``flock``) until ``close()``, so a second agent or shipper refuses to start instead of sending
+every record twice. ``readonly=True`` (``netready spool stats``) takes no lock and writes
+nothing. One connection is shared by the agent's event loop and its shipping
 thread; a re-entrant lock serialises every transaction and read.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -53,6 +53,7 @@ from pathlib import Path
 
 from netready.errors import SpoolCorrupt, SpoolError, SpoolFull, SpoolLocked
 from netready.influx import encode
+from netready.platform import FileLock
 from netready.records import Record
 from netready.store import INDEXES, INSERT_POINT, TABLES, read_records
 
@@ -129,7 +130,7 @@ class Spool:
         self.quarantines: list[str] = []
         self._last_age_sweep = float("-inf")
         self._lock = threading.RLock()
-        self._lockfd: int | None = None
+        self._filelock: FileLock | None = None
         self._con: sqlite3.Connection | None = None
         self._clock0 = 0
         self._mono0 = time.monotonic()
@@ -152,25 +153,20 @@ class Spool:
     # ------------------------------------------------------------------ opening
 
     def _take_lock(self) -> None:
-        lock = Path(f"{self.path}.lock")
+        lock = FileLock(f"{self.path}.lock")
         try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            taken = lock.acquire()
         except OSError as e:
-            raise SpoolError(f"spool {self.path}: cannot open its lock file {lock}: {e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise SpoolError(
+                f"spool {self.path}: cannot open its lock file {lock.path}: {e}"
+            ) from None
+        if not taken:
+            who = f" (pid {lock.holder})" if (lock.holder or "").isdigit() else ""
             raise SpoolLocked(
                 f"spool {self.path} is in use by another agent or `netready ship`{who}: "
                 "one writer per spool"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lockfd = fd
+        self._filelock = lock
 
     def _open(self) -> None:
         with self._lock, self._translate(recover=False):
@@ -238,9 +234,9 @@ class Spool:
             if self._con is not None:
                 self._con.close()
                 self._con = None
-            if self._lockfd is not None:
-                os.close(self._lockfd)  # releases the flock
-                self._lockfd = None
+            if self._filelock is not None:
+                self._filelock.release()
+                self._filelock = None
 
     def __enter__(self) -> Spool:
         return self
