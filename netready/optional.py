@@ -8,6 +8,7 @@ central servers' extras are named in ``pyproject.toml``::
     grafana    grafana-client, grafana-foundation-sdk   `netready dashboards build|push`
     ssh        paramiko, ntc-templates   the ssh collector (router CLI)
     server     aiohttp               `netready serve` (the speed-test endpoint)
+    raw-icmp   scapy                 the icmp probe's raw socket (the datagram one needs none)
 
 ``require`` imports one of them or raises ``MissingExtra``, one line naming the extra.
 """
@@ -28,6 +29,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "aiohttp": ("server", "aiohttp"),
     "paramiko": ("ssh", "paramiko"),
     "ntc_templates": ("ssh", "ntc-templates"),
+    "scapy": ("raw-icmp", "scapy"),
 }
 
 

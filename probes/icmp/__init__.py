@@ -1,13 +1,21 @@
 """Probe "icmp": ICMP echo (ping) for targets that run no reflector, e.g. a video platform's edge.
 
-Echo requests are built and replies parsed with scapy (only ``scapy.layers.inet``/``inet6``
-are imported: ``scapy.all`` costs about a second); they travel on a raw socket of our own, so
-the kernel timestamps each reply (``SO_TIMESTAMPNS``) and asyncio stays in charge. Requests go
-out on a monotonic schedule, ``count`` of them every ``interval_s``; replies are matched by
-identifier and sequence number.
+Two ways to send echo requests, tried in this order (``socket`` chooses one):
 
-Raw sockets need root or ``CAP_NET_RAW``. Without it the probe writes one failed record
-(``result=error``, reason naming CAP_NET_RAW) instead of raising.
+- a raw socket (root or ``CAP_NET_RAW``), requests built and replies parsed with scapy (only
+  ``scapy.layers.inet``/``inet6``: ``scapy.all`` costs about a second; scapy is the
+  ``raw-icmp`` extra);
+- an unprivileged datagram ICMP socket (Linux: the user's group in
+  ``net.ipv4.ping_group_range``, which ``deploy/99-netready-ping.conf`` sets; macOS: anyone):
+  the kernel writes the identifier and checksum, ``wire.py`` the rest.
+
+Either way the socket is our own, the kernel timestamps each reply where it can
+(``SO_TIMESTAMPNS``, ``netready.platform``) and asyncio stays in charge. Requests go out on a
+monotonic schedule, ``count`` of them every ``interval_s``; replies are matched by identifier
+and sequence number.
+
+With neither permitted the probe writes one failed record (``result=error``, reason naming
+CAP_NET_RAW and ping_group_range) instead of raising.
 
 Record (measurement ``rtt``; tags: site, icb, tech, target, method=icmp, result):
 
@@ -30,23 +38,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
-import struct
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
+from netready.probes.icmp import wire
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import stats
+from netready import platform, stats
+from netready.errors import MissingExtra
+from netready.optional import require
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure, now_ms
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-NO_RAW = (
-    "raw sockets are not permitted: the icmp probe needs root or CAP_NET_RAW "
-    "(e.g. setcap cap_net_raw+ep on the Python binary, or AmbientCapabilities=CAP_NET_RAW)"
+log = logging.getLogger("netready.probes.icmp")
+
+NO_RAW = "a raw ICMP socket is not permitted (it needs root or CAP_NET_RAW)"
+NO_DGRAM = (
+    "a datagram ICMP socket is not permitted (Linux: add the user's group to "
+    "net.ipv4.ping_group_range, e.g. deploy/99-netready-ping.conf)"
 )
+Kind = Literal["raw", "datagram"]
+Build = Callable[[int, int, bytes], bytes]
+Parse = Callable[[bytes], "tuple[int, int] | None"]
 
 
 class Spec(BaseModel):
@@ -69,6 +86,11 @@ class Spec(BaseModel):
     )
     size: int = Field(56, ge=8, le=1472, description="ICMP payload bytes")
     dscp: int = Field(0, ge=0, le=63, description="DSCP to mark the requests with")
+    socket: Literal["auto", "raw", "datagram"] = Field(
+        "auto",
+        description="auto: a raw socket where permitted (and scapy installed), else an "
+        "unprivileged datagram one",
+    )
 
     @field_validator("target")
     @classmethod
@@ -120,17 +142,77 @@ def summarise(
     return out
 
 
-def _open(family: int, dscp: int) -> socket.socket:
+def _raw_codec(family: int) -> tuple[Build, Parse]:
+    """Build and parse for a raw socket, with scapy (``MissingExtra`` without it)."""
+    if family == socket.AF_INET6:
+        inet6 = require("scapy.layers.inet6", "the icmp probe's raw socket")
+        request, reply = inet6.ICMPv6EchoRequest, inet6.ICMPv6EchoReply
+
+        def build6(ident: int, seq: int, payload: bytes) -> bytes:
+            return bytes(request(id=ident, seq=seq, cksum=0) / payload)
+
+        def parse6(data: bytes) -> tuple[int, int] | None:
+            if not data or data[0] != 129:  # the kernel strips the IPv6 header
+                return None
+            p = reply(data)
+            return int(p.id), int(p.seq)
+
+        return build6, parse6
+    inet = require("scapy.layers.inet", "the icmp probe's raw socket")
+    ICMP, IP = inet.ICMP, inet.IP
+
+    def build4(ident: int, seq: int, payload: bytes) -> bytes:
+        return bytes(ICMP(type=8, id=ident, seq=seq) / payload)
+
+    def parse4(data: bytes) -> tuple[int, int] | None:
+        p = IP(data)
+        if ICMP not in p or p[ICMP].type != 0:
+            return None
+        return int(p[ICMP].id), int(p[ICMP].seq)
+
+    return build4, parse4
+
+
+def _datagram_codec(family: int) -> tuple[Build, Parse]:
+    def build(ident: int, seq: int, payload: bytes) -> bytes:
+        return wire.echo_request(family, seq, payload)  # the kernel writes the identifier
+
+    def parse(data: bytes) -> tuple[int, int] | None:
+        return wire.parse_echo_reply(family, data)
+
+    return build, parse
+
+
+def open_socket(
+    family: int, want: str, dscp: int
+) -> tuple[socket.socket, Kind, Build, Parse] | str:
+    """An echo socket of the kind ``want`` asks for (``auto``: raw, else datagram) with its
+    builder and parser, or why none could be opened (one line)."""
     proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
-    s = socket.socket(family, socket.SOCK_RAW, proto)
-    s.setblocking(False)
-    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    if dscp:
-        if family == socket.AF_INET6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, dscp << 2)
-        else:
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
-    return s
+    kinds: list[Kind] = ["raw", "datagram"] if want == "auto" else [want]  # type: ignore[list-item]
+    why: list[str] = []
+    for kind in kinds:
+        try:
+            build, parse = _raw_codec(family) if kind == "raw" else _datagram_codec(family)
+        except MissingExtra as e:
+            why.append(str(e))
+            continue
+        try:
+            s = socket.socket(
+                family, socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM, proto
+            )
+        except PermissionError:
+            why.append(NO_RAW if kind == "raw" else NO_DGRAM)
+            continue
+        except OSError as e:  # e.g. no datagram ICMP on this OS
+            why.append(f"a {kind} ICMP socket cannot be opened here: {e.strerror or e}")
+            continue
+        s.setblocking(False)
+        platform.enable_rx_timestamps(s)
+        if dscp and not platform.mark_dscp(s, family, dscp):
+            log.info("icmp: DSCP %d not set: %s", dscp, platform.NOT_MEASURABLE)
+        return s, kind, build, parse
+    return "; ".join(why)
 
 
 async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
@@ -141,33 +223,11 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
     except socket.gaierror as e:
         return {}, "unreachable", f"cannot resolve {spec.target}: {e.strerror}"
     fam, _, _, _, addr = infos[0]
-    try:
-        sock = _open(fam, spec.dscp)
-    except PermissionError:
-        return {}, "error", NO_RAW
-    if fam == socket.AF_INET6:
-        from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
-
-        def build(ident: int, seq: int, payload: bytes) -> bytes:
-            return bytes(ICMPv6EchoRequest(id=ident, seq=seq, cksum=0) / payload)
-
-        def parse(data: bytes) -> tuple[int, int] | None:
-            if not data or data[0] != 129:  # the kernel strips the IPv6 header
-                return None
-            p = ICMPv6EchoReply(data)
-            return int(p.id), int(p.seq)
-    else:
-        from scapy.layers.inet import ICMP, IP
-
-        def build(ident: int, seq: int, payload: bytes) -> bytes:
-            return bytes(ICMP(type=8, id=ident, seq=seq) / payload)
-
-        def parse(data: bytes) -> tuple[int, int] | None:
-            p = IP(data)
-            if ICMP not in p or p[ICMP].type != 0:
-                return None
-            return int(p[ICMP].id), int(p[ICMP].seq)
-
+    opened = open_socket(fam, spec.socket, spec.dscp)
+    if isinstance(opened, str):
+        return {}, "error", opened
+    sock, kind, build, parse = opened
+    # raw: our own identifier; datagram: the kernel's (the socket's port, once it has sent)
     ident = (os.getpid() ^ int.from_bytes(os.urandom(2), "big")) & 0xFFFF
     offset = time.time_ns() - time.monotonic_ns()
     send_ns: dict[int, int] = {}
@@ -178,20 +238,13 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
     def on_readable() -> None:
         for _ in range(256):
             try:
-                data, anc, _f, src = sock.recvmsg(4096, 256)
+                data, anc, src = platform.recv_ancillary(sock, 4096, 256)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 errors.append(e.strerror or str(e))
                 return
-            recv = None
-            for level, typ, cd in anc:
-                if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and len(cd) >= 16:
-                    sec, nsec = struct.unpack("qq", cd[:16])
-                    recv = sec * 1_000_000_000 + nsec - offset
-            now = time.monotonic_ns()
-            if recv is None or abs(now - recv) > 1_000_000_000:
-                recv = now
+            recv = platform.monotonic_rx_ns(anc, offset)
             try:
                 ok = ipaddress.ip_address(str(src[0]).split("%")[0]) == ipaddress.ip_address(
                     str(addr[0]).split("%")[0]
@@ -217,6 +270,8 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
                 sock.sendto(pkt, addr)
             except OSError as e:
                 errors.append(e.strerror or str(e))
+            if kind == "datagram" and seq == 0:
+                ident = sock.getsockname()[1]
         duration_s = (time.monotonic_ns() - t0) / 1e9
         deadline = loop.time() + spec.timeout_s
         while loop.time() < deadline and len({s for s, _ in replies}) < spec.count:
@@ -240,7 +295,8 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
 
 
 async def run(ctx: Context, spec: Spec) -> list[Record]:
-    """ICMP echo round trips (scapy packets on a raw socket): RTT, RFC 3550 jitter, loss."""
+    """ICMP echo round trips (a raw socket with scapy, or an unprivileged datagram socket):
+    RTT, RFC 3550 jitter, loss."""
     tags = {**ctx.tags, "target": spec.target, "method": "icmp"}
     t = now_ms()
     fields, result, reason = await measure(spec)
@@ -256,8 +312,8 @@ PLUGIN = Plugin(
     run=run,
     measurement="rtt",
     method="icmp",
-    summary="ICMP echo for targets that run no reflector (needs root or CAP_NET_RAW): RTT, "
-    "RFC 3550 jitter, loss.",
+    summary="ICMP echo for targets that run no reflector (raw socket, or unprivileged datagram "
+    "socket): RTT, RFC 3550 jitter, loss.",
     interval_s=300.0,
     fields=(
         Metric("sent", "packets", "echo requests sent"),
