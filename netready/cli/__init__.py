@@ -23,6 +23,7 @@ import click
 
 from netready import __version__
 from netready.cli.base import LazyGroup, fail
+from netready.cli.options import HELP_OPTIONS
 from netready.errors import NetreadyError
 
 #: command name -> "module:attribute" of a click command or group.
@@ -63,7 +64,7 @@ HELP = {
     cls=LazyGroup,
     lazy=COMMANDS,
     help_lines=HELP,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=HELP_OPTIONS,
 )
 @click.version_option(__version__, prog_name="netready")
 def cli() -> None:

@@ -9,7 +9,13 @@ import click
 
 from netready import __version__
 from netready.cli.base import Command
-from netready.cli.options import inventory_option, log_options, spool_option, state_dir_option
+from netready.cli.options import (
+    HELP_OPTIONS,
+    inventory_option,
+    log_options,
+    spool_option,
+    state_dir_option,
+)
 
 EXIT_CODES = """\b
 Exit codes:
@@ -22,12 +28,13 @@ Exit codes:
      RestartPreventExitStatus in deploy/netready-agent.service)"""
 
 
-@click.command("netready-agent", cls=Command, epilog=EXIT_CODES)
+@click.command("netready-agent", cls=Command, epilog=EXIT_CODES, context_settings=HELP_OPTIONS)
 @inventory_option
 @click.option(
     "--site",
     "site_ods",
     default=None,
+    metavar="ODS",
     help="ODS code of this site (required if the inventory has more than one site).",
 )
 @click.option("--once", is_flag=True, help="Run every task once, ship, and exit.")

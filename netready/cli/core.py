@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import time
+from typing import Any
 
 import click
 
@@ -18,14 +21,31 @@ def inventory() -> None:
 
 
 @inventory.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
-@format_option
-def inventory_check(file: str, fmt: str) -> None:
-    """Validate FILE; print one line per problem (file:line:col: field: what) and exit 2."""
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@format_option(
+    help="table: one line per problem on stderr; json: the result, problems included, on stdout."
+)
+def inventory_check(file: str | None, fmt: str) -> None:
+    """Validate FILE; print one line per problem (file:line:col: field: what) and exit 2.
+
+    FILE defaults as --inventory does elsewhere ($NETREADY_INVENTORY, else
+    /etc/netready/site_inventory.yaml, else ./site_inventory.yaml). With --format json the
+    problems are JSON on stdout ({"ok": false, "problems": [{"file", "line", "col", "field",
+    "message", "text"}]}), still exit 2.
+    """
     from netready import registry
+    from netready.cli.options import default_inventory
+    from netready.errors import InventoryError
     from netready.inventory import load
 
-    inv = load(file, spec_for=registry.spec_for)
+    file = file or default_inventory()[0]
+    try:
+        inv = load(file, spec_for=registry.spec_for)
+    except InventoryError as e:
+        if fmt != "json":
+            raise
+        print_json({"file": file, "ok": False, "problems": [problem(p) for p in e.problems]})
+        sys.exit(e.exit_code)
     tech = {
         t: sum(1 for s in inv.sites if s.link.tech == t)
         for t in sorted({s.link.tech for s in inv.sites})
@@ -38,11 +58,35 @@ def inventory_check(file: str, fmt: str) -> None:
                 "sites": len(inv.sites),
                 "store": inv.store.kind,
                 "tech": tech,
+                "problems": [],
             }
         )
     else:
         techs = ", ".join(f"{t} {n}" for t, n in tech.items())
         click.echo(f"{file}: ok: {len(inv.sites)} sites ({techs}); store {inv.store.kind}")
+
+
+#: ``file:line:col: field: what`` (docs: "one line per problem"); field and position may be absent
+_PROBLEM = re.compile(
+    r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?:(?P<field>[\w.\[\]-]+): )?(?P<message>.*)$"
+)
+
+
+def problem(text: str) -> dict[str, Any]:
+    """One inventory problem as JSON: its parts where the line has them, and the line."""
+    m = _PROBLEM.match(text)
+    if m is None:
+        file, sep, rest = text.partition(": ")
+        return {"file": file if sep else None, "line": None, "col": None, "field": None,
+                "message": rest if sep else text, "text": text}  # fmt: skip
+    return {
+        "file": m["file"],
+        "line": int(m["line"]),
+        "col": int(m["col"]),
+        "field": m["field"],
+        "message": m["message"],
+        "text": text,
+    }
 
 
 @click.group(cls=Group)
@@ -91,8 +135,9 @@ def spool_stats(inventory_path: str, spool_path: str | None, fmt: str) -> None:
     type=click.IntRange(1, 100_000),
     help="Records per write (default: the inventory's agent.batch_size).",
 )
+@format_option(help="table: one summary line on stderr; json: the counts on stdout.")
 def ship(
-    inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None
+    inventory_path: str, spool_path: str | None, timeout: float, batch_size: int | None, fmt: str
 ) -> None:
     """Ship spooled records to the central store now (exit 1 if some remain).
 
@@ -103,13 +148,28 @@ def ship(
 
     rep = agent.ship_now(inventory_path, spool_path, timeout, batch_size)
     if rep is None:
-        click.echo("store is embedded: nothing to ship", err=True)
+        if fmt == "json":
+            print_json({"store": "embedded", "shipped": 0, "dead_lettered": 0, "pending": 0})
+        else:
+            click.echo("store is embedded: nothing to ship", err=True)
         return
     res = rep.drain
-    click.echo(
-        f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {rep.pending}"
-        f" ({res.seconds:.1f} s)",
-        err=True,
-    )
+    if fmt == "json":
+        print_json(
+            {
+                "store": "remote",
+                "shipped": res.shipped,
+                "dead_lettered": res.dead_lettered,
+                "pending": rep.pending,
+                "seconds": round(res.seconds, 3),
+                "error": res.error,
+            }
+        )
+    else:
+        click.echo(
+            f"shipped {res.shipped}, dead-lettered {res.dead_lettered}, pending {rep.pending}"
+            f" ({res.seconds:.1f} s)",
+            err=True,
+        )
     if rep.pending:
         raise click.ClickException(res.error or f"{rep.pending} records still pending")

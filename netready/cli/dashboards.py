@@ -42,7 +42,8 @@ def dashboards() -> None:
     show_default=True,
     help="Grafana folder title for the dashboards and alert rules.",
 )
-def build_command(out_dir: Path | None, check: bool, database: str, folder: str) -> None:
+@format_option(help="table: paths on stdout, a summary on stderr; json: both on stdout.")
+def build_command(out_dir: Path | None, check: bool, database: str, folder: str, fmt: str) -> None:
     """Generate the dashboard JSON (generated/*.json) and the provisioning YAML.
 
     Prints the path of every file written (or, with --check, every stale file) on stdout.
@@ -51,25 +52,34 @@ def build_command(out_dir: Path | None, check: bool, database: str, folder: str)
 
     options = build.BuildOptions(database=database, folder=folder)
     root = out_dir or build.HERE
+    total = len(build.build_all())
     if check:
         stale = build.stale_files(root, options)
-        for rel in stale:
-            click.echo(str(root / rel))
+        if fmt == "json":
+            print_json({"root": str(root), "stale": [str(root / rel) for rel in stale],
+                        "files": total})  # fmt: skip
+        else:
+            for rel in stale:
+                click.echo(str(root / rel))
         if stale:
             raise click.ClickException(
                 f"{len(stale)} generated file(s) are stale: run `netready dashboards build`"
             )
-        click.echo(f"{len(build.build_all())} generated files are up to date", err=True)
+        if fmt != "json":
+            click.echo(f"{total} generated files are up to date", err=True)
         return
     try:
         changed = build.write_all(root, options)
     except OSError as e:
         raise ConfigError(f"cannot write under {root}: {e.strerror}") from None
+    if fmt == "json":
+        print_json({"root": str(root), "written": [str(p) for p in changed],
+                    "unchanged": total - len(changed)})  # fmt: skip
+        return
     for p in changed:
         click.echo(str(p))
     click.echo(
-        f"{len(changed)} file(s) written, {len(build.build_all()) - len(changed)} unchanged "
-        f"under {root}",
+        f"{len(changed)} file(s) written, {total - len(changed)} unchanged under {root}",
         err=True,
     )
 

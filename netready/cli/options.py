@@ -7,37 +7,94 @@ or help text, called first (``@inventory_option(default=None, help="...")``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from netready.errors import ConfigError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 Deco = Callable[[F], F]
+
+#: Every entry point takes ``-h`` as well as ``--help`` (its sub-commands inherit it).
+HELP_OPTIONS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
 def _either(f: Any, option: Deco[Any]) -> Any:
     return option if f is None else option(f)
 
 
+#: Where the inventory is when no ``--inventory`` is given, in this order: the environment
+#: variable, the system file a practice box installs, the repository's example (./).
+INVENTORY_ENV = "NETREADY_INVENTORY"
+SYSTEM_INVENTORY = "/etc/netready/site_inventory.yaml"
+LOCAL_INVENTORY = "site_inventory.yaml"
+DEFAULT_INVENTORY = "default"  # ``inventory_option(default=...)``: the search above
+#: ``ctx.meta`` key: how the inventory was chosen (``inventory_source``)
+_SOURCE = "netready.inventory_source"
+
+
+def default_inventory() -> tuple[str, str]:
+    """(path, how it was chosen) when no ``--inventory`` is given: ``$NETREADY_INVENTORY``,
+    else ``/etc/netready/site_inventory.yaml`` if it exists, else ``./site_inventory.yaml``."""
+    env = os.environ.get(INVENTORY_ENV)
+    if env:
+        return env, f"${INVENTORY_ENV}"
+    if Path(SYSTEM_INVENTORY).is_file():
+        return SYSTEM_INVENTORY, "the system inventory (no --inventory, no $NETREADY_INVENTORY)"
+    return LOCAL_INVENTORY, (
+        f"./{LOCAL_INVENTORY} in {Path.cwd()} (no --inventory, no ${INVENTORY_ENV}, "
+        f"no {SYSTEM_INVENTORY})"
+    )
+
+
+def inventory_source(ctx: click.Context | None = None) -> str:
+    """How the command's inventory was chosen ("--inventory", "$NETREADY_INVENTORY", ...),
+    for a command that says what it is reading."""
+    ctx = ctx or click.get_current_context()
+    return str(ctx.meta.get(_SOURCE, "--inventory"))
+
+
 def inventory_option(
     f: F | None = None,
     /,
     *,
-    default: str | None = "site_inventory.yaml",
+    default: str | None = DEFAULT_INVENTORY,
     help: str = "The estate's site inventory.",
 ) -> Any:
-    """``--inventory FILE`` (parameter ``inventory_path``)."""
+    """``--inventory FILE`` (parameter ``inventory_path``). By default, when not given,
+    ``default_inventory()``'s search; ``default=None`` for a command where it is optional."""
+
+    def pick(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None and default == DEFAULT_INVENTORY:
+            value, ctx.meta[_SOURCE] = default_inventory()
+            if value == LOCAL_INVENTORY and not Path(value).exists():
+                raise ConfigError(
+                    f"no inventory: give --inventory FILE, set ${INVENTORY_ENV} or install "
+                    f"{SYSTEM_INVENTORY} (there is no ./{LOCAL_INVENTORY} in {Path.cwd()})"
+                )
+        return value
+
+    searched = default == DEFAULT_INVENTORY
     return _either(
         f,
         click.option(
             "--inventory",
             "-i",
             "inventory_path",
-            default=default,
-            show_default=default is not None,
+            default=None if searched else default,
+            show_default=(
+                f"${INVENTORY_ENV}, else {SYSTEM_INVENTORY}, else ./{LOCAL_INVENTORY}"
+                if searched
+                else default is not None
+            ),
+            metavar="FILE",
             type=click.Path(dir_okay=False),
+            callback=pick,
             help=help,
         ),
     )
@@ -50,7 +107,12 @@ def spool_option(
     return _either(
         f,
         click.option(
-            "--spool", "spool_path", default=None, type=click.Path(dir_okay=False), help=help
+            "--spool",
+            "spool_path",
+            default=None,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help=help,
         ),
     )
 
@@ -66,6 +128,7 @@ def state_dir_option(
             "state_dir",
             default=".netready-state",
             show_default=True,
+            metavar="DIR",
             type=click.Path(file_okay=False),
             help=help,
         ),

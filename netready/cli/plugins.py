@@ -38,7 +38,7 @@ from pydantic.fields import FieldInfo
 from netready import budget, registry
 from netready.cli import fail
 from netready.cli.base import LazyGroup
-from netready.cli.options import inventory_option
+from netready.cli.options import inventory_option, state_dir_option
 from netready.cli.output import format_option, print_records
 from netready.errors import NetreadyError
 from netready.inventory import SecretRef
@@ -54,14 +54,11 @@ Exit codes:
   1  a record failed (its reason on stderr) or a runtime error
   2  bad input: options, inventory, site"""
 
-_site_option = click.option("--site", "-s", "site_ods", required=True, help="ODS code of the site.")
-_state_dir_option = click.option(
-    "--state-dir",
-    "state_dir",
-    default=".netready-state",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where collectors keep state between runs (SNMP counters), and budgets.",
+_site_option = click.option(
+    "--site", "-s", "site_ods", required=True, metavar="ODS", help="ODS code of the site."
+)
+_state_dir_option = state_dir_option(
+    help="Where collectors keep state between runs (SNMP counters), and budgets."
 )
 
 

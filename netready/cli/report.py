@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netready.cli.base import Command
-from netready.cli.options import inventory_option, spool_option
+from netready.cli.options import inventory_option, inventory_source, spool_option
 from netready.cli.output import format_option, print_records
 from netready.errors import ConfigError
 
@@ -109,6 +109,11 @@ def report(sel: Selection, fmt: str, out: str | None) -> None:
     from netready.reports import assess, render
 
     estate = assess.build(sel)
+    # Say what was read (on stderr: stdout is the report), so a report run from a checkout
+    # is not mistaken for the estate's.
+    click.echo(
+        f"reading {sel.inventory} ({inventory_source()}); store {estate.store}", err=True
+    )
     if fmt == "table" and out is None:
         from rich.console import Console
 
