@@ -55,7 +55,7 @@ from netready.errors import SpoolCorrupt, SpoolError, SpoolFull, SpoolLocked
 from netready.influx import encode
 from netready.platform import FileLock
 from netready.records import Record
-from netready.store import INDEXES, INSERT_POINT, TABLES, read_records
+from netready.store import INSERT_POINT, migrate, read_records
 
 log = logging.getLogger("netready.spool")
 
@@ -199,14 +199,8 @@ class Spool:
                     bad = con.execute("PRAGMA quick_check(1)").fetchone()[0]
                     if bad != "ok":
                         raise SpoolCorrupt(f"spool {self.path} is corrupt: {bad}")
-                con.executescript(TABLES)
-                for table in ("outbox", "points"):  # spools from before the spool clock
-                    cols = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
-                    if "held_ms" not in cols:
-                        con.execute(
-                            f"ALTER TABLE {table} ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0"
-                        )
-                con.executescript(INDEXES)
+                for step in migrate(con, self.path):  # netready/store.py: the schema's versions
+                    log.info("spool %s: migrated, %s", self.path, step)
                 if not con.execute("SELECT 1 FROM counters WHERE name = ?", (HELD,)).fetchone():
                     # first open (or a spool from before the gauge): count once
                     con.execute(

@@ -1,7 +1,8 @@
 """The embedded store: the spool file's schema, and the read side of its ``points`` table.
 
-This module owns the SQLite schema of the spool file (``TABLES``, ``INDEXES``): ``spool.py``
-creates and writes the tables from it, and every query that reads the embedded store for a
+This module owns the SQLite schema of the spool file (``TABLES``, ``INDEXES``) and its
+version (``SCHEMA_VERSION`` in ``PRAGMA user_version``, ``MIGRATIONS`` as numbered steps,
+``migrate``): ``spool.py`` creates or migrates the file with it and writes the tables, and every query that reads the embedded store for a
 report is written here (``SqliteStore``), in SQL with ``json_extract`` over the JSON ``tags``
 and ``fields`` columns and window functions (``ROW_NUMBER() OVER (PARTITION BY ...)``).
 The column names the reader relies on (``READS``) are checked against the schema as SQLite
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netready.errors import StoreError
+from netready.errors import SpoolError, StoreError
 from netready.records import Record
 
 # ----------------------------------------------------------------------------- the schema
@@ -66,6 +67,79 @@ CREATE INDEX IF NOT EXISTS points_time ON points (time_ms);
 CREATE INDEX IF NOT EXISTS outbox_held ON outbox (held_ms);
 CREATE INDEX IF NOT EXISTS points_held ON points (held_ms);
 """
+
+
+# ----------------------------------------------------------------------------- versions
+
+#: The spool file's schema version, kept in its header (``PRAGMA user_version``). A fresh
+#: spool is made at this version from ``TABLES``; an older one is brought to it by the
+#: numbered steps of ``MIGRATIONS``, in order, in one transaction (all or nothing); a newer
+#: one (a later netready's) is refused for writing rather than written wrongly. Version 0 is a
+#: spool from before versions (netready 0.1.0 development), with or without the spool clock.
+SCHEMA_VERSION = 1
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a DDL script (ours: no ``;`` inside one). ``executescript`` would
+    commit first, and a migration runs inside its transaction."""
+    return [x.strip() for x in sql.split(";") if x.strip()]
+
+
+def _columns_of(con: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+
+
+def _v1_spool_clock(con: sqlite3.Connection) -> None:
+    """0 -> 1: the spool's own clock. ``held_ms`` (the clock when a row was committed, for
+    the age quota) on ``outbox`` and ``points``; the ``outbox_enq`` index goes (``INDEXES``
+    drops it: age is held time now). Unversioned spools may already have the column."""
+    for table in ("outbox", "points"):
+        if "held_ms" not in _columns_of(con, table):
+            con.execute(f"ALTER TABLE {table} ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0")
+
+
+#: (version it brings the spool to, what it changes, the step). Append only: a step is never
+#: edited once released; the next change is version 2, with a test that migrates a spool made
+#: with the schema before it (tests/test_spool_schema.py keeps each old schema's text).
+MIGRATIONS: tuple[tuple[int, str, Any], ...] = (
+    (1, "the spool clock (held_ms on outbox and points)", _v1_spool_clock),
+)
+
+
+def schema_version(con: sqlite3.Connection) -> int:
+    return int(con.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(con: sqlite3.Connection, path: str | Path) -> list[str]:
+    """Bring the spool behind ``con`` (autocommit mode) to ``SCHEMA_VERSION``: create what is
+    missing, run the steps it has not had, make the indexes, set the version; one
+    transaction. Returns what was done, one line per step (empty for a current or fresh
+    spool). ``SpoolError`` for a spool of a newer schema."""
+    version = schema_version(con)
+    if version > SCHEMA_VERSION:
+        raise SpoolError(
+            f"spool {path} has schema version {version}, newer than this netready's "
+            f"({SCHEMA_VERSION}): upgrade netready, or move the file aside"
+        )
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        fresh = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone() is None
+        for stmt in _statements(TABLES):
+            con.execute(stmt)
+        done: list[str] = []
+        if not fresh:
+            for to, what, step in MIGRATIONS:
+                if to > version:
+                    step(con)
+                    done.append(f"schema {to - 1} -> {to}: {what}")
+        for stmt in _statements(INDEXES):
+            con.execute(stmt)
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return done
 
 
 def _columns(table: str) -> tuple[str, ...]:
