@@ -10,7 +10,7 @@ SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping \
            systemd-analyze:systemd
 
-.PHONY: all demo test lint typecheck bench sysdeps venv lock clean
+.PHONY: all demo demo-venv test lint typecheck bench sysdeps venv lock clean
 
 all: test
 
@@ -21,6 +21,16 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# What `make demo` needs and no more (the demo extra: no pytest, ruff, mypy). A dev venv
+# (`make venv`) already has it all.
+$(VENV)/.demo: pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c requirements.lock -e '.[demo]'
+	@touch $@
+
+demo-venv: $(VENV)/.demo
 
 # Install the Debian packages the tests need, only those missing (needs root).
 sysdeps:
@@ -43,7 +53,7 @@ test: sysdeps venv lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=15
 
 # The main job on the embedded store: emulated sites in the lab when root, else loopback.
-demo: venv
+demo: demo-venv
 	$(PY) -m netready.lab.demo
 
 bench: sysdeps venv

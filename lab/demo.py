@@ -18,7 +18,9 @@ always torn down.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -379,7 +381,32 @@ def run_lab(quick: bool) -> int:
     gather(DEMO_ODS[n][0] for n in sites)
     rc = report(inv)
     print_routers(sites)
+    print_explore(inv)
     return rc
+
+
+def explore_commands(inv: Path) -> list[str]:
+    """The exact commands to explore what the demo measured, as a person would type them
+    from here (the demo's inventory names the spool the report reads)."""
+    exe = Path(sys.executable).parent / "netready"
+    with contextlib.suppress(ValueError):
+        exe = exe.relative_to(Path.cwd())
+    base = f"{shlex.quote(str(exe))} report --inventory {shlex.quote(str(inv))} --since 1d"
+    first = next(iter(DEMO_ODS.values()))[0]
+    return [
+        base,
+        f"{base} --site {first}",
+        f"{base} --format json",
+        f"{base} --format html --out {shlex.quote(str(OUT / 'report.html'))}",
+        f"{shlex.quote(str(exe))} spool stats --inventory {shlex.quote(str(inv))}",
+        f"export NETREADY_INVENTORY={shlex.quote(str(inv))}   # then no --inventory is needed",
+    ]
+
+
+def print_explore(inv: Path) -> None:
+    print("\nExplore the results (the report reads the demo's store, named in its inventory):")
+    for cmd in explore_commands(inv):
+        print(f"  {cmd}")
 
 
 # --------------------------------------------------------------------------- no lab
@@ -412,6 +439,7 @@ def run_loopback() -> int:
     gather([ods])
     rc = report(inv)
     print_routers([name])
+    print_explore(inv)
     return rc
 
 

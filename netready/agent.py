@@ -601,7 +601,7 @@ def run(
     build_tasks(inv, site, only_set)
     spool = open_spool(inv, spool_path, exclusive=True, recover=True)
     try:
-        agent = asyncio.run(
+        agent = platform.run(
             run_agent(
                 inv,
                 site,

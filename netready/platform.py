@@ -24,6 +24,9 @@ flock              ``fcntl.flock`` on a lock file  an exclusive SQLite transacti
 rlimit             ``resource.getrlimit``          ``None`` (no limit known)
 =================  ==============================  =============================================
 
+``run`` runs the agent's event loop as a selector loop everywhere (``loop.add_reader``, which
+the probes use, is missing from Windows' default proactor loop).
+
 Forcing a capability off (tests run every fallback on Linux this way; also a way to check a
 suspected platform problem): ``NETREADY_PLATFORM_OFF=tcp_info,signal_handlers`` in the
 environment, read when ``caps()`` first probes (``caps.cache_clear()`` probes again). An
@@ -46,14 +49,15 @@ import sqlite3
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netready.errors import ConfigError
 
 log = logging.getLogger("netready.platform")
+T = TypeVar("T")
 
 #: The environment variable that forces capabilities off (comma-separated names).
 OFF_ENV = "NETREADY_PLATFORM_OFF"
@@ -194,6 +198,18 @@ def on_stop_signals(
             signal.signal(sig, prev)
 
     return undo_signal
+
+
+# ---------------------------------------------------------------------------- event loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on a selector event loop on every OS. The probes and servers
+    watch their own sockets with ``loop.add_reader``, which Windows' default (proactor) loop
+    does not have; its selector loop has it (``select``, up to 512 sockets) but cannot run
+    subprocesses (the iperf3 probe). On Linux this is the default loop anyway."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(main)
 
 
 # ---------------------------------------------------------------------------- host
@@ -411,5 +427,6 @@ __all__ = [
     "on_stop_signals",
     "open_files_limit",
     "recv_ancillary",
+    "run",
     "tcp_info",
 ]

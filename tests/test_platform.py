@@ -279,3 +279,70 @@ def test_hostname(force_off: ForceOff) -> None:
     assert platform.hostname() == os.uname().nodename
     force_off("uname")
     assert platform.hostname() == socket.gethostname()
+
+
+# ---------------------------------------------------------------------------- the probes
+
+
+def test_icmp_probe_without_recvmsg_timestamps_or_dscp(force_off: ForceOff) -> None:
+    """The icmp probe as on a system with none of them: recvfrom, the loop's read time,
+    unmarked packets; it still measures every reply (raw socket: tests run as root)."""
+    import asyncio
+
+    from netready.probes import icmp
+
+    from netready.plugin import Context
+
+    force_off("recvmsg", "rx_timestamps", "dscp_mark")
+    spec = icmp.Spec(target="127.0.0.1", count=100, interval_s=0.005, timeout_s=1, dscp=46)
+    (rec,) = asyncio.run(icmp.run(Context(), spec))
+    assert rec.ok and rec.fields["received"] == 100, rec.fields
+    # replies are read as they come, not after the 0.5 s of sending (the loop yields)
+    assert 0 < rec.fields["rtt_min_ms"] <= rec.fields["rtt_max_ms"] < 250
+
+
+def test_rtt_probe_without_dscp_marking(force_off: ForceOff, tmp_path: Path) -> None:
+    import asyncio
+
+    from netready.probes import rtt
+
+    from netready.plugin import Context
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refl = subprocess.Popen(
+        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        refl.stderr.readline()  # type: ignore[union-attr]  # listening
+        force_off("dscp_mark")
+        spec = rtt.Spec(target=f"127.0.0.1:{port}", duration_s=1, rate_pps=50, dscp=46)
+        recs = asyncio.run(rtt.run(Context(), spec))
+    finally:
+        refl.terminate()
+        refl.wait(10)
+    assert sum(r.fields["received"] for r in recs) == 50, [r.fields for r in recs]
+
+
+def test_run_is_a_selector_loop_with_readers() -> None:
+    """The agent's loop (``platform.run``) has ``add_reader`` on every OS."""
+    import asyncio
+
+    async def main() -> tuple[str, bytes]:
+        loop = asyncio.get_running_loop()
+        rx, tx = _udp_pair()
+        got: asyncio.Future[bytes] = loop.create_future()
+        loop.add_reader(rx.fileno(), lambda: got.done() or got.set_result(rx.recv(16)))
+        tx.send(b"ping")
+        try:
+            return type(loop).__name__, await asyncio.wait_for(got, 10)
+        finally:
+            loop.remove_reader(rx.fileno())
+            rx.close()
+            tx.close()
+
+    name, data = platform.run(main())
+    assert data == b"ping" and "Selector" in name

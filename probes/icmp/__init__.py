@@ -262,8 +262,9 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
         for seq in range(spec.count):
             due = t0 + seq * step
             now = time.monotonic_ns()
-            if due > now:
-                await asyncio.sleep((due - now) / 1e9)
+            # yield even when behind: replies are read (and, without kernel timestamps,
+            # stamped) only when the loop runs
+            await asyncio.sleep(max(0, due - now) / 1e9)
             pkt = build(ident, seq & 0xFFFF, payload)
             send_ns[seq & 0xFFFF] = time.monotonic_ns()
             try:

@@ -5,6 +5,7 @@ records (``analysis``)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -12,9 +13,12 @@ from netready.probes.rtt import twamp
 from netready.probes.rtt.analysis import Reply, Trace, summarise, windows
 from netready.probes.rtt.spec import Spec
 
+from netready import platform
 from netready.inventory import split_hostport
 from netready.plugin import Context
 from netready.records import Record, failure
+
+log = logging.getLogger("netready.probes.rtt")
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -55,11 +59,9 @@ async def measure(spec: Spec) -> Trace | tuple[str, str]:
         return "unreachable", f"cannot reach {spec.target}: {e.strerror or e}"
     transport, proto = await loop.create_datagram_endpoint(_Proto, sock=sock)
     try:
-        if spec.dscp:
-            if fam == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, spec.dscp << 2)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, spec.dscp << 2)
+        if spec.dscp and not platform.mark_dscp(sock, fam, spec.dscp):
+            log.info("rtt: DSCP %d not set (%s): packets leave unmarked", spec.dscp,
+                     platform.NOT_MEASURABLE)  # fmt: skip
         n = max(1, round(spec.duration_s * spec.rate_pps))
         interval = 1.0 / spec.rate_pps
         send_mono: list[float] = []
