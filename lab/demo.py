@@ -381,18 +381,18 @@ def run_lab(quick: bool) -> int:
     gather(DEMO_ODS[n][0] for n in sites)
     rc = report(inv)
     print_routers(sites)
-    print_explore(inv)
+    print_explore(inv, sites)
     return rc
 
 
-def explore_commands(inv: Path) -> list[str]:
+def explore_commands(inv: Path, sites: Iterable[str]) -> list[str]:
     """The exact commands to explore what the demo measured, as a person would type them
     from here (the demo's inventory names the spool the report reads)."""
     exe = Path(sys.executable).parent / "netready"
     with contextlib.suppress(ValueError):
         exe = exe.relative_to(Path.cwd())
     base = f"{shlex.quote(str(exe))} report --inventory {shlex.quote(str(inv))} --since 1d"
-    first = next(iter(DEMO_ODS.values()))[0]
+    first = DEMO_ODS[next(iter(sites))][0]
     return [
         base,
         f"{base} --site {first}",
@@ -403,9 +403,9 @@ def explore_commands(inv: Path) -> list[str]:
     ]
 
 
-def print_explore(inv: Path) -> None:
+def print_explore(inv: Path, sites: Iterable[str]) -> None:
     print("\nExplore the results (the report reads the demo's store, named in its inventory):")
-    for cmd in explore_commands(inv):
+    for cmd in explore_commands(inv, sites):
         print(f"  {cmd}")
 
 
@@ -439,7 +439,7 @@ def run_loopback() -> int:
     gather([ods])
     rc = report(inv)
     print_routers([name])
-    print_explore(inv)
+    print_explore(inv, [name])
     return rc
 
 

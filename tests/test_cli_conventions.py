@@ -267,3 +267,43 @@ def test_dashboards_build_json(tmp_path: Path) -> None:
         ).stdout
     )
     assert again["stale"] == [] and again["files"] == len(out["written"])
+
+
+# ---------------------------------------------------------------------------- make demo
+
+
+def test_make_demo_installs_only_the_demo_extra(tmp_path: Path) -> None:
+    import tomllib
+
+    cp = subprocess.run(
+        ["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert cp.returncode == 0, cp.stderr
+    assert "-e '.[demo]'" in cp.stdout and "[dev]" not in cp.stdout
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    demo = " ".join(extras["demo"])
+    assert not any(tool in demo for tool in ("pytest", "ruff", "mypy", "dev"))
+
+
+def test_demo_explore_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands the demo prints at the end are ones that work, typed from where it ran."""
+    from netready.lab import demo
+
+    monkeypatch.setattr(demo, "OUT", Path("demo-out"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo-out").mkdir()
+    inv = demo.write_inventory(["fttc-practice"], "127.0.0.1", True, Path("demo-out"))
+    demo.gather([])  # the demo's store, as its end leaves it (nothing measured here)
+    cmds = demo.explore_commands(inv, ["fttc-practice"])
+    assert cmds[0].endswith("report --inventory demo-out/inventory.yaml --since 1d")
+    assert cmds[-1].startswith("export NETREADY_INVENTORY=demo-out/inventory.yaml")
+    for cmd in cmds[:-1]:
+        cp = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120)
+        assert cp.returncode in (0, 3), (cmd, cp.stderr)  # 3: the named site is not READY
+        assert "Traceback" not in cp.stderr
+    assert (tmp_path / "demo-out" / "report.html").is_file()
