@@ -28,6 +28,7 @@ VARIANTS = {
     "+ influxdb2": "[influxdb2]",
     "+ grafana": "[grafana]",
     "+ ssh": "[ssh]",
+    "+ raw-icmp": "[raw-icmp]",
     "all extras": "[all]",
 }
 VENV_OWN = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence.pth")

@@ -18,7 +18,9 @@ dscp_mark          ``IP_TOS`` / ``IPV6_TCLASS``    none: packets leave unmarked 
                                                    are "not measurable here" (Windows ignores
                                                    IP_TOS from applications)
 dscp_read          ``IP_RECVTOS`` / ``RECVTCLASS``  none: "not measurable here"
-tcp_info           ``TCP_INFO`` (Linux layout)     ``None``: the caller counts bytes itself
+tcp_info           ``TCP_INFO`` (Linux layout;     ``None``: the caller counts bytes itself
+                   decoded in probes/throughput/
+                   wire.py)
 flock              ``fcntl.flock`` on a lock file  an exclusive SQLite transaction held on the
                                                    lock file (SQLite locks on every OS)
 rlimit             ``resource.getrlimit``          ``None`` (no limit known)
@@ -239,15 +241,15 @@ def enable_rx_timestamps(sock: socket.socket) -> bool:
 
 def recv_ancillary(
     sock: socket.socket, bufsize: int, ancbufsize: int
-) -> tuple[bytes, list[tuple[int, int, bytes]], Any]:
-    """``(data, ancillary, address)``: ``recvmsg`` where it exists, else ``recvfrom`` with no
-    ancillary data (no kernel timestamp, no received TOS or TTL). Raises what they raise
-    (``BlockingIOError`` on a non-blocking socket with nothing to read)."""
+) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+    """``(data, ancillary, flags, address)`` as ``recvmsg`` gives them where it exists; else
+    ``recvfrom`` with no ancillary data (no kernel timestamp, received TOS or TTL) and flags
+    0. Raises what they raise (``BlockingIOError`` on a non-blocking socket with nothing to
+    read)."""
     if caps().recvmsg:
-        data, anc, _flags, addr = sock.recvmsg(bufsize, ancbufsize)
-        return data, anc, addr
+        return sock.recvmsg(bufsize, ancbufsize)
     data, addr = sock.recvfrom(bufsize)
-    return data, [], addr
+    return data, [], 0, addr
 
 
 def kernel_timestamp_ns(anc: list[tuple[int, int, bytes]]) -> int | None:
@@ -287,43 +289,6 @@ def mark_dscp(sock: socket.socket, family: int, dscp: int) -> bool:
         log.warning("DSCP %d cannot be set on this socket: %s", dscp, e)
         return False
     return True
-
-
-# ---------------------------------------------------------------------------- TCP_INFO
-
-# Offsets in Linux ``struct tcp_info`` (include/uapi/linux/tcp.h); all stable since 4.x.
-_TCPI_LEN = 232
-_TCPI = {
-    "snd_mss": (16, "I"),
-    "rcv_mss": (20, "I"),
-    "sacked": (28, "I"),
-    "last_data_recv_ms": (52, "I"),
-    "last_ack_recv_ms": (56, "I"),
-    "rtt_us": (68, "I"),
-    "total_retrans": (100, "I"),
-    "bytes_acked": (120, "Q"),
-    "bytes_received": (128, "Q"),
-    "data_segs_in": (152, "I"),
-    "delivered": (192, "I"),
-}
-
-
-def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
-    """A few ``TCP_INFO`` fields of a connected TCP socket (names without ``tcpi_``), or
-    ``None`` where the OS has none (or the capability is off) or the socket is closed: the
-    caller falls back to counting bytes itself."""
-    if sock is None or not caps().tcp_info:
-        return None
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_LEN)
-    except OSError:
-        return None
-    out = {}
-    for name, (off, fmt) in _TCPI.items():
-        size = struct.calcsize(fmt)
-        if len(raw) >= off + size:
-            out[name] = struct.unpack_from("=" + fmt, raw, off)[0]
-    return out
 
 
 # ---------------------------------------------------------------------------- limits
@@ -428,5 +393,4 @@ __all__ = [
     "open_files_limit",
     "recv_ancillary",
     "run",
-    "tcp_info",
 ]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from netready.probes.rtt import twamp
 from netready.servers.guard import AllowList, CountedLog, SourceLimiter, hostport
 
+from netready import platform
 from netready.errors import ServerError
 from netready.inventory import split_hostport
 
@@ -97,7 +98,9 @@ def open_socket(host: str, port: int) -> socket.socket:
     fam, _, _, _, addr = infos[0]
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if fam == socket.AF_INET:
+    if not platform.caps().recvmsg:
+        pass  # no ancillary data to read the TTL from: replies carry sender TTL 0 (unknown)
+    elif fam == socket.AF_INET:
         s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     else:
         s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
@@ -140,7 +143,7 @@ async def serve(
     def on_readable() -> None:
         for _ in range(256):
             try:
-                data, anc, _flags, addr = sock.recvmsg(65535, 64)
+                data, anc, _flags, addr = platform.recv_ancillary(sock, 65535, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. ICMP errors surfaced on the socket

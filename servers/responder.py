@@ -80,6 +80,7 @@ from netready.probes.media import (
 from netready.servers.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
 from pydantic import ValidationError
 
+from netready import platform
 from netready.errors import ServerError
 from netready.inventory import split_hostport
 
@@ -293,7 +294,7 @@ class MediaResponder:
             return
         for _ in range(1024):
             try:
-                data, anc, flags, addr = sock.recvmsg(RECV_BUF, 256)
+                data, anc, flags, addr = platform.recv_ancillary(sock, RECV_BUF, 256)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

@@ -65,8 +65,6 @@ import hmac
 import ipaddress
 import logging
 import os
-import resource
-import signal
 import socket
 import sys
 import time
@@ -77,6 +75,7 @@ from netready.probes.throughput import wire
 from netready.probes.throughput.wire import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
 from netready.servers.guard import Bucket, CountedLog
 
+from netready import platform
 from netready.errors import ConfigError, ServerError
 from netready.optional import require
 
@@ -251,10 +250,10 @@ def total_connection_cap() -> int:
     so accept() seldom runs out of descriptors (asyncio 3.11 then spins: it re-arms its
     accept loop once per failed accept, up to a backlog's worth each time); a refused
     connection still holds one for a tick or two, so a flood can exhaust them briefly."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
+    soft = platform.open_files_limit()
+    if soft is None:  # unlimited, or not known on this OS
         return 1 << 30
-    return max(16, int(soft) - FD_RESERVE - ACCEPT_BACKLOG)
+    return max(16, soft - FD_RESERVE - ACCEPT_BACKLOG)
 
 
 _BUSY_BODY = b'{"error": "too many connections"}'
@@ -732,7 +731,7 @@ def _loop_errors(quiet: CountedLog) -> Any:
     """asyncio's exception handler, but a failed accept() for want of file descriptors (under
     a connection flood) is one WARNING line at most every 10 s, not a traceback a second."""
 
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft = platform.open_files_limit() or -1
 
     def handler(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
         exc = ctx.get("exception")
@@ -763,9 +762,8 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_errors(server._quiet))
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # before we say we listen
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(RuntimeError, ValueError):  # not the main thread: the caller stops us
+        platform.on_stop_signals(loop, stop.set)  # before we say we listen
     try:
         bound = await server.start(host, port, ssl_context)
     except OSError as e:

@@ -226,7 +226,7 @@ def test_receive_time_kernel_or_read_time(force_off: ForceOff, off: tuple[str, .
         tx.send(b"x")
         time.sleep(0.2)
         read_at = time.monotonic_ns()
-        data, anc, addr = platform.recv_ancillary(rx, 64, 256)
+        data, anc, _flags, addr = platform.recv_ancillary(rx, 64, 256)
         assert data == b"x" and addr == tx.getsockname()
         t = platform.monotonic_rx_ns(anc, offset)
     if stamped:
@@ -255,17 +255,21 @@ def test_dscp_marked_or_not(force_off: ForceOff, family: int) -> None:
 
 
 def test_tcp_info_or_none(force_off: ForceOff) -> None:
+    """The throughput wire's TCP_INFO reader (probe and speed endpoint) honours the
+    capability: off, both fall back to counting bytes themselves."""
+    from netready.probes.throughput import wire
+
     srv = socket.create_server(("127.0.0.1", 0))
     with srv, socket.create_connection(srv.getsockname()) as c:
         conn, _ = srv.accept()
         with conn:
             c.sendall(b"x" * 10_000)
             assert conn.recv(1) == b"x"
-            info = platform.tcp_info(c)
+            info = wire.tcp_info(c)
             assert info is not None and info["snd_mss"] > 0 and info["bytes_acked"] >= 1
             force_off("tcp_info")
-            assert platform.tcp_info(c) is None
-    assert platform.tcp_info(None) is None
+            assert wire.tcp_info(c) is None
+    assert wire.tcp_info(None) is None
 
 
 def test_open_files_limit(force_off: ForceOff) -> None:
@@ -346,3 +350,48 @@ def test_run_is_a_selector_loop_with_readers() -> None:
 
     name, data = platform.run(main())
     assert data == b"ping" and "Selector" in name
+
+
+def test_reflector_without_recvmsg_or_signal_handlers(tmp_path: Path) -> None:
+    """The reflector as on Windows: recvfrom (no received TTL: it reflects TTL 0), stopped
+    by SIGTERM through signal.signal; the rtt probe measures against it."""
+    import asyncio
+
+    from netready.probes import rtt
+
+    from netready.plugin import Context
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refl = subprocess.Popen(
+        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env("recvmsg", "signal_handlers"),
+    )
+    try:
+        assert "forced off: recvmsg, signal_handlers" in refl.stderr.readline()  # type: ignore[union-attr]
+        assert "listening" in refl.stderr.readline()  # type: ignore[union-attr]
+        spec = rtt.Spec(target=f"127.0.0.1:{port}", duration_s=1, rate_pps=50)
+        recs = asyncio.run(rtt.run(Context(), spec))
+        refl.send_signal(signal.SIGTERM)
+        _, err = refl.communicate(timeout=30)
+    finally:
+        if refl.poll() is None:
+            refl.kill()
+            refl.wait()
+    assert sum(r.fields["received"] for r in recs) == 50, [r.fields for r in recs]
+    assert refl.returncode == 0 and "Traceback" not in err
+
+
+def test_speed_endpoint_cap_without_rlimit(force_off: ForceOff) -> None:
+    from netready.servers import speed
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY:
+        assert speed.total_connection_cap() == max(
+            16, soft - speed.FD_RESERVE - speed.ACCEPT_BACKLOG
+        )
+    force_off("rlimit")
+    assert speed.total_connection_cap() == 1 << 30  # no limit known: none imposed here

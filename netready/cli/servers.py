@@ -10,12 +10,12 @@ bound is one line, exit 1.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
 
+from netready import platform
 from netready.cli.base import Command
 from netready.cli.options import allow_option, listen_option, log_options, secret_option
 from netready.inventory import SecretRef
@@ -35,8 +35,7 @@ def run_until_signalled(*jobs: Job) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        platform.on_stop_signals(loop, stop.set)
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(job(stop)) for job in jobs]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -48,7 +47,7 @@ def run_until_signalled(*jobs: Job) -> None:
             if t in done and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
 
-    asyncio.run(main())
+    platform.run(main())
 
 
 @click.command("reflector", cls=Command)

@@ -238,7 +238,7 @@ async def measure(spec: Spec) -> tuple[dict[str, Any], str | None, str | None]:
     def on_readable() -> None:
         for _ in range(256):
             try:
-                data, anc, src = platform.recv_ancillary(sock, 4096, 256)
+                data, anc, _flags, src = platform.recv_ancillary(sock, 4096, 256)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:

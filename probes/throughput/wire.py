@@ -28,6 +28,8 @@ import socket
 import struct
 from typing import TypedDict
 
+from netready import platform
+
 PATH_DOWNLOAD = "/download"
 PATH_UPLOAD = "/upload"
 PATH_PING = "/ping"
@@ -167,8 +169,9 @@ def parse_tcp_info(raw: bytes) -> dict[str, int]:
 
 
 def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
-    """A few TCP_INFO fields of a connected TCP socket, or ``None`` where the OS has none."""
-    if sock is None or not hasattr(socket, "TCP_INFO"):
+    """A few TCP_INFO fields of a connected TCP socket, or ``None`` where the OS has none
+    (``netready.platform``: the ``tcp_info`` capability) or the socket is closed."""
+    if sock is None or not platform.caps().tcp_info:
         return None
     try:
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_LEN)
