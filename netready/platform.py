@@ -209,8 +209,11 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on a selector event loop on every OS. The probes and servers
     watch their own sockets with ``loop.add_reader``, which Windows' default (proactor) loop
     does not have; its selector loop has it (``select``, up to 512 sockets) but cannot run
-    subprocesses (the iperf3 probe). On Linux this is the default loop anyway."""
-    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+    subprocesses (the iperf3 probe). Elsewhere the default loop is a selector loop:
+    ``asyncio.run`` as it is."""
+    if sys.platform != "win32":  # the default loop is a selector loop already
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:  # pragma: no cover
         return runner.run(main)
 
 

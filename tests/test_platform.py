@@ -305,6 +305,20 @@ def test_icmp_probe_without_recvmsg_timestamps_or_dscp(force_off: ForceOff) -> N
     assert 0 < rec.fields["rtt_min_ms"] <= rec.fields["rtt_max_ms"] < 250
 
 
+def _reflector(*off: str) -> tuple[subprocess.Popen[str], int]:
+    """``netready reflector`` on a free loopback port, with capabilities ``off``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    refl = subprocess.Popen(
+        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(*off),
+    )
+    return refl, port
+
+
 def test_rtt_probe_without_dscp_marking(force_off: ForceOff, tmp_path: Path) -> None:
     import asyncio
 
@@ -312,14 +326,7 @@ def test_rtt_probe_without_dscp_marking(force_off: ForceOff, tmp_path: Path) -> 
 
     from netready.plugin import Context
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    refl = subprocess.Popen(
-        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    refl, port = _reflector()
     try:
         refl.stderr.readline()  # type: ignore[union-attr]  # listening
         force_off("dscp_mark")
@@ -361,15 +368,7 @@ def test_reflector_without_recvmsg_or_signal_handlers(tmp_path: Path) -> None:
 
     from netready.plugin import Context
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    refl = subprocess.Popen(
-        [sys.executable, "-m", "netready.cli", "reflector", "--listen", f"127.0.0.1:{port}"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env("recvmsg", "signal_handlers"),
-    )
+    refl, port = _reflector("recvmsg", "signal_handlers")
     try:
         assert "forced off: recvmsg, signal_handlers" in refl.stderr.readline()  # type: ignore[union-attr]
         assert "listening" in refl.stderr.readline()  # type: ignore[union-attr]
