@@ -39,8 +39,9 @@ from netready.records import Record
 DATA = Path(__file__).parent / "data" / "pcap"
 FIELDS = [
     "ssrc", "src", "dst", "payload_type", "packets", "expected", "lost", "loss_pct",
-    "jitter_mean_ms", "jitter_max_ms", "max_burst_loss", "reorder", "duration_s",
-    "bitrate_kbps", "mos_emodel",
+    "duplicates", "jitter_mean_ms", "jitter_max_ms", "max_delta_ms", "gap_max_ms",
+    "max_burst_loss", "reorder", "duration_s", "bitrate_kbps", "mos_emodel", "transport",
+    "rtcp_reports", "rtcp_loss_max_pct", "rtcp_jitter_max_ms", "rtcp_rtt_ms",
 ]  # fmt: skip
 
 # --------------------------------------------------------------------------- tshark

@@ -1,4 +1,4 @@
-"""``netready pcap analyse FILE``: RTP streams in a captured call (``collectors/pcap.py``)."""
+"""``netready pcap analyse FILE``: RTP streams in a captured call (``collectors/pcap/``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from netready.collectors import pcap
 
 @click.group("pcap", cls=Group)
 def pcap_command() -> None:
-    """Analyse RTP streams in a captured call (pcap or pcapng)."""
+    """Analyse RTP streams in a captured call (pcap or pcapng, plain, gzip or zstd)."""
 
 
 @pcap_command.command("analyse")
@@ -25,8 +25,9 @@ def pcap_command() -> None:
     "--clock",
     multiple=True,
     metavar="PT=HZ",
-    help="Clock rate of a payload type, e.g. --clock 96=90000 (repeatable). "
-    "Static types use RFC 3551; other dynamic types are guessed.",
+    help="Clock rate of a payload type, e.g. --clock 96=90000 (repeatable); it overrides "
+    "the capture's own SDP (a=rtpmap), then RFC 3551 for static types; other dynamic types "
+    "are guessed.",
 )
 @click.option(
     "--latency-ms",
@@ -84,8 +85,10 @@ def analyse_command(
     if not results:
         click.echo("(no RTP streams found)")
     else:
-        print_table(pcap.TABLE_COLUMNS, pcap.table_rows(results), right=range(3, 15))
+        print_table(pcap.TABLE_COLUMNS, pcap.table_rows(results), right=range(3, len(pcap.TABLE_COLUMNS)))
         if any(r.clock_source == "guessed" for r in results):
             click.echo("* clock rate guessed for a dynamic payload type; set it with --clock PT=HZ")
+        if any(r.clock_source in ("sdp", "event") for r in results):
+            click.echo("s clock rate from the capture's SDP; e telephone events (no jitter)")
     if results.note:
         click.echo(f"! {results.note}")
