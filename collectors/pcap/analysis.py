@@ -147,6 +147,7 @@ class _Scan:
         self.overrides = dict(clock)
         self.max_streams = max_streams
         self.streams: dict[tuple[int, bytes], StreamState] = {}
+        self.pending: dict[tuple[int, bytes], list[Any]] = {}  # stream -> its pending list
         self.kinds: dict[tuple[int, bytes], str] = {}  # stream -> transport
         self.first_t: dict[tuple[int, bytes], float] = {}
         self.untracked: set[tuple[int, bytes]] = set()
@@ -201,6 +202,7 @@ class _Scan:
             src, dst, v6 = decode.endpoints(ep)
             st = StreamState(ssrc, src, dst, v6, b1 & 0x7F, self.lookup(src, dst))
             self.streams[key] = st
+            self.pending[key] = st.pending
             self.kinds[key] = kind
             self.first_t[key] = t
         self.append(st, (t, seq, rts, b1, pe - ps, d[pe - 8 : pe]))
@@ -211,10 +213,14 @@ class _Scan:
         if len(pend) >= PENDING_PER_STREAM:
             st.flush()
         self.buffered += 1
-        if self.buffered >= PENDING_MAX:  # many streams, each a little buffered: analyse all
-            for other in self.streams.values():
-                other.flush(force=True)
-            self.buffered = 0
+        if self.buffered >= PENDING_MAX // 2:
+            self.flush_all()
+
+    def flush_all(self) -> None:
+        """Many streams, each a little buffered: analyse all (bounds memory)."""
+        for other in self.streams.values():
+            other.flush(force=True)
+        self.buffered = 0
 
     def frame(self, t: float, lt: int, d: bytes, fs: int, fe: int) -> None:
         """The general path: any frame of a supported link type."""
@@ -279,11 +285,14 @@ def _scan_pcap(sc: _Scan, rd: capture.Chunks) -> float:
     unpack_fast = struct.Struct("!HB5xHxB14xH2xBBHII").unpack_from
     fo = {decode.LINKTYPE_ETHERNET: 14, decode.LINKTYPE_LINUX_SLL: 16}.get(lt, 0)
     fmul = ns_mult * 1e-6  # fraction units -> ms
-    streams_get = sc.streams.get
-    frame, append = sc.frame, sc.append
+    pending_get = sc.pending.get
+    frame = sc.frame
+    fast_max = PENDING_MAX // 2  # with the general path's own count: at most PENDING_MAX
+    buffered = 0
     buf, pos, base = rd.buf, rd.pos, rd.base
     blen = len(buf)
-    sec0 = frac0 = -1
+    sec0 = frac0 = sec_last = -1
+    base_ms = 0.0
     total = 0
     while True:
         if pos + 16 > blen:
@@ -308,21 +317,29 @@ def _scan_pcap(sc: _Scan, rd: capture.Chunks) -> float:
             continue
         pos = fe
         total += 1
-        if sec0 < 0:
-            sec0, frac0 = sec, frac
-        t = (sec - sec0) * 1000.0 + (frac - frac0) * fmul
+        if sec != sec_last:  # ms of the whole second, once per second of capture
+            if sec0 < 0:
+                sec0, frac0 = sec, frac
+            sec_last = sec
+            base_ms = (sec - sec0) * 1000.0 - frac0 * fmul
+        t = base_ms + frac * fmul
         if fo and incl >= fo + 40:
             et, vihl, fl, proto, ulen, b0, b1, seq, rts, ssrc = unpack_fast(buf, fs + fo - 2)
             ip = fs + fo
             pe = ip + 20 + ulen
+            # IPv4 without options, UDP, unfragmented; RTP version 2 without padding,
+            # extension or CSRCs (first byte 0x80), not RTCP (RFC 5761); complete
             if (
-                et == 0x0800 and vihl == 0x45 and proto == 17 and not fl & 0x3FFF
-                and 128 <= b0 <= 191 and not b0 & 0x3F and not 192 <= b1 <= 223
-                and ulen >= 20 and pe <= fe
+                b0 == 128 and proto == 17 and et == 0x0800 and vihl == 0x45 and pe <= fe
+                and ulen >= 20 and not fl & 0x3FFF and not 192 <= b1 <= 223
             ):  # fmt: skip
-                st = streams_get((ssrc, buf[ip + 12 : ip + 24]))
-                if st is not None:
-                    append(st, (t, seq, rts, b1, ulen - 8, buf[pe - 8 : pe]))
+                pend = pending_get((ssrc, buf[ip + 12 : ip + 24]))
+                if pend is not None:  # a known stream: the whole fast path is this append
+                    pend.append((t, seq, rts, b1, ulen - 8, buf[pe - 8 : pe]))
+                    buffered += 1
+                    if buffered >= fast_max:
+                        sc.flush_all()
+                        buffered = 0
                     continue
         frame(t, lt, buf, fs, fe)
     sc.total = total

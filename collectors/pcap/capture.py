@@ -80,7 +80,10 @@ class Chunks:
 
     def _read(self, n: int) -> bytes:
         try:
-            out = bytearray()
+            first = self.f.read(n)
+            if len(first) == n or not first:
+                return first  # type: ignore[no-any-return]
+            out = bytearray(first)
             while len(out) < n:  # decompressing readers may return less than asked
                 more = self.f.read(n - len(out))
                 if not more:

@@ -199,10 +199,10 @@ class StreamState:
         pend = self.pending
         if not pend or not self._ready(final, force):
             return
-        self.pending = []
         if self.total_nr == 0:
             self._first(pend[0])
         self._loop(pend)
+        pend.clear()  # the same list: the reader holds it (analysis.py)
 
     def _loop(self, pend: list[Pending]) -> None:
         first_ts, divs, recent = self.first_ts, self.divs, self.recent
