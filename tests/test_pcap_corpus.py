@@ -159,3 +159,99 @@ def test_tshark_table_parser_reads_every_row() -> None:
     assert rec.parse_streams(v6)[0]["src"] == "[2001:db8::7]:5000"
     with pytest.raises(RuntimeError, match="cannot parse"):
         rec.parse_streams(good.replace("(-0.4%)", "(n/a)"))
+
+
+# --------------------------------------------------------------------------- netready vs tshark
+
+#: Streams where netready's figure is not tshark's, with the value netready must give and
+#: why tshark is wrong there (docs/pcap.md, "Agreement with tshark", says it in full).
+DIFFERENT: dict[tuple[str, str], dict[str, object]] = {
+    ("ndpi-FAX-Call-t38-CA-TDM-SIP-FB-1.pcap", "0x0eaf0eaf"): {
+        "packets": 159, "lost": 1712, "jitter_mean_ms": 1.41,
+        "why": "the re-INVITE moved the port to T.38 and tshark decodes the last 27 RTP "
+               "packets as malformed UDPTL: the signalling outranks the packets",
+    },
+    ("ndpi-wa_video.pcap", "0xdec0b0a1"): {
+        "lost": 0,
+        "why": "sequence number 52 arrives again 2.9 s later, byte for byte (a resend): far "
+               "outside the duplicate window it is a stray packet, not a duplicate; tshark's "
+               "lost -1 counts it as one more packet received",
+    },
+    ("rtpproxy-sess6.a.pcap", "0x49954fd1"): {
+        "lost": 0,
+        "why": "the sender restarts sequence number and timestamp twice (same SSRC): RFC 3550 "
+               "A.1 re-syncs; tshark counts the reused numbers as extra packets (lost -475)",
+    },
+}  # fmt: skip
+
+#: Streams tshark does not find at all: (file, ssrc, src, dst) -> (packets, why).
+ONLY_NETREADY: dict[tuple[str, str, str, str], tuple[int, str]] = {
+    ("ndpi-snapchat_call_v1.pcapng", "0x0ea53582", "192.168.12.169:47520", "34.246.231.140:443"):
+        (355, "UDP port 443 goes to tshark's QUIC dissector before any RTP heuristic"),
+    ("ndpi-snapchat_call_v1.pcapng", "0xd13d7af7", "192.168.12.169:47520", "34.246.231.140:443"):
+        (8, "UDP port 443 goes to tshark's QUIC dissector before any RTP heuristic"),
+    ("rtpproxy-DLT_NULL.a.pcap", "0x9c49ca0a", "127.0.0.1:12002", "127.0.0.1:12344"):
+        (51, "ports 12000-12004 go to tshark's Enterprise Extender dissector"),
+    ("rtpproxy-DLT_NULL.a.pcap", "0x9c49ca0a", "127.0.0.1:12004", "127.0.0.1:12344"):
+        (249, "ports 12000-12004 go to tshark's Enterprise Extender dissector"),
+    ("rtpproxy-DLT_NULL.a.pcap", "0xcead2a2b", "[::1]:12002", "[::1]:12344"):
+        (300, "ports 12000-12004 go to tshark's Enterprise Extender dissector"),
+    ("ndpi-rtp.pcapng", "0x00000000", "172.16.168.24:40252", "172.16.168.64:5000"):
+        (17, "RTP over TCP with RFC 4571 framing: tshark has no heuristic for it"),
+}  # fmt: skip
+
+
+def _ours(name: str) -> dict[tuple[str, str, str], object]:
+    from netready.collectors import pcap
+
+    return {(r.ssrc, r.src, r.dst): r for r in pcap.analyse(PUBLIC / name)}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_netready_agrees_with_tshark_or_the_documented_reason(name: str) -> None:
+    """Every stream of every capture: packets, lost, max delta and jitter equal to
+    ``tshark -z rtp,streams`` (3 decimals), or to the value documented here and in
+    docs/pcap.md with the reason. Rules that hold for every stream:
+
+    - tshark lists one-packet streams; netready reports streams of at least 2 packets
+      (``--min-packets``), so a one-packet stream is absent;
+    - tshark's ``lost`` is expected − received with duplicates received (RFC 3550 A.3), so
+      it equals netready's ``lost − duplicates`` (netready's ``lost`` counts sequence
+      numbers never received);
+    - tshark has no clock rate for a dynamic payload type without SDP and prints jitter 0;
+      netready's clock rate is then its guess (or a telephone event's), never SDP's.
+    """
+    ours = _ours(name)
+    docs = (Path(__file__).parent.parent / "docs" / "pcap.md").read_text()
+    seen = set()
+    for t in RECORDED["files"][name]["heuristic"]:
+        key = (t["ssrc"], t["src"], t["dst"])
+        if t["packets"] == 1:
+            assert key not in ours, (name, key)
+            continue
+        assert key in ours, (name, key, "tshark has it, netready not")
+        o = ours[key]
+        seen.add(key)
+        want = DIFFERENT.get((name, t["ssrc"]), {})
+        if want:
+            assert name in docs and t["ssrc"] in docs, f"docs/pcap.md should explain {name}"
+        assert o.packets == want.get("packets", t["packets"]), (name, key, o)
+        if "lost" in want:
+            assert o.lost == want["lost"], (name, key, o)
+        else:
+            assert o.lost - o.duplicates == t["lost"], (name, key, o, t)
+        assert abs(o.max_delta_ms - t["max_delta_ms"]) < 0.0015, (name, key, o, t)
+        if t["mean_jitter_ms"] == 0 and t["max_jitter_ms"] == 0 and o.clock_source in (
+            "guessed", "event"
+        ):  # fmt: skip
+            # dynamic types by tshark's names: RTPType-N, rtpevent (101), RED (rfc2198, 99)
+            assert t["payload"].startswith(("RTPType-", "rtpevent", "rtp.rfc2198")), (name, t)
+            continue
+        mean = want.get("jitter_mean_ms", t["mean_jitter_ms"])
+        assert abs(o.jitter_mean_ms - mean) < 0.0015, (name, key, o, t)  # type: ignore[operator]
+        assert abs(o.jitter_max_ms - t["max_jitter_ms"]) < 0.0015, (name, key, o, t)
+    for key in set(ours) - seen:
+        assert (name, *key) in ONLY_NETREADY, (name, key, "netready only, not documented")
+        packets, _why = ONLY_NETREADY[(name, *key)]
+        assert ours[key].packets == packets, (name, key)
+        assert name in docs, f"docs/pcap.md should explain {name}"
