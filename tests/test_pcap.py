@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -918,3 +919,157 @@ def test_real_sender_restarts_are_restarts_not_losses() -> None:
     (t,) = recorded["files"]["rtpproxy-sess6.a.pcap"]["heuristic"]
     assert (t["packets"], t["lost"]) == (2546, -475)  # the reference tool's figure, on file
     assert r.jitter_max_ms == t["max_jitter_ms"]  # jitter is still Wireshark's arithmetic
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+PUBLIC = DATA / "public"
+
+
+def test_gzip_and_zstd_captures_are_read_directly(tmp_path: Path) -> None:
+    """A real capture compressed by the gzip and zstd tools gives the same streams; a cut
+    compressed file is a one-line error naming the file."""
+    src = PUBLIC / "wiki-sip-rtp-ilbc.pcap"
+    subprocess.run(["gzip", "-k", "-c", str(src)], stdout=(tmp_path / "a.pcap.gz").open("wb"),
+                   check=True)  # fmt: skip
+    subprocess.run(["zstd", "-q", "-o", str(tmp_path / "a.pcap.zst"), str(src)], check=True)
+    plain = pcap.analyse(src)
+    assert plain and pcap.analyse(tmp_path / "a.pcap.gz") == plain
+    assert pcap.analyse(tmp_path / "a.pcap.zst") == plain
+    data = (tmp_path / "a.pcap.gz").read_bytes()
+    (tmp_path / "cut.pcap.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ParseError, match=r"cut\.pcap\.gz: ") as e:
+        pcap.analyse(tmp_path / "cut.pcap.gz")
+    assert "\n" not in str(e.value)
+
+
+def test_zstd_without_the_extra_is_one_line(tmp_path: Path) -> None:
+    subprocess.run(["zstd", "-q", "-o", str(tmp_path / "a.pcap.zst"),
+                    str(PUBLIC / "wiki-sip-rtp-ilbc.pcap")], check=True)  # fmt: skip
+    code = ("import sys; sys.modules['zstandard'] = None; from netready.cli import main; "
+            f"sys.argv = ['netready', 'pcap', 'analyse', {str(tmp_path / 'a.pcap.zst')!r}]; main()")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert "a.pcap.zst" in p.stderr and "nhs-netready[zstd]" in p.stderr, p.stderr
+
+
+def test_every_frame_twice_keeps_the_stream_and_its_loss(tmp_path: Path) -> None:
+    """Real SPAN-style duplicates (ndpi-skinny: every RTP frame twice) and a synthetic
+    stream whose every packet was captured twice with 2 lost: both streams reported, loss
+    exact, duplicates counted; tshark's lost is ours minus the duplicates."""
+    real = {r.ssrc: (r.packets, r.duplicates, r.lost) for r in pcap.analyse(PUBLIC / "ndpi-skinny.pcap")}
+    assert real["0xf6bf57dc"] == (36, 18, 0) and real["0x7c1071e2"] == (33, 16, 0), real
+    n = 200
+    lt, frames = frames_of(audio_stream(n=n, lose=frozenset({50, 51}), dup=tuple(range(n))))
+    write_pcap(tmp_path / "d.pcap", frames, lt)
+    (r,) = pcap.analyse(tmp_path / "d.pcap")
+    assert (r.packets, r.duplicates, r.lost, r.expected) == (2 * (n - 2), n - 2, 2, n)
+    (t,) = tshark(tmp_path / "d.pcap").values()
+    assert t["packets"] == r.packets and t["lost"] == r.lost - r.duplicates
+
+
+def test_a_freeze_without_loss_shows_as_a_gap_and_lowers_the_mos(tmp_path: Path) -> None:
+    """G.711 at 20 ms; from packet 100 on everything arrives 5.8 s late (a freeze of the
+    path, nothing lost): 5.8 s of silence for the listener. Max delta equals tshark's."""
+    pk = [(1_700_000_000 + 0.02 * i + (5.8 if i >= 100 else 0.0), rtp(i, 160 * i, 0x5EED))
+          for i in range(500)]  # fmt: skip
+    lt, frames = frames_of(pk)
+    write_pcap(tmp_path / "f.pcap", frames, lt)
+    (r,) = pcap.analyse(tmp_path / "f.pcap")
+    assert r.lost == 0 and r.gap_max_ms > 5800
+    assert r.mos_emodel < 3.0, r
+    out = subprocess.run(["tshark", "-n", "-q", "-r", str(tmp_path / "f.pcap"), "-o",
+                          "rtp.heuristic_rtp:TRUE", "-z", "rtp,streams"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    max_delta = float(re.search(r"\(\S+%\)\s+\S+\s+\S+\s+(\S+)", out)[1])  # type: ignore[index]
+    assert abs(r.max_delta_ms - max_delta) < 0.0015
+    lt, frames = frames_of(audio_stream(n=500))
+    write_pcap(tmp_path / "s.pcap", frames, lt)
+    assert pcap.analyse(tmp_path / "s.pcap")[0].mos_emodel > 4.2
+
+
+def test_sdp_clock_rates_from_the_capture(tmp_path: Path) -> None:
+    """Real SIP calls: the dynamic PT 99 takes its rate from the capture's a=rtpmap (Opus
+    48000, iLBC 8000), and --clock still overrides it."""
+    (opus,) = pcap.analyse(PUBLIC / "wiki-sip-rtp-opus.pcap")
+    assert (opus.payload_type, opus.clock_hz, opus.clock_source) == (99, 48000, "sdp")
+    (ilbc,) = pcap.analyse(PUBLIC / "wiki-sip-rtp-ilbc.pcap")
+    assert (ilbc.clock_hz, ilbc.clock_source) == (8000, "sdp")
+    speex = {r.clock_hz for r in pcap.analyse(PUBLIC / "wiki-sip-rtp-speex.pcap")}
+    assert speex == {8000, 16000, 32000}  # three calls, three SDPs, one PT 99
+    (forced,) = pcap.analyse(PUBLIC / "wiki-sip-rtp-ilbc.pcap", clock={99: 16000})
+    assert (forced.clock_hz, forced.clock_source) == (16000, "option")
+
+
+def test_telephone_events_give_no_jitter() -> None:
+    """rtpproxy's dtmf capture: RFC 4733 events only, no SDP: recognised as events, no
+    jitter, and the repeated end packets are duplicates."""
+    res = pcap.analyse(PUBLIC / "rtpproxy-dtmf.pcap")
+    assert res and all(r.clock_source == "event" and r.media == "event" for r in res)
+    assert all(r.jitter_mean_ms == 0 and r.jitter_max_ms == 0 for r in res)
+    assert sum(r.duplicates for r in res) == 52
+
+
+def _tshark_fields(path: Path, *fields: str) -> list[list[str]]:
+    cmd = ["tshark", "-n", "-r", str(path), "-o", "rtp.heuristic_rtp:TRUE", "-o",
+           "rtcp.heuristic_rtcp:TRUE", "-Y", "rtcp.ssrc.identifier", "-T", "fields"]  # fmt: skip
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+
+def test_rtcp_reports_match_tshark_dissection() -> None:
+    """The VoLTE call's RTCP: per reported SSRC, the number of report blocks and the worst
+    fraction lost and jitter equal what tshark's RTCP dissector reads from the same file."""
+    path = PUBLIC / "nokia-00_udp_volte.pcap.gz"
+    blocks: dict[int, list[tuple[int, int]]] = {}
+    for ids, fracs, jits in _tshark_fields(path, "rtcp.ssrc.identifier", "rtcp.ssrc.fraction",
+                                            "rtcp.ssrc.jitter"):  # fmt: skip
+        # report blocks come first in a compound packet (RFC 3550 §6.1); SDES chunks' SSRCs
+        # (same field) follow them
+        for i, f, j in zip(ids.split(","), fracs.split(","), jits.split(","), strict=False):
+            blocks.setdefault(int(i, 16), []).append((int(f), int(j)))
+    res = pcap.analyse(path)
+    assert any(r.rtcp_rtt_ms for r in res)
+    for r in res:
+        b = blocks[int(r.ssrc, 16)]
+        assert r.rtcp_reports == len(b)
+        assert r.rtcp_loss_max_pct == round(max(f for f, _ in b) * 100 / 256, 3)
+        assert r.rtcp_jitter_max_ms == round(max(j for _, j in b) * 1000 / r.clock_hz, 3)
+
+
+def _tcp(payload: bytes, seq: int, sport: int = 40252, dport: int = 5000) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x18, 65535, 0, 0) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0,
+                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + tcp  # fmt: skip
+
+
+def test_rtp_over_tcp_rfc4571_across_segments(tmp_path: Path) -> None:
+    """RFC 4571 frames (2-byte length + RTP) written as one TCP byte stream cut into
+    segments that split frames anywhere: every packet is found, and the real capture's
+    TCP stream (ndpi-rtp.pcapng, port 5000) too."""
+    stream = b"".join(struct.pack("!H", len(p)) + p for _, p in audio_stream(n=100))
+    frames, seq, o, t = [], 1000, 0, 1_700_000_000.0
+    rnd = random.Random(5)
+    while o < len(stream):
+        n = rnd.randrange(50, 700)
+        frames.append((t, ETH_HDR + b"\x08\x00" + _tcp(stream[o : o + n], seq)))
+        seq, o, t = seq + len(stream[o : o + n]), o + n, t + 0.02
+    write_pcap(tmp_path / "t.pcap", frames, 1)
+    (r,) = pcap.analyse(tmp_path / "t.pcap")
+    assert (r.packets, r.lost, r.transport) == (100, 0, "tcp")
+    real = [r for r in pcap.analyse(PUBLIC / "ndpi-rtp.pcapng") if r.transport == "tcp"]
+    assert [(r.packets, r.payload_type) for r in real] == [(17, 8)]
+
+
+def test_rtp_inside_turn_send_indications_and_tcp_data_indications() -> None:
+    """WebRTC through TURN: SRTP in Send indications over UDP, RTP in Data indications over
+    TCP; packets equal tshark's (which decodes the TURN framing)."""
+    udp = pcap.analyse(PUBLIC / "ndpi-stun_dtls_rtp_unidir.pcapng")
+    assert sorted((r.packets, r.transport) for r in udp) == [(4, "turn"), (4, "turn")]
+    tcp = [r for r in pcap.analyse(PUBLIC / "ndpi-stun_dtls_rtp.pcapng")
+           if r.transport == "turn-tcp"]  # fmt: skip
+    assert sorted(r.packets for r in tcp) == [2, 9]
