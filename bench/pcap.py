@@ -2,7 +2,7 @@
 
 Writes a synthetic but valid capture (Ethernet/IPv4/UDP/RTP, several audio and video
 streams with random loss, arrival jitter, a few reordered packets and sequence/timestamp
-wrap), then runs both tools on it, checks that packets, lost and jitter agree per stream,
+wrap), then runs both tools on it, checks that packets, lost, max delta and jitter agree per stream,
 and prints one table side by side with packets/s and the speed ratio.
 
     .venv/bin/python bench/pcap.py                 # 1,000,000 packets
@@ -132,7 +132,7 @@ def parse_tshark(text: str) -> dict[tuple[str, str, str], dict[str, float]]:
         dst = f"{m[3]}:{m[4]}" if ":" not in m[3] else f"[{m[3]}]:{m[4]}"
         out[(m[5].lower(), src, dst)] = {
             "packets": int(m[7]), "lost": int(m[8]), "jitter_mean_ms": float(m[14]),
-            "jitter_max_ms": float(m[15]),
+            "jitter_max_ms": float(m[15]), "max_delta_ms": float(m[12]),
         }  # fmt: skip
     return out
 
@@ -157,10 +157,20 @@ def run_netready(path: Path, timeout: float) -> tuple[float, dict]:
     return el, {(s["ssrc"], s["src"], s["dst"]): s for s in json.loads(p.stdout)}
 
 
+def time_startup(tmp: Path) -> float:
+    """Seconds for ``netready pcap analyse`` on a capture with no packet: Python, imports."""
+    empty = tmp / "empty.pcap"
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "netready.cli", "pcap", "analyse", str(empty)],
+                   capture_output=True, check=True, cwd=ROOT)  # fmt: skip
+    return time.monotonic() - t0
+
+
 def time_readers(path: Path) -> list[tuple[str, float]]:
     """Reading only (no analysis): netready's struct reader, dpkt, scapy's RawPcapReader."""
     out = []
-    from netready.collectors.pcap import iter_frames
+    from netready.collectors.pcap.capture import iter_frames
 
     t0 = time.monotonic()
     for _ in iter_frames(path):
@@ -209,6 +219,7 @@ def main() -> int:
         print(f"wrote {frames:,} frames, {size / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s",
               file=sys.stderr)  # fmt: skip
         tn, nr = run_netready(path, a.timeout)
+        startup = min(time_startup(tmp) for _ in range(3))
         tt, ts = run_tshark(path, a.timeout)
         readers = time_readers(path) if a.readers else []
     finally:
@@ -229,6 +240,7 @@ def main() -> int:
             n["packets"] == t["packets"]
             and abs(n["jitter_mean_ms"] - t["jitter_mean_ms"]) <= 0.0015
             and abs(n["jitter_max_ms"] - t["jitter_max_ms"]) <= 0.0015
+            and abs(n["max_delta_ms"] - t["max_delta_ms"]) <= 0.0015
         )  # fmt: skip
         mark = ""
         if n["lost"] != t["lost"]:
@@ -255,6 +267,7 @@ def main() -> int:
     print(f"{'tool':<34} {'seconds':>8} {'packets/s':>12}")
     print(f"{'netready pcap analyse':<34} {tn:>8.2f} {frames / tn:>12,.0f}")
     print(f"{'tshark -z rtp,streams':<34} {tt:>8.2f} {frames / tt:>12,.0f}")
+    print(f"{'start-up: netready pcap analyse (0 pkts)':<34} {startup:>8.2f}")
     print(f"speed ratio netready/tshark: {tt / tn:.2f}x ({'faster' if tn < tt else 'slower'}); "
           f"results {'equal' if ok else 'DIFFER'}"
           f"{f'; tshark lost differs on {len(notes)} streams with reordering (noted)' if notes else ''}")  # fmt: skip
