@@ -104,7 +104,7 @@ def main() -> None:
     conf = Table(title="Confidence of the right technology answers")
     for col in ("high", "medium", "low"):
         conf.add_column(col, justify="right")
-    conf.add_row(*(str(sum(r["tech_ok"] and r["confidence"] == c for r in rows))
+    conf.add_row(*(str(sum(1 for r in rows if r["tech_ok"] and r["confidence"] == c))
                    for c in ("high", "medium", "low")))  # fmt: skip
     out.print(conf)
     misses = [r for r in rows if not (r["tech_ok"] and r["wan_ok"])]

@@ -194,7 +194,7 @@ TABLE_COLUMNS = ("SSRC", "Source", "Destination", "PT", "Clock", "Pkts", "Lost",
 def table_rows(results: list[StreamResult]) -> list[tuple[str, ...]]:
     """One row of cells per stream, under ``TABLE_COLUMNS``: the payload type with its RFC
     3551 name, a guessed clock rate marked ``*``, figures rounded for people."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
         name = PT_NAMES.get(r.payload_type, "dyn" if r.payload_type >= 96 else "?")
         clk = f"{r.clock_hz}" + {"guessed": "*", "sdp": "s", "event": "e"}.get(r.clock_source, "")

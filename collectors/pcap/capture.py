@@ -62,7 +62,7 @@ def open_capture(path: str) -> BinaryIO:
                 f"{path}: a zstd-compressed capture needs zstandard, which is not installed: "
                 "pip install 'nhs-netready[zstd]'"
             ) from None
-        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
     return f
 
 
@@ -85,7 +85,7 @@ class Chunks:
         try:
             first = self.f.read(n)
             if len(first) == n or not first:
-                return first  # type: ignore[no-any-return]
+                return first
             out = bytearray(first)
             while len(out) < n:  # decompressing readers may return less than asked
                 more = self.f.read(n - len(out))

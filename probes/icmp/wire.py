@@ -14,7 +14,7 @@ import struct
 
 HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 #: family -> (echo request type, echo reply type)
-TYPES = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}
+TYPES: dict[int, tuple[int, int]] = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}
 
 
 def echo_request(family: int, seq: int, payload: bytes) -> bytes:
