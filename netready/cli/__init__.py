@@ -6,7 +6,7 @@ to stdout, diagnostics to stderr. One module per command family:
 
 - ``core``: ``inventory check``, ``spool stats``, ``ship`` (and ``probe``, for now)
 - ``report``: ``report``, ``assess``;  ``lab``: ``lab ...``;  ``dashboards``: ``dashboards ...``
-- ``servers``: ``reflector``, ``responder``;  ``serve``: ``serve``;  ``pcap``: ``pcap analyse``
+- ``store``: ``store init``, ``store backfill``;  ``servers``: ``reflector``, ``responder``;  ``serve``: ``serve``;  ``pcap``: ``pcap analyse``
 - ``agent``: ``netready-agent`` (a script of its own)
 - ``base`` (command classes, the lazy group), ``options`` (shared options), ``output`` (printers)
 
@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "responder": "netready.cli.servers:responder_command",
     "serve": "netready.cli.serve:serve_command",
     "dashboards": "netready.cli.dashboards:dashboards",
+    "store": "netready.cli.store:store",
 }
 
 HELP = {
@@ -57,6 +58,7 @@ HELP = {
     "serve": "Run the self-hosted speed-test endpoint.",
     "responder": "Run the media responder (far end of the video-call probe).",
     "dashboards": "Build and push the Grafana dashboards.",
+    "store": "Set up the central InfluxDB: retention policies and hourly downsampling.",
 }
 
 
