@@ -8,7 +8,7 @@
 - an **hourly** retention policy (default ``hourly``, 730 days) for the downsampled series;
 - one continuous query per downsampled measurement (``DOWNSAMPLED``): every hour, per series
   (``GROUP BY time(1h), *`` keeps every tag, ``result`` included), the nearest-rank
-  percentiles ``PCTS`` of each field the report reads and their counts, and the count of failed
+  percentiles ``PCTS``, the minimum and the count of each field the report reads, the count of failed
   runs (``reason_n``), written into the hourly policy under the same measurement name.
 
 A second run changes nothing and says so. InfluxDB 1.x cannot alter a continuous query: its
@@ -56,6 +56,14 @@ def pct_field(field: str, pct: float) -> str:
             f"not {pct:g}"
         )
     return f"{field}_p{int(p)}"
+
+
+def min_field(field: str) -> str:
+    """Name of the hourly field holding the smallest raw value of ``field``. Readers take a
+    low percentile (p < 50) over hours from it: InfluxQL's ``PERCENTILE(f, 10)`` is null for an
+    hour of fewer than 5 points (its nearest rank is 0), which is every hour at the default
+    throughput and media cadences, where the minimum is the clamped nearest-rank value."""
+    return f"{field}_min"
 
 
 def count_field(field: str) -> str:
@@ -114,6 +122,7 @@ class Plan:
         for f in DOWNSAMPLED[measurement]:
             q = quote_ident(f)
             cols += [f"PERCENTILE({q}, {p}) AS {quote_ident(pct_field(f, p))}" for p in PCTS]
+            cols.append(f"MIN({q}) AS {quote_ident(min_field(f))}")
             cols.append(f"COUNT({q}) AS {quote_ident(count_field(f))}")
         cols.append(f'COUNT("reason") AS {quote_ident(FAILED_N)}')
         db, m = quote_ident(self.database), quote_ident(measurement)

@@ -20,6 +20,16 @@ site's time zone) and every aggregate is computed per site **per session**: one 
 statement per distinct session (all statements in one request), and in SQL one query that
 joins the points to a temporary table of (site, session) ranges. The caller combines the
 per-session aggregates (a handful of numbers per site), see ``readiness.combine``.
+
+Long windows. When the report's window starts before the oldest point the raw retention policy
+still holds, and ``netready store init`` set up hourly downsampling (``netready/retention.py``;
+found on the server: ``SHOW CONTINUOUS QUERIES``), the aggregates of ``rtt``, ``throughput``
+and ``media`` are read from the hourly series instead: a count is the sum of the hourly counts,
+a high percentile (p >= 50) the nearest-rank p-th percentile of the hourly p-th percentiles, a
+low one (the p10s) that of the hourly minima, over the hours that start inside the session.
+Exact when an hour holds at most one point (throughput, media at their default cadences); for
+rtt (12 windows an hour) an approximation, see docs/scaling.md. The newest measurement is taken from the raw points where they still exist; the
+router-detected tech from the raw retention only.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from netready import retention
 from netready.errors import StoreError
 from netready.influx import InfluxV1, quote_ident, quote_str
 from netready.inventory import StoreConfig
@@ -110,6 +121,36 @@ class InfluxStore:
         # At most WORKERS requests in flight in total, however many questions run at once:
         # more only queues inside the server and stretches each request towards its timeout.
         self._slots = threading.BoundedSemaphore(self.WORKERS)
+        self._raw_rp = cfg.retention_policy
+        self._layout: retention.Layout | None = None
+        self._layout_lock = threading.Lock()
+
+    def layout(self) -> retention.Layout:
+        """The server's retention and downsampling, asked once (two ``SHOW`` statements)."""
+        with self._layout_lock:
+            if self._layout is None:
+                self._layout = retention.discover(
+                    self.client, self.client.cfg.database, self._raw_rp
+                )
+            return self._layout
+
+    def _horizon(self) -> int | None:
+        import time
+
+        return self.layout().horizon_ms(int(time.time() * 1000))
+
+    def hourly(self, measurement: str, t0: int) -> bool:
+        """Whether [t0, ...) of ``measurement`` is read from its hourly series: it starts
+        before the raw policy's horizon and the measurement is downsampled."""
+        h = self._horizon()
+        return h is not None and t0 < h and measurement in self.layout().hourly
+
+    def _from(self, measurement: str, hourly: bool) -> str:
+        if hourly:
+            return f"{quote_ident(self.layout().hourly[measurement])}.{quote_ident(measurement)}"
+        if self._raw_rp:
+            return f"{quote_ident(self._raw_rp)}.{quote_ident(measurement)}"
+        return quote_ident(measurement)
 
     def _query(self, q: str) -> list[Any]:
         with self._slots:
@@ -122,13 +163,16 @@ class InfluxStore:
         """One request per statement, ``WORKERS`` at a time (the server uses every core for
         concurrent queries but one for the statements of a single request); results in the
         order of the statements."""
+        return [r for part in self._run_each(statements) for r in part]
+
+    def _run_each(self, statements: Sequence[str]) -> list[list[Any]]:
+        """As ``_run``, the results of each statement apart."""
         if len(statements) <= 1:
-            return [r for q in statements for r in self._query(q)]
+            return [self._query(q) for q in statements]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(self.WORKERS, len(statements))) as pool:
-            parts = list(pool.map(self._query, statements))
-        return [r for part in parts for r in part]
+            return list(pool.map(self._query, statements))
 
     @staticmethod
     def _site_filter(sites: Iterable[str], limit: int = 200) -> str:
@@ -146,57 +190,73 @@ class InfluxStore:
         by: str | None = None,
         exclude: Mapping[str, str] | None = None,
     ) -> AggRows:
-        cols: list[str] = []
-        for a in aggs:
-            f = quote_ident(check_name(a.field))
-            if a.pct is None:
-                cols.append(f'COUNT({f}) AS "{a.alias}"')
-            else:
-                cols.append(f'PERCENTILE({f}, {float(a.pct)!r}) AS "{a.alias}"')
-                if a.pct < 50:  # k = floor(n*p/100 + 0.5) >= 1 whenever p >= 50
-                    cols.append(f'MIN({f}) AS "_min_{a.alias}"')
         wanted: dict[tuple[int, int], set[str]] = defaultdict(set)
         for site, lst in sessions.items():
             for r in lst:
                 wanted[r].add(site)
+        ranges = sorted(wanted)
+        hourly = bool(ranges) and self.hourly(measurement, ranges[0][0])
+        cols: list[str] = []
+        for a in aggs:
+            name = check_name(a.field)
+            if a.pct is None:
+                f = retention.count_field(name) if hourly else name
+                cols.append(f'{"SUM" if hourly else "COUNT"}({quote_ident(f)}) AS "{a.alias}"')
+                continue
+            if hourly:
+                low = a.pct < 50  # see retention.min_field
+                f = quote_ident(
+                    retention.min_field(name) if low else retention.pct_field(name, a.pct)
+                )
+            else:
+                f = quote_ident(name)
+            cols.append(f'PERCENTILE({f}, {float(a.pct)!r}) AS "{a.alias}"')
+            if a.pct < 50:  # k = floor(n*p/100 + 0.5) >= 1 whenever p >= 50
+                cols.append(f'MIN({f}) AS "_min_{a.alias}"')
         group = '"site"' + (f", {quote_ident(check_name(by))}" if by else "")
         not_q = "".join(
             f" AND {quote_ident(check_name(k))} != {quote_str(v)}"
             for k, v in (exclude or {}).items()
         )
+        src = self._from(measurement, hourly)
         stmts = []
-        ranges = sorted(wanted)
         for t0, t1 in ranges:
+            # hourly: the hours that start inside the session (an hour's point carries its start)
+            a0 = t0 - t0 % retention.BUCKET_MS if hourly else t0
             stmts.append(
-                f"SELECT {', '.join(cols)} FROM {quote_ident(measurement)} WHERE {_VALID}"
-                f" AND time >= {t0}ms AND time < {t1}ms{self._site_filter(wanted[(t0, t1)])}"
+                f"SELECT {', '.join(cols)} FROM {src} WHERE {_VALID}"
+                f" AND time >= {a0}ms AND time < {t1}ms{self._site_filter(wanted[(t0, t1)])}"
                 f"{not_q} GROUP BY {group}"
             )
         out: AggRows = {}
-        members = {(s, t0) for (t0, _t1), ss in wanted.items() for s in ss}
-        for res in self._run(stmts):
-            site = res.tags.get("site", "")
-            g = res.tags.get(by, "") if by else ""
-            for row in res.dicts():
-                sid = int(row["time"])
-                if (site, sid) not in members:
+        for (t0, _t1), results in zip(ranges, self._run_each(stmts), strict=True):
+            members = wanted[(t0, _t1)]
+            for res in results:
+                site = res.tags.get("site", "")
+                if site not in members:
                     continue
-                vals: dict[str, float | None] = {}
-                for a in aggs:
-                    v = row.get(a.alias)
-                    if a.pct is not None and v is None:
-                        v = row.get(f"_min_{a.alias}")
-                    vals[a.alias] = v
-                if not empty(aggs, vals):
-                    out[(site, g, sid)] = vals
+                g = res.tags.get(by, "") if by else ""
+                for row in res.dicts():
+                    vals: dict[str, float | None] = {}
+                    for a in aggs:
+                        v = row.get(a.alias)
+                        if a.pct is not None and v is None:
+                            v = row.get(f"_min_{a.alias}")
+                        vals[a.alias] = v
+                    if not empty(aggs, vals):
+                        out[(site, g, t0)] = vals
         return out
 
     def failures(
         self, measurement: str, sites: Iterable[str], t0: int, t1: int
     ) -> dict[str, dict[str, int]]:
         keep = set(sites)
+        hourly = self.hourly(measurement, t0)
+        n = f'SUM("{retention.FAILED_N}")' if hourly else 'COUNT("reason")'
+        if hourly:
+            t0 -= t0 % retention.BUCKET_MS
         q = (
-            f'SELECT COUNT("reason") AS n FROM {quote_ident(measurement)} WHERE "result" != \'\''
+            f"SELECT {n} AS n FROM {self._from(measurement, hourly)} WHERE \"result\" != ''"
             f" AND \"result\" != 'ok' AND time >= {t0}ms AND time < {t1}ms"
             f'{self._site_filter(keep)} GROUP BY "site", "result"'
         )
@@ -212,9 +272,23 @@ class InfluxStore:
     def latest(
         self, measurement: str, field: str, sites: Iterable[str], t0: int, t1: int
     ) -> dict[str, int]:
+        """Newest valid point per site: from the raw points while the raw policy holds them,
+        else (a site silent since) from the hourly series (the start of its hour)."""
         keep = set(sites)
+        h = self._horizon()
+        hourly = self.hourly(measurement, t0) and h is not None
+        raw_t0 = max(t0, h) if hourly and h is not None else t0
+        out = self._latest(measurement, check_name(field), keep, raw_t0, t1, False)
+        rest = keep - set(out)
+        if hourly and rest and h is not None:
+            out.update(self._latest(measurement, retention.count_field(field), rest, t0, h, True))
+        return out
+
+    def _latest(
+        self, measurement: str, field: str, keep: set[str], t0: int, t1: int, hourly: bool
+    ) -> dict[str, int]:
         q = (
-            f"SELECT LAST({quote_ident(check_name(field))}) FROM {quote_ident(measurement)}"
+            f"SELECT LAST({quote_ident(field)}) FROM {self._from(measurement, hourly)}"
             f" WHERE {_VALID} AND time >= {t0}ms AND time < {t1}ms{self._site_filter(keep)}"
             f' GROUP BY "site"'
         )
@@ -228,9 +302,11 @@ class InfluxStore:
     def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
         """Newest ``detected_tech`` per site, whether collectors write it as a tag or a field."""
         keep = set(sites)
+        h = self._horizon()
+        t0 = max(t0, h) if h else t0  # not downsampled: the raw retention only
         best: dict[str, tuple[int, str]] = {}
         for m in DETECTED_TECH_MEASUREMENTS:
-            mq = quote_ident(m)
+            mq = self._from(m, False)
             fkeys = {
                 r[0]: r[1] for res in self._run([f"SHOW FIELD KEYS FROM {mq}"]) for r in res.values
             }

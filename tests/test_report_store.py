@@ -29,6 +29,7 @@ from netready.errors import StoreError
 from netready.influx import InfluxV1
 from netready.inventory import StoreConfig, loads
 from netready.records import Record
+from netready.rubric import PROFILES
 from netready.spool import Spool
 from netready.store import Agg, SqliteStore
 
@@ -524,3 +525,108 @@ def test_site_without_clinic_hours_data_is_judged_on_all_hours(tmp_path, influxd
             r.text for r in h.reasons if r.metric == "jitter_ms"
         )
         assert h.verdict == "MARGINAL"  # quality fine, but no throughput: capacity unknown
+
+
+def _age_out(client: InfluxV1, db: str, rp: str, horizon_ms: int) -> int:
+    """Drop the raw policy's shards that end before ``horizon_ms``: what influxd's retention
+    service does every 30 minutes (it is off in the test server, tests/influxd.py)."""
+    shards = client.query("SHOW SHARDS", epoch=None)
+    dropped = 0
+    for res in shards:
+        if res.name != db:
+            continue
+        for row in res.dicts():
+            end = dt.datetime.fromisoformat(str(row["end_time"]).replace("Z", "+00:00"))
+            if row["retention_policy"] == rp and end.timestamp() * 1000 <= horizon_ms:
+                client.query(f"DROP SHARD {int(row['id'])}", epoch=None)
+                dropped += 1
+    return dropped
+
+
+def test_90_day_report_reads_the_hourly_series_after_raw_data_aged_out(influxdb) -> None:
+    """90 days of history; `store init` with a long raw retention, the continuous queries run
+    over it (backfill), then the raw retention is cut to 30 days and the old raw shards dropped.
+    A 90-day report still judges the sites whose data is older than 30 days, from the hourly
+    series: the throughput p10 exactly as the raw points give it (one test per 6 h: one point an
+    hour), the rtt figures as the nearest-rank percentile of the hourly percentiles."""
+    from netready import retention
+    from netready.store import nearest_rank
+
+    url, db = influxdb
+    cfg = StoreConfig(kind="influxdb_v1", url=url, database=db)
+    client = InfluxV1(cfg)
+    plan = retention.Plan(db, raw_duration="100d")
+    retention.init(client, plan)
+    sites = synthetic.estate(3)
+    old = list(synthetic.history(sites[:2], NOW - 90 * DAY, NOW - 40 * DAY, rtt_every_s=300))
+    recent = list(synthetic.history(sites[2:], NOW - 10 * DAY, NOW, rtt_every_s=300))
+    for i in range(0, len(old + recent), 20_000):
+        client.write((old + recent)[i : i + 20_000])
+    assert retention.backfill(client, plan, NOW - 91 * DAY, NOW) > 0
+    changes = retention.init(client, retention.Plan(db))  # the default: raw 30 days
+    assert [str(c) for c in changes if c.action == "altered"] == [
+        "altered   retention policy raw (100d, default -> 30d, default)"
+    ]
+    assert _age_out(client, db, "raw", NOW - 30 * DAY) > 0
+    raw_old = client.query(
+        f'SELECT count("rtt_p50_ms") FROM "raw"."rtt" WHERE time < {NOW - 31 * DAY}ms'
+    )
+    assert raw_old == []  # the raw points of the old sites are gone
+
+    inv = loads(
+        "version: 1\nstore: {kind: embedded}\nsites:\n"
+        + "".join(
+            f"  - {{ods: {s.ods}, name: Site {s.ods}, type: gp_practice, icb: {s.icb}, "
+            f"link: {{tech: {s.tech}, down_mbps: 40, up_mbps: 10}}}}\n"
+            for s in sites
+        ),
+        "inv.yaml",
+    )
+    store = InfluxStore(cfg)
+    w90 = readiness.Window(NOW, dt.timedelta(days=90))
+    w14 = readiness.Window(NOW, dt.timedelta(days=14))
+    assert store.hourly("rtt", w90.t0) and not store.hourly("rtt", w14.t0)
+    e90 = {r.ods: r for r in readiness.assess_estate(store, inv.sites, "gp_video", w90).sites}
+    e14 = {r.ods: r for r in readiness.assess_estate(store, inv.sites, "gp_video", w14).sites}
+    old_site = sites[0].ods
+    assert e14[old_site].verdict == "NO DATA"  # 14 days: raw only, and nothing is left there
+    assert e90[old_site].verdict != "NO DATA"
+
+    # throughput: exact, from the raw records themselves
+    for direction, got in (
+        ("up", e90[old_site].up_p10_mbps),
+        ("down", e90[old_site].down_p10_mbps),
+    ):
+        vals = sorted(
+            float(r.fields["goodput_mbps"])
+            for r in old
+            if r.measurement == "throughput"
+            and r.tags["site"] == old_site
+            and r.tags["direction"] == direction
+            and r.ok
+        )
+        assert got == vals[nearest_rank(len(vals), 10) - 1], (direction, e90[old_site])
+
+    # rtt: per clinic session, p95 of the hourly p95s of the hours starting in the session;
+    # the site's figure is the median over sessions
+    hours = {
+        int(row["time"]): row["rtt_p50_ms_p95"]
+        for res in client.query(
+            f'SELECT "rtt_p50_ms_p95" FROM "hourly"."rtt" WHERE "site" = \'{old_site}\' '
+            "AND (\"result\" = '' OR \"result\" = 'ok')"
+        )
+        for row in res.dicts()
+    }
+    site = next(s for s in inv.sites if s.ods == old_site)
+    per_session = []
+    for a, b in readiness.site_sessions(site, PROFILES["gp_video"], w90):
+        v = sorted(x for t, x in hours.items() if a - a % 3_600_000 <= t < b and x is not None)
+        if v:
+            per_session.append(v[nearest_rank(len(v), 95) - 1])
+    assert len(per_session) > 20
+    assert e90[old_site].rtt_ms == readiness.combine(per_session).value
+    # and the site with only recent data reads the same either way
+    new_site = sites[2].ods
+    assert e90[new_site].verdict == e14[new_site].verdict != "NO DATA"
+    store.close()
+    client.close()
