@@ -156,11 +156,11 @@ def _mismatch(measurement: str, where: str) -> Rule:
         f"tech-mismatch-{measurement.replace('_', '-')}",
         f"netready: access technology mismatch ({where})",
         "Site {{ $labels.site }} ({{ $labels.icb }}): the router's " + where + " looks like "
-        "{{ $labels.detected_tech }}, not the {{ $labels.tech }} the inventory declares "
+        "{{ $labels.detected_tech }}, not the access technology the inventory declares "
         "(tech_evidence on the record says why; an unverifiable Ethernet handoff never fires).",
         f'SELECT count("tech_mismatch") AS "mismatches" FROM "{measurement}" '
         'WHERE time > now() - 1h AND "tech_mismatch" = true '
-        'GROUP BY "site", "icb", "tech", "detected_tech"',
+        'GROUP BY "site", "icb", "detected_tech"',  # tech is a field: records.FIELD_TAGS
         3600,
         ("gt", [0]),
     )

@@ -19,6 +19,8 @@ Escaping (checked against InfluxDB 1.6, see docs/design.md):
   a value ending in a backslash cannot be written at all and is rejected;
 - string field values: ``\\`` and ``"`` escaped, inside double quotes;
 - newlines (and carriage returns) are rejected everywhere.
+Tags in ``records.FIELD_TAGS`` (the declared ``tech``) are written as string fields, except on
+``records.STATE_TAGGED`` measurements: a site changing technology keeps its series.
 Floats are written with ``repr`` so they stay floats (``1.0``); ints get ``i``; bools ``true``/``false``.
 """
 
@@ -42,7 +44,7 @@ from netready.errors import (
     StoreUnreachable,
 )
 from netready.inventory import StoreConfig, redact
-from netready.records import Record
+from netready.records import FIELD_TAGS, STATE_TAGGED, FieldValue, Record
 
 _MEAS = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
@@ -85,10 +87,15 @@ def encode(rec: Record) -> str:
     if not rec.fields:
         raise LineProtocolError(f"{rec.measurement}: a point needs at least one field")
     parts = [rec.measurement.translate(_MEAS)]
+    state: list[tuple[str, FieldValue]] = []
+    keep_state = rec.measurement in STATE_TAGGED
     for k in sorted(rec.tags):
+        if k in FIELD_TAGS and not keep_state and k not in rec.fields:
+            state.append((k, rec.tags[k]))  # stored as a field: see records.FIELD_TAGS
+            continue
         parts.append(f"{_key('tag key', k, rec)}={_key('tag value', rec.tags[k], rec)}")
     fields = []
-    for k, v in rec.fields.items():
+    for k, v in (*rec.fields.items(), *state):
         if isinstance(v, str):
             _check("string field", v, rec)
         fields.append(f"{_key('field key', k, rec)}={_field_value(v)}")

@@ -3,7 +3,8 @@
 Only ``netready/influx.py`` knows line protocol; everything else builds ``Record`` values.
 
 Conventions (see docs/design.md):
-- Tags are indexed, low-cardinality strings: ``TAG_KEYS``.
+- Tags are indexed, low-cardinality strings: ``TAG_KEYS``; ``FIELD_TAGS`` (the declared tech)
+  travel with the tags but are stored as fields, so a site changing technology keeps its series.
 - Field names carry their unit and definition (``rtt_p50_ms``, ``jitter_rfc3550_ms``).
 - A field keeps its type: floats stay floats (build them as ``float``; ``1.0`` is written
   ``1.0``), counts are Python ints (written ``1i``), booleans are bools, reasons are strings.
@@ -42,6 +43,16 @@ TAG_KEYS: frozenset[str] = frozenset(
         "gate",
     }
 )
+
+#: Declared site state that records carry among their tags (``Site.tags``: the agent and the
+#: collectors read it there) but the store keeps as a string *field*: a tag value is part of a
+#: series' identity, so a site upgraded from fttc to fttp would fork every series it has (and
+#: double its cardinality). Reports group copper/fibre by the inventory's declared tech.
+FIELD_TAGS: frozenset[str] = frozenset({"tech"})
+#: Measurements that keep ``FIELD_TAGS`` as tags: ``readiness`` (one point per site and
+#: assessment), which the estate dashboards group by declared tech (GROUP BY takes tags only);
+#: a verdict belongs to the tech it was judged on.
+STATE_TAGGED: frozenset[str] = frozenset({"readiness"})
 
 #: Measurements the core and its reports read, with a one-line description (the docs test uses
 #: this). A plugin declares what it writes itself (``netready.plugin.Plugin.measurement``);

@@ -145,3 +145,42 @@ def test_backfill_keeps_nearest_rank_percentiles_and_counts(
 def test_durations_outside_influxql_are_refused(text: str) -> None:
     with pytest.raises(retention.ConfigError):
         retention.parse_duration(text)
+
+
+def test_a_site_changing_technology_keeps_one_series(influxdb: tuple[str, str]) -> None:
+    """The declared tech travels with a site's tags (``Site.tags``) but is stored as a field
+    (records.FIELD_TAGS): after an fttc -> fttp upgrade the site's rtt history is one series,
+    the newest point says fttp, and the tech is still readable per point. ``readiness`` keeps
+    tech as a tag (the estate dashboards group verdicts by it)."""
+    from netready.inventory import loads
+    from netready.records import Record
+
+    url, db = influxdb
+    client = InfluxV1(StoreConfig(kind="influxdb_v1", url=url, database=db))
+    text = (
+        "version: 1\nsites:\n  - {{ods: A81001, name: One, type: gp_practice, icb: QHM,\n"
+        "     link: {{tech: {tech}, down_mbps: 40, up_mbps: 10}}}}\n"
+    )
+    t = 1_700_000_000_000
+    recs = []
+    for i, tech in enumerate(("fttc", "fttc", "fttp", "fttp")):
+        site = loads(text.format(tech=tech)).sites[0]
+        recs.append(
+            Record(
+                "rtt", {**site.tags, "target": "core"}, {"rtt_p50_ms": 10.0 + i}, t + i * 300_000
+            )
+        )
+        recs.append(
+            Record("readiness", {**site.tags, "profile": "gp_video"}, {"ready": True}, t + i)
+        )
+    client.write(recs)
+    series = [r[0] for res in client.query('SHOW SERIES FROM "rtt"') for r in res.values]
+    assert series == ["rtt,icb=QHM,site=A81001,target=core"]
+    card = client.query("SHOW SERIES CARDINALITY")
+    assert sum(int(v[0]) for res in card for v in res.values) == 3  # rtt 1 + readiness 2
+    rows = client.query('SELECT "tech", "rtt_p50_ms" FROM "rtt"')[0].values
+    assert [r[1] for r in rows] == ["fttc", "fttc", "fttp", "fttp"]
+    assert client.query('SELECT LAST("tech") FROM "rtt"')[0].values[0][1] == "fttp"
+    by_tech = client.query('SELECT COUNT("ready") FROM "readiness" GROUP BY "tech"')
+    assert {r.tags["tech"]: r.values[0][1] for r in by_tech} == {"fttc": 2, "fttp": 2}
+    client.close()
