@@ -295,8 +295,8 @@ def cardinality(srv: Influxd, sites: int, day: list[Record], t0: int) -> dict[st
 # ---------------------------------------------------------------------- 2. fleet
 
 
-def _worker(args: tuple[int, int, int, str, str, float, float, float, int, Any]) -> None:
-    _wid, first, count, url, work, compress, duration, start_at, seed, q = args
+def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, Any]) -> None:
+    _wid, first, count, url, work, compress, duration, start, seed, q, go = args
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     day0 = 1_700_000_000_000 - 1_700_000_000_000 % (DAY_S * 1000)
@@ -319,9 +319,14 @@ def _worker(args: tuple[int, int, int, str, str, float, float, float, int, Any])
                 "ship": Shipper(sp, writer),
                 "i": i0,
                 "pos0": times[i0],
-                "next": start_at + rnd.uniform(0, SHIP_INTERVAL_S),
+                "splay": rnd.uniform(0, SHIP_INTERVAL_S),
             }
         )
+    q.put("ready")  # every spool open: the clock starts for all workers at once
+    go.wait()
+    start_at = start.value
+    for ag in agents:
+        ag["next"] = start_at + ag["splay"]
 
     def offset(i: int) -> int:  # simulated ms since day0 of the agent's i-th record
         return (i // n) * span_ms + times[i % n]
@@ -391,7 +396,8 @@ def fleet(
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     per = (agents + workers - 1) // workers
-    start_at = time.time() + 15 + agents / 1000  # time to open the spools
+    start = ctx.Value("d", 0.0)
+    go = ctx.Event()
     procs = []
     for w in range(workers):
         first, count = w * per, min(per, agents - w * per)
@@ -399,10 +405,14 @@ def fleet(
             break
         p = ctx.Process(
             target=_worker,
-            args=((w, first, count, srv.url, str(work), compress, duration, start_at, w + 1, q),),
+            args=((w, first, count, srv.url, str(work), compress, duration, start, w + 1, q, go),),
         )
         p.start()
         procs.append(p)
+    for _ in procs:
+        assert q.get(timeout=3600) == "ready"
+    start.value = time.time() + 1
+    go.set()
     import psutil
 
     infl = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]

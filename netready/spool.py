@@ -443,10 +443,15 @@ class Spool:
 
     # ------------------------------------------------------------------ shipping
 
-    def oldest(self, limit: int) -> list[tuple[int, str]]:
-        """The oldest pending (id, line) pairs."""
+    def oldest(self, limit: int, after: int | None = None) -> list[tuple[int, str]]:
+        """The oldest pending (id, line) pairs (with ``after``: of those with a larger id; the
+        shipper reads the next batch while the previous one is in flight)."""
         with self._read() as db:
-            return list(db.execute("SELECT id, line FROM outbox ORDER BY id LIMIT ?", (limit,)))
+            if after is None:
+                q = "SELECT id, line FROM outbox ORDER BY id LIMIT ?"
+                return list(db.execute(q, (limit,)))
+            q = "SELECT id, line FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
+            return list(db.execute(q, (after, limit)))
 
     def ack(self, ids: Sequence[int]) -> int:
         """The server acknowledged these: delete them and count as shipped the rows actually
