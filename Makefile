@@ -8,9 +8,9 @@ PYTHON ?= python3
 SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            sshd:openssh-server nft:nftables tshark:tshark tcpdump:tcpdump ffmpeg:ffmpeg \
            chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping \
-           systemd-analyze:systemd
+           systemd-analyze:systemd npm:npm pdftoppm:poppler-utils
 
-.PHONY: all demo demo-venv test lint typecheck bench sysdeps venv lock clean
+.PHONY: all demo demo-venv test lint typecheck bench sysdeps venv lock clean css npm
 
 all: test
 
@@ -32,6 +32,19 @@ $(VENV)/.demo: pyproject.toml requirements.lock
 
 demo-venv: $(VENV)/.demo
 
+# The report's build and test tools from npm (reports/assets/package-lock.json): axe-core for the
+# accessibility test, nhsuk-frontend and sass for `make css`. Reports themselves need no node.
+ASSETS := reports/assets
+$(ASSETS)/node_modules/.installed: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	npm ci --prefix $(ASSETS) --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+npm: $(ASSETS)/node_modules/.installed
+
+# Rebuild the committed NHS.UK frontend styles (reports/assets/nhsuk-frontend.min.css).
+css: npm
+	node $(ASSETS)/build.mjs
+
 # Install the Debian packages the tests need, only those missing (needs root).
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
@@ -49,7 +62,7 @@ lint: venv
 typecheck: lint
 
 # Two workers, a test file each (a file's lab and servers stay in one process): about half the time.
-test: sysdeps venv lint
+test: sysdeps venv npm lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=15
 
 # The main job on the embedded store: emulated sites in the lab when root, else loopback.
@@ -65,4 +78,4 @@ lock: venv
 	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' >> requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache demo-out *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache demo-out *.egg-info $(ASSETS)/node_modules
