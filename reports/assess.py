@@ -44,6 +44,8 @@ class Selection:
     since: str = "14d"
     profile: str = DEFAULT_PROFILE
     now: str | None = None
+    #: also each site's history by day (``reports/trends.py``), for the HTML and PDF reports
+    trends: bool = False
 
 
 def build(sel: Selection) -> Any:
@@ -63,7 +65,15 @@ def build(sel: Selection) -> Any:
         raise ConfigError(f"no sites in {sel.inventory} match --icb {' '.join(sel.icbs)}")
     store, name = open_store(inv.store, sel.spool or inv.agent.spool_path)
     try:
-        return readiness.assess_estate(store, selected, sel.profile, window, name)
+        estate = readiness.assess_estate(store, selected, sel.profile, window, name)
+        if sel.trends:
+            from netready.reports import trends
+
+            chosen = set(trends.section_sites(estate.sites))
+            estate.trends = trends.site_trends(
+                store, [s for s in selected if s.ods in chosen], sel.profile, window
+            )
+        return estate
     finally:
         store.close()
 

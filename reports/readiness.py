@@ -624,6 +624,14 @@ def _gate_reasons(ev: Evidence, profile: Profile, f: Figures) -> list[Reason]:
     return reasons
 
 
+def computed_capacity(profile: Profile, up10: float, down10: float) -> tuple[int, int]:
+    """Calls the sustained rates carry, (up, down): ``floor(0.75 × p10 ÷ recommended
+    per-call rate)``. The capacity is the smaller."""
+    cu = math.floor(HEADROOM * up10 / profile.up.recommended + 1e-9)
+    cd = math.floor(HEADROOM * down10 / profile.down.recommended + 1e-9)
+    return cu, cd
+
+
 def _capacity(ev: Evidence, profile: Profile, f: Figures) -> tuple[int | None, str]:
     """Concurrent calls the link carries, and where that figure comes from: measured by the
     media probe, else computed from throughput p10 at the recommended per-call rates."""
@@ -636,8 +644,7 @@ def _capacity(ev: Evidence, profile: Profile, f: Figures) -> tuple[int | None, s
     up10, down10 = f.up10, f.down10
     if up10 is None or down10 is None:
         return None, "none: no throughput or media capacity in the window"
-    cu = math.floor(HEADROOM * up10 / profile.up.recommended + 1e-9)
-    cd = math.floor(HEADROOM * down10 / profile.down.recommended + 1e-9)
+    cu, cd = computed_capacity(profile, up10, down10)
     return min(cu, cd), (
         f"computed: floor({HEADROOM:g} × p10 ÷ {profile.up.recommended:g} Mbps up, "
         f"÷ {profile.down.recommended:g} Mbps down), the smaller "
@@ -837,6 +844,8 @@ class Estate:
     #: sites whose router sees an Ethernet handoff where fibre or DSL is declared: neither a
     #: match nor a mismatch (the router cannot see what is in front of it)
     unverifiable: list[dict[str, Any]] = field(default_factory=list)
+    #: each site's day-by-day history for the HTML/PDF site sections (``reports/trends.py``)
+    trends: Any = None
 
     def counts(self) -> dict[str, int]:
         c = {v: 0 for v in VERDICTS}

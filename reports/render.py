@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from typing import Any
 
 from netready.reports.readiness import (
@@ -450,178 +451,316 @@ def render_text(e: Estate, width: int = 200) -> str:
 
 
 # ------------------------------------------------------------------------------ HTML
+#
+# One self-contained offline page in the NHS.UK frontend's styles (reports/assets, inlined),
+# WCAG 2.2 AA (axe-core in the tests): landmarks, a skip link, a contents list, tables with
+# captions and header scopes, every chart a figure whose caption is its text alternative,
+# with a data table beside it. The page is a list of sections (HTML_SECTIONS); a section is a
+# function of the page returning (id, title, HTML) or None to leave itself out.
+
+#: verdict -> NHS.UK tag colour (nhsuk-tag--...)
+TAG = {READY: "green", MARGINAL: "yellow", NOT_READY: "red", STALE: "grey", NO_DATA: "white"}
 
 CSS = """
-body{font-family:Arial,Helvetica,sans-serif;margin:24px;color:#212b32;background:#f0f4f5}
-h1{font-size:22px;color:#005eb8}h2{font-size:18px;margin-top:28px;color:#003087}
-table{border-collapse:collapse;background:#fff;font-size:12px;margin:8px 0}
-th,td{border:1px solid #d8dde0;padding:3px 6px;text-align:left;vertical-align:top}
-th{background:#005eb8;color:#fff}td.num{text-align:right}
-.v{font-weight:bold;color:#fff;padding:1px 5px;border-radius:3px;white-space:nowrap}
-.summary span{margin-right:14px}.chart{background:#fff;padding:8px;margin:8px 0;display:inline-block}
-small{color:#425563}
+html{font-family:arial,sans-serif}
+.nr-wrap{overflow-x:auto;margin-bottom:24px}.nr-wrap:focus{outline:3px solid #ffeb3b;
+box-shadow:0 0 0 7px #212b32}.nr-wrap .nhsuk-table{margin-bottom:0}
+.nr-dense .nhsuk-table__header,.nr-dense .nhsuk-table__cell{font-size:14px;line-height:1.3;
+padding:6px 12px 6px 0;vertical-align:top}.nr-num{text-align:right;white-space:nowrap}
+.nr-figure{margin:0 0 24px}.nr-figure svg{max-width:100%;height:auto;display:block}
+.nr-figure figcaption{max-width:48em}.nr-site{border-top:1px solid #d8dde0;padding-top:16px}
+.nr-summary .nhsuk-tag{margin-right:8px}.nr-summary li{display:inline-block;margin-right:24px}
+@page{size:A4 landscape;margin:12mm}
+@media print{html{font-family:sans-serif}body,.nhsuk-main-wrapper{background:#fff}
+a[href^="#"]::after{content:none !important}.nr-dense .nhsuk-table__cell{font-size:12px}.nhsuk-skip-link,.nhsuk-contents-list{display:none}.nr-wrap{overflow:visible}
+.nhsuk-header,.nhsuk-footer{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+.nhsuk-tag{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+.nr-figure,tr{break-inside:avoid}h2,h3{break-after:avoid}thead{display:table-header-group}
+.nr-site{break-before:auto}}
 """
 
 
-def _svg(fig: Any) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    s = buf.getvalue()
-    return s[s.index("<svg") :]
+def nhsuk_css() -> str:
+    """The vendored NHS.UK frontend styles (reports/assets/nhsuk-frontend.min.css)."""
+    from importlib.resources import files
+
+    return (files("netready.reports") / "assets" / "nhsuk-frontend.min.css").read_text("utf-8")
 
 
-def charts(e: Estate) -> list[tuple[str, str]]:
-    """(title, inline SVG) pairs; matplotlib with the non-interactive SVG backend."""
-    from netready.optional import require
-
-    matplotlib = require("matplotlib", "the HTML report's charts")
-
-    matplotlib.use("svg")
-    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small and searchable
-    import matplotlib.pyplot as plt
-
-    p = rubric.PROFILES[e.profile]
-    out = []
-    # 1. measured up/down per planned call against the per-call requirement.
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for verdict, colour in COLOURS.items():
-        xs, ys = [], []
-        for r in e.sites:
-            if r.verdict == verdict and r.up_p10_mbps and r.down_p10_mbps:
-                k = max(1, r.planned_clinics)
-                xs.append(rubric.HEADROOM * r.up_p10_mbps / k)
-                ys.append(rubric.HEADROOM * r.down_p10_mbps / k)
-        if xs:
-            ax.scatter(
-                xs, ys, s=18, c=colour, label=f"{verdict} ({len(xs)})", alpha=0.8, edgecolors="none"
-            )
-    for t, axis in ((p.up, "x"), (p.down, "y")):
-        for v, style, lab in ((t.minimum, "--", "minimum"), (t.recommended, "-", "recommended")):
-            line = ax.axvline if axis == "x" else ax.axhline
-            line(v, color="#425563", linestyle=style, linewidth=0.8)
-            if axis == "x":
-                ax.annotate(
-                    f"{lab} {v:g}",
-                    (v, 1),
-                    xycoords=("data", "axes fraction"),
-                    fontsize=7,
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("upload per planned call, Mbit/s (0.75 × p10 ÷ planned clinics)")
-    ax.set_ylabel("download per planned call, Mbit/s")
-    ax.set_title("Measured bandwidth per planned call vs the per-call requirement")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    else:
-        ax.text(0.5, 0.5, "no throughput measured yet", transform=ax.transAxes, ha="center")
-    out.append(("Bandwidth per planned call", _svg(fig)))
-    plt.close(fig)
-    # 2. copper vs fibre distributions.
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-    groups = ["copper", "fibre", "unknown"]
-    for ax, (f, label) in zip(
-        axes,
-        (
-            ("up_p10_mbps", "upload p10, Mbit/s"),
-            ("rtt_ms", "RTT p95 of windows, ms"),
-            ("jitter_ms", "jitter p95, ms"),
-        ),
-        strict=True,
-    ):
-        data = [
-            [getattr(r, f) for r in e.sites if r.tech_class == g and getattr(r, f) is not None]
-            for g in groups
-        ]
-        present = [(g, d) for g, d in zip(groups, data, strict=True) if d]
-        if present:
-            ax.boxplot(
-                [d for _, d in present], tick_labels=[f"{g}\n(n={len(d)})" for g, d in present]
-            )
-            if f == "up_p10_mbps":
-                ax.set_yscale("log")
-        else:
-            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
-        ax.set_title(label, fontsize=9)
-    fig.suptitle("Copper vs fibre (declared tech): distribution of site figures")
-    out.append(("Copper vs fibre", _svg(fig)))
-    plt.close(fig)
-    return out
+def esc(s: object) -> str:
+    return html.escape(plain(s))
 
 
-def _html_table(
-    head: Sequence[str], rows: Sequence[Sequence[str]], raw_cols: AbstractSet[int] = frozenset()
+@dataclass
+class Page:
+    """What every HTML section sees: the estate and how the page is used (``for_print``:
+    the PDF, every ``<details>`` open)."""
+
+    e: Estate
+    for_print: bool = False
+    _ids: dict[str, int] = field(default_factory=dict)
+
+    def id(self, stem: str) -> str:
+        """A unique element id beginning with ``stem``."""
+        k = self._ids.get(stem, 0) + 1
+        self._ids[stem] = k
+        return stem if k == 1 else f"{stem}-{k}"
+
+    def details(self, summary: str, body: str) -> str:
+        return (
+            f'<details class="nhsuk-details"{" open" if self.for_print else ""}>'
+            f'<summary class="nhsuk-details__summary"><span class="nhsuk-details__summary-text">'
+            f'{esc(summary)}</span></summary><div class="nhsuk-details__text">{body}</div></details>'
+        )
+
+
+def badge(v: str) -> str:
+    return f'<strong class="nhsuk-tag nhsuk-tag--{TAG[v]}">{html.escape(v)}</strong>'
+
+
+_NUMERIC = re.compile(r"^[—?+-]?[\d,.]*\d[\d,.]*( / \S+)?%?$|^—$")
+
+
+def html_table(
+    page: Page,
+    caption: str,
+    head: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    raw_cols: AbstractSet[int] = frozenset(),
+    row_class: str = "",
 ) -> str:
-    h = "".join(f"<th>{html.escape(x)}</th>" for x in head)
+    """An NHS.UK table in a keyboard-scrollable region, the caption naming it; the first cell
+    of each row is its row header. Cells are escaped unless their column is in ``raw_cols``."""
+    th = "".join(f'<th class="nhsuk-table__header" scope="col">{html.escape(x)}</th>' for x in head)
     body = []
+    rc = f"nhsuk-table__row {row_class}".strip()
     for row in rows:
         cells = []
         for i, c in enumerate(row):
-            cells.append(f"<td>{c if i in raw_cols else html.escape(plain(c))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            text = c if i in raw_cols else esc(c)
+            num = " nr-num" if i not in raw_cols and _NUMERIC.match(str(c)) else ""
+            if i == 0:
+                cells.append(f'<th class="nhsuk-table__header{num}" scope="row">{text}</th>')
+            else:
+                cells.append(f'<td class="nhsuk-table__cell{num}">{text}</td>')
+        body.append(f'<tr class="{rc}">' + "".join(cells) + "</tr>")
+    cid = page.id("table")
+    return (
+        f'<div class="nr-wrap nr-dense" role="region" aria-label="{esc(caption)} (table)" '
+        'tabindex="0">'
+        f'<table class="nhsuk-table"><caption class="nhsuk-table__caption '
+        f'nhsuk-table__caption--s" id="{cid}">{esc(caption)}</caption>'
+        f'<thead class="nhsuk-table__head"><tr class="nhsuk-table__row">{th}</tr></thead>'
+        f'<tbody class="nhsuk-table__body">{"".join(body)}</tbody></table></div>'
+    )
 
 
-def _badge(v: str) -> str:
-    fg = "#212b32" if v == MARGINAL else "#fff"
-    return f'<span class="v" style="background:{COLOURS[v]};color:{fg}">{html.escape(v)}</span>'
+def html_figure(page: Page, chart: Any, heading: str = "h3") -> str:
+    """A chart (reports/charts.Chart): heading, the SVG named by its caption (the text
+    alternative), and its data table in a details element."""
+    cap = page.id("fig")
+    svg = chart.svg.replace(
+        "<svg ", f'<svg role="img" aria-labelledby="{cap}" focusable="false" ', 1
+    )
+    table = (
+        html_table(page, f"{chart.title}: the data", chart.head, chart.rows)
+        if chart.rows
+        else "<p>No data.</p>"
+    )
+    return (
+        f'<figure class="nr-figure"><{heading} class="nhsuk-heading-s">{esc(chart.title)}'
+        f"</{heading}>{svg}"
+        f'<figcaption class="nhsuk-body-s" id="{cap}">{esc(chart.alt)}</figcaption></figure>'
+        + page.details(f"{chart.title}: the data as a table", table)
+    )
 
 
-def render_html(e: Estate) -> str:
-    c = e.counts()
-    title = _title(e)
+Section = tuple[str, str, str] | None
+
+
+def section_summary(page: Page) -> Section:
+    e = page.e
+    items = "".join(f"<li>{badge(k)}{v}</li>" for k, v in e.counts().items())
+    p = rubric.PROFILES[e.profile]
+    return (
+        "summary",
+        "Summary",
+        f'<ul class="nhsuk-list nr-summary">{items}</ul>'
+        f'<div class="nhsuk-inset-text"><span class="nhsuk-u-visually-hidden">Information: '
+        f"</span><p>{len(e.sites)} sites judged for {esc(p.title)}. RTT, jitter and loss are "
+        "the 95th percentile of 15 s windows per clinic day, median over days; throughput is "
+        "the 10th percentile (sustained) goodput. Thresholds and their sources: "
+        f'<a href="#rubric">the rubric</a>. Store: {esc(e.store)}.</p></div>',
+    )
+
+
+def section_estate(page: Page) -> Section:
+    e = page.e
     head = [h for h, _ in ESTATE_COLUMNS] + ["reasons"]
     vi = [h for h, _ in ESTATE_COLUMNS].index("verdict")
     rows = []
     for r in e.sites:
-        cells = [html.escape(plain(f(r))) for _, f in ESTATE_COLUMNS]
-        cells[vi] = _badge(r.verdict)
-        cells.append("<br>".join(html.escape(plain(x)) for x in _main_reasons(r)))
+        cells = [esc(f(r)) for _, f in ESTATE_COLUMNS]
+        cells[vi] = badge(r.verdict)
+        cells.append("<br>".join(esc(x) for x in _main_reasons(r)))
         rows.append(cells)
-    estate = _html_table(head, rows, raw_cols=set(range(len(head))))
-    estate = estate.replace("<tr><td>", '<tr class="site"><td>')
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        '<p class="summary">'
-        + "".join(f"<span>{_badge(k)} {v}</span>" for k, v in c.items())
-        + f"</p><p><small>Store: {html.escape(plain(e.store))}. Thresholds and sources: see the "
-        "rubric at the end. Figures: RTT, jitter, loss are p95 of 15 s windows per clinic day, "
-        "median over days; throughput is the p10 (sustained) goodput.</small></p>",
-        "<h2>Estate</h2>",
-        estate,
+    table = html_table(
+        page, "Every site: figures and verdict", head, rows, set(range(len(head))), "site"
+    )
+    return "estate", "Estate", table
+
+
+def section_charts(page: Page) -> Section:
+    from netready.reports import charts
+
+    e = page.e
+    figs = [charts.bandwidth_per_call(e, "c1"), charts.copper_vs_fibre(e, "c2")]
+    return "charts", "Charts", "".join(html_figure(page, c) for c in figs)
+
+
+def _site_facts(r: SiteResult) -> str:
+    c = r.confidence
+    facts = [
+        ("Verdict", badge(r.verdict) + (f" (evidence says {esc(r.assessed)})"
+                                        if r.assessed != r.verdict else "")),
+        ("Concurrent calls / planned", esc(_cap(r)) + f" <span class=\"nhsuk-body-s\">"
+                                       f"({esc(r.capacity_source)})</span>"),
+        ("Technology declared / router", esc(_tech(r))),
+        ("Sustained down / up", f"{esc(n(r.down_p10_mbps))} / {esc(n(r.up_p10_mbps, 2))} Mbit/s"),
+        ("RTT / jitter / loss", f"{esc(n(r.rtt_ms))} ms / {esc(n(r.jitter_ms))} ms / "
+                                f"{esc(n(r.loss_pct, 2))} %"),
+        ("Confidence", f"{esc(c.level)}: {c.windows} windows, {c.sessions_with_data} sessions"),
+    ]  # fmt: skip
+    return (
+        '<dl class="nhsuk-summary-list">'
+        + "".join(
+            f'<div class="nhsuk-summary-list__row"><dt class="nhsuk-summary-list__key">{k}</dt>'
+            f'<dd class="nhsuk-summary-list__value">{v}</dd></div>'
+            for k, v in facts
+        )
+        + "</dl>"
+    )
+
+
+def section_sites(page: Page) -> Section:
+    """Each site: its facts, why it is not READY, its history by day as small multiples."""
+    from netready.reports import charts, trends
+
+    e = page.e
+    chosen = trends.section_sites(e.sites)
+    by = {r.ods: r for r in e.sites}
+    concurrent = rubric.PROFILES[e.profile].concurrent
+    out = []
+    if len(chosen) < len(e.sites):
+        out.append(
+            f"<p>{len(chosen)} of {len(e.sites)} sites, those that need attention first; "
+            "narrow the report with <code>--site</code> or <code>--icb</code> to see others.</p>"
+        )
+    for i, ods in enumerate(chosen):
+        r = by[ods]
+        hid = page.id(f"site-{re.sub(r'[^A-Za-z0-9]', '', ods) or 'x'}")
+        body = [
+            f'<section class="nr-site" aria-labelledby="{hid}">'
+            f'<h3 class="nhsuk-heading-m" id="{hid}">{esc(ods)} {esc(r.name)}</h3>',
+            _site_facts(r),
+        ]
+        why = _main_reasons(r, 6) if r.verdict != READY else []
+        if why:
+            body.append(
+                '<h4 class="nhsuk-heading-xs">Why not READY</h4><ul class="nhsuk-list '
+                'nhsuk-list--bullet">' + "".join(f"<li>{esc(x)}</li>" for x in why) + "</ul>"
+            )
+        t = (e.trends or {}).get(ods)
+        chart = charts.site_history(t, concurrent, f"s{i}") if t is not None else None
+        if chart is not None:
+            chart.title = f"{ods}: history by day"
+            body.append(html_figure(page, chart, "h4"))
+        elif e.trends is not None:
+            body.append("<p>No throughput or capacity measured by day in the window.</p>")
+        body.append("</section>")
+        out.append("".join(body))
+    return "sites", "Sites", "".join(out)
+
+
+def section_tables(page: Page) -> list[Section]:
+    """The model's tables (cohorts, priority, PSTN, mismatches and what other parts add to
+    ``_sections``), one section each."""
+    out: list[Section] = []
+    for t, head, rows in _sections(page.e):
+        sid = page.id(re.sub(r"[^a-z0-9]+", "-", t.lower()).strip("-")[:40] or "table")
+        out.append((sid, t, html_table(page, t, head, rows) if rows else "<p>None.</p>"))
+    return out
+
+
+def section_rubric(page: Page) -> Section:
+    rub = [r for r in rubric.rubric_rows() if r["profile"] == page.e.profile]
+    rows = [
+        [
+            str(r["label"]),
+            "—" if r["not_ready"] is None else f"{r['not_ready']:g}",
+            f"{r['minimum']:g}",
+            f"{r['recommended']:g}",
+            str(r["unit"]),
+            str(r["how"]),
+            str(r["source"]),
+        ]
+        for r in rub
     ]
-    for t, svg in charts(e):
-        parts += [f"<h2>{html.escape(t)}</h2>", f'<div class="chart">{svg}</div>']
-    for t, h, rs in _sections(e):
-        parts += [f"<h2>{html.escape(t)}</h2>", _html_table(h, rs) if rs else "<p>None.</p>"]
-    rub = [r for r in rubric.rubric_rows() if r["profile"] == e.profile]
-    parts += [
-        "<h2>Rubric</h2>",
-        _html_table(
-            ["metric", "not ready", "minimum", "recommended", "unit", "how measured", "source"],
-            [
-                [
-                    str(r["label"]),
-                    "—" if r["not_ready"] is None else f"{r['not_ready']:g}",
-                    f"{r['minimum']:g}",
-                    f"{r['recommended']:g}",
-                    str(r["unit"]),
-                    str(r["how"]),
-                    str(r["source"]),
-                ]
-                for r in rub
-            ],
-        ),
-    ]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    head = ["metric", "not ready", "minimum", "recommended", "unit", "how measured", "source"]
+    return "rubric", "Rubric", html_table(page, "Thresholds and their sources", head, rows)
+
+
+#: The page, top to bottom. Add a section here: a function of the Page returning
+#: (id, title, HTML) — or a list of them — or None; build its tables with html_table and
+#: its charts with html_figure, and the layout, contents list and print styles follow.
+HTML_SECTIONS: list[Callable[[Page], Section | list[Section]]] = [
+    section_summary,
+    section_estate,
+    section_charts,
+    section_sites,
+    section_tables,
+    section_rubric,
+]
+
+
+def render_html(e: Estate, for_print: bool = False) -> str:
+    page = Page(e, for_print)
+    title = _title(e)
+    got: list[tuple[str, str, str]] = []
+    for fn in HTML_SECTIONS:
+        res = fn(page)
+        for s in res if isinstance(res, list) else [res]:
+            if s is not None:
+                got.append(s)
+    contents = "".join(
+        f'<li class="nhsuk-contents-list__item"><a class="nhsuk-contents-list__link" '
+        f'href="#{sid}">{esc(t)}</a></li>'
+        for sid, t, _ in got
+    )
+    body = "".join(
+        f'<section aria-labelledby="{sid}-h"><h2 class="nhsuk-heading-l" id="{sid}-h">'
+        f'<span id="{sid}"></span>{esc(t)}</h2>{h}</section>'
+        for sid, t, h in got
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en-GB"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{nhsuk_css()}{CSS}</style></head>\n"
+        '<body><a class="nhsuk-skip-link" href="#maincontent">Skip to main content</a>'
+        '<header class="nhsuk-header" role="banner"><div class="nhsuk-header__container '
+        'nhsuk-width-container-fluid"><div class="nhsuk-header__service">'
+        '<span class="nhsuk-header__service-name">netready: network readiness for video '
+        "consultations</span></div></div></header>\n"
+        '<div class="nhsuk-width-container-fluid"><main class="nhsuk-main-wrapper" '
+        f'id="maincontent" role="main"><h1 class="nhsuk-heading-xl">{esc(title)}</h1>'
+        '<nav class="nhsuk-contents-list" role="navigation" aria-label="Sections of this '
+        'report"><h2 class="nhsuk-u-visually-hidden">Contents</h2><ol class="nhsuk-contents-'
+        f'list__list">{contents}</ol></nav>\n{body}</main></div>\n'
+        '<footer class="nhsuk-footer" role="contentinfo"><div class="nhsuk-width-container-'
+        f'fluid"><div class="nhsuk-footer__meta"><p class="nhsuk-body-s">netready, for '
+        f"{esc(when(e.now_ms))}. Styles: the NHS.UK frontend (MIT).</p></div></div></footer>"
+        "</body></html>\n"
+    )
 
 
 def render(e: Estate, fmt: str) -> str:

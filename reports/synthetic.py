@@ -112,7 +112,15 @@ def _throughput(
                 )
                 continue
             g = base * s.speed * rnd.uniform(0.75, 1.0)
-            fields = {"goodput_mbps": round(g, 3), "bytes": int(g * 1e6), "duration_s": 10.0}
+            # loaded latency: the idle RTT plus a queue that grows as the line gets slower
+            idle = _rtt0 * s.quality
+            fields = {
+                "goodput_mbps": round(g, 3),
+                "bytes": int(g * 1e6),
+                "duration_s": 10.0,
+                "rtt_idle_ms": round(idle, 3),
+                "rtt_loaded_ms": round(idle + 250.0 / (1.0 + g), 3),
+            }
             yield Record("throughput", tt, fields, t)
 
 

@@ -8,6 +8,7 @@ Exit codes (both commands): 0 done (and every ``--site`` named is READY); 1 runt
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 EXIT_NOT_READY = 3
 
 #: The report's formats: its own renderers (reports/render.py), not record printers.
-REPORT_FORMATS = ("table", "json", "csv", "md", "html")
+REPORT_FORMATS = ("table", "json", "csv", "md", "html", "pdf")
 
 
 def _selection(f: Any) -> Any:
@@ -91,13 +92,15 @@ def _selection(f: Any) -> Any:
 @format_option(
     choices=REPORT_FORMATS,
     help="table (rich, terminal), json (schema 1, docs/reports.md), csv, md, html "
-    "(one self-contained offline file with charts).",
+    "(one self-contained offline file with charts), pdf (the same for print, A4 landscape, "
+    "by headless Chromium; needs --out).",
 )
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
-    help="Write the report here instead of stdout (html: the path is printed on stderr).",
+    help="Write the report here instead of stdout (the path is printed on stderr). "
+    "Required for pdf.",
 )
 def report(sel: Selection, fmt: str, out: str | None) -> None:
     """Readiness report: which sites can run video clinics, how many at once, copper vs fibre,
@@ -108,7 +111,10 @@ def report(sel: Selection, fmt: str, out: str | None) -> None:
     """
     from netready.reports import assess, render
 
-    estate = assess.build(sel)
+    if fmt == "pdf" and out is None:
+        raise ConfigError("--format pdf writes a file: give --out FILE.pdf")
+    # the page formats show each site's history by day (reports/trends.py)
+    estate = assess.build(dataclasses.replace(sel, trends=fmt in ("html", "pdf")))
     # Say what was read (on stderr: stdout is the report), so a report run from a checkout
     # is not mistaken for the estate's.
     click.echo(
@@ -121,6 +127,12 @@ def report(sel: Selection, fmt: str, out: str | None) -> None:
         if not con.is_terminal:
             con = Console(width=180)  # piped: do not squeeze the table into 80 columns
         render.render_table(estate, con)
+    elif fmt == "pdf":
+        from netready.reports.screenshot import print_pdf
+
+        assert out is not None
+        print_pdf(render.render_html(estate, for_print=True), Path(out))
+        click.echo(f"wrote pdf report to {Path(out).resolve()}", err=True)
     else:
         text = render.render(estate, fmt)
         if out:
