@@ -113,11 +113,13 @@ def test_commands_that_need_an_extra_name_it(tmp_path: Path) -> None:
         "grafana": ["dashboards", "build", "--check"],
         "server": ["serve", "--listen", "127.0.0.1:0"],
     }
-    for extra, args in cases.items():
+    pdf = ["report", "--inventory", str(inv), "--format", "pdf", "--out", str(tmp_path / "r.pdf")]
+    for extra, args in [*cases.items(), ("charts", pdf)]:
         r = _run(tmp_path, *args)
         assert r.returncode != 0, (extra, r.stdout)
         assert f"pip install 'nhs-netready[{extra}]'" in r.stderr, (extra, r.stderr)
         assert "Traceback" not in r.stderr, (extra, r.stderr)
+    assert not (tmp_path / "r.pdf").exists()
 
 
 @contextmanager
