@@ -254,29 +254,29 @@ def site_history(t: SiteTrend, concurrent: bool, prefix: str) -> Chart | None:
         pts = [(i, v) for i, v in pts if v is not None]
         return [i for i, _ in pts], [float(v) for _, v in pts]
 
-    for attr, lab, colour, style, mk in (
+    def lines(ax: Any, title: str, specs: Sequence[tuple[str, str, str, str, str]]) -> bool:
+        """One line per (attribute, label, colour, style, marker) that has a value; True if
+        any was drawn (then with its legend)."""
+        for attr, lab, colour, style, mk in specs:
+            xs, ys = series(attr)
+            if xs:
+                ax.plot(xs, ys, style, color=colour, marker=mk, markersize=3.5, label=lab)
+        ax.set_title(title, fontsize=9)
+        drawn = bool(ax.get_legend_handles_labels()[0])
+        if drawn:
+            ax.legend(fontsize=7, loc="best")
+        return drawn
+
+    tp = (
         ("down_p10_mbps", "download", BLUE, "-", "o"),
         ("up_p10_mbps", "upload", PURPLE, "--", "s"),
-    ):
-        xs, ys = series(attr)
-        if xs:
-            a1.plot(xs, ys, style, color=colour, marker=mk, markersize=3.5, label=lab)
-    a1.set_title("sustained throughput (p10), Mbit/s", fontsize=9)
-    if a1.get_legend_handles_labels()[0]:
+    )
+    if lines(a1, "sustained throughput (p10), Mbit/s", tp):
         a1.set_yscale("log")
         _plain_log(a1)
-        a1.legend(fontsize=7, loc="best")
-    for attr, lab, colour, style, mk in (
-        ("loaded_ms", "loaded", "#d5281b", "-", "^"),
-        ("idle_ms", "idle", GREY, ":", "o"),
-    ):
-        xs, ys = series(attr)
-        if xs:
-            a2.plot(xs, ys, style, color=colour, marker=mk, markersize=3.5, label=lab)
-    a2.set_title("latency during speed tests, ms", fontsize=9)
-    if a2.get_legend_handles_labels()[0]:
+    lat = (("loaded_ms", "loaded", "#d5281b", "-", "^"), ("idle_ms", "idle", GREY, ":", "o"))
+    if lines(a2, "latency during speed tests, ms", lat):
         a2.set_ylim(bottom=0)
-        a2.legend(fontsize=7, loc="best")
     xs, ys = series("capacity_calls")
     if xs:
         a3.bar(xs, ys, color=BLUE, width=0.7, label="calls it carries")

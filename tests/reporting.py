@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from netready.reports import synthetic
 
@@ -40,3 +41,15 @@ def run(spool: Path, now: int, fmt: str, out: Path | None, *extra: str) -> Resul
     if out is not None:
         args += ["--out", str(out)]
     return CliRunner().invoke(report, args)
+
+
+def written(tmp_path_factory: pytest.TempPathFactory, fmt: str) -> Path:
+    """A fresh store and ``netready report --format FMT --out FILE`` on it: the file, once the
+    command exited 0, wrote nothing on stdout and named the file on stderr."""
+    d = tmp_path_factory.mktemp(fmt)
+    spool, now = store(d)
+    out = d / f"report.{fmt}"
+    r = run(spool, now, fmt, out)
+    assert r.exit_code == 0, r.output
+    assert str(out) in r.stderr and r.stdout == ""
+    return out

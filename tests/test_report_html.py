@@ -23,13 +23,7 @@ MEASURED = ["Y81001", "Y81002", "Y81003", "Y60010", "RXA01"]
 
 @pytest.fixture(scope="module")
 def html_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("html")
-    spool, now = reporting.store(d)
-    out = d / "report.html"
-    r = reporting.run(spool, now, "html", out)
-    assert r.exit_code == 0, r.output
-    assert str(out) in r.stderr and r.stdout == ""
-    return out
+    return reporting.written(tmp_path_factory, "html")
 
 
 def test_html_is_self_contained(html_report: Path) -> None:

@@ -19,13 +19,7 @@ ESTATE = ["Y81001", "Y81002", "Y81003", "Y60010", "Y60011", "RXA01", "Y71005", "
 
 @pytest.fixture(scope="module")
 def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pdf")
-    spool, now = reporting.store(d)
-    out = d / "report.pdf"
-    r = reporting.run(spool, now, "pdf", out)
-    assert r.exit_code == 0, r.output
-    assert str(out) in r.stderr and r.stdout == ""
-    return out
+    return reporting.written(tmp_path_factory, "pdf")
 
 
 def test_pdf_pages_exist_and_are_not_blank(pdf: Path) -> None:
