@@ -1,4 +1,6 @@
-"""Renderers: one ``Estate`` -> rich table, JSON (schema 1), CSV, Markdown or one offline HTML file.
+"""Renderers: one ``Estate`` -> rich table, JSON (schema 1), CSV, Markdown or one offline HTML
+file in the NHS.UK frontend's styles (``render_html``; ``for_print`` is the page the PDF prints,
+reports/screenshot.py ``print_pdf``).
 
 The JSON document is the reference form; the others show the same facts. Schema (``schema: 1``)
 is documented in docs/reports.md.
