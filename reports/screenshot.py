@@ -94,7 +94,9 @@ _AXE_RUN = """<script>
 axe.run(document, %s).then(function (r) {
   var pre = document.createElement("pre");
   pre.id = "netready-axe-result";
-  pre.textContent = JSON.stringify({violations: r.violations, passes: r.passes.length,
+  pre.textContent = JSON.stringify({violations: r.violations,
+    passes: r.passes.map(function (x) { return x.id; }),
+    inapplicable: r.inapplicable.map(function (x) { return x.id; }),
     incomplete: r.incomplete.map(function (x) { return x.id; }), version: r.testEngine.version});
   document.body.appendChild(pre);
 }, function (e) {
@@ -108,7 +110,8 @@ axe.run(document, %s).then(function (r) {
 
 def axe_audit(page: Path, axe_js: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run axe-core (``axe_js``: its ``axe.min.js``) on a copy of ``page`` in headless Chromium
-    and return ``{"violations": [...], "passes": n, "incomplete": [rule ids], "version"}``.
+    and return ``{"violations": [...], "passes", "incomplete", "inapplicable": [rule ids],
+    "version"}``.
 
     The copy carries axe and a script that writes axe's result into the page, which
     ``--dump-dom`` then reads; ``--virtual-time-budget`` lets axe's timers run to the end."""
