@@ -477,6 +477,7 @@ padding:6px 12px 6px 0;vertical-align:top}.nr-num{text-align:right;white-space:n
 a[href^="#"]::after{content:none !important}.nr-dense .nhsuk-table__cell{font-size:12px}.nhsuk-skip-link,.nhsuk-contents-list{display:none}.nr-wrap{overflow:visible}
 .nhsuk-header,.nhsuk-footer{print-color-adjust:exact;-webkit-print-color-adjust:exact}
 .nhsuk-tag{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+.nr-wrap .nhsuk-table{page-break-inside:auto;break-inside:auto}
 .nr-figure,tr{break-inside:avoid}h2,h3{break-after:avoid}thead{display:table-header-group}
 .nr-site{break-before:auto}}
 """
