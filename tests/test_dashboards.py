@@ -265,7 +265,7 @@ def estate_records(now_ms: int) -> list[Record]:
                     t,
                 )
             )
-        for k in range(3):  # capacity searches (probes/media.py find_capacity)
+        for k in range(3):  # capacity searches (probes/media/capacity.py find_capacity)
             recs.append(
                 Record(
                     "media",

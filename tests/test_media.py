@@ -774,7 +774,7 @@ def test_nested_and_oversized_requests_cost_no_parsing(monkeypatch: pytest.Monke
     JSON parsing; a recursion bomb is dropped, not a traceback."""
     parsed = []
     real_loads = json.loads
-    monkeypatch.setattr(media.json, "loads", lambda b: parsed.append(b) or real_loads(b))
+    monkeypatch.setattr(media.wire.json, "loads", lambda b: parsed.append(b) or real_loads(b))
     head = b"NRM" + bytes([V, media.KIND_CONTROL])
     nested = head + b"[" * 500 + b"]" * 500
     deep_obj = head + b'{"op":"hello","a":' + b'{"b":' * 150 + b"1" + b"}" * 151
