@@ -158,9 +158,12 @@ RUBRIC: dict[str, Threshold] = {
             3.6,
             3.6,
             4.0,
-            "ITU-T G.107 (R to MOS); Cole & Rosenbluth 2001 simplified E-model",
+            "ITU-T G.107 E-model (delay impairments, Ie,eff with the codec's Bpl from G.113 "
+            "Appendix I and BurstR), G.711 + PLC; 3.6 is R 70 and 4.0 R 80, the lower edges of "
+            "G.109's 'some users dissatisfied' and 'satisfied' categories",
             inclusive=True,
-            how="E-model of one-way latency = RTT/2, jitter and loss above",
+            how="G.107 of mouth-to-ear delay (one-way = RTT/2, plus the jitter buffer and "
+            "the codec frame) and the packets lost or discarded late by the jitter buffer",
         ),
     )
 }

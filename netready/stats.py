@@ -7,7 +7,10 @@ Everything here is pure (no I/O): lists of numbers in, numbers out.
   "mean jitter" and "max jitter" are the mean and max of that series).
 - ``ipdv``: RFC 3393/5481 IP packet delay variation, delay(i) - delay(i-1) for consecutive
   received packets.
-- ``emodel_mos``: simplified E-model (Cole & Rosenbluth 2001), ITU-T G.107 R-to-MOS mapping.
+- ``g107_r`` / ``g107_mos``: the ITU-T G.107 E-model (delay impairments Idte, Idle, Idd and
+  the effective equipment impairment Ie,eff with a codec's packet-loss robustness Bpl and
+  burst loss BurstR), every other parameter at G.107's defaults; ``burst_r`` from a trace;
+  ``emodel_mos``: that model for a network's one-way delay, jitter and random loss.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -169,17 +173,104 @@ def max_burst(received: Iterable[bool] | bytes) -> int:
     return best
 
 
-def emodel_r(latency_ms: float, jitter_ms: float, loss_pct: float) -> float:
-    """Simplified E-model R factor (Cole & Rosenbluth).
+@dataclass(frozen=True)
+class Codec:
+    """What the E-model needs of a codec: equipment impairment Ie, packet-loss robustness
+    Bpl (ITU-T G.113 Appendix I) and the delay its frame and look-ahead add (ms)."""
 
-    ``latency_ms`` is the ONE-WAY mouth-to-ear network delay; pass RTT/2 for a round trip.
-    EffLat = latency + 2*jitter + 10; R = 93.2 - EffLat/40 (EffLat < 160) else
-    93.2 - (EffLat - 120)/10; R -= 2.5 * loss_pct; clamped to 0..100.
-    """
-    eff = latency_ms + 2.0 * jitter_ms + 10.0
-    r = 93.2 - eff / 40.0 if eff < 160.0 else 93.2 - (eff - 120.0) / 10.0
-    r -= 2.5 * loss_pct
-    return max(0.0, min(100.0, r))
+    name: str
+    ie: float
+    bpl: float
+    delay_ms: float
+
+
+#: ITU-T G.113 (11/2007) Appendix I, Table I.3 (Ie and Bpl under random loss). G.711 at
+#: 64 kbit/s in 20 ms packets with the packet-loss concealment of G.711 Appendix I is what
+#: the media probe's audio stream is (160 bytes every 20 ms); without PLC Bpl is 4.3, the
+#: G.107 default.
+CODECS: dict[str, Codec] = {
+    "g711_plc": Codec("g711_plc", ie=0.0, bpl=25.1, delay_ms=20.0),
+    "g711": Codec("g711", ie=0.0, bpl=4.3, delay_ms=20.0),
+    "g729a_vad": Codec("g729a_vad", ie=11.0, bpl=19.0, delay_ms=25.0),
+}
+DEFAULT_CODEC = "g711_plc"
+
+# G.107 Table 3 defaults (SLR 8, RLR 2, STMR 15, LSTR 18, Ds 3, TELR 65, WEPL 110, qdu 1,
+# Nc -70, Nfor -64, Ps = Pr = 35, A 0) give Ro = 94.77 and Is = 1.41 (G.107 clause 7.7):
+# with T = Ta = 0 and no loss, R = 94.77 - 1.41 - Idle(0.15) = 93.2.
+G107_RO = 94.77
+G107_IS = 1.41
+G107_TELR = 65.0
+G107_WEPL = 110.0
+G107_ROE = 94.77  # -1.5 (No - RLR) with No = -61.18, RLR = 2
+
+
+def _idte(t: float) -> float:
+    """Talker-echo impairment (G.107 7.4) for mean one-way delay ``t`` ms, TELR 65 dB."""
+    terv = G107_TELR - 40 * math.log10((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
+    re = 80 + 2.5 * (terv - 14)
+    d = G107_ROE - re
+    return (d / 2 + math.sqrt(d * d / 4 + 100) - 1) * (1 - math.exp(-t))
+
+
+def _idle(tr: float) -> float:
+    """Listener-echo impairment (G.107 7.4) for round-trip delay ``tr`` ms, WEPL 110 dB."""
+    rle = 10.5 * (G107_WEPL + 7) * (tr + 1) ** -0.25
+    d = G107_RO - rle
+    return d / 2 + math.sqrt(d * d / 4 + 169)
+
+
+def _idd(ta: float) -> float:
+    """Impairment of absolute delay ``ta`` ms (G.107 7.4, default mT = 100 ms, sT = 1)."""
+    if ta <= 100:
+        return 0.0
+    x = math.log10(ta / 100) / math.log10(2)
+    return 25 * ((1 + x**6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2)
+
+
+def ie_eff(codec: Codec, ppl_pct: float, burst_r: float = 1.0) -> float:
+    """G.107 7.5: Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl); ``ppl_pct`` is the
+    percentage of packets lost or discarded by the jitter buffer."""
+    ppl = max(0.0, ppl_pct)
+    return codec.ie + (95 - codec.ie) * ppl / (ppl / max(burst_r, 1e-9) + codec.bpl)
+
+
+def g107_r(
+    one_way_ms: float, ppl_pct: float = 0.0, burst_r: float = 1.0, codec: str = DEFAULT_CODEC
+) -> float:
+    """ITU-T G.107 R = Ro - Is - Id - Ie,eff + A with G.107's default parameters except the
+    mouth-to-ear delay (``one_way_ms``: T = Ta, Tr = 2T, network plus jitter buffer plus
+    the codec's ``delay_ms`` are the caller's to add), the loss ``ppl_pct`` and ``burst_r``
+    (1 = random loss; ``burst_r`` below). Not clamped: R can fall below 0."""
+    t = max(0.0, one_way_ms)
+    ident = _idte(t) + _idle(2 * t) + _idd(t)
+    return G107_RO - G107_IS - ident - ie_eff(CODECS[codec], ppl_pct, burst_r)
+
+
+def burst_r(received: Iterable[bool] | bytes) -> float:
+    """G.107's BurstR of a trace (truthy = received), from the two-state Markov model of its
+    losses: p = P(lost | previous received), q = P(received | previous lost); BurstR =
+    1 / (p + q). 1 for random loss, above 1 for bursty loss; 1 when nothing or all was lost."""
+    n = {(a, b): 0 for a in (0, 1) for b in (0, 1)}
+    prev: int | None = None
+    for ok in received:
+        cur = 1 if ok else 0
+        if prev is not None:
+            n[(prev, cur)] += 1
+        prev = cur
+    from_rx = n[(1, 0)] + n[(1, 1)]
+    from_lost = n[(0, 0)] + n[(0, 1)]
+    if not from_rx or not from_lost:
+        return 1.0
+    p, q = n[(1, 0)] / from_rx, n[(0, 1)] / from_lost
+    return 1.0 / (p + q) if p + q > 0 else 1.0
+
+
+def g107_mos(
+    one_way_ms: float, ppl_pct: float = 0.0, burst_r: float = 1.0, codec: str = DEFAULT_CODEC
+) -> float:
+    """MOS-CQE of ``g107_r`` (G.107 Annex B)."""
+    return r_to_mos(g107_r(one_way_ms, ppl_pct, burst_r, codec))
 
 
 def r_to_mos(r: float) -> float:
@@ -192,5 +283,8 @@ def r_to_mos(r: float) -> float:
 
 
 def emodel_mos(latency_ms: float, jitter_ms: float, loss_pct: float) -> float:
-    """MOS from the simplified E-model; ``latency_ms`` is one-way (see ``emodel_r``)."""
-    return r_to_mos(emodel_r(latency_ms, jitter_ms, loss_pct))
+    """G.107 MOS of a network path (``g107_mos``, default codec, random loss): mouth-to-ear
+    delay = one-way ``latency_ms`` (pass RTT/2 for a round trip) + a jitter buffer of
+    2 x the RFC 3550 jitter + the codec's frame."""
+    codec = CODECS[DEFAULT_CODEC]
+    return g107_mos(latency_ms + 2.0 * jitter_ms + codec.delay_ms, loss_pct, 1.0)

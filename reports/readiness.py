@@ -30,7 +30,7 @@ Verdicts:
 - STALE: the newest valid measurement is older than ``STALE_AFTER``; ``assessed`` keeps what the
   evidence said.
 
-MOS: the simplified E-model (``netready.stats.emodel_mos``) with **one-way latency = RTT / 2**
+MOS: the ITU-T G.107 E-model (``netready.stats.emodel_mos``) with **one-way latency = RTT / 2**
 (the rtt probe measures round trips), the jitter and the loss above; media-probe MOS is reported
 beside it when present and used only when there is no rtt evidence.
 """

@@ -130,15 +130,6 @@ def test_r_to_mos_matches_itu_t_g107_g109(r: float, mos: float) -> None:
     assert stats.r_to_mos(r) == pytest.approx(mos, abs=0.01)
 
 
-def test_simplified_emodel_worked_by_hand() -> None:
-    # one-way 20 ms, jitter 5, no loss: EffLat = 20 + 2*5 + 10 = 40 -> R = 93.2 - 40/40 = 92.2
-    # MOS = 1 + 0.035*92.2 + 7e-6*92.2*32.2*7.8 = 1 + 3.227 + 0.16210 = 4.3891
-    assert stats.emodel_mos(20, 5, 0) == pytest.approx(4.3891, abs=1e-4)
-    # one-way 150, jitter 20, loss 1 %: EffLat = 200 >= 160 -> R = 93.2 - 80/10 = 85.2 - 2.5
-    # = 82.7 -> MOS = 1 + 2.8945 + 7e-6*82.7*22.7*17.3 = 4.1218
-    assert stats.emodel_mos(150, 20, 1) == pytest.approx(4.1218, abs=1e-4)
-
-
 def test_report_mos_uses_one_way_latency_half_the_rtt(inv) -> None:
     ev = good(rtt_ms=300.0, jitter_ms=20.0, loss_pct=1.0)
     res = R.evaluate(inv.sites[2], ev, rubric.PROFILES["gp_video"], NOW)

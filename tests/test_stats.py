@@ -60,3 +60,54 @@ def test_large_percentiles_do_not_hold_a_float_per_value() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 3_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+# ------------------------------------------------------------------------ E-model (G.107)
+
+
+def test_g107_default_parameters_give_r_93_2() -> None:
+    """ITU-T G.107 clause 7.7: with every parameter at its default (T = Ta = 0, no loss,
+    Ie = 0) the rating is R = 93.2 (Ro 94.77 - Is 1.41 - Idle 0.15), MOS 4.41 (Annex B)."""
+    assert stats.g107_r(0.0) == pytest.approx(93.2, abs=0.05)
+    assert stats.g107_mos(0.0) == pytest.approx(4.41, abs=0.01)
+
+
+def test_g107_absolute_delay_impairment_by_hand() -> None:
+    """G.107 7.4, Idd for Ta > 100 ms (mT 100, sT 1): at Ta = 300 ms, X = log2(3) = 1.585,
+    Idd = 25 ((1 + X^6)^(1/6) - 3 (1 + (X/3)^6)^(1/6) + 2) = 25 (1.6010 - 3.0107 + 2) =
+    14.76; at or below 100 ms it is 0. So R falls by Idd plus the echo terms' change."""
+    assert stats._idd(100.0) == 0.0
+    assert stats._idd(300.0) == pytest.approx(14.76, abs=0.02)
+    drop = stats.g107_r(100.0) - stats.g107_r(300.0)
+    echo = (stats._idte(300) + stats._idle(600)) - (stats._idte(100) + stats._idle(200))
+    assert drop == pytest.approx(14.76 + echo, abs=0.02)
+
+
+def test_g107_ie_eff_with_g113_bpl() -> None:
+    """G.107 7.5 with G.113 Appendix I Table I.3's G.711 + PLC (Ie 0, Bpl 25.1): 2 % random
+    loss gives Ie,eff = 95 x 2 / (2 + 25.1) = 7.011; the same loss in bursts (BurstR 4)
+    95 x 2 / (0.5 + 25.1) = 7.422; without PLC (Bpl 4.3) 95 x 2 / 6.3 = 30.16."""
+    g711 = stats.CODECS["g711_plc"]
+    assert stats.ie_eff(g711, 2.0) == pytest.approx(7.011, abs=1e-3)
+    assert stats.ie_eff(g711, 2.0, burst_r=4.0) == pytest.approx(7.422, abs=1e-3)
+    assert stats.ie_eff(stats.CODECS["g711"], 2.0) == pytest.approx(30.16, abs=0.01)
+    # R falls by exactly Ie,eff
+    assert stats.g107_r(50.0) - stats.g107_r(50.0, 2.0) == pytest.approx(7.011, abs=1e-3)
+
+
+def test_burst_r_of_a_two_state_trace() -> None:
+    """BurstR = 1 / (p + q): ten periods of 96 received then 4 lost. Transitions: 1->0 ten
+    times, 1->1 950, 0->0 30, 0->1 nine (the last run has no successor): p = 10/960,
+    q = 9/39, BurstR = 4.146. Alternating loss (p = q = 1) gives 0.5; none lost gives 1."""
+    trace = ([1] * 96 + [0] * 4) * 10
+    assert stats.burst_r(trace) == pytest.approx(1 / (10 / 960 + 9 / 39))
+    assert stats.burst_r([1, 0] * 50) == pytest.approx(0.5)
+    assert stats.burst_r([1] * 100) == 1.0
+
+
+def test_emodel_mos_of_a_path_is_g107_with_a_jitter_buffer() -> None:
+    """A path's MOS: mouth-to-ear = one-way + 2 x jitter (buffer) + 20 ms (G.711 frame)."""
+    assert stats.emodel_mos(20, 5, 0) == pytest.approx(stats.g107_mos(50.0))
+    assert stats.emodel_mos(150, 20, 1) == pytest.approx(stats.g107_mos(210.0, 1.0))
+    # more loss, more delay: strictly worse
+    assert stats.emodel_mos(150, 20, 2) < stats.emodel_mos(150, 20, 1) < stats.emodel_mos(20, 5, 0)
