@@ -202,15 +202,16 @@ def media_quality() -> list[Item]:
     quality = {"loss_pct": "mean", "jitter_rfc3550_ms": "mean"}
     return [
         ts(
-            "MOS (E-model) per direction",
-            "media probe: estimated MOS of the emulated video consultation, per direction. "
+            "Voice MOS (G.107) per direction",
+            "media probe: ITU-T G.107 MOS of the emulated call's audio as its receiver plays it "
+            "(voice_mos_g107), per direction. "
             f"Dashed lines: {MOS['not_ready']} not ready, {MOS['recommended']} recommended "
             "(ITU-T G.107).",
             "none",
             [
-                InfluxQL(site_series("media", {"mos": "mean"}, by=BY_DIRECTION))
+                InfluxQL(site_series("media", {"voice_mos_g107": "mean"}, by=BY_DIRECTION))
                 .alias("$tag_site $tag_direction")
-                .expect("mos", tags=["site", "direction"])
+                .expect("voice_mos_g107", tags=["site", "direction"])
             ],
             steps=mos_steps(),
             minimum=1,

@@ -12,7 +12,7 @@ Steps (``assess_estate``):
    - ``throughput`` per direction over the whole window (heavy tests run outside clinic hours by
      design): p10 ("sustained") of ``goodput_mbps``; ``link_busy`` and other invalid
      samples are excluded and counted.
-   - ``media``: p10 of ``mos`` per direction and of ``capacity_calls`` over the whole window.
+   - ``media``: p10 of ``voice_mos_g107`` per direction and of ``capacity_calls`` over the whole window.
    - failures by ``result``; the newest valid measurement; the router-detected access tech.
 3. Gates (``netready/rubric.py``), capacity, verdict, confidence.
 
@@ -133,15 +133,15 @@ TP_AGGS = (
     Agg("p10", "goodput_mbps", rubric.SUSTAINED_PCT),
 )
 MEDIA_AGGS = (
-    Agg("n", "mos"),
-    Agg("mos_p10", "mos", rubric.SUSTAINED_PCT),
+    Agg("n", "voice_mos_g107"),
+    Agg("mos_p10", "voice_mos_g107", rubric.SUSTAINED_PCT),
     Agg("loss_p95", "loss_pct", rubric.QUALITY_PCT),
 )
 CAP_AGGS = (Agg("n", "capacity_calls"), Agg("p10", "capacity_calls", rubric.SUSTAINED_PCT))
 LATEST = (
     ("rtt", "rtt_p50_ms"),
     ("throughput", "goodput_mbps"),
-    ("media", "mos"),
+    ("media", "voice_mos_g107"),
     ("media", "capacity_calls"),
 )
 

@@ -250,7 +250,7 @@ def estate_records(now_ms: int) -> list[Record]:
                         {
                             "loss_pct": 0.05 * (k % 3),
                             "jitter_rfc3550_ms": 3.0 + n,
-                            "mos": 4.3 - 0.1 * n,
+                            "voice_mos_g107": 4.3 - 0.1 * n,
                             "achieved_kbps": 1450.0,
                             "calls": 1,
                         },
@@ -1302,7 +1302,7 @@ def test_panels_on_data_written_by_the_agent(
         wanted = {
             'SELECT count("rtt_p50_ms") FROM "rtt"': 4,
             'SELECT count("ship_latency_s") FROM "agent"': 2,
-            'SELECT count("mos") FROM "media"': 2,
+            'SELECT count("voice_mos_g107") FROM "media"': 2,
             'SELECT count("capacity_calls") FROM "media"': 1,
             'SELECT count("goodput_mbps") FROM "throughput" WHERE "direction" = \'up\'': 1,
             'SELECT count("goodput_mbps") FROM "throughput" WHERE "direction" = \'down\'': 1,

@@ -250,7 +250,75 @@ def test_rxtrace_gives_the_figures_of_the_list_based_trace() -> None:
         ):
             assert got.keys() == want.keys()
             for k, v in want.items():
+                if k in media.PLAYOUT_FIELDS:  # the play-out model: tests of its own below
+                    continue
                 assert got[k] == (pytest.approx(v) if isinstance(v, float) else v), (case, k)
+
+
+def test_jitter_buffer_discards_what_comes_after_its_deadline() -> None:
+    """Audio every 20 ms at 10 ms one-way; packet 60 is 100 ms late (over the buffer's
+    20 ms floor: discarded), packet 70 only 15 ms (inside it: played), packet 80 lost.
+    Discards 1 of 100 (1 %), G.107's Ppl counts lost + discarded (2 %)."""
+    from netready.probes.media import playout
+
+    pkts: list[tuple[float, float] | None] = []
+    for i in range(100):
+        extra = {60: 100.0, 70: 15.0}.get(i, 0.0)
+        pkts.append(None if i == 80 else (20.0 * i, 20.0 * i + 10 + extra))
+    a = playout.audio_playout(pkts)
+    assert (a.sent, a.discarded, a.lost) == (100, 1, 1)
+    assert a.discard_pct == pytest.approx(1.0) and a.ppl_pct == pytest.approx(2.0)
+    # a steady path keeps the buffer at its floor; two isolated losses are random (BurstR ~1)
+    assert a.buffer_ms == pytest.approx(playout.AUDIO_BUFFER.min_ms)
+    assert a.burst_r == pytest.approx(1.0, abs=0.05)
+
+
+def test_video_freezes_by_the_webrtc_stats_rule() -> None:
+    """30 fps, one packet per frame, steady delay. Frames 30-39 never complete: frames 29
+    and 40 are played 11 frame intervals (366.7 ms) apart, over max(3 x 33.3, 33.3 + 150)
+    = 183.3 ms: one freeze of 366.7 ms. Frames 60-62 lost: a 133.3 ms gap, no freeze."""
+    from netready.probes.media import playout
+
+    fr = 1000.0 / 30
+    frames = [
+        playout.Frame(i * fr, i * fr + 12.0, not (30 <= i < 40 or 60 <= i < 63), 1)
+        for i in range(90)
+    ]
+    v = playout.video_playout(frames, fr)
+    assert (v.frames, v.rendered, v.freezes) == (90, 77, 1)
+    assert v.freeze_total_ms == pytest.approx(11 * fr) and v.freeze_longest_ms == pytest.approx(
+        11 * fr
+    )
+    steady = playout.video_playout(
+        [playout.Frame(i * fr, i * fr + 12.0, True, 1) for i in range(90)], fr
+    )
+    assert (steady.rendered, steady.freezes, steady.freeze_total_ms) == (90, 0, 0.0)
+
+
+def test_rxtrace_maps_sequence_numbers_to_frames_by_the_schedule() -> None:
+    """A 2 s HD call from ``wire.schedule``: every packet of video frames 20-29 lost (a
+    third of a second) gives one freeze of 11 frame intervals; audio is untouched, so its
+    discards are 0 and the voice MOS is G.107's for the path (rtt absent: buffer + frame)."""
+    prof = media.MEDIA_PROFILES["hd"]
+    arr: list[Arrival] = []
+    seq = 0
+    for off, stream, frame, sizes in media.schedule(prof.video_kbps, 2.0):
+        for size in sizes:
+            if not (stream == media.STREAM_VIDEO and 20 <= frame < 30):
+                arr.append(Arrival(seq, stream, off + seq * 1000, off + seq * 1000 + 8 * MS, size))
+            seq += 1
+    layout = media.Layout(prof.video_kbps, 2.0)
+    st = trace_stats(arr, seq, 2.0, layout=layout)
+    fr = 1000.0 / media.FPS
+    assert st.freeze_count == 1
+    assert st.freeze_longest_ms == pytest.approx(11 * fr, abs=0.1)
+    assert st.frames_rendered_pct == pytest.approx(100.0 * 50 / 60)
+    assert st.audio_discard_pct == 0.0 and st.video_discard_pct == 0.0
+    assert st.voice_codec == "g711_plc"
+    assert st.voice_mos_g107 == pytest.approx(stats.g107_mos(20.0 + 20.0))
+    # without the schedule the frames are unknown: no freeze figures, the voice ones stay
+    bare = trace_stats(arr, seq, 2.0)
+    assert bare.freeze_count is None and bare.voice_mos_g107 == st.voice_mos_g107
 
 
 def test_frame_packets_respect_size_and_rate() -> None:
@@ -271,13 +339,13 @@ def test_evaluate_gates() -> None:
         "burst_loss_200ms_worst_pct": 0.0,
         "reorder_pct": 0.0,
         "rtt_p50_ms": 20.0,
-        "mos": 4.4,
+        "voice_mos_g107": 4.4,
         "sent_kbps": 1570.0,
         "offered_kbps": 1568.8,
     }
     v = media.evaluate({"up": good, "down": good})
     assert v.passed and v.tier == "recommended" and not v.reasons
-    bad_up = {**good, "loss_15s_worst_pct": 2.5, "mos": 3.0}
+    bad_up = {**good, "loss_15s_worst_pct": 2.5, "voice_mos_g107": 3.0}
     v = media.evaluate({"up": bad_up, "down": {**good, "jitter_rfc3550_15s_worst_ms": 20.0}})
     assert not v.passed and v.tier == "not_ready"
     assert any(r.startswith("upload: worst 15 s loss 2.5%") for r in v.reasons)
@@ -290,8 +358,10 @@ def test_evaluate_gates() -> None:
     assert (v.passed, v.tier) == (True, "minimum")
     assert v.recommended_reasons == ["download: RTT p50 under load 100 ms > 60 ms"]
     # a missing figure never passes; a sender that fell short invalidates the verdict
-    v = media.evaluate({"up": {k: x for k, x in good.items() if k != "mos"}, "down": good})
-    assert not v.passed and "upload: MOS (E-model) not measured" in v.reasons
+    v = media.evaluate(
+        {"up": {k: x for k, x in good.items() if k != "voice_mos_g107"}, "down": good}
+    )
+    assert not v.passed and "upload: voice MOS (G.107) not measured" in v.reasons
     v = media.evaluate({"up": good, "down": {**good, "sent_kbps": 1000.0}})
     assert not v.passed and "sender reached only" in v.reasons[0]
     v = media.evaluate({"up": {**good, "host_drops": 3}, "down": good})
@@ -520,7 +590,7 @@ def test_loopback_call_both_directions(responder: Callable[..., int]) -> None:
         assert f["sent_kbps"] == pytest.approx(prof.kbps, rel=0.08)
         assert f["achieved_kbps"] == pytest.approx(prof.kbps, rel=0.08)
         assert 0 < f["rtt_p50_ms"] < 50
-        assert f["mos"] > 4.0 and f["calls"] == 2
+        assert f["voice_mos_g107"] > 4.0 and f["calls"] == 2
     gate = recs["minimum"]
     assert gate.fields["passed"] is True and gate.fields["tier"] == "recommended"
     # IP bytes moved (payload + 28 B per packet, both directions) for the agent's budget

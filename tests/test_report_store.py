@@ -178,7 +178,7 @@ def hand_records() -> list[Record]:
             Record(
                 "media",
                 {**mt, "method": "udp", "direction": d},
-                {"mos": m, "loss_pct": 0.0, "calls": 1},
+                {"voice_mos_g107": m, "loss_pct": 0.0, "calls": 1},
                 at(d1, 11, i),
             )
         )
@@ -187,7 +187,7 @@ def hand_records() -> list[Record]:
             Record(
                 "media",
                 {**mt, "method": "find_capacity", "direction": d},
-                {"mos": 1.5, "loss_pct": 9.0, "calls": 16},
+                {"voice_mos_g107": 1.5, "loss_pct": 9.0, "calls": 16},
                 at(d1, 11, 30),
             )
         )
@@ -322,7 +322,7 @@ def test_report_queries_read_only_columns_of_the_schema(spool_path) -> None:
     try:
         store.db.set_authorizer(note)  # before any statement is prepared (and cached)
         sess = {"Y60010": [(NOW - 14 * DAY, NOW)]}  # its media calls (hand_records)
-        aggs = (Agg("n", "mos"), Agg("p", "mos", 10.0))
+        aggs = (Agg("n", "voice_mos_g107"), Agg("p", "voice_mos_g107", 10.0))
         assert store.aggregate("media", aggs, sess, by="direction", exclude={"method": "x"})
         assert store.failures("rtt", ["H00001"], NOW - 14 * DAY, NOW + 1)
         assert store.latest("rtt", "rtt_p50_ms", ["H00001"], NOW - 14 * DAY, NOW + 1)

@@ -46,7 +46,14 @@ from netready.probes.media.stream import (
     open_media_socket,
     send_stream,
 )
-from netready.probes.media.trace import Arrival, DirectionStats, RxTrace, trace_stats
+from netready.probes.media.trace import (
+    PLAYOUT_FIELDS,
+    Arrival,
+    DirectionStats,
+    Layout,
+    RxTrace,
+    trace_stats,
+)
 from netready.probes.media.verdict import GATES, TIERS, Verdict, evaluate, merge, mos_of
 from netready.probes.media.wire import (
     AUDIO_INTERVAL_NS,
@@ -84,15 +91,64 @@ from netready.plugin import Context, Metric, Plugin
 from netready.records import Record
 
 __all__ = [
-    "AUDIO_INTERVAL_NS", "AUDIO_PACKET", "FPS", "GATES", "HEADER_SIZE", "IP_UDP_OVERHEAD",
-    "KEYFRAME_EVERY", "KIND_CONTROL", "KIND_MEDIA", "MAGIC", "MAX_CONTROL", "MAX_PACKET",
-    "MEDIA_PROFILES", "PLUGIN", "PROTOCOL_VERSION", "STREAM_AUDIO", "STREAM_VIDEO", "TIERS",
-    "Arrival", "CallFailed", "CallResult", "Clock", "DirectionStats", "Echo", "Hello",
-    "MediaProfile", "RxTrace", "SendResult", "Spec", "Stop", "Verdict", "call_bytes",
-    "canonical", "cap_bytes", "cost", "evaluate", "find_capacity", "first_error",
-    "frame_packets", "measure", "merge", "mos_of", "open_media_socket", "pack_control",
-    "pack_media", "parse_control", "parse_media", "request_problem", "run", "run_call",
-    "schedule", "schedule_packets", "send_stream", "sign", "trace_stats", "verify",
+    "AUDIO_INTERVAL_NS",
+    "AUDIO_PACKET",
+    "FPS",
+    "GATES",
+    "HEADER_SIZE",
+    "IP_UDP_OVERHEAD",
+    "KEYFRAME_EVERY",
+    "KIND_CONTROL",
+    "KIND_MEDIA",
+    "MAGIC",
+    "MAX_CONTROL",
+    "MAX_PACKET",
+    "MEDIA_PROFILES",
+    "PLAYOUT_FIELDS",
+    "PLUGIN",
+    "PROTOCOL_VERSION",
+    "STREAM_AUDIO",
+    "STREAM_VIDEO",
+    "TIERS",
+    "Arrival",
+    "CallFailed",
+    "CallResult",
+    "Clock",
+    "DirectionStats",
+    "Echo",
+    "Hello",
+    "Layout",
+    "MediaProfile",
+    "RxTrace",
+    "SendResult",
+    "Spec",
+    "Stop",
+    "Verdict",
+    "call_bytes",
+    "canonical",
+    "cap_bytes",
+    "cost",
+    "evaluate",
+    "find_capacity",
+    "first_error",
+    "frame_packets",
+    "measure",
+    "merge",
+    "mos_of",
+    "open_media_socket",
+    "pack_control",
+    "pack_media",
+    "parse_control",
+    "parse_media",
+    "request_problem",
+    "run",
+    "run_call",
+    "schedule",
+    "schedule_packets",
+    "send_stream",
+    "sign",
+    "trace_stats",
+    "verify",
 ]  # fmt: skip
 
 
@@ -151,8 +207,24 @@ PLUGIN = Plugin(
         Metric("rtt_p50_ms", "ms", "median RTT under the load of the call, from the echo "
                "every packet carries"),
         Metric("rtt_p95_ms", "ms", "95th percentile of the same"),
-        Metric("mos", "1-5", "E-model MOS (netready.stats.emodel_mos) from RTT p50/2, audio "
-               "jitter and loss; the worst call's"),
+        Metric("voice_mos_g107", "1-5", "ITU-T G.107 MOS of the audio as the receiver model "
+               "plays it (playout.py): mouth-to-ear = RTT p50/2 + jitter buffer + codec frame, "
+               "Ppl = lost + discarded, BurstR of that trace; the worst call's"),
+        Metric("voice_codec", "text", "the codec the E-model assumes (netready.stats.CODECS: "
+               "g711_plc, G.113 Appendix I Ie 0, Bpl 25.1)"),
+        Metric("voice_burst_r", "ratio", "G.107 BurstR of the audio played/not played (1: "
+               "random loss)"),
+        Metric("audio_discard_pct", "%", "audio packets that arrived after their play-out "
+               "deadline (adaptive jitter buffer, playout.py), % of audio sent"),
+        Metric("audio_buffer_ms", "ms", "mean target delay of that jitter buffer"),
+        Metric("video_discard_pct", "%", "video packets of complete frames that finished after "
+               "the frame's deadline, % of video sent (downstream only until the responder "
+               "passes the schedule)"),
+        Metric("freeze_count", "freezes", "gaps between rendered frames of at least max(3 x "
+               "mean frame interval, mean + 150 ms) (W3C webrtc-stats); the worst call's"),
+        Metric("freeze_total_ms", "ms", "total length of those freezes"),
+        Metric("freeze_longest_ms", "ms", "the longest freeze"),
+        Metric("frames_rendered_pct", "%", "video frames complete by their deadline"),
         Metric("latency_basis", "text", "rtt/2: the one-way latency fed to the E-model"),
         Metric("achieved_kbps", "kbit/s", "UDP payload received / duration, per call"),
         Metric("offered_kbps", "kbit/s", "the profile's rate per call"),

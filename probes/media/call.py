@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netready.probes.media.stream import Clock, Echo, SendResult, open_media_socket, send_stream
-from netready.probes.media.trace import DirectionStats, RxTrace
+from netready.probes.media.trace import DirectionStats, Layout, RxTrace
 from netready.probes.media.wire import (
     KEYFRAME_EVERY,
     PROTOCOL_VERSION,
@@ -146,9 +146,10 @@ class _Call:
             )
 
     async def finish(
-        self, up: SendResult, duration_s: float, dscp_audio: int, dscp_video: int
+        self, up: SendResult, hello: dict[str, Any], dscp_audio: int, dscp_video: int
     ) -> CallResult:
         """``stop`` (retried: it is idempotent), then both directions' statistics."""
+        duration_s = hello["duration_s"]
         stop = {
             "op": "stop",
             "v": PROTOCOL_VERSION,
@@ -177,6 +178,9 @@ class _Call:
                 send_span_ns=span if span[0] else None,
                 dscp_audio=dscp_audio,
                 dscp_video=dscp_video,
+                layout=Layout(
+                    hello["video_kbps"], duration_s, hello["keyframes"], hello["keyframe_offset"]
+                ),
             )
             down_stats.host_drops = self.clock.drops
         return CallResult(up_stats, down_stats, up, down_info, up_error)
@@ -256,7 +260,7 @@ async def run_call(
             keyframe_offset=keyframe_offset,
             start_delay_s=start_delay_s,
         )
-        return await call.finish(up, duration_s, dscp_audio, dscp_video)
+        return await call.finish(up, hello, dscp_audio, dscp_video)
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(sock.fileno())

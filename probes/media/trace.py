@@ -12,7 +12,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from netready.probes.media.wire import STREAM_AUDIO, STREAM_VIDEO
+from netready.probes.media.playout import Frame, audio_playout, video_playout
+from netready.probes.media.wire import (
+    AUDIO_INTERVAL_NS,
+    FPS,
+    STREAM_AUDIO,
+    STREAM_VIDEO,
+    schedule,
+)
 
 from netready import stats
 
@@ -57,6 +64,16 @@ class DirectionStats:
     dscp_video_rx: int | None = None
     dscp_preserved: bool | None = None
     host_drops: int = 0  # dropped by the receiving host's socket buffer (not the network)
+    audio_discard_pct: float | None = None  # arrived after the play-out deadline (playout)
+    audio_buffer_ms: float | None = None
+    voice_mos_g107: float | None = None
+    voice_codec: str | None = None
+    voice_burst_r: float | None = None
+    video_discard_pct: float | None = None
+    freeze_count: int | None = None
+    freeze_total_ms: float | None = None
+    freeze_longest_ms: float | None = None
+    frames_rendered_pct: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +120,32 @@ def _send_times(
             b, tb = nxt
             out.append(ta + (tb - ta) * (s - a) / (b - a))
     return out
+
+
+#: The fields ``DirectionStats`` gets from the receiver's play-out model (``playout``).
+PLAYOUT_FIELDS = (
+    "audio_discard_pct",
+    "audio_buffer_ms",
+    "voice_mos_g107",
+    "voice_codec",
+    "voice_burst_r",
+    "video_discard_pct",
+    "freeze_count",
+    "freeze_total_ms",
+    "freeze_longest_ms",
+    "frames_rendered_pct",
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The sender's declared schedule (``wire.schedule``), which maps each sequence number
+    to its stream and video frame: what the play-out model needs to know frames."""
+
+    video_kbps: float
+    duration_s: float
+    keyframes: bool = True
+    keyframe_offset: int = 0
 
 
 class RxTrace:
@@ -191,6 +234,7 @@ class RxTrace:
         dscp_video: int | None = None,
         window_s: float = 15.0,
         burst_window_ms: float = 200.0,
+        layout: Layout | None = None,
     ) -> DirectionStats:
         """Statistics of this direction once ``sent`` packets were sent (see ``trace_stats``)."""
         n = min(max(sent, 0), len(self.kind))
@@ -211,7 +255,78 @@ class RxTrace:
         self._jitter(st, order, n, window_s)
         self._delay(st, n)
         self._dscp(st, dscp_audio, dscp_video)
+        self._voice(st, n, duration_s)
+        if layout is not None:
+            self._video(st, n, layout)
         return st
+
+    def _audio_packets(self, n: int, duration_s: float) -> Iterator[tuple[float, float] | None]:
+        """The audio packets in send order, (send_ms, recv_ms) or None where lost: a lost
+        packet's stream is not known, so losses are placed on the 20 ms grid between the
+        received audio packets' send times, and the rest of the schedule's count at the end."""
+        kind, send, recv = self.kind, self.send_ns, self.recv_ns
+        prev = None
+        count = 0
+        for s in range(n):
+            if kind[s] != 1 + STREAM_AUDIO:
+                continue
+            if prev is not None:
+                for _ in range(round((send[s] - prev) / AUDIO_INTERVAL_NS) - 1):
+                    count += 1
+                    yield None
+            prev = send[s]
+            count += 1
+            yield send[s] / 1e6, recv[s] / 1e6
+        for _ in range(math.ceil(duration_s * 1e9 / AUDIO_INTERVAL_NS) - count):
+            yield None
+
+    def _voice(self, st: DirectionStats, n: int, duration_s: float) -> None:
+        """Audio through the jitter buffer (``playout``), then G.107 of what is played."""
+        a = audio_playout(self._audio_packets(n, duration_s))
+        if not a.sent or a.buffer_ms is None:
+            return
+        codec = stats.CODECS[stats.DEFAULT_CODEC]
+        one_way = (st.rtt_p50_ms or 0.0) / 2.0 + a.buffer_ms + codec.delay_ms
+        st.audio_discard_pct = a.discard_pct
+        st.audio_buffer_ms = a.buffer_ms
+        st.voice_burst_r = a.burst_r
+        st.voice_codec = codec.name
+        st.voice_mos_g107 = stats.g107_mos(one_way, a.ppl_pct, a.burst_r, codec.name)
+
+    def _video(self, st: DirectionStats, n: int, layout: Layout) -> None:
+        """Video frames (the schedule maps sequence numbers to frames) through the buffer."""
+        kind, send, recv = self.kind, self.send_ns, self.recv_ns
+        frames: list[Frame] = []
+        seq = video_sent = 0
+        for _off, stream, _frame, sizes in schedule(
+            layout.video_kbps,
+            layout.duration_s,
+            keyframes=layout.keyframes,
+            keyframe_offset=layout.keyframe_offset,
+        ):
+            seqs = range(seq, seq + len(sizes))
+            seq += len(sizes)
+            if stream != STREAM_VIDEO:
+                continue
+            video_sent += len(sizes)
+            got = [s for s in seqs if s < n and kind[s] == 1 + STREAM_VIDEO]
+            if not got:
+                frames.append(Frame(0.0, 0.0, False, 0))
+                continue
+            done = max(recv[s] for s in got) / 1e6
+            frames.append(
+                Frame(
+                    send[got[0]] / 1e6, done, len(got) == len(sizes) and got[0] == seqs[0], len(got)
+                )
+            )
+        if not frames:
+            return
+        v = video_playout(frames, 1000.0 / FPS)
+        st.video_discard_pct = 100.0 * v.discarded_packets / video_sent if video_sent else None
+        st.freeze_count = v.freezes
+        st.freeze_total_ms = v.freeze_total_ms
+        st.freeze_longest_ms = v.freeze_longest_ms
+        st.frames_rendered_pct = 100.0 * v.rendered / v.frames
 
     def _loss(
         self,
@@ -300,6 +415,7 @@ def trace_stats(
     dscp_video: int | None = None,
     window_s: float = 15.0,
     burst_window_ms: float = 200.0,
+    layout: Layout | None = None,
 ) -> DirectionStats:
     """Statistics of one direction of a call from its received packet trace (no I/O).
 
@@ -321,4 +437,5 @@ def trace_stats(
         dscp_video=dscp_video,
         window_s=window_s,
         burst_window_ms=burst_window_ms,
+        layout=layout,
     )

@@ -23,15 +23,29 @@ GATES: list[tuple[str, str, str]] = [
     ("burst_loss_200ms_worst_pct", "burst_loss_pct", "worst 200 ms burst loss"),
     ("reorder_pct", "reorder_pct", "reorder"),
     ("rtt_p50_ms", "rtt_ms", "RTT p50 under load"),
-    ("mos", "mos", "MOS (E-model)"),
+    ("voice_mos_g107", "mos", "voice MOS (G.107)"),
 ]
+#: Play-out figures (``playout``) merged over calls as the worst call's.
+PLAYOUT_WORST = (
+    "audio_discard_pct",
+    "audio_buffer_ms",
+    "voice_burst_r",
+    "video_discard_pct",
+    "freeze_count",
+    "freeze_total_ms",
+    "freeze_longest_ms",
+)
 DIRECTION_NAMES = {"up": "upload", "down": "download"}
 SENDER_MIN_RATIO = 0.9  # a sender below 90 % of the profile rate invalidates the verdict
 TIERS = ("recommended", "minimum", "marginal", "not_ready")  # best first
 
 
 def mos_of(st: DirectionStats) -> float | None:
-    """E-model MOS with one-way latency = RTT p50 / 2 (no clock sync needed)."""
+    """The voice MOS of one call's direction: G.107 of what its receiver model played
+    (``trace``), else (statistics without the play-out figures) G.107 of the path with
+    one-way latency = RTT p50 / 2 (no clock sync needed)."""
+    if st.voice_mos_g107 is not None:
+        return st.voice_mos_g107
     if st.loss_pct is None or st.jitter_rfc3550_ms is None:
         return None
     one_way = (st.rtt_p50_ms or 0.0) / 2.0
@@ -138,5 +152,8 @@ def merge(dirs: list[DirectionStats], duration_s: float) -> dict[str, Any]:
     }
     # MOS of the worst call (each call's own loss, jitter and RTT).
     moss = [m for m in (mos_of(d) for d in dirs) if m is not None]
-    out["mos"] = min(moss) if moss else None
+    out["voice_mos_g107"] = min(moss) if moss else None
+    out["voice_codec"] = stats.DEFAULT_CODEC
+    out.update({k: worst(k) for k in PLAYOUT_WORST})
+    out["frames_rendered_pct"] = worst("frames_rendered_pct", min)
     return out
