@@ -18,6 +18,7 @@ table says "≤ 100 ms") and fail when ``value > not_ready``; "higher is better"
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -301,6 +302,30 @@ PROFILES: dict[str, Profile] = {
 }
 
 DEFAULT_PROFILE = "gp_video"
+
+#: One plain answer per use: the worst rubric band over a profile's gates, in words. After
+#: Cloudflare's AIM scores (a use-case grade from the measured figures against per-use
+#: thresholds; AIM has five: Bad, Poor, Average, Good, Great), folded onto the rubric's four
+#: bands; "no data" has no grade.
+GRADES = {
+    "recommended": "Great",
+    "minimum": "Good",
+    "marginal": "Poor",
+    "not_ready": "Unusable",
+}
+GRADES_SOURCE = "Cloudflare AIM (Aggregated Internet Measurement) scores, on the rubric's bands"
+BAND_ORDER = ("recommended", "minimum", "marginal", "not_ready")
+
+
+def grade(bands: Sequence[tuple[str, str]]) -> tuple[str | None, str]:
+    """(grade, the one reason behind it) from (band, reason) pairs: the worst band decides;
+    its first reason is the reason. (None, why) when no pair has a graded band."""
+    graded = [(BAND_ORDER.index(b), r) for b, r in bands if b in GRADES]
+    if not graded:
+        return None, "no data"
+    worst = max(i for i, _ in graded)
+    reason = next(r for i, r in graded if i == worst)
+    return GRADES[BAND_ORDER[worst]], reason
 
 
 def rubric_rows() -> list[dict[str, Any]]:

@@ -386,6 +386,10 @@ class SiteResult:
     profile: str
     #: declared vs detected: match, mismatch, unverifiable (an Ethernet handoff), or None
     tech_check: str | None = None
+    #: One plain answer for this profile's use (``rubric.GRADES``): Great / Good / Poor /
+    #: Unusable, None without data; and the one measured reason behind it.
+    grade: str | None = None
+    grade_reason: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -786,6 +790,7 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
     if profile.concurrent:
         reasons.append(_capacity_reason(site.planned_clinics, cap, cap_src, profile, f))
     assessed, final = _decide(reasons, ev, now_ms)
+    grade, grade_reason = rubric.grade([(r.band, r.text) for r in reasons])
     detected = normalise_tech(ev.detected_tech)
     v = f.values
     return SiteResult(
@@ -823,6 +828,8 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         reasons=reasons,
         confidence=_confidence(ev, profile),
         profile=profile.name,
+        grade=grade,
+        grade_reason=grade_reason,
     )
 
 

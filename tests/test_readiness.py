@@ -374,3 +374,18 @@ def test_upgrade_priority_pstn_and_cohorts(inv) -> None:
     assert c["adsl"]["class"] == "copper" and c["fttp"]["class"] == "fibre"
     det = {x["group"]: x for x in R.cohorts([copper1, fibre, copper3], "detected_tech")}
     assert det["vdsl2"]["class"] == "copper" and det["unknown"]["sites"] == 2
+
+
+def test_one_plain_grade_per_use_with_its_reason(inv) -> None:
+    """The worst band over the profile's gates decides the grade (rubric.GRADES); its first
+    reason is the reason shown beside it."""
+    assert rubric.grade([("recommended", "a"), ("minimum", "b"), ("minimum", "c")]) == ("Good", "b")
+    assert rubric.grade([("not_ready", "x"), ("marginal", "y")]) == ("Unusable", "x")
+    assert rubric.grade([("no_data", "none"), ("info", "i")]) == (None, "no data")
+    res = R.evaluate(inv.sites[2], good(rtt_ms=300.0), rubric.PROFILES["gp_video"], NOW)
+    worst = max(
+        (r for r in res.reasons if r.band in rubric.GRADES),
+        key=lambda r: rubric.BAND_ORDER.index(r.band),
+    )
+    assert res.grade == rubric.GRADES[worst.band] and res.grade_reason == worst.text
+    assert res.to_dict()["grade"] == res.grade
