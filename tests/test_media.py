@@ -273,6 +273,21 @@ def test_jitter_buffer_discards_what_comes_after_its_deadline() -> None:
     assert a.burst_r == pytest.approx(1.0, abs=0.05)
 
 
+def test_a_late_sender_is_not_audio_loss() -> None:
+    """Without the sender's schedule a lost packet's stream is unknown. A sender that woke
+    15 ms late sends audio 10 then 11 back to back: 35 ms then 5 ms apart. That is no loss
+    (the count of audio lost is the schedule's less those received: 0); a real loss of
+    packet 30 is one, and G.107's Ppl says 1 of 50."""
+    arr = [audio(i, 20 * i + (15 if i == 10 else 0), 20 * i + 25) for i in range(50)]
+    st = trace_stats(arr, 50, 1.0)
+    assert st.audio_discard_pct == 0.0
+    assert st.voice_mos_g107 == pytest.approx(stats.g107_mos(20.0 + 20.0))
+    lossy = trace_stats([a for a in arr if a.seq != 30], 50, 1.0)
+    burst = stats.burst_r([i != 30 for i in range(50)])  # p = 1/49, q = 1: 0.98
+    assert lossy.voice_burst_r == pytest.approx(burst)
+    assert lossy.voice_mos_g107 == pytest.approx(stats.g107_mos(20.0 + 20.0, 2.0, burst))
+
+
 def test_video_freezes_by_the_webrtc_stats_rule() -> None:
     """30 fps, one packet per frame, steady delay. Frames 30-39 never complete: frames 29
     and 40 are played 11 frame intervals (366.7 ms) apart, over max(3 x 33.3, 33.3 + 150)

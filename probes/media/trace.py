@@ -148,6 +148,20 @@ class Layout:
     keyframe_offset: int = 0
 
 
+def _audio_seqs(layout: Layout) -> Iterator[int]:
+    """The sequence numbers of the audio packets of ``layout``'s schedule."""
+    seq = 0
+    for _off, stream, _frame, sizes in schedule(
+        layout.video_kbps,
+        layout.duration_s,
+        keyframes=layout.keyframes,
+        keyframe_offset=layout.keyframe_offset,
+    ):
+        if stream == STREAM_AUDIO:
+            yield seq
+        seq += len(sizes)
+
+
 class RxTrace:
     """The receive side of one direction of a call, fed one packet at a time (``add``), in
     memory bounded by ``capacity`` sequence numbers whatever the packets' size.
@@ -255,34 +269,43 @@ class RxTrace:
         self._jitter(st, order, n, window_s)
         self._delay(st, n)
         self._dscp(st, dscp_audio, dscp_video)
-        self._voice(st, n, duration_s)
+        self._voice(st, n, duration_s, layout)
         if layout is not None:
             self._video(st, n, layout)
         return st
 
-    def _audio_packets(self, n: int, duration_s: float) -> Iterator[tuple[float, float] | None]:
-        """The audio packets in send order, (send_ms, recv_ms) or None where lost: a lost
-        packet's stream is not known, so losses are placed on the 20 ms grid between the
-        received audio packets' send times, and the rest of the schedule's count at the end."""
+    def _audio_packets(
+        self, n: int, duration_s: float, layout: Layout | None
+    ) -> Iterator[tuple[float, float] | None]:
+        """The audio packets in send order, (send_ms, recv_ms) or None where lost. With the
+        sender's ``layout`` each sequence number's stream is known exactly. Without it, how
+        many audio packets were lost is still exact (the schedule's count less those
+        received), but where is estimated: on the 20 ms grid between received audio send
+        times, never more than that count (a late sender's back-to-back pair is not a loss),
+        the rest at the end."""
         kind, send, recv = self.kind, self.send_ns, self.recv_ns
+        audio = 1 + STREAM_AUDIO
+        if layout is not None:
+            for s in _audio_seqs(layout):
+                yield (send[s] / 1e6, recv[s] / 1e6) if s < n and kind[s] == audio else None
+            return
+        expected = math.ceil(duration_s * 1e9 / AUDIO_INTERVAL_NS)
+        lost = max(0, expected - sum(1 for s in range(n) if kind[s] == audio))
         prev = None
-        count = 0
         for s in range(n):
-            if kind[s] != 1 + STREAM_AUDIO:
+            if kind[s] != audio:
                 continue
             if prev is not None:
-                for _ in range(round((send[s] - prev) / AUDIO_INTERVAL_NS) - 1):
-                    count += 1
-                    yield None
+                gap = min(lost, max(0, round((send[s] - prev) / AUDIO_INTERVAL_NS) - 1))
+                lost -= gap
+                yield from [None] * gap
             prev = send[s]
-            count += 1
             yield send[s] / 1e6, recv[s] / 1e6
-        for _ in range(math.ceil(duration_s * 1e9 / AUDIO_INTERVAL_NS) - count):
-            yield None
+        yield from [None] * lost
 
-    def _voice(self, st: DirectionStats, n: int, duration_s: float) -> None:
+    def _voice(self, st: DirectionStats, n: int, duration_s: float, layout: Layout | None) -> None:
         """Audio through the jitter buffer (``playout``), then G.107 of what is played."""
-        a = audio_playout(self._audio_packets(n, duration_s))
+        a = audio_playout(self._audio_packets(n, duration_s, layout))
         if not a.sent or a.buffer_ms is None:
             return
         codec = stats.CODECS[stats.DEFAULT_CODEC]
