@@ -273,7 +273,7 @@ def table_rows(name: str, prof: Profile, rows: list[dict[str, Any]]) -> list[lis
     out = []
     for r in rows:
         if "error" in r:
-            out.append([name, r["tool"], "-", "", f"FAILED: {r['error']}", *[""] * 7])
+            out.append([name, r["tool"], "-", "", f"FAILED: {r['error']}", *[""] * 8])
             continue
         truth = truth_rt if r["dir"] == "rt" else 100 * p
         loss, rtt_v, jit = r.get("loss"), r.get("rtt"), r.get("jitter")
@@ -291,6 +291,7 @@ def table_rows(name: str, prof: Profile, rows: list[dict[str, Any]]) -> list[lis
                 fmt(rtt_v / irtt_rtt if rtt_v and irtt_rtt else None, 3),
                 fmt(jit, 3),
                 fmt(jitter_truth, 3) if jit is not None else "",
+                fmt(jit / jitter_truth if jit is not None and jitter_truth else None, 3),
                 fmt(jit / ref_j if jit is not None and ref_j else None, 2),
             ]
         )
@@ -353,6 +354,7 @@ def run_all(scenarios: list[tuple[str, str]]) -> None:
         "÷ irtt",
         "jitter ms",
         "truth ms",
+        "÷ truth",
         "÷ iperf3",
     ]
     rows: list[list[str]] = []
@@ -368,7 +370,8 @@ def run_all(scenarios: list[tuple[str, str]]) -> None:
     print(
         f"\n{time.monotonic() - t0:.0f} s. Loss truth is per way (rt = 1-(1-p)^2); jitter "
         "truth 2J/3 for uniform +-J delay-line jitter on an idle path; netready media "
-        "jitter is the mean running RFC 3550 J of its audio stream; "
+        "jitter is the mean running RFC 3550 J of its audio stream once J has settled (the first "
+        "48 values left out), averaged over the calls; ÷ truth should be 0.9-1.1 in every row; "
         "RTT of netready media is measured under the calls' load (RTT/2 feeds MOS)."
     )
 

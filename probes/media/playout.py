@@ -59,7 +59,9 @@ class JitterBuffer:
         self.model = model
         self.base: float | None = None
         self.recent: deque[float] = deque(maxlen=model.window)  # delays above base
-        self.targets: list[float] = []
+        self.last_target = 0.0
+        self.target_sum = 0.0
+        self.units = 0
 
     def target(self) -> float:
         m = self.model
@@ -75,7 +77,9 @@ class JitterBuffer:
                 self.recent = deque((x + shift for x in self.recent), maxlen=self.model.window)
             self.base = delay_ms
         tgt = self.target()
-        self.targets.append(tgt)
+        self.last_target = tgt
+        self.target_sum += tgt
+        self.units += 1
         above = delay_ms - self.base
         self.recent.append(above)
         return above > tgt
@@ -102,17 +106,17 @@ class AudioPlayout:
 def audio_playout(packets: Iterable[tuple[float, float] | None]) -> AudioPlayout:
     """``packets``: per audio packet in send order, (send_ms, recv_ms) or None if lost."""
     jb = JitterBuffer(AUDIO_BUFFER)
-    played: list[bool] = []
+    played = bytearray()  # 1 played, 0 lost or discarded: constant memory per packet
     discarded = lost = 0
     for p in packets:
         if p is None:
             lost += 1
-            played.append(False)
+            played.append(0)
             continue
         late = jb.late(p[1] - p[0])
         discarded += late
-        played.append(not late)
-    buf = sum(jb.targets) / len(jb.targets) if jb.targets else None
+        played.append(0 if late else 1)
+    buf = jb.target_sum / jb.units if jb.units else None
     return AudioPlayout(len(played), discarded, lost, buf, stats.burst_r(played))
 
 
@@ -151,7 +155,7 @@ def video_playout(frames: Iterable[Frame], frame_ms: float = 1000.0 / 30) -> Vid
             continue
         rendered += 1
         # played at its deadline: send time + floor + the target it met (one clock offset)
-        shown.append(f.send_ms + (jb.base or 0.0) + jb.targets[-1])
+        shown.append(f.send_ms + (jb.base or 0.0) + jb.last_target)
     return _freezes(n, rendered, discarded, shown, frame_ms)
 
 
