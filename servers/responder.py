@@ -54,27 +54,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netready.probes.media import (
+from netready.probes.media.stream import (
+    Clock,
+    Echo,
+    SendResult,
+    open_media_socket,
+    send_stream,
+)
+from netready.probes.media.trace import Layout, RxTrace
+from netready.probes.media.wire import (
     KIND_CONTROL,
     KIND_MEDIA,
     MAGIC,
     MEDIA_PROFILES,
     PROTOCOL_VERSION,
-    Clock,
-    Echo,
     Hello,
-    RxTrace,
-    SendResult,
     Stop,
     canonical,
     first_error,
-    open_media_socket,
     pack_control,
     parse_control,
     parse_media,
     request_problem,
     schedule_packets,
-    send_stream,
     verify,
 )
 from netready.servers.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
@@ -121,6 +123,7 @@ class Session:
     drops0: int = 0
     finishing: bool = False
     computing: bool = False  # the upstream trace is being summarised (in a worker thread)
+    layout: Layout | None = None  # the probe's declared schedule: frames for the play-out model
     finisher: asyncio.Task[None] | None = None
 
     @property
@@ -390,6 +393,9 @@ class MediaResponder:
             RxTrace(self.capacity(hello)),
             last_rx=now,
             drops0=self.clock.drops,
+            layout=Layout(
+                hello.video_kbps, hello.duration_s, hello.keyframes, hello.keyframe_offset
+            ),
         )
         self.sessions[key] = sess
         self.counters["sessions"] += 1
@@ -461,6 +467,7 @@ class MediaResponder:
                 send_span_ns=span if span[0] else None,
                 dscp_audio=sess.dscp_audio,
                 dscp_video=sess.dscp_video,
+                layout=sess.layout,
             )
             up.host_drops = self.clock.drops - sess.drops0  # the shared socket, this session's span
         snd = sess.send

@@ -57,12 +57,7 @@ SERVER_MAY_IMPORT = (
 
 # ---- known exceptions ------------------------------------------------------------------
 #: (module, import) -> why. Each must still be needed (a stale one fails the test).
-KNOWN: dict[tuple[str, str], str] = {
-    ("netready.servers.responder", "netready.probes.media"): (
-        "the media probe is one module until 14-CALL's split (wire, trace, stream) lands; "
-        "then the responder imports those and this line goes"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @dataclass

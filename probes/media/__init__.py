@@ -218,8 +218,7 @@ PLUGIN = Plugin(
                "deadline (adaptive jitter buffer, playout.py), % of audio sent"),
         Metric("audio_buffer_ms", "ms", "mean target delay of that jitter buffer"),
         Metric("video_discard_pct", "%", "video packets of complete frames that finished after "
-               "the frame's deadline, % of video sent (downstream only until the responder "
-               "passes the schedule)"),
+               "the frame's deadline, % of video sent"),
         Metric("freeze_count", "freezes", "gaps between rendered frames of at least max(3 x "
                "mean frame interval, mean + 150 ms) (W3C webrtc-stats); the worst call's"),
         Metric("freeze_total_ms", "ms", "total length of those freezes"),
