@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netready import __version__, budget, platform, registry
+from netready import __version__, budget, fleet, platform, registry
 from netready.errors import ConfigError, NetreadyError, SpoolError
 from netready.influx import LineProtocolError, encode
 from netready.inventory import Inventory, Site, load
@@ -174,6 +174,7 @@ class Agent:
     health: Health = field(default_factory=Health)
     held: deque[Record] = field(default_factory=deque)  # not yet committed (spool unwritable)
     running: set[asyncio.Task[list[Record]]] = field(default_factory=set)
+    follower: fleet.Follower | None = None  # --config-url: the slice this agent follows
 
     def __post_init__(self) -> None:
         self.tasks = build_tasks(self.inventory, self.site, self.only)
@@ -186,6 +187,51 @@ class Agent:
             from netready.influx import writer_for
 
             self.shipper = Shipper(self.spool, writer_for(cfg), self.inventory.agent.batch_size)
+
+    # ------------------------------------------------------------------ fleet configuration
+
+    def reconfigure(self, inv: Inventory) -> None:
+        """Take a changed slice into use without a restart (``netready.fleet``): the tasks
+        are rebuilt now and run from the next scheduler step; a task running now finishes with
+        the spec it started with. A task that stays keeps its next due time; a new one gets
+        the splay. Store and spool settings apply when the agent next starts."""
+        site = inv.site(self.site.ods)
+        tasks = build_tasks(inv, site, self.only)
+        due = {t.label: t.next_at for t in self.tasks}
+        now = time.monotonic()
+        for t in tasks:
+            t.next_at = due.get(
+                t.label, now + random.uniform(0, min(inv.agent.splay_s, t.interval_s))
+            )
+        if inv.store != self.inventory.store or any(
+            getattr(inv.agent, k) != getattr(self.inventory.agent, k)
+            for k in ("spool_path", "spool_max_mb", "spool_max_age_days")
+        ):
+            log.warning(
+                "the new configuration changes the store or the spool: that applies when the "
+                "agent next starts (it starts from this configuration)",
+                extra={"site": site.ods},
+            )
+            inv = inv.model_copy(update={"store": self.inventory.store})
+        self.inventory, self.site, self.tasks = inv, site, tasks
+        self.ctx = registry.Context(
+            site=site, inventory=inv, state_dir=self.state_dir, force=self.force
+        )
+        if self.follower is not None:
+            self.follower.counters.config_applied += 1
+        log.info(
+            "configuration changed: %d tasks (%s)",
+            len(tasks),
+            ", ".join(sorted(t.label for t in tasks))[:500],
+            extra={"site": site.ods, "tasks": len(tasks)},
+        )
+
+    async def _config_step(self) -> float:
+        assert self.follower is not None
+        inv = await self.follower.poll()
+        if inv is not None:
+            self.reconfigure(inv)
+        return self.follower.interval_s
 
     # ------------------------------------------------------------------ tasks
 
@@ -355,6 +401,13 @@ class Agent:
             "version": __version__,
             "tasks": len(self.tasks),
         }
+        if self.follower is not None:
+            c = self.follower.counters
+            fields |= {
+                "config_errors": c.config_errors,
+                "config_unreachable": c.config_unreachable,
+                "config_applied": c.config_applied,
+            }
         if st.last_ship_ms is not None:
             fields["last_ship_ms"] = st.last_ship_ms
         latency = self.spool.get_meta("ship_latency_s")  # kept in the spool: --once runs too
@@ -422,9 +475,14 @@ class Agent:
         now = time.monotonic()
         for t in self.tasks:
             t.next_at = now + random.uniform(0, min(splay, t.interval_s))
+        steps: list[tuple[str, Callable[[], Awaitable[float]]]] = [
+            ("scheduler", self._schedule_step),
+            ("ship loop", self._ship_step),
+        ]
+        if self.follower is not None:
+            steps.append(("config follower", self._config_step))
         loops = [
-            asyncio.create_task(supervise(n, step, self.stop, self.health))
-            for n, step in (("scheduler", self._schedule_step), ("ship loop", self._ship_step))
+            asyncio.create_task(supervise(n, step, self.stop, self.health)) for n, step in steps
         ]
         try:
             await self.stop.wait()
@@ -544,8 +602,9 @@ async def run_agent(
     force: bool = False,
     only: set[str] | None = None,
     ship_timeout_s: float = 60.0,
+    follower: fleet.Follower | None = None,
 ) -> Agent:
-    agent = Agent(inv, site, spool, state_dir, force=force, only=only)
+    agent = Agent(inv, site, spool, state_dir, force=force, only=only, follower=follower)
     loop = asyncio.get_running_loop()
     platform.on_stop_signals(loop, agent.stop.set)
     log.info(
@@ -583,12 +642,32 @@ def run(
     only: str | None = None,
     force: bool = False,
     ship_timeout_s: float = 60.0,
+    config_url: str | None = None,
+    config_key: str | None = None,
+    config_ca: str | None = None,
 ) -> list[str]:
-    """The agent as ``netready-agent`` runs it: load the inventory, pick the site (``site_ods``,
-    or the only one), check every task's spec (bad specs are a ``ConfigError`` before the spool
-    is touched), open the spool exclusively and run until stopped (or once). Returns the
-    problems that make the run a failure (``Agent.problems``), already logged at ERROR."""
-    inv = load(inventory_path)
+    """The agent as ``netready-agent`` runs it: load the inventory (or, with ``config_url``,
+    the site's signed slice from the config server, else its last good copy: ``netready.
+    fleet``), pick the site (``site_ods``, or the only one), check every task's spec (bad specs
+    are a ``ConfigError`` before the spool is touched), open the spool exclusively and run
+    until stopped (or once). Returns the problems that make the run a failure
+    (``Agent.problems``), already logged at ERROR."""
+    only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
+    follower = None
+    if config_url is not None:
+        if not (site_ods and config_key):
+            raise ConfigError("--config-url needs --site ODS and --config-key FILE")
+        follower = fleet.follower(
+            config_url,
+            site_ods,
+            config_key,
+            state_dir,
+            ca_file=config_ca,
+            check=lambda i: build_tasks(i, i.site(site_ods), only_set),
+        )
+        inv = platform.run(follower.start())
+    else:
+        inv = load(inventory_path)
     if site_ods is None:
         if len(inv.sites) != 1:
             raise ConfigError(
@@ -597,7 +676,6 @@ def run(
         site = inv.sites[0]
     else:
         site = inv.site(site_ods)
-    only_set = {x.strip() for x in only.split(",") if x.strip()} if only else None
     build_tasks(inv, site, only_set)
     spool = open_spool(inv, spool_path, exclusive=True, recover=True)
     try:
@@ -611,6 +689,7 @@ def run(
                 force=force,
                 only=only_set,
                 ship_timeout_s=ship_timeout_s,
+                follower=follower,
             )
         )
     finally:

@@ -290,6 +290,13 @@ class AgentConfig(_Model):
     self_report_s: float = Field(
         300.0, gt=0, le=86_400, description="how often the agent writes its own `agent` record"
     )
+    config_poll_s: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="how often an agent that follows a config server (--config-url) asks "
+        "for a changed slice",
+    )
 
 
 class Link(_Model):
@@ -473,6 +480,51 @@ class Inventory(_Model):
         """The site's own targets, then defaults whose name the site does not override."""
         own = {t.name for t in site.targets}
         return [*site.targets, *(t for t in self.defaults.targets if t.name not in own)]
+
+
+# ---------------------------------------------------------------- slices (fleet configuration)
+
+
+def slice_doc(inv: Inventory, ods: str) -> dict[str, Any]:
+    """One site's slice of the inventory, as a document: the store and agent settings, the
+    defaults the site uses (the default targets it does not override, the intervals) and the
+    site itself. It carries no other site's name, router, circuit, targets or secret
+    references. Only what was written in the inventory is kept (``exclude_unset``): the agent
+    applies its own defaults, as it would to the whole file."""
+    site = inv.site(ods)
+    own = {t.name for t in site.targets}
+
+    def dumped(m: BaseModel) -> dict[str, Any]:
+        return m.model_dump(mode="json", exclude_unset=True)
+
+    defaults: dict[str, Any] = {}
+    used = [dumped(t) for t in inv.defaults.targets if t.name not in own]
+    if used:
+        defaults["targets"] = used
+    if inv.defaults.intervals_s:
+        defaults["intervals_s"] = dict(inv.defaults.intervals_s)
+    return {
+        "version": inv.version,
+        "store": dumped(inv.store),
+        "agent": dumped(inv.agent),
+        "defaults": defaults,
+        "sites": [dumped(site)],
+    }
+
+
+def slice_bytes(inv: Inventory, ods: str) -> bytes:
+    """A site's slice as the bytes the config server serves and ``inventory slice`` writes
+    (YAML, an inventory of one site: ``netready inventory check`` and the agent read it like
+    any inventory). The same inventory gives the same bytes, so the ETag changes only when
+    the slice does."""
+    head = (
+        f"# netready configuration slice for site {ods}: generated, do not edit (edit the\n"
+        "# estate inventory and publish again). Signed with ed25519: docs/fleet.md.\n"
+    )
+    body = yaml.safe_dump(
+        slice_doc(inv, ods), sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
+    return (head + body).encode("utf-8")
 
 
 # ---------------------------------------------------------------- loading with positions

@@ -23,7 +23,8 @@ Exit codes:
   1  runtime failure: with --once, a task raised, a record could not be
      committed, the spool was corrupt (quarantined) or shipping did not
      finish; another agent or `netready ship` holds the spool; records still
-     held in memory at exit
+     held in memory at exit; --config-url: no usable slice from the server
+     and no last good copy
   2  bad input: inventory, --site, options (systemd does not restart: see
      RestartPreventExitStatus in deploy/netready-agent.service)"""
 
@@ -48,6 +49,28 @@ Exit codes:
     show_default=True,
     help="--once: give up shipping after this many seconds (records stay spooled).",
 )
+@click.option(
+    "--config-url",
+    default=None,
+    metavar="URL",
+    help="Follow this config server (`netready config serve`) instead of --inventory: "
+    "fetch this site's signed slice from URL/sites/ODS, keep the last good copy in "
+    "--state-dir, apply changes without a restart (docs/fleet.md). Needs --site and "
+    "--config-key.",
+)
+@click.option(
+    "--config-key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The config server's ed25519 public key (a file of one base64 line, "
+    "`netready config keygen`): a slice not signed by it is refused.",
+)
+@click.option(
+    "--config-ca",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM CA bundle that signed the config server's certificate (default: the system's).",
+)
 @log_options(default_format="json")
 @click.version_option(__version__, prog_name="netready-agent")
 def agent_command(
@@ -59,6 +82,9 @@ def agent_command(
     only: str | None,
     force: bool,
     ship_timeout: float,
+    config_url: str | None,
+    config_key: str | None,
+    config_ca: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -80,6 +106,9 @@ def agent_command(
         only=only,
         force=force,
         ship_timeout_s=ship_timeout,
+        config_url=config_url,
+        config_key=config_key,
+        config_ca=config_ca,
     )
     if problems:
         sys.exit(1)
