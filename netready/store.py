@@ -393,3 +393,72 @@ class SqliteStore:
             (*DETECTED_TECH_MEASUREMENTS, t0, t1),
         )
         return {str(site): str(t) for site, t in rows}
+
+    def weekly_latest(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        sites: Iterable[str],
+        t0: int,
+        t1: int,
+        by: str,
+        match: Mapping[str, str],
+    ) -> WeekRows:
+        """Per site, week and ``by`` tag value, each field's newest value (``weekly_latest``)."""
+        return weekly_latest(self, measurement, fields, sites, t0, t1, by, match)
+
+
+# ----------------------------------------------------------------------------- weeks
+
+#: Weeks start on Monday 00:00 UTC: the epoch (1970-01-01) was a Thursday, 4 days later.
+WEEK_MS = 7 * 86_400_000
+WEEK_OFFSET_MS = 4 * 86_400_000
+
+
+def week_start(t_ms: int) -> int:
+    """The start (Monday 00:00 UTC, ms) of the week ``t_ms`` falls in."""
+    return (t_ms - WEEK_OFFSET_MS) // WEEK_MS * WEEK_MS + WEEK_OFFSET_MS
+
+
+#: (site, week start ms, group tag value) -> field -> its newest value in that week
+WeekRows = dict[tuple[str, int, str], dict[str, Any]]
+
+
+def weekly_latest(
+    store: SqliteStore,
+    measurement: str,
+    fields: Sequence[str],
+    sites: Iterable[str],
+    t0: int,
+    t1: int,
+    by: str,
+    match: Mapping[str, str],
+) -> WeekRows:
+    """Per site, week (``week_start``) and value of tag ``by``: the newest non-null value of
+    each field among the records whose tags equal ``match`` (InfluxQL's ``LAST(f) ... GROUP
+    BY time(7d, 4d), "site", by``, which ``reports/query.py`` runs on InfluxDB)."""
+    store._sites(sites)
+    fs = [check_name(f) for f in fields]
+    g = f"coalesce(json_extract(p.tags, '$.{check_name(by)}'), '')"
+    wk = f"((p.time_ms - {WEEK_OFFSET_MS}) / {WEEK_MS}) * {WEEK_MS} + {WEEK_OFFSET_MS}"
+    vals = ", ".join(
+        f"FIRST_VALUE(json_extract(p.fields, '$.{f}')) OVER (PARTITION BY p.site, {wk}, {g} "
+        f"ORDER BY json_extract(p.fields, '$.{f}') IS NULL, p.time_ms DESC) AS v{i}"
+        for i, f in enumerate(fs)
+    )
+    cond = "".join(f" AND json_extract(p.tags, '$.{check_name(k)}') = ?" for k in sorted(match))
+    rows = store._query(
+        f"""SELECT site, wk, g, {", ".join(f"MAX(v{i})" for i in range(len(fs)))} FROM (
+              SELECT p.site AS site, {wk} AS wk, {g} AS g, {vals}
+              FROM w.sess s CROSS JOIN points p ON p.measurement = ? AND p.site = s.site
+               AND p.time_ms >= ? AND p.time_ms < ?
+              WHERE 1 = 1{cond}
+            ) GROUP BY site, wk, g""",
+        (measurement, t0, t1, *(match[k] for k in sorted(match))),
+    )
+    out: WeekRows = {}
+    for site, w, gv, *vs in rows:
+        d = {f: v for f, v in zip(fs, vs, strict=True) if v is not None}
+        if d:
+            out[(str(site), int(w), str(gv))] = d
+    return out

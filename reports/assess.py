@@ -46,6 +46,8 @@ class Selection:
     now: str | None = None
     #: also each site's history by day (``reports/trends.py``), for the HTML and PDF reports
     trends: bool = False
+    #: weeks of verdict history (``reports/history.py``) to add; 0: none
+    history_weeks: int = 0
 
 
 def build(sel: Selection) -> Any:
@@ -72,6 +74,12 @@ def build(sel: Selection) -> Any:
             chosen = set(trends.section_sites(estate.sites))
             estate.trends = trends.site_trends(
                 store, [s for s in selected if s.ods in chosen], sel.profile, window
+            )
+        if sel.history_weeks:
+            from netready.reports import history
+
+            estate.history = history.history(
+                store, selected, sel.profile, window.now_ms, sel.history_weeks
             )
         return estate
     finally:

@@ -50,6 +50,7 @@ from netready.store import (
     AggRows,
     Sessions,
     SqliteStore,
+    WeekRows,
     check_name,
     empty,
     nearest_rank,
@@ -64,6 +65,7 @@ __all__ = [
     "Sessions",
     "SqliteStore",
     "Store",
+    "WeekRows",
     "nearest_rank",
     "open_store",
 ]
@@ -91,6 +93,20 @@ class Store(Protocol):
     ) -> dict[str, int]: ...
 
     def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]: ...
+
+    def weekly_latest(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        sites: Iterable[str],
+        t0: int,
+        t1: int,
+        by: str,
+        match: Mapping[str, str],
+    ) -> WeekRows:
+        """Per (site, week start, ``by`` tag value): each field's newest value among records
+        whose tags equal ``match`` (weeks start Monday 00:00 UTC: ``store.week_start``)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -350,6 +366,39 @@ class InfluxStore:
                             best[site] = (int(t), v)
         return {s: v for s, (_t, v) in best.items()}
 
+    def weekly_latest(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        sites: Iterable[str],
+        t0: int,
+        t1: int,
+        by: str,
+        match: Mapping[str, str],
+    ) -> WeekRows:
+        """``LAST(f)`` per field, ``GROUP BY time(7d, 4d)`` (weeks from Monday 00:00 UTC),
+        ``"site"`` and ``by``: one statement."""
+        keep = set(sites)
+        cols = ", ".join(f"LAST({quote_ident(check_name(f))}) AS {quote_ident(f)}" for f in fields)
+        cond = "".join(
+            f" AND {quote_ident(check_name(k))} = {quote_str(v)}" for k, v in sorted(match.items())
+        )
+        q = (
+            f"SELECT {cols} FROM {quote_ident(measurement)} WHERE time >= {t0}ms"
+            f" AND time < {t1}ms{cond}{self._site_filter(keep)}"
+            f' GROUP BY time(7d, 4d), "site", {quote_ident(check_name(by))} fill(none)'
+        )
+        out: WeekRows = {}
+        for res in self._run([q]):
+            site = res.tags.get("site", "")
+            if site not in keep:
+                continue
+            for row in res.dicts():
+                d = {f: row.get(f) for f in fields if row.get(f) is not None}
+                if d:
+                    out[(site, int(row["time"]), res.tags.get(by, ""))] = d
+        return out
+
 
 def open_store(cfg: StoreConfig, spool_path: str | Path | None) -> tuple[Store, str]:
     """The store a report reads (InfluxDB when configured, else the embedded spool) and a name
@@ -387,6 +436,18 @@ class EmptyStore:
         return {}
 
     def detected_tech(self, sites: Iterable[str], t0: int, t1: int) -> dict[str, str]:
+        return {}
+
+    def weekly_latest(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        sites: Iterable[str],
+        t0: int,
+        t1: int,
+        by: str,
+        match: Mapping[str, str],
+    ) -> WeekRows:
         return {}
 
     def close(self) -> None:

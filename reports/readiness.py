@@ -853,6 +853,8 @@ class Estate:
     unverifiable: list[dict[str, Any]] = field(default_factory=list)
     #: each site's day-by-day history for the HTML/PDF site sections (``reports/trends.py``)
     trends: Any = None
+    #: the weekly verdict history and what changed (``reports/history.History``), when asked
+    history: Any = None
 
     def counts(self) -> dict[str, int]:
         c = {v: 0 for v in VERDICTS}

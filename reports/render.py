@@ -176,6 +176,7 @@ def to_json_doc(e: Estate) -> dict[str, Any]:
         "pstn_risk": e.pstn_risk,
         "tech_mismatch": e.mismatches,
         "tech_unverifiable": e.unverifiable,
+        **({"history": e.history.to_dict()} if e.history is not None else {}),
         "rubric": [r for r in rubric.rubric_rows() if r["profile"] == p.name],
         "constants": {
             "headroom": rubric.HEADROOM,
@@ -290,6 +291,12 @@ COHORT_HEAD = [
 
 
 def _sections(e: Estate) -> list[tuple[str, list[str], list[list[str]]]]:
+    from netready.reports import history
+
+    return _estate_sections(e) + history.sections(e.history)
+
+
+def _estate_sections(e: Estate) -> list[tuple[str, list[str], list[list[str]]]]:
     by = {k: [c for c in e.cohorts if c["by"] == k] for k in ("declared_tech", "detected_tech")}
     return [
         ("Copper vs fibre — declared tech", COHORT_HEAD, _cohort_rows(by["declared_tech"])),

@@ -102,7 +102,15 @@ def _selection(f: Any) -> Any:
     help="Write the report here instead of stdout (the path is printed on stderr). "
     "Required for pdf.",
 )
-def report(sel: Selection, fmt: str, out: str | None) -> None:
+@click.option(
+    "--history-weeks",
+    default=8,
+    show_default=True,
+    type=click.IntRange(0, 104),
+    help="Weeks of verdict history (from the readiness records `netready assess` writes) "
+    "and what changed; 0: none.",
+)
+def report(sel: Selection, fmt: str, out: str | None, history_weeks: int) -> None:
     """Readiness report: which sites can run video clinics, how many at once, copper vs fibre,
     what to upgrade first.
 
@@ -114,7 +122,9 @@ def report(sel: Selection, fmt: str, out: str | None) -> None:
     if fmt == "pdf" and out is None:
         raise ConfigError("--format pdf writes a file: give --out FILE.pdf")
     # the page formats show each site's history by day (reports/trends.py)
-    estate = assess.build(dataclasses.replace(sel, trends=fmt in ("html", "pdf")))
+    estate = assess.build(
+        dataclasses.replace(sel, trends=fmt in ("html", "pdf"), history_weeks=history_weeks)
+    )
     # Say what was read (on stderr: stdout is the report), so a report run from a checkout
     # is not mistaken for the estate's.
     click.echo(
