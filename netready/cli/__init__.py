@@ -4,7 +4,8 @@ A command parses its options, calls one library function and prints; a ``Netread
 the library becomes one line on stderr and the error's exit code (``base.Command``). Data goes
 to stdout, diagnostics to stderr. One module per command family:
 
-- ``core``: ``inventory check``, ``spool stats``, ``ship`` (and ``probe``, for now)
+- ``core``: ``inventory check|slice|import-ods``, ``spool stats``, ``ship``
+- ``config``: ``config keygen``, ``config serve`` (the fleet's configuration server)
 - ``report``: ``report``, ``assess``;  ``lab``: ``lab ...``;  ``dashboards``: ``dashboards ...``
 - ``store``: ``store init``, ``store backfill``;  ``servers``: ``reflector``, ``responder``;  ``serve``: ``serve``;  ``pcap``: ``pcap analyse``
 - ``agent``: ``netready-agent`` (a script of its own)
@@ -42,10 +43,11 @@ COMMANDS: dict[str, str] = {
     "serve": "netready.cli.serve:serve_command",
     "dashboards": "netready.cli.dashboards:dashboards",
     "store": "netready.cli.store:store",
+    "config": "netready.cli.config:config",
 }
 
 HELP = {
-    "inventory": "Check a site inventory file.",
+    "inventory": "Check, slice or import a site inventory file.",
     "spool": "Inspect the local spool (pending, shipped, dead-lettered, dropped).",
     "ship": "Ship spooled records to the central store now.",
     "probe": "Run one probe by hand (`netready probe --help` lists them).",
@@ -59,6 +61,7 @@ HELP = {
     "responder": "Run the media responder (far end of the video-call probe).",
     "dashboards": "Build and push the Grafana dashboards.",
     "store": "Set up the central InfluxDB: retention policies and hourly downsampling.",
+    "config": "Fleet configuration: publish signed per-site slices of the inventory.",
 }
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import click
 
 from netready.cli.base import Command, Group
-from netready.cli.options import inventory_option, spool_option
+from netready.cli.options import inventory_option, secret_option, spool_option
 from netready.cli.output import format_option, print_json
 
 
 @click.group(cls=Group)
 def inventory() -> None:
-    """Check a site inventory file."""
+    """Check a site inventory file, slice it per site, import sites from ODS."""
 
 
 @inventory.command("check")
@@ -87,6 +87,48 @@ def problem(text: str) -> dict[str, Any]:
         "message": m["message"],
         "text": text,
     }
+
+
+@inventory.command("slice")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--site", "sites", multiple=True, help="ODS code of a site to slice (repeatable).")
+@click.option(
+    "--all",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write every site's slice (or those of --site) as DIR/ODS.yaml with its signature "
+    "beside it (DIR/ODS.yaml.sig).",
+)
+@secret_option(
+    "--signing-key",
+    help="The ed25519 private key (`netready config keygen`) as file:PATH or env:NAME; "
+    "needed with --all.",
+)
+def inventory_slice(
+    file: str, sites: tuple[str, ...], out_dir: str | None, signing_key: str | None
+) -> None:
+    """Each site's slice of FILE: only that site, its targets and secret references, and
+    the store, agent settings and defaults it uses (the same bytes `netready config serve`
+    publishes), for estates that distribute files with their own tools (Ansible, Intune).
+
+    With --site X alone the slice goes to stdout (unsigned: a preview).
+    """
+    from netready.errors import ConfigError
+
+    if out_dir is None:
+        if len(sites) != 1:
+            raise ConfigError("give one --site ODS (to stdout) or --all DIR")
+        from netready.inventory import load, slice_bytes
+
+        click.echo(slice_bytes(load(file), sites[0]).decode(), nl=False)
+        return
+    if signing_key is None:
+        raise ConfigError("--all DIR needs --signing-key (each file is signed)")
+    from netready import fleet
+
+    written = fleet.export(file, signing_key, out_dir, list(sites) or None)
+    click.echo(f"wrote {len(written) // 2} slices with signatures to {out_dir}", err=True)
 
 
 @click.group(cls=Group)
