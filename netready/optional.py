@@ -7,7 +7,8 @@ central servers' extras are named in ``pyproject.toml``::
     influxdb2  influxdb-client       the InfluxDB v2 write API (v1 needs nothing more)
     grafana    grafana-client, grafana-foundation-sdk   `netready dashboards build|push`
     ssh        paramiko, ntc-templates   the ssh collector (router CLI)
-    server     aiohttp               `netready serve` (the speed-test endpoint)
+    server     aiohttp               `netready serve`, `netready config serve`
+    estate     ruamel.yaml           `netready inventory import-ods` (keeps the YAML's comments)
     raw-icmp   scapy                 the icmp probe's raw socket (the datagram one needs none)
 
 ``require`` imports one of them or raises ``MissingExtra``, one line naming the extra.
@@ -29,6 +30,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "aiohttp": ("server", "aiohttp"),
     "paramiko": ("ssh", "paramiko"),
     "ntc_templates": ("ssh", "ntc-templates"),
+    "ruamel": ("estate", "ruamel.yaml"),
     "scapy": ("raw-icmp", "scapy"),
 }
 

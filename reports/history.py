@@ -23,17 +23,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netready.reports.assess import VERDICT_CODE
 from netready.reports.query import Store
 
 from netready.inventory import Site
 from netready.store import WEEK_MS, week_start
 
-CODE_VERDICT = {v: k for k, v in VERDICT_CODE.items()}
 ASSESSED = ("READY", "MARGINAL", "NOT READY")
 _SEV = {v: i for i, v in enumerate(ASSESSED)}
 #: the fields of a ``readiness`` record the history reads
-FIELDS = ("verdict_code", "capacity_calls", "down_p10_mbps", "up_p10_mbps")
+FIELDS = ("verdict", "capacity_calls", "down_p10_mbps", "up_p10_mbps")
 #: a rise in sustained throughput this large (x1.25) counts as an upgrade
 UPGRADE_GAIN = 1.25
 #: weeks without any readiness record after which a site that reported has stopped
@@ -104,7 +102,7 @@ def history(
     )
     per: dict[str, dict[int, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for (ods, wk, tech), vals in rows.items():
-        if "verdict_code" in vals:
+        if "verdict" in vals:
             per[ods][wk][tech] = vals
     h = History(starts)
     for s in sites:
@@ -120,7 +118,7 @@ def history(
             line.append(
                 Week(
                     wk,
-                    CODE_VERDICT.get(int(v["verdict_code"]), "NO DATA"),
+                    str(v["verdict"]),
                     tech,
                     _num(v.get("capacity_calls")),
                     _num(v.get("down_p10_mbps")),
@@ -228,7 +226,7 @@ def sections(h: History | None) -> list[tuple[str, list[str], list[list[str]]]]:
 
     head = ["site", *(f"w/c {day(w)}" for w in h.weeks)]
     rows = [
-        [ods, *("" if w is None else SHORT[w.verdict] for w in line)]
+        [ods, *("" if w is None else SHORT.get(w.verdict, "?") for w in line)]
         for ods, line in h.sites.items()
         if any(w is not None for w in line)
     ]

@@ -131,6 +131,46 @@ def inventory_slice(
     click.echo(f"wrote {len(written) // 2} slices with signatures to {out_dir}", err=True)
 
 
+@inventory.command("import-ods")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@inventory_option(help="The inventory to merge into (created if it does not exist).")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@click.option(
+    "--today", default=None, metavar="YYYY-MM-DD", help="Judge close dates as of this day."
+)
+@format_option
+def inventory_import_ods(
+    csv_file: str, inventory_path: str, dry_run: bool, today: str | None, fmt: str
+) -> None:
+    """Add or refresh GP practices from the NHS ODS practice file (epraccur.csv: no header
+    row). Active practices only; a practice already in the inventory keeps its link, router,
+    clinics and comments (only name and ICB are refreshed); closed ones are listed, never
+    removed (docs/fleet.md)."""
+    import datetime as dt
+
+    from netready import ods
+    from netready.errors import ConfigError
+
+    try:
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError:
+        raise ConfigError(f"--today {today!r}: use YYYY-MM-DD") from None
+    s = ods.import_ods(inventory_path, csv_file, today=day, dry_run=dry_run)
+    if fmt == "json":
+        print_json(s.to_dict())
+        return
+    verb = "would add" if dry_run else "added"
+    click.echo(
+        f"{inventory_path}: {verb} {len(s.added)}, refreshed {len(s.refreshed)}, "
+        f"unchanged {s.unchanged}; {s.skipped} rows not GP practices"
+    )
+    if s.closed_in_inventory:
+        click.echo(
+            f"closed in ODS but still in the inventory: {', '.join(s.closed_in_inventory)}",
+            err=True,
+        )
+
+
 @click.group(cls=Group)
 def spool() -> None:
     """Inspect the local spool."""
