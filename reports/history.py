@@ -31,7 +31,9 @@ from netready.store import WEEK_MS, week_start
 ASSESSED = ("READY", "MARGINAL", "NOT READY")
 _SEV = {v: i for i, v in enumerate(ASSESSED)}
 #: the fields of a ``readiness`` record the history reads
-FIELDS = ("verdict", "capacity_calls", "down_p10_mbps", "up_p10_mbps")
+#: (``tech`` is read as a field too: a store that keeps the declared tech as a field, not a
+#: tag, so that an upgrade does not fork the series, still shows the change)
+FIELDS = ("verdict", "capacity_calls", "down_p10_mbps", "up_p10_mbps", "tech")
 #: a rise in sustained throughput this large (x1.25) counts as an upgrade
 UPGRADE_GAIN = 1.25
 #: weeks without any readiness record after which a site that reported has stopped
@@ -103,7 +105,7 @@ def history(
     per: dict[str, dict[int, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for (ods, wk, tech), vals in rows.items():
         if "verdict" in vals:
-            per[ods][wk][tech] = vals
+            per[ods][wk][str(vals.get("tech") or tech)] = vals
     h = History(starts)
     for s in sites:
         line: list[Week | None] = []

@@ -36,7 +36,7 @@ def site(ods: str, tech: str = "fttc") -> dict[str, object]:
     }
 
 
-SITES = ["A00001", "B00002", "C00003", "D00004", "E00005", "F00006"]
+SITES = ["A00001", "B00002", "C00003", "D00004", "E00005", "F00006", "G00007"]
 
 
 def inventory() -> str:
@@ -83,6 +83,18 @@ def records() -> list[Record]:
         r.append(rec("E00005", week(i, 3), "NOT READY", profile="imaging"))
     r.append(rec("A00001", week(3, 2), "NOT READY", cap=1))
     r.append(rec("B00002", week(2, 0), "NOT READY", "adsl", cap=0, down=6))
+    # G: as B, but the store keeps the declared tech as a field (no series fork on upgrade)
+    for i in range(4):
+        tech = "adsl" if i < 3 else "fttp"
+        v = "MARGINAL" if i < 3 else "READY"
+        r.append(
+            Record(
+                "readiness",
+                {"site": "G00007", "icb": "QHM", "profile": "gp_video"},
+                {"verdict": v, "verdict_code": VERDICT_CODE[v], "capacity_calls": 1, "tech": tech},
+                week(i),
+            )
+        )
     # F: one READY week, then nothing at all
     r.append(rec("F00006", week(0), "READY", cap=2))
     return r
@@ -103,6 +115,7 @@ def expect(h) -> None:  # type: ignore[no-untyped-def]
         "C00003": ("upgraded", "MARGINAL → READY; capacity 2 → 6 calls"),
         "D00004": ("stopped reporting", "was READY, now STALE: the agent is not sending data"),
         "F00006": ("stopped reporting", "nothing assessed for 3 weeks"),
+        "G00007": ("upgraded", "MARGINAL → READY; tech adsl → fttp"),
     }  # B: its newest week against the one before, both READY on fttp: nothing changed
 
 
@@ -154,7 +167,7 @@ def test_report_shows_history_and_what_changed(tmp_path: Path, fmt: str) -> None
     if fmt == "json":
         doc = json.loads(r.stdout)
         assert [c["ods"] for c in doc["history"]["changes"]] == [
-            "A00001", "D00004", "F00006", "C00003",
+            "A00001", "D00004", "F00006", "C00003", "G00007",
         ]  # fmt: skip
         assert doc["history"]["sites"]["A00001"][3]["verdict"] == "NOT READY"
     else:
