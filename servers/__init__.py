@@ -6,6 +6,8 @@ probes measure against, run at the central site or on HSCN.
   probe's emulated calls;
 - ``speed``: the speed-test endpoint (``netready serve``, the ``server`` extra: aiohttp) for
   the throughput probe;
+- ``config``: the fleet's configuration server (``netready config serve``, the ``server``
+  extra): each site's signed slice of the inventory (``netready/fleet.py``, docs/fleet.md);
 - ``guard``: what they share: the allow-list, the token bucket, address-validation cookies
   and the rate-limited (counted) log.
 
