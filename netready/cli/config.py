@@ -3,7 +3,7 @@
 - ``config keygen``: a new ed25519 key pair (the private key stays with the server; the
   public key is installed with every agent, ``netready-agent --config-key``);
 - ``config serve``: publish each site's signed slice of the inventory at ``/sites/ODS``
-  (``netready/servers/config.py``; the ``server`` extra, aiohttp). HTTPS with ``--tls-cert``
+  (``servers/config.py``; the ``server`` extra, aiohttp). HTTPS with ``--tls-cert``
   and ``--tls-key``; plain HTTP only on loopback or with ``--allow-plain-http`` (the slices
   carry router addresses and circuit ids: without TLS anyone on the path reads them; the
   signature still stops them being changed).
