@@ -375,7 +375,7 @@ def _atomic_write(path: Path, content: bytes) -> None:
 def slice_url(base: str, site: str) -> str:
     """``BASE/sites/ODS``: where ``netready config serve`` publishes a site's slice."""
     u = urlsplit(base)
-    if u.scheme not in ("http", "https") or not u.hostname:
+    if not base.lower().startswith(("https://", "http://")) or not u.hostname:
         raise ConfigError(f"--config-url {base!r}: must start with https:// (or http://)")
     if "@" in u.netloc or u.query or u.fragment:
         raise ConfigError(f"--config-url {base!r}: the server's base URL, no credentials or ?query")

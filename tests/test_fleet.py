@@ -143,6 +143,12 @@ def test_keys_are_refused_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(fleet.ConfigError, match="exists; not overwritten"):
         fleet.write_keypair(priv, tmp_path / "new.pub")
     assert priv.stat().st_mode & 0o077 == 0
+    assert fleet.slice_url("https://cfg.example:8443/", "Y81001") == (
+        "https://cfg.example:8443/sites/Y81001"
+    )
+    for bad in ("ftp://cfg.example/", "cfg.example", "https://u:p@cfg.example/", "https://c/?x=1"):
+        with pytest.raises(fleet.ConfigError, match="--config-url"):
+            fleet.slice_url(bad, "Y81001")
 
 
 # ----------------------------------------------------------------------------- publishing
