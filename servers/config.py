@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ from netready.optional import require
 require("aiohttp", "netready config serve")
 from aiohttp import web  # noqa: E402
 from netready.servers.guard import AllowList  # noqa: E402
-from netready.servers.speed import _hostport, _url_host, is_loopback  # noqa: E402
+from netready.servers.speed import _hostport, _url_host, is_loopback, tls_context  # noqa: E402
 
 log = logging.getLogger("netready.config")
 
@@ -177,15 +176,7 @@ def endpoint(
         except ValueError as e:
             raise ConfigError(f"--token: {e}") from None
     publisher = Publisher(inventory_path, signing_key(signing_key_ref))
-    ssl_context = None
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise ConfigError("--tls-cert and --tls-key go together")
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ssl_context.load_cert_chain(tls_cert, tls_key)
-        except (OSError, ssl.SSLError) as e:
-            raise ServerError(f"cannot load {tls_cert}/{tls_key}: {e}") from None
+    ssl_context = tls_context(tls_cert, tls_key)
     return Endpoint(
         ConfigServer(publisher, AllowList(list(allow)), secret), host, port, ssl_context
     )

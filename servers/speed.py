@@ -817,15 +817,22 @@ def endpoint(
         server = SpeedServer(secret, Limits(**limits))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    ssl_context = None
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise ConfigError("--tls-cert and --tls-key go together")
-        import ssl
+    return Endpoint(server, host, port, tls_context(tls_cert, tls_key))
 
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ssl_context.load_cert_chain(tls_cert, tls_key)
-        except (OSError, ssl.SSLError) as e:
-            raise ServerError(f"cannot load {tls_cert}/{tls_key}: {e}") from None
-    return Endpoint(server, host, port, ssl_context)
+
+def tls_context(tls_cert: str | None, tls_key: str | None) -> Any:
+    """The server's TLS context for ``--tls-cert``/``--tls-key`` (None for neither):
+    ``ConfigError`` for one without the other, ``ServerError`` for files that do not load.
+    The HTTP servers' one TLS set-up (this endpoint and ``servers/config.py``)."""
+    if not (tls_cert or tls_key):
+        return None
+    if not (tls_cert and tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(tls_cert, tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ServerError(f"cannot load {tls_cert}/{tls_key}: {e}") from None
+    return ctx

@@ -16,7 +16,13 @@ from __future__ import annotations
 import click
 
 from netready.cli.base import Command, Group
-from netready.cli.options import allow_option, listen_option, log_options, secret_option
+from netready.cli.options import (
+    allow_option,
+    listen_option,
+    log_options,
+    secret_option,
+    tls_options,
+)
 from netready.cli.output import format_option, print_json
 
 
@@ -76,22 +82,8 @@ def keygen(private_key: str, public_key: str, fmt: str) -> None:
     header=True,
     help="Bearer token agents must send (a reference, never inline); default: none.",
 )
-@click.option(
-    "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM certificate: serve HTTPS (needed on a non-loopback address).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM private key for --tls-cert.",
-)
-@click.option(
-    "--allow-plain-http",
-    is_flag=True,
-    help="Serve plain HTTP on a non-loopback address: the slices (router addresses, "
+@tls_options(
+    plain_help="Serve plain HTTP on a non-loopback address: the slices (router addresses, "
     "circuit ids) are then readable on the path, though still signed.",
 )
 @log_options(default_format="text")

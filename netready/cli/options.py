@@ -245,3 +245,26 @@ def secret_option(
         callback=check,
         help=help,
     )
+
+
+def tls_options(*, plain_help: str) -> Callable[[F], F]:
+    """``--tls-cert``, ``--tls-key`` and ``--allow-plain-http`` (parameters ``tls_cert``,
+    ``tls_key``, ``allow_plain_http``) for the HTTP servers; ``plain_help`` says what plain
+    HTTP exposes on that server."""
+
+    def deco(f: F) -> F:
+        f = click.option("--allow-plain-http", is_flag=True, help=plain_help)(f)
+        f = click.option(
+            "--tls-key",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="PEM private key for --tls-cert.",
+        )(f)
+        return click.option(
+            "--tls-cert",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="PEM certificate: serve HTTPS (needed on a non-loopback address).",
+        )(f)
+
+    return deco

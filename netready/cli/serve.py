@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from netready.cli.base import Command
-from netready.cli.options import listen_option, log_options, secret_option
+from netready.cli.options import listen_option, log_options, secret_option, tls_options
 from netready.cli.servers import run_until_signalled
 from netready.inventory import HeaderSecretRef
 from netready.servers import speed
@@ -82,22 +82,8 @@ LIMITS = Limits()
     show_default=True,
     help="Seconds a download or upload may move no byte before it is cut off.",
 )
-@click.option(
-    "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM certificate: serve HTTPS (needed on a non-loopback address).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM private key for --tls-cert.",
-)
-@click.option(
-    "--allow-plain-http",
-    is_flag=True,
-    help="Serve plain HTTP on a non-loopback address. Every request carries the bearer "
+@tls_options(
+    plain_help="Serve plain HTTP on a non-loopback address. Every request carries the bearer "
     "token, and without TLS anyone on the path can read it and use the endpoint: only for "
     "a network you trust end to end (the lab, a private link).",
 )
