@@ -42,6 +42,7 @@ NO_FORMAT = {
     "netready reflector",
     "netready responder",
     "netready serve",
+    "netready config serve",
     "netready lab exec",
     "netready lab down",
     "netready-agent",

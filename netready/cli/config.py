@@ -18,6 +18,7 @@ import click
 from netready.cli.base import Command, Group
 from netready.cli.options import (
     allow_option,
+    inventory_option,
     listen_option,
     log_options,
     secret_option,
@@ -57,13 +58,7 @@ def keygen(private_key: str, public_key: str, fmt: str) -> None:
 
 
 @config.command("serve", cls=Command)
-@click.option(
-    "--inventory",
-    "inventory_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The estate inventory to publish (reloaded when the file changes).",
-)
+@inventory_option(help="The estate inventory to publish (reloaded when the file changes).")
 @secret_option(
     "--signing-key",
     required=True,

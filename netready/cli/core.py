@@ -105,8 +105,9 @@ def problem(text: str) -> dict[str, Any]:
     help="The ed25519 private key (`netready config keygen`) as file:PATH or env:NAME; "
     "needed with --all.",
 )
+@format_option(help="table: the slice (or a summary line); json: {site, slice} or {files}.")
 def inventory_slice(
-    file: str, sites: tuple[str, ...], out_dir: str | None, signing_key: str | None
+    file: str, sites: tuple[str, ...], out_dir: str | None, signing_key: str | None, fmt: str
 ) -> None:
     """Each site's slice of FILE: only that site, its targets and secret references, and
     the store, agent settings and defaults it uses (the same bytes `netready config serve`
@@ -121,13 +122,20 @@ def inventory_slice(
             raise ConfigError("give one --site ODS (to stdout) or --all DIR")
         from netready.inventory import load, slice_bytes
 
-        click.echo(slice_bytes(load(file), sites[0]).decode(), nl=False)
+        text = slice_bytes(load(file), sites[0]).decode()
+        if fmt == "json":
+            print_json({"site": sites[0], "slice": text})
+        else:
+            click.echo(text, nl=False)
         return
     if signing_key is None:
         raise ConfigError("--all DIR needs --signing-key (each file is signed)")
     from netready import fleet
 
     written = fleet.export(file, signing_key, out_dir, list(sites) or None)
+    if fmt == "json":
+        print_json({"files": [str(p) for p in written]})
+        return
     click.echo(f"wrote {len(written) // 2} slices with signatures to {out_dir}", err=True)
 
 

@@ -127,9 +127,7 @@ def report(sel: Selection, fmt: str, out: str | None, history_weeks: int) -> Non
     )
     # Say what was read (on stderr: stdout is the report), so a report run from a checkout
     # is not mistaken for the estate's.
-    click.echo(
-        f"reading {sel.inventory} ({inventory_source()}); store {estate.store}", err=True
-    )
+    click.echo(f"reading {sel.inventory} ({inventory_source()}); store {estate.store}", err=True)
     if fmt == "table" and out is None:
         from rich.console import Console
 
