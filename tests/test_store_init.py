@@ -132,8 +132,11 @@ def test_backfill_keeps_nearest_rank_percentiles_and_counts(
     assert got[("timeout", h0)]["reason_n"] == 1
     assert got[("ok", h0 + HOUR)]["rtt_p50_ms_p95"] == 99.0
     assert got[("ok", h0 + HOUR)]["rtt_p50_ms_n"] == 1
-    # a second backfill of the same range rewrites the same points (no doubles)
-    assert run("backfill", "-i", inv, "--since", "1d")[0] == 0
+    # a second backfill of the same range rewrites the same points (no doubles), and says so
+    # on stdout as JSON with --format json
+    first = int(err.split("backfilled ")[1].split()[0])
+    code, out, _err = run("backfill", "-i", inv, "--since", "1d", "--format", "json")
+    assert code == 0 and json.loads(out) == {"hourly_points": first, "since": "1d"}, out
     again = client.query(
         'SELECT count("rtt_p50_ms_n") FROM "hourly"."rtt" WHERE time >= now() - 1d'
     )

@@ -93,7 +93,10 @@ def store_init(inventory_path: str, database: str | None, fmt: str, **kw: Any) -
     show_default=True,
     help="Downsample this far back from now (14d, 36h, 2w).",
 )
-def store_backfill(inventory_path: str, database: str | None, since: str, **kw: Any) -> None:
+@format_option
+def store_backfill(
+    inventory_path: str, database: str | None, since: str, fmt: str, **kw: Any
+) -> None:
     """Run the hourly downsampling over the past (after `store init` on a database that
     already holds points, or after an outage longer than --resample-for)."""
     from rich.console import Console
@@ -118,4 +121,7 @@ def store_backfill(inventory_path: str, database: str | None, since: str, **kw: 
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             **_plan(kw),
         )
+    if fmt == "json":
+        print_json({"hourly_points": n, "since": since})
+        return
     click.echo(f"backfilled {n} hourly points over the last {since}", err=True)
