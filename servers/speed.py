@@ -72,7 +72,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netready.probes.throughput import wire
-from netready.probes.throughput.wire import PATH_DOWNLOAD, PATH_PING, PATH_UPLOAD, tcp_info
+from netready.probes.throughput.wire import (
+    PATH_CONFIG,
+    PATH_DOWNLOAD,
+    PATH_PING,
+    PATH_UPLOAD,
+    tcp_info,
+)
 from netready.servers.guard import Bucket, CountedLog
 
 from netready import platform
@@ -351,6 +357,7 @@ class SpeedServer:
             PATH_DOWNLOAD: ("GET", self._download),
             PATH_UPLOAD: ("POST", self._upload),
             PATH_PING: ("GET", self._ping),
+            PATH_CONFIG: ("GET", self._config),
         }
 
     # -- lifecycle
@@ -666,6 +673,14 @@ class SpeedServer:
             if got < reserve:
                 c.used -= reserve - got
             self._untrack(t, key)
+
+    async def _config(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The draft's configuration answer (``wire.config_body``), on the URL it was asked."""
+        c = self._client(request)
+        if not c.pings.take(1, time.monotonic()):
+            raise Refused(429, f"at most {self.limits.max_pings_per_s:g} pings/s", 1)
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response(wire.config_body(base), headers={"Cache-Control": "no-store"})
 
     async def _ping(self, request: web.BaseRequest) -> web.StreamResponse:
         c = self._client(request)

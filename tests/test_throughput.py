@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from netready.probes import throughput
-from netready.probes.throughput import Estimator, Spec, bufferbloat_grade
+from netready.probes.throughput import Estimator, Spec, bufferbloat_grade, rpm
 from netready.servers.speed import Limits, SpeedServer
 
 from netready import budget, registry
@@ -113,6 +113,108 @@ def test_spec_rejects_inline_token_and_bad_url() -> None:
     with pytest.raises(ConfigError, match="not an http"):
         plugin.make_spec({"target": "ftp://h", "token": "env:X"})
     assert plugin.heavy
+
+
+# --------------------------------------------------------------------------- RPM (pure)
+
+
+def test_rpm_trimmed_mean_drops_the_worst_five_percent() -> None:
+    vals = [10.0] * 19 + [1000.0]  # 20 values: the top 5 % is the one outlier
+    assert rpm.trimmed_mean(vals) == pytest.approx(10.0)
+    assert rpm.trimmed_mean([10.0, 20.0]) == pytest.approx(15.0)  # nothing to trim
+    assert rpm.trimmed_mean([]) is None
+
+
+def test_rpm_formula_of_draft_09() -> None:
+    """Foreign RPM from the mean of the three foreign times, self RPM from the self probes,
+    the result their arithmetic mean (draft -09 section 5.3.1); without TLS two times."""
+    p = rpm.Probes()
+    for i in range(10):
+        p.tcp_f.append((i, 60.0))
+        p.tls_f.append((i, 90.0))
+        p.http_f.append((i, 30.0))
+        p.http_s.append((i, 20.0))
+    r = rpm.responsiveness(p)
+    assert r is not None
+    assert r.foreign_rpm == pytest.approx(1000.0)  # 60000 / 60
+    assert r.self_rpm == pytest.approx(3000.0)  # 60000 / 20
+    assert r.rpm == pytest.approx(2000.0)
+    p.tls_f.clear()
+    r = rpm.responsiveness(p)
+    assert r is not None and r.foreign_rpm == pytest.approx(60000 / 45)
+    assert rpm.responsiveness(rpm.Probes(p.tcp_f[:4], [], p.http_f[:4], p.http_s)) is None
+
+
+def test_rpm_stability_rule_of_moving_averages() -> None:
+    s = rpm.Stability()
+    # ramp: the moving averages still rise
+    assert not any(s.add(v) for v in (1.0, 4.0, 8.0, 10.0, 10.0))
+    # a plateau: once the last MAD moving averages agree within 5 % (8, 9.5, 10, 10 do not;
+    # 9.5, 10, 10, 10 do)
+    assert [s.add(v) for v in (10.0, 10.0, 10.0, 10.0)] == [False, False, False, True]
+    rising = rpm.Stability()  # goodput still climbing 10 % an interval: never stable
+    assert not any(rising.add(10.0 * 1.1**i) for i in range(12))
+
+
+def test_rpm_probe_overhead_limits_and_confidence() -> None:
+    # 100 probes a second at most, however fast the line
+    assert rpm.probe_gap_s(10e9, 1200) == pytest.approx(0.01)
+    # 0.8 Mbit/s: a 1200-byte probe may come every 0.24 s (5 % of the line)
+    assert rpm.probe_gap_s(0.8e6, 1200) == pytest.approx(1200 * 8 / (0.05 * 0.8e6))
+    assert rpm.confidence(True, True, 30, 25) == "high"
+    assert rpm.confidence(True, False, 30, 25) == "medium"
+    assert rpm.confidence(True, True, 30, 10) == "medium"
+    assert rpm.confidence(False, True, 30, 30) == "low"
+    assert rpm.confidence(True, True, 4, 30) == "low"
+
+
+def test_rpm_fields_on_loopback() -> None:
+    recs, _ = _loop_run(Limits(max_rate_mbps=40), direction="down", max_seconds=6)
+    (r,) = recs
+    assert r.ok, r.fields
+    f = r.fields
+    assert f["rpm_probes_foreign"] >= rpm.MIN_SAMPLES and f["rpm_probes_self"] >= rpm.MIN_SAMPLES
+    assert f["rpm"] == pytest.approx((f["rpm_foreign"] + f["rpm_self"]) / 2)
+    assert f["rpm_loaded_ms"] == pytest.approx(60000 / f["rpm"])
+    assert "rpm_foreign_tls_ms" not in f  # plain HTTP: no TLS handshake to time
+    assert f["rpm_confidence"] in ("high", "medium", "low")
+
+
+def test_config_maps_the_drafts_urls_onto_the_endpoint() -> None:
+    """GET /config answers in the draft's configuration form; each URL it names works."""
+    import urllib.request
+
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, Limits(max_tests=4))  # each plain request is a test
+        port = await srv.start("127.0.0.1", 0)
+
+        def get(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+            req = urllib.request.Request(url, data, {"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read()
+
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _, body = await asyncio.to_thread(get, base + "/config")
+            urls = json.loads(body)["urls"]
+            small = await asyncio.to_thread(get, urls["small_https_download_url"])
+            large = urls["large_https_download_url"].replace("8000000000", "1000")
+            large_r = await asyncio.to_thread(get, large)
+            up = await asyncio.to_thread(get, urls["https_upload_url"], b"x" * 500)
+            return json.loads(body), small, large_r, up
+        finally:
+            await srv.close()
+
+    cfg, small, large, up = asyncio.run(go())
+    assert cfg["version"] == 1
+    assert set(cfg["urls"]) == {
+        "small_https_download_url",
+        "large_https_download_url",
+        "https_upload_url",
+    }
+    assert small[0] == 200 and "t" in json.loads(small[1])
+    assert large == (200, large[1]) and len(large[1]) == 1000
+    assert up[0] == 200 and json.loads(up[1]) == {"bytes": 500}
 
 
 # --------------------------------------------------------------------------- loopback
@@ -417,6 +519,27 @@ def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  #
         assert up["bufferbloat_grade"] in "CDF"
 
 
+@pytest.mark.root
+def test_rpm_shows_the_adsl_upload_queue(lab) -> None:  # type: ignore[no-untyped-def]
+    """The loaded round trip the RPM implies on the ADSL upload (0.8 Mbit/s, 250 ms of
+    buffer) holds most of the queue; the exact agreement with the truth is in
+    bench/throughput.py (a generous bound here: the machine may be loaded)."""
+    from netready.lab.netns import PROFILES
+
+    recs = _lab_probe(lab, "adsl", "--direction", "up")
+    f = recs[0]["fields"]
+    assert recs[0]["tags"]["result"] == "ok", f
+    assert f["rpm_probes_foreign"] >= 5 and f["rpm_probes_self"] >= 5
+    assert f["rpm_loaded_ms"] > f["rtt_idle_ms"] + 0.5 * PROFILES["adsl"].queue_ms
+    assert f["rpm_foreign_tcp_ms"] > 0.5 * PROFILES["adsl"].queue_ms  # the SYN queues too
+    assert f["rpm_confidence"] in ("high", "medium", "low")
+    # the probes kept to the draft's overhead limit: the foreign ones at most 4 % of the
+    # bytes on a line that was measured at goodput_mbps
+    secs = f["duration_s"]
+    probe_bits = f["rpm_probes_foreign"] * rpm.FOREIGN_PROBE_BYTES * 8
+    assert probe_bits <= 0.05 * f["goodput_mbps"] * 1e6 * secs
+
+
 def test_https_endpoint_with_and_without_verification(tmp_path: Path) -> None:
     import ssl
 
@@ -465,6 +588,10 @@ def test_https_endpoint_with_and_without_verification(tmp_path: Path) -> None:
 
     insecure, verified = asyncio.run(go())
     assert insecure.ok and insecure.fields["goodput_mbps"] == pytest.approx(20, rel=0.15)
+    # https: the foreign probes time the TLS handshake apart from the connect and the GET
+    f = insecure.fields
+    assert f["rpm_foreign_tls_ms"] > 0 and f["rpm_foreign_tcp_ms"] > 0
+    assert f["rpm_loaded_ms"] == pytest.approx(60000 / f["rpm"])
     assert verified.result == "error" and "TLS" in str(verified.fields["reason"])
 
 

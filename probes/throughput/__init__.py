@@ -16,9 +16,14 @@ Runs against ``netready serve`` (``servers/speed.py``). For each direction:
    ±``tolerance_pct`` (2%) of their mean, or when the time cap (``max_seconds``) or the byte
    cap is hit (then ``stable=false``). Goodput = bytes / time over those last windows.
 5. Loaded RTT: the ping connection keeps pinging during the transfer (every 50 ms, slower on
-   slow lines so pings stay under 0.5% of the rate, but at least every 5 s so the endpoint's
+   slow lines so pings stay under 1% of the rate, but at least every 5 s so the endpoint's
    idle timeout never closes the connection); they queue behind the test traffic
    (requests on the upload, replies on the download), so their median is the RTT under load.
+6. Responsiveness (RPM, draft-ietf-ippm-responsiveness; arithmetic in ``rpm.py``): the pings
+   under load are the self probes; ``Prober`` adds foreign probes (new connection: TCP
+   connect, TLS handshake on https, one GET /ping) within the draft's overhead limit. Once
+   goodput is stable the load is held up to ``RPM_EXTRA_S`` more until the RPM is (see
+   docs/throughput.md, "Responsiveness").
 
 Record (measurement ``throughput``; tags: site, icb, tech, target, method=http, direction
 (down|up), result):
@@ -44,6 +49,7 @@ windows            int    measurement windows taken, ramp-up included
 stop               str    why it stopped: stable, time_cap, byte_cap
 endpoint_limited   bool   the endpoint's per-client rate limit throttled this test: the
                           figure is that limit, not the line's capacity
+rpm, rpm_*         ...    responsiveness under load: see the plugin's ``fields`` below
 =================  =====  ============================================================
 
 Failures (``records.failure``): ``refused`` (connection refused, or the endpoint answered
@@ -73,7 +79,7 @@ from netready.inventory import HeaderSecret
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
 
-from . import wire
+from . import rpm, wire
 from .wire import delivered_bytes, tcp_info
 
 WIRE_BYTES_PER_PACKET = 1514  # full-size Ethernet frame, for sizing windows
@@ -83,8 +89,17 @@ MAX_SEGMENT = 32 * 1024 * 1024
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 #: A /ping costs about this many bytes on the wire each way (request or reply + an ACK).
 PING_WIRE_BYTES = 300
-#: Pings may use at most this share of the measured rate (a 0.45 Mbit/s upload: ~1 per s).
-PING_SHARE = 0.005
+#: Pings (the RPM's self probes) may use at most this share of the measured rate (a 0.45
+#: Mbit/s upload: ~2 per s); the foreign probes get the rest of the draft's 5 % (rpm.PTC).
+PING_SHARE = 0.01
+FOREIGN_SHARE = rpm.PTC - PING_SHARE
+#: Foreign probes a second at most: the draft allows 100 probes a second, the endpoint 50
+#: /ping a second per client (servers/speed.py Limits) and the pinger takes up to 20 of them.
+FOREIGN_MAX_PER_S = 20.0
+FOREIGN_IN_FLIGHT = 4
+#: Once goodput is stable, the load is held at most this long more for the RPM to settle
+#: (the draft's probes need load that lasts; ``rpm_wants_more``)
+RPM_EXTRA_S = 2 * rpm.MAD * rpm.ID_S
 #: ... but come at least this often, well inside the endpoint's idle timeout (15 s), which
 #: closes a keep-alive connection that sends no request for that long.
 PING_MAX_GAP_S = 5.0
@@ -378,9 +393,7 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
                 self.finished = True
                 break
             assert self.transport is not None
-            self.transport.write(
-                run.ep.request("GET", wire.download_path(n, run.test_id))
-            )
+            self.transport.write(run.ep.request("GET", wire.download_path(n, run.test_id)))
             self.outstanding += 1
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -532,6 +545,7 @@ class Pinger:
         self.writer: asyncio.StreamWriter | None = None
         self.idle_ms: list[float] = []
         self.loaded_ms: list[float] = []
+        self.loaded_at: list[tuple[float, float]] = []  # (start time, ms): the self probes
         self.loaded = False
         self.last: dict[str, float] = {}
 
@@ -564,9 +578,11 @@ class Pinger:
 
     async def loop(self) -> None:
         while True:
+            t0 = time.monotonic()
             rtt = await self.ping(timeout=10.0)
             if self.loaded:
                 self.loaded_ms.append(rtt)
+                self.loaded_at.append((t0, rtt))
             # keep our own ping traffic under PING_SHARE of the line (it shares the link)
             rate_bps = self.run.rate_Bps * 8
             gap = PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps) if rate_bps > 0 else 0.05
@@ -575,6 +591,77 @@ class Pinger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.transport.abort()
+
+
+class Prober:
+    """The RPM's foreign probes: each a new TCP connection (connect time), a TLS handshake when
+    the endpoint is https (handshake time) and one ``GET /ping`` (the draft's /small: request to
+    last byte of the reply), then closed. Paced by ``rpm.probe_gap_s`` under the draft's limits
+    (100 a second, with the self probes at most 5 % of the measured rate)."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.probes = rpm.Probes()
+        self.failed = 0
+        self.error: Exception | None = None
+
+    async def once(self) -> None:
+        run, ep = self.run, self.run.ep
+        t0 = time.monotonic()
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ep.host, ep.port), run.spec.connect_timeout_s
+        )
+        try:
+            t1 = time.monotonic()
+            t2 = t1
+            if ep.ssl is not None:
+                await asyncio.wait_for(
+                    writer.start_tls(ep.ssl, server_hostname=ep.host), run.spec.connect_timeout_s
+                )
+                t2 = time.monotonic()
+            writer.write(ep.request("GET", wire.ping_path(run.test_id)))
+            head = await asyncio.wait_for(reader.readuntil(wire.HEAD_END), 10.0)
+            status, headers = _parse_head(head[:-4])
+            await asyncio.wait_for(
+                reader.readexactly(int(headers.get("content-length", "0"))), 10.0
+            )
+            t3 = time.monotonic()
+        finally:
+            writer.transport.abort()
+        if status != 200:
+            raise HttpRefusal(status, headers.get("retry-after"))
+        self.probes.tcp_f.append((t0, (t1 - t0) * 1000))
+        if ep.ssl is not None:
+            self.probes.tls_f.append((t0, (t2 - t1) * 1000))
+        self.probes.http_f.append((t0, (t3 - t2) * 1000))
+
+    async def _one(self) -> None:
+        try:
+            await self.once()
+        except HttpRefusal as e:
+            if e.status != 429:
+                self.error = e
+            self.failed += 1  # over the endpoint's ping limit: counted, the next one waits
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            self.failed += 1  # a lost SYN on a saturated line is a fact, not an error
+
+    async def loop(self) -> None:
+        """Start a probe every gap, without waiting for the one before (at most
+        ``FOREIGN_IN_FLIGHT`` at once): on a bloated line one probe takes seconds."""
+        extra = rpm.TLS_PROBE_BYTES if self.run.ep.ssl is not None else 0
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while self.error is None:
+                if len(tasks) < FOREIGN_IN_FLIGHT:
+                    t = asyncio.create_task(self._one())
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                gap = rpm.probe_gap_s(self.run.rate_Bps * 8, rpm.FOREIGN_PROBE_BYTES + extra)
+                await asyncio.sleep(max(gap * rpm.PTC / FOREIGN_SHARE, 1 / FOREIGN_MAX_PER_S))
+            raise self.error
+        finally:
+            for t in tasks:
+                t.cancel()
 
 
 # --------------------------------------------------------------------------- one direction
@@ -607,6 +694,12 @@ class _Run:
         self._last_retrans: dict[int, int] = {}
         self.endpoint_limited = False
         self.restarted = False
+        self.goodput = rpm.Stability()  # the draft's rule on 1 s intervals of goodput
+        self.goodput_stable = False
+        self.loaded_t0: float | None = None
+        self.ramp_end = 0.0
+        self.prober: Prober | None = None
+        self.goodput_result: tuple[int, float] | None = None
         self._last_t = 0.0
         self.est = Estimator(
             spec.start_streams,
@@ -691,6 +784,10 @@ class _Run:
         t_start = time.monotonic()
         await self.grow(est.streams)
         ping_task = asyncio.create_task(pinger.loop())
+        prober = self.prober = Prober(self)
+        probe_task: asyncio.Task[None] | None = None
+        iv: tuple[float, int] | None = None  # start of the current RPM interval (ID_S)
+        rpm_hold: float | None = None  # goodput was stable at: the RPM phase goes on
         win: tuple[float, int] | None = None
         stop = "time_cap"
         drained_at: float | None = None
@@ -704,10 +801,23 @@ class _Run:
                 t, b = self.sample(pinger)
                 if self.restarted:
                     self.restarted, win = False, None
+                    self.goodput, iv = rpm.Stability(), None
+                if probe_task is not None and probe_task.done():
+                    probe_task.result()  # raises a foreign probe's unexpected error
+                if win is not None and iv is not None and t - iv[0] >= rpm.ID_S:
+                    self.goodput_stable |= self.goodput.add((b - iv[1]) * 8 / (t - iv[0]))
+                    iv = (t, b)
                 if win is None:
                     if b > 0:
-                        win = (t, b)
+                        win = iv = (t, b)
                         pinger.loaded = True
+                        if probe_task is None:
+                            self.loaded_t0 = time.monotonic()
+                            probe_task = asyncio.create_task(prober.loop())
+                elif rpm_hold is not None:
+                    # goodput is measured; the load goes on for the RPM probes only
+                    if not self.rpm_wants_more(pinger, rpm_hold):
+                        break
                 elif t - win[0] >= est.window_s():
                     nbytes, dt = b - win[1], t - win[0]
                     self.rate_Bps = nbytes / dt
@@ -718,6 +828,8 @@ class _Run:
                             f"{self.direction}: {nbytes * 8 / dt / 1e6:.2f} Mbit/s over "
                             f"{dt:.2f} s with {est.streams} streams"
                         )
+                    if action in ("add", "shrink"):
+                        self.ramp_end = time.monotonic()  # the RPM counts probes after it
                     if action == "add":
                         await self.grow(est.streams)
                     elif action == "shrink":
@@ -725,9 +837,12 @@ class _Run:
                             st.retire()
                     elif action == "done":
                         stop = "stable"
-                        break
+                        self.goodput_result = est.result()
+                        rpm_hold = time.monotonic()
+                        if not self.rpm_wants_more(pinger, rpm_hold):
+                            break
                 if time.monotonic() - t_start >= spec.max_seconds:
-                    stop = "time_cap"
+                    stop = "time_cap" if rpm_hold is None else "stable"
                     break
                 if self.reserve.exhausted and all(s.idle for s in self.streams):
                     # down: everything requested has arrived. up: all written; give the
@@ -760,8 +875,13 @@ class _Run:
                 nbytes_total = min(acked, sent) if self._last_counts else sent
                 retrans = rtx if self._last_counts else None
             ping_task.cancel()
+            if probe_task is not None:
+                probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ping_task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                if probe_task is not None:
+                    await probe_task
             if self.direction == "down":
                 # the endpoint is the sender: ask it for its retransmits before we hang up
                 with contextlib.suppress(Exception):
@@ -777,7 +897,23 @@ class _Run:
         finally:
             self.running = False
             ping_task.cancel()
+            if probe_task is not None:
+                probe_task.cancel()
             self._abort_data()
+
+    def rpm_wants_more(self, pinger: Pinger, since: float) -> bool:
+        """Hold the load for the RPM: until each probe kind has ``rpm.GOOD_SAMPLES`` after the
+        ramp or the RPM meets the stability rule, at most ``RPM_EXTRA_S`` after ``since``."""
+        if self.prober is None or time.monotonic() - since >= RPM_EXTRA_S:
+            return False
+        p = self.prober.probes.since(self.ramp_end)
+        p.http_s = [x for x in pinger.loaded_at if x[0] >= self.ramp_end]
+        if min(p.foreign, p.own) >= rpm.GOOD_SAMPLES:
+            return False
+        return not (
+            min(p.foreign, p.own) >= rpm.MIN_SAMPLES
+            and rpm.rpm_stable(p, self.ramp_end, time.monotonic())
+        )
 
     def _abort_data(self) -> None:
         for s in self.streams:
@@ -839,7 +975,7 @@ async def measure_direction(
         return failure("throughput", tags, result, reason)
     finally:
         pinger.close()
-    res = run.est.result()
+    res = run.goodput_result or run.est.result()
     if res is None or res[1] <= 0:
         result = "budget_exceeded" if out["stop"] == "byte_cap" else "timeout"
         what = "byte cap" if result == "budget_exceeded" else f"time cap {spec.max_seconds:g} s"
@@ -871,7 +1007,49 @@ async def measure_direction(
     if idle is not None and loaded is not None:
         fields["bufferbloat_ms"] = max(0.0, loaded - idle)
         fields["bufferbloat_grade"] = bufferbloat_grade(max(0.0, loaded - idle))
+    fields.update(rpm_fields(run, pinger))
     return Record("throughput", {**tags, "result": "ok"}, fields)  # type: ignore[arg-type]
+
+
+def rpm_fields(run: _Run, pinger: Pinger) -> dict[str, object]:
+    """The RPM fields of one direction (``rpm_confidence`` only, ``low``, without probes)."""
+    if run.prober is None:
+        return {"rpm_confidence": "low"}
+    allp = run.prober.probes
+    allp.http_s = list(pinger.loaded_at)
+    t_end = time.monotonic()
+    # after the ramp (the draft probes once goodput is saturated); all if that is too few
+    post = allp.since(run.ramp_end)
+    full = rpm.responsiveness(post) is not None
+    probes = post if full else allp
+    res = rpm.responsiveness(probes)
+    out: dict[str, object] = {
+        "rpm_probes_foreign": probes.foreign,
+        "rpm_probes_self": probes.own,
+        "rpm_probes_failed": run.prober.failed,
+        "rpm_goodput_stable": run.goodput_stable,
+    }
+    if res is None:
+        out["rpm_confidence"] = "low"
+        return out
+    t0 = run.ramp_end if full else (run.loaded_t0 or 0.0)
+    stable = full and rpm.rpm_stable(probes, t0, t_end)
+    out.update(
+        rpm=res.rpm,
+        rpm_loaded_ms=60000 / res.rpm,
+        rpm_foreign=res.foreign_rpm,
+        rpm_self=res.self_rpm,
+        rpm_foreign_tcp_ms=res.tcp_f_ms,
+        rpm_foreign_http_ms=res.http_f_ms,
+        rpm_self_ms=res.http_s_ms,
+        rpm_stable=stable,
+        rpm_confidence=rpm.confidence(
+            run.goodput_stable and full, stable, probes.foreign, probes.own
+        ),
+    )
+    if res.tls_f_ms is not None:
+        out["rpm_foreign_tls_ms"] = res.tls_f_ms
+    return out
 
 
 def _hostport(u: SplitResult) -> str:
@@ -935,5 +1113,26 @@ PLUGIN = Plugin(
         Metric("stop", "text", "why it stopped: stable, time_cap, byte_cap"),
         Metric("endpoint_limited", "bool", "the endpoint's per-client rate limit throttled this "
                "test: the figure is that limit, not the line's capacity"),
+        Metric("rpm", "RPM", "responsiveness under load (draft-ietf-ippm-responsiveness): mean "
+               "of rpm_foreign and rpm_self, round trips per minute"),
+        Metric("rpm_loaded_ms", "ms", "the loaded round trip the RPM implies, 60000 / rpm"),
+        Metric("rpm_foreign", "RPM", "60000 / mean of the trimmed means of the foreign probes' "
+               "TCP connect, TLS handshake (https only) and HTTP GET times"),
+        Metric("rpm_self", "RPM", "60000 / trimmed mean of the self probes (GET /ping on the "
+               "test's warm connection)"),
+        Metric("rpm_foreign_tcp_ms", "ms", "95 % trimmed mean of the foreign TCP connect times"),
+        Metric("rpm_foreign_tls_ms", "ms", "95 % trimmed mean of the foreign TLS handshakes "
+               "(https endpoints only)"),
+        Metric("rpm_foreign_http_ms", "ms", "95 % trimmed mean of the foreign GET /ping times"),
+        Metric("rpm_self_ms", "ms", "95 % trimmed mean of the self probes"),
+        Metric("rpm_probes_foreign", "probes", "foreign probes the RPM is computed over"),
+        Metric("rpm_probes_self", "probes", "self probes the RPM is computed over"),
+        Metric("rpm_probes_failed", "probes", "foreign probes that failed (a lost SYN on a "
+               "saturated line, a refusal)"),
+        Metric("rpm_goodput_stable", "bool", "goodput met the draft's stability rule (the "
+               "standard deviation of the last 4 one-second moving averages under 5 %)"),
+        Metric("rpm_stable", "bool", "the RPM met the same rule over its own 1 s intervals"),
+        Metric("rpm_confidence", "text", "high (goodput and RPM stable, >= 20 probes of each "
+               "kind), medium (goodput stable, >= 5 of each), low"),
     ),
 )  # fmt: skip

@@ -11,6 +11,10 @@ HTTP/1.1, keep-alive and pipelining allowed; every request carries
     the body (``Content-Length``) is read and discarded; 200 ``{"bytes": n}``.
 ``GET /ping?test=ID``
     200 JSON ``PingReply``: the endpoint's clock and the counters of test ``ID``.
+``GET /config``
+    200 JSON in the form of draft-ietf-ippm-responsiveness's configuration (``config_body``):
+    the draft's three URLs mapped onto these paths (/small is /ping, /large is /download,
+    /slurp is /upload).
 
 ``test`` (``TEST_ID_RE``) groups the parallel connections of one test. Refusals are 401
 (token), 404, 405, 400 and 429 with ``Retry-After`` (seconds).
@@ -33,6 +37,10 @@ from netready import platform
 PATH_DOWNLOAD = "/download"
 PATH_UPLOAD = "/upload"
 PATH_PING = "/ping"
+PATH_CONFIG = "/config"
+#: the size of the draft's "large" download in the /config answer (the probe itself asks
+#: for sizes reserved from its byte cap)
+CONFIG_LARGE_BYTES = 8_000_000_000
 #: query parameters: the size of a download, the test a connection belongs to
 Q_BYTES = "bytes"
 Q_TEST = "test"
@@ -54,6 +62,20 @@ def upload_path(test_id: str) -> str:
 
 def ping_path(test_id: str) -> str:
     return f"{PATH_PING}?{Q_TEST}={test_id}"
+
+
+def config_body(base_url: str) -> dict[str, object]:
+    """The ``/config`` answer for an endpoint at ``base_url`` (scheme, host, port, prefix):
+    the draft's ``urls`` object (section 4.4 of draft -09) with its three URLs on our paths."""
+    b = base_url.rstrip("/")
+    return {
+        "version": 1,
+        "urls": {
+            "small_https_download_url": b + PATH_PING,
+            "large_https_download_url": f"{b}{PATH_DOWNLOAD}?{Q_BYTES}={CONFIG_LARGE_BYTES}",
+            "https_upload_url": b + PATH_UPLOAD,
+        },
+    }
 
 
 def request_head(
