@@ -49,7 +49,29 @@ windows            int    measurement windows taken, ramp-up included
 stop               str    why it stopped: stable, time_cap, byte_cap
 endpoint_limited   bool   the endpoint's per-client rate limit throttled this test: the
                           figure is that limit, not the line's capacity
-rpm, rpm_*         ...    responsiveness under load: see the plugin's ``fields`` below
+rpm                float  responsiveness under load (draft-ietf-ippm-responsiveness):
+                          mean of rpm_foreign and rpm_self, round trips per minute
+rpm_loaded_ms      float  the loaded round trip the RPM implies, 60000 / rpm
+rpm_foreign        float  60000 / mean of the trimmed means of the foreign probes' TCP
+                          connect, TLS handshake (https only) and HTTP GET times
+rpm_self           float  60000 / trimmed mean of the self probes (GET /ping on the
+                          test's warm connection)
+rpm_foreign_tcp_ms float  95 % trimmed mean of the foreign TCP connect times
+rpm_foreign_tls_ms float  95 % trimmed mean of the foreign TLS handshakes (https
+                          endpoints only)
+rpm_foreign_http_ms
+                   float  95 % trimmed mean of the foreign GET /ping times
+rpm_self_ms        float  95 % trimmed mean of the self probes
+rpm_probes_foreign int    foreign probes the RPM is computed over
+rpm_probes_self    int    self probes the RPM is computed over
+rpm_probes_failed  int    foreign probes that failed (a lost SYN on a saturated line,
+                          a refusal)
+rpm_goodput_stable bool   goodput met the draft's stability rule (the standard
+                          deviation of the last 4 one-second moving averages under 5
+                          %)
+rpm_stable         bool   the RPM met the same rule over its own 1 s intervals
+rpm_confidence     str    high (goodput and RPM stable, >= 20 probes of each kind),
+                          medium (goodput stable, >= 5 of each), low
 =================  =====  ============================================================
 
 Failures (``records.failure``): ``refused`` (connection refused, or the endpoint answered
