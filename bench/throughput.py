@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python bench/throughput.py [--iperf3-seconds 10] [--sites adsl,fttp]
     sudo .venv/bin/python bench/throughput.py --cpu     # client CPU: raw asyncio vs aiohttp
+    sudo .venv/bin/python bench/throughput.py --rpm [--sites adsl,fttc40]   # RPM vs the truth
 
 Every lab profile plus two odd rates (3.3/0.45 and 23/6 Mbit/s), both directions. The truth is
 the shaped rate x 0.956 (TCP/IP + Ethernet overhead at 1500-byte MTU; docs/design.md). netready runs
@@ -10,6 +11,16 @@ configuration, each site against its own ``iperf3 -s`` (the lab shapes each site
 ``nr s`` is the probe's transfer time (ramp-up included; ~0.2 s of idle pings and process start
 not included); ``ip3 s`` is iperf3's test duration. Target: |error| <= 2% of the truth with at
 most half the bytes of ``iperf3 -P1``.
+
+``--rpm``: responsiveness. Per site and direction, the loaded round trip the RPM implies
+(60000 / ``rpm``) against the truth, the base RTT plus the queue's delay at the shaped rate
+(``queue_ms``: the buffer holds rate x queue_ms bytes; ``qdisc``: the base RTT plus the
+delay of the bytes the queue really held, ``tc -s qdisc`` backlog / rate sampled every 0.2 s
+over the last 40 % of the test, which shows whether the load had filled it). The base RTT is irtt's median over the
+second before the test (UDP, 20 packets/s); as a reference irtt keeps running through the test
+(a Crusader-style latency probe beside the load) and its median over the last 40 % of the test
+is shown too. flent/Crusader are not installed here; Apple's networkQuality (macOS) and
+goresponsiveness (Go) do not run here. Target: |error| <= 10 % of the truth.
 
 Stopped by SIGTERM/SIGINT/SIGHUP (e.g. ``timeout``), it tears its lab down (namespaces, the
 endpoint, the iperf3 processes, the state file) and removes its copy of iperf3.
@@ -21,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +58,10 @@ from netready.probes.iperf3 import parse as parse_iperf3  # noqa: E402
 OVERHEAD = 0.956
 # The real iperf3 binary under its own name: other work on this machine may `pkill iperf3`.
 IPERF3 = f"/tmp/nrbench-iperf3-{os.getpid()}"
+IRTT = f"/tmp/nrbench-irtt-{os.getpid()}"
+#: irtt's run beside one direction: longer than its idle second + the probe's time cap (15 s)
+#: + the RPM hold (8 s)
+IRTT_S = 26
 TOKEN_ENV = "NR_BENCH_TOKEN"
 #: the netready command of this interpreter (its probes and the speed endpoint)
 NETREADY = [sys.executable, "-m", "netready.cli"]
@@ -121,6 +137,7 @@ def main() -> None:
     ap.add_argument("--iperf3-seconds", type=float, default=10.0)
     ap.add_argument("--sites", default=",".join(SITES))
     ap.add_argument("--cpu", action="store_true", help="only compare client CPU (loopback)")
+    ap.add_argument("--rpm", action="store_true", help="only RPM against the queue's truth")
     a = ap.parse_args()
     with exit_on_signals():  # SIGTERM/SIGHUP unwind through the finally blocks
         if a.cpu:
@@ -130,6 +147,14 @@ def main() -> None:
         unknown = [n for n in names if n not in SITES]
         if unknown:
             ap.error(f"--sites: unknown {', '.join(unknown)} (known: {', '.join(SITES)})")
+        if a.rpm:
+            try:
+                shutil.copy2(shutil.which("irtt") or "/usr/bin/irtt", IRTT)
+                rpm_bench(names)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(IRTT)
+            return
         try:
             shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", IPERF3)
             nr, ip3, t_start = run_all(names, a.iperf3_seconds)
@@ -187,6 +212,167 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
                     # kills their processes, which ends the threads
                     ex.shutdown(wait=False, cancel_futures=True)
     return nr, ip3, t_start
+
+
+def _endpoint(lab: Lab) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    srv = lab.popen(
+        lab.core_ns,
+        [
+            *NETREADY,
+            "serve",
+            "--listen",
+            f"{lab.core_ip}:8080",
+            "--token",
+            f"env:{TOKEN_ENV}",
+            "--max-tests",
+            "4",
+            "--max-mb",
+            "100000",
+            "--allow-plain-http",  # the lab is a closed network of our own
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert srv.stderr is not None and "listening" in srv.stderr.readline()
+    threading.Thread(target=srv.stderr.read, daemon=True).start()
+
+
+def _irtt_rtts(out: str) -> list[tuple[float, float]]:
+    """(send wall time s, RTT ms) of every answered packet in irtt's JSON."""
+    d = json.loads(out)
+    rows = []
+    for rt in d.get("round_trips") or []:
+        if rt.get("lost") not in (None, "false", False):
+            continue
+        rtt = rt.get("delay", {}).get("rtt")
+        if rtt is None:
+            continue
+        rows.append((rt["timestamps"]["client"]["send"]["wall"] / 1e9, rtt / 1e6))
+    return rows
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+
+
+def _backlog(lab: Lab, site: str, d: str) -> int | None:
+    """Bytes waiting in the bfifo of the site's download (router side) or upload (core side)
+    queue, from ``tc -s qdisc``."""
+    s = lab.topo.sites[site]
+    dev, leaf = (s.router_if, 0x101) if d == "down" else ("core0", s.index + 0x100)
+    cp = lab.run(lab.router_ns, ["tc", "-s", "qdisc", "show", "dev", dev], check=False)
+    blocks = cp.stdout.split("qdisc ")
+    for b in blocks:
+        if b.startswith(f"bfifo {leaf:x}:"):
+            m = re.search(r"backlog (\d+)b", b)
+            return int(m.group(1)) if m else None
+    return None
+
+
+def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
+    """One direction of one site: irtt beside netready's throughput test, the queue sampled."""
+    ip = lab.popen(
+        lab.site_ns(site),
+        [IRTT, "client", "-i", "50ms", "-d", f"{IRTT_S}s", "--wait=1s", "-Q", "-o", "-",
+         f"{lab.core_ip}:2112"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    time.sleep(1.2)  # the idle second: irtt's base RTT
+    q: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            b = _backlog(lab, site, d)
+            if b is not None:
+                q.append((time.time(), b))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.time()
+    argv = [
+        *NETREADY, "probe", "throughput", "--target", f"http://{lab.core_ip}:8080",
+        "--token", f"env:{TOKEN_ENV}", "--direction", d, "--format", "json",
+    ]  # fmt: skip
+    cp = lab.run(lab.site_ns(site), argv, timeout=120, check=False)
+    t1 = time.time()
+    done.set()
+    th.join()
+    # irtt writes no JSON when interrupted: it runs its whole duration
+    out, _ = ip.communicate(timeout=IRTT_S + 15)
+    recs = json.loads(cp.stdout or "[]")
+    f = recs[0]["fields"] if recs else {}
+    rtts = _irtt_rtts(out) if out.strip() else []
+    dur = float(f.get("duration_s", t1 - t0))
+    p = SITES[site]
+    rate = (p.down_mbit if d == "down" else p.up_mbit) * 1e6 / 8
+    tail = [b for t, b in q if t1 - 0.4 * dur <= t <= t1]
+    return {
+        "nr": f,
+        "queue_ms": sum(tail) / len(tail) / rate * 1000 if tail else None,
+        "base": _median([r for t, r in rtts if t < t0]),
+        "irtt_loaded": _median([r for t, r in rtts if t1 - 0.4 * dur <= t <= t1]),
+    }
+
+
+def rpm_bench(names: list[str]) -> None:
+    os.environ[TOKEN_ENV] = "bench-token-0123456789"
+    up0 = os.getloadavg()[0]
+    rows = []
+    with Lab(sites={n: SITES[n] for n in names}) as lab:
+        _endpoint(lab)
+        lab.popen(
+            lab.core_ns,
+            [IRTT, "server", "-b", f"{lab.core_ip}:2112", "-i", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        for n in names:
+            for d in ("down", "up"):
+                print(f"rpm {n} {d} ...", file=sys.stderr, flush=True)
+                rows.append((n, d, rpm_one(lab, n, d)))
+    print_rpm(rows, up0, os.getloadavg()[0])
+
+
+def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: float) -> None:
+    print(
+        f"{'site':9} {'dir':4} {'Mbit/s':>6} {'queue':>5} {'base':>6} {'truth':>6} "
+        f"{'qdisc':>6} | "
+        f"{'RPM':>5} {'60000/RPM':>9} {'err%':>6} {'conf':>6} {'f/s':>7} | "
+        f"{'irtt ld':>7} {'err%':>6} | {'tcp_f':>6} {'http_f':>6} {'self':>6}"
+    )
+    ok = 0
+    for n, d, r in rows:
+        p, f, base = SITES[n], r["nr"], r["base"]
+        rate = p.down_mbit if d == "down" else p.up_mbit
+        truth = (base or 0.0) + p.queue_ms
+        nr_ms = f.get("rpm_loaded_ms")
+        il = r["irtt_loaded"]
+
+        def e(v: float | None, truth: float = truth, base: float | None = base) -> str:
+            return f"{(v / truth - 1) * 100:+6.1f}" if v and base is not None else "  fail"
+
+        ok += bool(nr_ms and base is not None and abs(nr_ms / truth - 1) <= 0.10)
+        print(
+            f"{n:9} {d:4} {rate:6.1f} {p.queue_ms:5.0f} {base or 0:6.1f} {truth:6.1f} "
+            f"{(base or 0) + (r['queue_ms'] or 0):6.1f} | "
+            f"{f.get('rpm', 0):5.0f} {nr_ms or 0:9.1f} {e(nr_ms)} "
+            f"{f.get('rpm_confidence', '-'):>6} "
+            f"{f.get('rpm_probes_foreign', 0):3}/{f.get('rpm_probes_self', 0):<3} | "
+            f"{il or 0:7.1f} {e(il)} | {f.get('rpm_foreign_tcp_ms', 0):6.1f} "
+            f"{f.get('rpm_foreign_http_ms', 0):6.1f} {f.get('rpm_self_ms', 0):6.1f}"
+        )
+    print(
+        f"\n{ok}/{len(rows)} rows within 10 % of the truth (base RTT from irtt idle + queue_ms). "
+        f"Load average {up0:.1f} before, {up1:.1f} after (2 cores)."
+    )
 
 
 def _err(mbps: float | None, truth: float) -> str:

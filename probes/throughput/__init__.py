@@ -122,6 +122,8 @@ FOREIGN_IN_FLIGHT = 4
 #: Once goodput is stable, the load is held at most this long more for the RPM to settle
 #: (the draft's probes need load that lasts; ``rpm_wants_more``)
 RPM_EXTRA_S = 2 * rpm.MAD * rpm.ID_S
+#: ... and adds a load-generating flow this often meanwhile (up to max_streams)
+RPM_ADD_S = 0.5
 #: ... but come at least this often, well inside the endpoint's idle timeout (15 s), which
 #: closes a keep-alive connection that sends no request for that long.
 PING_MAX_GAP_S = 5.0
@@ -722,6 +724,7 @@ class _Run:
         self.ramp_end = 0.0
         self.prober: Prober | None = None
         self.goodput_result: tuple[int, float] | None = None
+        self.goodput_streams = 0  # streams when goodput was measured (the RPM may add more)
         self._last_t = 0.0
         self.est = Estimator(
             spec.start_streams,
@@ -810,6 +813,7 @@ class _Run:
         probe_task: asyncio.Task[None] | None = None
         iv: tuple[float, int] | None = None  # start of the current RPM interval (ID_S)
         rpm_hold: float | None = None  # goodput was stable at: the RPM phase goes on
+        last_add = 0.0
         win: tuple[float, int] | None = None
         stop = "time_cap"
         drained_at: float | None = None
@@ -837,9 +841,15 @@ class _Run:
                             self.loaded_t0 = time.monotonic()
                             probe_task = asyncio.create_task(prober.loop())
                 elif rpm_hold is not None:
-                    # goodput is measured; the load goes on for the RPM probes only
+                    # goodput is measured; the load goes on for the RPM probes only, and as
+                    # the draft's load generator does it adds a flow every RPM_ADD_S (a new
+                    # flow's slow start fills the bottleneck's buffer as working traffic does)
                     if not self.rpm_wants_more(pinger, rpm_hold):
                         break
+                    live = sum(not st.retired for st in self.streams)
+                    if time.monotonic() - last_add >= RPM_ADD_S and live < spec.max_streams:
+                        last_add = time.monotonic()
+                        await self._open()
                 elif t - win[0] >= est.window_s():
                     nbytes, dt = b - win[1], t - win[0]
                     self.rate_Bps = nbytes / dt
@@ -860,7 +870,8 @@ class _Run:
                     elif action == "done":
                         stop = "stable"
                         self.goodput_result = est.result()
-                        rpm_hold = time.monotonic()
+                        self.goodput_streams = est.streams
+                        rpm_hold = last_add = time.monotonic()
                         if not self.rpm_wants_more(pinger, rpm_hold):
                             break
                 if time.monotonic() - t_start >= spec.max_seconds:
@@ -923,19 +934,30 @@ class _Run:
                 probe_task.cancel()
             self._abort_data()
 
+    def rpm_probes(self, pinger: Pinger, now: float) -> tuple[rpm.Probes, float]:
+        """The probes the RPM is computed over and the time they start from: those of the
+        last ``MAD`` intervals after the ramp, as the draft computes each interval's RPM
+        (widened to all those after the ramp, then to all loaded ones, when under
+        ``MIN_SAMPLES`` of a kind)."""
+        assert self.prober is not None
+        fp = self.prober.probes
+        allp = rpm.Probes(list(fp.tcp_f), list(fp.tls_f), list(fp.http_f), list(pinger.loaded_at))
+        for t0 in (max(self.ramp_end, now - rpm.MAD * rpm.ID_S), self.ramp_end):
+            p = allp.since(t0)
+            if min(p.foreign, p.own) >= rpm.MIN_SAMPLES:
+                return p, t0
+        return allp, -1.0  # before any ramp end: not "full"
+
     def rpm_wants_more(self, pinger: Pinger, since: float) -> bool:
-        """Hold the load for the RPM: until each probe kind has ``rpm.GOOD_SAMPLES`` after the
-        ramp or the RPM meets the stability rule, at most ``RPM_EXTRA_S`` after ``since``."""
-        if self.prober is None or time.monotonic() - since >= RPM_EXTRA_S:
+        """Hold the load for the RPM until it meets the draft's stability rule after the ramp
+        (a filling queue raises it interval by interval), at most ``RPM_EXTRA_S`` after
+        ``since``."""
+        now = time.monotonic()
+        if self.prober is None or now - since >= RPM_EXTRA_S:
             return False
-        p = self.prober.probes.since(self.ramp_end)
-        p.http_s = [x for x in pinger.loaded_at if x[0] >= self.ramp_end]
-        if min(p.foreign, p.own) >= rpm.GOOD_SAMPLES:
-            return False
-        return not (
-            min(p.foreign, p.own) >= rpm.MIN_SAMPLES
-            and rpm.rpm_stable(p, self.ramp_end, time.monotonic())
-        )
+        allp = self.prober.probes.since(self.ramp_end)
+        allp.http_s = [x for x in pinger.loaded_at if x[0] >= self.ramp_end]
+        return not rpm.rpm_stable(allp, self.ramp_end, now)
 
     def _abort_data(self) -> None:
         for s in self.streams:
@@ -1016,7 +1038,7 @@ async def measure_direction(
         "bytes": int(out["bytes"]),  # type: ignore[call-overload]
         "duration_s": float(out["duration_s"]),  # type: ignore[arg-type]
         "measured_s": secs,
-        "streams": sum(not st.retired for st in run.streams),
+        "streams": run.goodput_streams or sum(not st.retired for st in run.streams),
         "retransmits": out["retransmits"],
         "rtt_idle_ms": idle,
         "rtt_loaded_ms": loaded,
@@ -1037,13 +1059,9 @@ def rpm_fields(run: _Run, pinger: Pinger) -> dict[str, object]:
     """The RPM fields of one direction (``rpm_confidence`` only, ``low``, without probes)."""
     if run.prober is None:
         return {"rpm_confidence": "low"}
-    allp = run.prober.probes
-    allp.http_s = list(pinger.loaded_at)
     t_end = time.monotonic()
-    # after the ramp (the draft probes once goodput is saturated); all if that is too few
-    post = allp.since(run.ramp_end)
-    full = rpm.responsiveness(post) is not None
-    probes = post if full else allp
+    probes, t0 = run.rpm_probes(pinger, t_end)
+    full = t0 >= run.ramp_end
     res = rpm.responsiveness(probes)
     out: dict[str, object] = {
         "rpm_probes_foreign": probes.foreign,
@@ -1054,8 +1072,9 @@ def rpm_fields(run: _Run, pinger: Pinger) -> dict[str, object]:
     if res is None:
         out["rpm_confidence"] = "low"
         return out
-    t0 = run.ramp_end if full else (run.loaded_t0 or 0.0)
-    stable = full and rpm.rpm_stable(probes, t0, t_end)
+    post = run.prober.probes.since(run.ramp_end)
+    post.http_s = [x for x in pinger.loaded_at if x[0] >= run.ramp_end]
+    stable = full and rpm.rpm_stable(post, run.ramp_end, t_end)
     out.update(
         rpm=res.rpm,
         rpm_loaded_ms=60000 / res.rpm,
