@@ -245,6 +245,55 @@ def test_summarise_hand_checked_trace() -> None:
     assert f["burst_loss_200ms_pct"] == pytest.approx(100 / 6)
 
 
+def _reply(seq: int, send_s: float, up_ms: float, down_ms: float, offset_s: float) -> rtt.Reply:
+    """A reply whose packet took ``up_ms`` out and ``down_ms`` back, the reflector's clock
+    ``offset_s`` ahead of ours (wall clocks as NTP, 1 ms turnaround)."""
+    rx_refl = send_s + up_ms / 1000 + offset_s
+    tx_refl = rx_refl + 0.001
+    back = tx_refl - offset_s + down_ms / 1000
+    ntp = lambda t: twamp.to_ntp(int(t * 1e9))  # noqa: E731
+    pkt = twamp.ReflectedPacket(seq, ntp(tx_refl), 1, ntp(rx_refl), seq, ntp(send_s), 1, 64)
+    return rtt.Reply(seq, back - 1.7e9, ntp(back), pkt)
+
+
+@pytest.mark.parametrize("offset_s", [37.25, -4.5])
+def test_one_way_variation_splits_the_added_delay_by_direction(offset_s: float) -> None:
+    """Upstream 5 ms and downstream 7 ms idle, then 40 ms more upstream: whatever the clock
+    offset, the variation puts the 40 ms upstream and none downstream."""
+    from netready.probes.rtt import analysis
+
+    t0 = 1.7e9
+    idle = [_reply(i, t0 + i * 0.02, 5.0, 7.0, offset_s) for i in range(20)]
+    loaded = [_reply(20 + i, t0 + (20 + i) * 0.02, 45.0, 7.0, offset_s) for i in range(20)]
+    base = analysis.owd_base(idle + loaded)
+    f = analysis.direction_fields(loaded, base)
+    assert f["owd_clock"] == "variation"
+    assert f["owd_up_p50_ms"] == pytest.approx(40.0, abs=0.01)
+    assert f["owd_down_p50_ms"] == pytest.approx(0.0, abs=0.01)
+    assert f["owd_up_share"] == pytest.approx(1.0, abs=1e-4) and f["congested"] == "up"
+    # the mirror image: the download queue
+    down = [_reply(40 + i, t0 + (40 + i) * 0.02, 5.0, 67.0, offset_s) for i in range(20)]
+    g = analysis.direction_fields(down, analysis.owd_base(idle + down))
+    assert g["owd_down_p50_ms"] == pytest.approx(60.0, abs=0.01) and g["congested"] == "down"
+    assert analysis.congested(2.0, 2.0) == "none" and analysis.congested(10, 10) == "both"
+
+
+def test_windows_take_the_variation_above_the_whole_runs_minimum() -> None:
+    """A run whose second window is all loaded: its minimum is not the idle one, so the
+    window's figures must come from the run's minimum (else the queue would read zero)."""
+    t0 = 1.7e9
+    replies = [
+        _reply(i, t0 + i * 0.1, 5.0 + (30.0 if i >= 10 else 0.0), 7.0, 3.0) for i in range(20)
+    ]
+    send = [r.rx_mono - 0.04 for r in replies]  # monotonic send times 0.1 s apart
+    trace = rtt.Trace(send, replies, 2.0)
+    from netready.probes.rtt import analysis
+
+    (_, w1), (_, w2) = analysis.windows(trace, 1.0)
+    assert w1["owd_up_p50_ms"] == pytest.approx(0.0, abs=0.01)
+    assert w2["owd_up_p50_ms"] == pytest.approx(30.0, abs=0.01) and w2["congested"] == "up"
+
+
 def test_cli_rtt_json_is_clean(tmp_path: object) -> None:
     port = udp_port()
     p = subprocess.Popen(

@@ -76,5 +76,37 @@ PLUGIN = Plugin(
         Metric("burst_loss_200ms_pct", "%", "worst loss over 200 ms windows of send time"),
         Metric("reorder_pct", "%", "replies that arrived after a later-sent one"),
         Metric("duration_s", "s", "send duration of the window"),
+        Metric(
+            "owd_clock",
+            "text",
+            "variation: the owd_* fields are one-way delay variation "
+            "above the run's minimum (the clocks are not synchronised), not absolute delay",
+        ),
+        Metric(
+            "owd_up_p50_ms",
+            "ms",
+            "median upstream delay above the run's minimum "
+            "(reflector receive - our send, less its minimum): the upload queue",
+        ),
+        Metric(
+            "owd_down_p50_ms",
+            "ms",
+            "median downstream delay above the run's minimum "
+            "(our receive - reflector send, less its minimum): the download queue",
+        ),
+        Metric("owd_up_p95_ms", "ms", "95th percentile of the same, upstream"),
+        Metric("owd_down_p95_ms", "ms", "95th percentile of the same, downstream"),
+        Metric(
+            "owd_up_share",
+            "0-1",
+            "owd_up_p50_ms / (owd_up_p50_ms + owd_down_p50_ms): "
+            "the share of the added delay that is upstream",
+        ),
+        Metric(
+            "congested",
+            "text",
+            "up, down, both or none: the direction holding >= 70 % "
+            "of the added delay (none under 5 ms in all)",
+        ),
     ),
 )

@@ -1,8 +1,20 @@
 """Statistics of one rtt run, sans-IO: send times and replies in, record fields out.
 
 ``summarise`` computes one set of fields (RTT percentiles less the reflector's turnaround,
-RFC 3550 jitter of the round trip and of each path, IPDV, loss, burst loss, reorder);
-``windows`` cuts a run into the 15 s windows the quality targets are defined over.
+RFC 3550 jitter of the round trip and of each path, IPDV, loss, burst loss, reorder, and the
+one-way delay variation of each direction); ``windows`` cuts a run into the 15 s windows the
+quality targets are defined over.
+
+Which direction is congested (as Crusader does): each reply carries our send time, the
+reflector's receive and send times, and we note our receive time, so a packet's upstream
+delay is ``receive_ts - sender_ts`` and its downstream delay ``our rx - reflector tx``, each
+off by the (unknown) offset between the two clocks, with opposite signs. The offset cancels
+in the variation: each direction's delay less its minimum over the whole run (the idle
+minimum, when the run starts idle) is the delay that direction's queue added. ``owd_clock``
+says so: ``variation`` (always, today: neither end claims a synchronised clock in its TWAMP
+error estimate, so absolute one-way delays are not reported). Clock drift between the two
+ends over a run (parts per million: microseconds a minute) is far below the queue delays this
+is for.
 """
 
 from __future__ import annotations
@@ -26,14 +38,79 @@ class Reply:
     pkt: twamp.ReflectedPacket
 
 
+#: the added delay (ms, sum of both directions' median variation) below which no direction
+#: is called congested
+CONGESTED_MIN_MS = 5.0
+#: the share of the added delay one direction must hold to be named alone
+CONGESTED_SHARE = 0.7
+
+
+def one_way_ms(r: Reply) -> tuple[float, float]:
+    """(upstream, downstream) one-way delay of one reply, ms, each off by the clock offset
+    (with opposite signs): reflector receive - our send, our receive - reflector send."""
+    ntp = twamp.ntp_to_s
+    up = ntp(r.pkt.receive_ts) - ntp(r.pkt.sender_ts)
+    down = ntp(r.rx_wall_ntp) - ntp(r.pkt.timestamp)
+    return up * 1000.0, down * 1000.0
+
+
+def owd_base(replies: Sequence[Reply]) -> tuple[float, float] | None:
+    """The idle minimum of each direction over a run: (min upstream, min downstream)."""
+    ways = [one_way_ms(r) for r in replies]
+    if not ways:
+        return None
+    return min(u for u, _ in ways), min(d for _, d in ways)
+
+
+def congested(up_ms: float, down_ms: float) -> str:
+    """``up``, ``down``, ``both`` or ``none`` from the median added delay of each direction."""
+    total = max(0.0, up_ms) + max(0.0, down_ms)
+    if total < CONGESTED_MIN_MS:
+        return "none"
+    share = max(0.0, up_ms) / total
+    if share >= CONGESTED_SHARE:
+        return "up"
+    if share <= 1 - CONGESTED_SHARE:
+        return "down"
+    return "both"
+
+
+def direction_fields(
+    replies: Sequence[Reply], base: tuple[float, float] | None
+) -> dict[str, float | str]:
+    """One-way delay variation per direction above ``base`` (``owd_base`` of the run)."""
+    if not replies or base is None:
+        return {}
+    ways = [one_way_ms(r) for r in replies]
+    up = [u - base[0] for u, _ in ways]
+    down = [d - base[1] for _, d in ways]
+    up50, down50 = stats.percentile(up, 50) or 0.0, stats.percentile(down, 50) or 0.0
+    total = max(0.0, up50) + max(0.0, down50)
+    out: dict[str, float | str] = {
+        "owd_clock": "variation",
+        "owd_up_p50_ms": up50,
+        "owd_down_p50_ms": down50,
+        "owd_up_p95_ms": stats.percentile(up, 95) or 0.0,
+        "owd_down_p95_ms": stats.percentile(down, 95) or 0.0,
+        "congested": congested(up50, down50),
+    }
+    if total > 0:
+        out["owd_up_share"] = max(0.0, up50) / total
+    return out
+
+
 def summarise(
-    send_mono: Sequence[float], replies: Sequence[Reply], duration_s: float
-) -> dict[str, float | int]:
-    """Pure statistics of one run. ``send_mono[i]`` is when seq i was sent (monotonic s)."""
+    send_mono: Sequence[float],
+    replies: Sequence[Reply],
+    duration_s: float,
+    base: tuple[float, float] | None = None,
+) -> dict[str, float | int | str]:
+    """Pure statistics of one run. ``send_mono[i]`` is when seq i was sent (monotonic s);
+    ``base`` the idle minimum of each direction (``owd_base``; default: of these replies)."""
     sent = len(send_mono)
     first, dup, order = _first_replies(replies, sent)
     received = len(first)
-    out: dict[str, float | int] = {
+    out: dict[str, float | int | str] = {
         "sent": sent,
         "received": received,
         "duplicates": dup,
@@ -58,6 +135,8 @@ def summarise(
         stats.worst_window_loss_pct(send_mono, [i in first for i in range(sent)], 0.2) or 0.0
     )
     out["reorder_pct"] = stats.reorder_pct(order) or 0.0
+    firsts = [first[s] for s in sorted(first)]
+    out.update(direction_fields(firsts, base if base is not None else owd_base(firsts)))
     return out
 
 
@@ -111,15 +190,17 @@ class Trace:
     error: OSError | None = None
 
 
-def windows(trace: Trace, window_s: float) -> list[tuple[float, dict[str, float | int]]]:
+def windows(trace: Trace, window_s: float) -> list[tuple[float, dict[str, float | int | str]]]:
     """Statistics per ``window_s`` of send time: [(offset_s, fields), ...].
 
     Quality targets (loss, jitter) are defined over 15 s windows, so a 60 s run gives four
-    records; a run shorter than one window gives one record over the whole run.
+    records; a run shorter than one window gives one record over the whole run. The one-way
+    delay variation of every window is taken above the minimum of the whole run.
     """
     send = trace.send_mono
     if not send:
         return []
+    base = owd_base([r for r in trace.replies if r.seq < len(send)])
     t0 = send[0]
     bounds: list[int] = [0]
     for i, t in enumerate(send):
@@ -137,5 +218,5 @@ def windows(trace: Trace, window_s: float) -> list[tuple[float, dict[str, float 
             if a <= r.seq < b
         ]
         dur = (send[b - 1] - send[a]) + (trace.sent_for / len(send))
-        out.append((send[a] - t0, summarise(send[a:b], reps, dur)))
+        out.append((send[a] - t0, summarise(send[a:b], reps, dur, base)))
     return out
