@@ -321,6 +321,8 @@ def main() -> None:
         help="which scenarios to run, by number: "
         + "; ".join(f"{i} = {n}" for i, (n, _) in enumerate(SCENARIOS, start=1)).replace("%", "%%"),
     )
+    ap.add_argument("--direction", action="store_true", help="only the congested-direction table")
+    ap.add_argument("--direction-sites", default=",".join(DIRECTION_SITES))
     a = ap.parse_args()
     try:
         chosen = [SCENARIOS[int(i) - 1] for i in a.scenarios.split(",")]
@@ -335,7 +337,10 @@ def main() -> None:
                 if path is None:
                     raise SystemExit(f"{src} is not installed (apt-get install iperf3 irtt)")
                 shutil.copy2(path, dst)
-            run_all(chosen)
+            if a.direction:
+                direction_bench(a.direction_sites.split(","))
+            else:
+                run_all(chosen)
         finally:
             shutil.rmtree(TOOLS, ignore_errors=True)
 
@@ -373,6 +378,86 @@ def run_all(scenarios: list[tuple[str, str]]) -> None:
         "jitter is the mean running RFC 3550 J of its audio stream once J has settled (the first "
         "48 values left out), averaged over the calls; ÷ truth should be 0.9-1.1 in every row; "
         "RTT of netready media is measured under the calls' load (RTT/2 feeds MOS)."
+    )
+
+
+# --------------------------------------------------------------------------- direction
+# Which direction is congested (issue 14; this section is self-contained):
+#   sudo .venv/bin/python bench/path.py --direction [--direction-sites adsl,fttc40]
+# Per site, the rtt probe runs 10 s at 50 packets/s; 2 s in, iperf3 -P4 loads only the upload
+# (or only the download, -R) for 6 s. The truth is the loaded direction: at least 90 % of the
+# latency increase must appear in its half (owd_up_share >= 0.9 for upload, <= 0.1 for
+# download). The increase is the one-way delay variation above the run's idle minimum.
+
+DIRECTION_SITES = ("adsl", "fttc40")
+
+
+def _rtt_under_load(lab: Lab, load: str | None) -> dict[str, Any]:
+    """One rtt run with ``load`` (``up``, ``down`` or None) from 2 s to 8 s of it."""
+    probe = lab.popen(
+        lab.site_ns("site"),
+        [*NETREADY, "probe", "rtt", "--target", f"{lab.core_ip}:862", "--duration", "10",
+         "--rate", "50", "--window-s", "60", "--format", "json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ip3 = None
+    try:
+        time.sleep(2.0)
+        if load:
+            argv = [IPERF3, "-c", lab.core_ip, "-t", "6", "-P", "4", "-J"]
+            ip3 = lab.popen(
+                lab.site_ns("site"),
+                [*argv, *(["-R"] if load == "down" else [])],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        out, err = probe.communicate(timeout=40)
+    finally:
+        if ip3 is not None:
+            ip3.wait(timeout=30)
+    try:
+        (rec,) = json.loads(out)
+    except (json.JSONDecodeError, ValueError):
+        raise SystemExit(f"netready rtt gave no JSON: {err.strip()[-300:]}") from None
+    return dict(rec["fields"])
+
+
+def direction_bench(sites: list[str]) -> None:
+    from netready.lab.netns import PROFILES
+
+    up0 = os.getloadavg()[0]
+    head = ["site", "load", "truth", "up ms", "down ms", "up share", "congested", "pass"]
+    rows: list[list[str]] = []
+    for site in sites:
+        with Lab(sites={"site": PROFILES[site]}) as lab:
+            procs = servers(lab)
+            time.sleep(1.5)
+            try:
+                for load in (None, "up", "down"):
+                    print(f"direction: {site}, load {load} ...", file=sys.stderr, flush=True)
+                    f = _rtt_under_load(lab, load)
+                    share = f.get("owd_up_share")
+                    ok = {
+                        None: f.get("congested") == "none",
+                        "up": share is not None and share >= 0.9,
+                        "down": share is not None and share <= 0.1,
+                    }[load]
+                    rows.append(
+                        [site, load or "idle", load or "none", fmt(f.get("owd_up_p50_ms"), 1),
+                         fmt(f.get("owd_down_p50_ms"), 1), fmt(share, 3),
+                         str(f.get("congested")), "yes" if ok else "NO"]
+                    )  # fmt: skip
+            finally:
+                for s in procs:
+                    s.terminate()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print(
+        f"\n{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} pass. up/down ms: median one-way "
+        "delay variation above the run's minimum (owd_clock=variation). Load average "
+        f"{up0:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)."
     )
 
 
