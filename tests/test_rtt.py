@@ -481,3 +481,66 @@ def test_reflector_logs_hostile_traffic_as_counted_summaries(
         len(lines) <= 2
         and sum(int(n) for n in re.findall(r"not_allowed=(\d+)", "".join(lines))) == 500
     )
+
+
+@pytest.mark.root
+def test_congested_direction_on_a_lab_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """fttc40 in the lab (36/9 Mbit/s, 120 ms buffers): iperf3 loads only the upload, then
+    only the download; the rtt probe running through it puts the added delay in the loaded
+    half. The 90 % truth is checked in bench/path.py --direction; the bound here is generous
+    (70 %: the congested rule's own threshold) so a loaded machine cannot fail it."""
+    import json
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import netready.lab.netns as netns
+    from netready.lab.netns import PROFILES, Lab
+
+    root = Path(__file__).resolve().parent.parent
+    iperf3 = str(tmp_path / "nrtest-iperf3")  # a private name: others may `pkill iperf3`
+    shutil.copy2(shutil.which("iperf3") or "/usr/bin/iperf3", iperf3)
+    nr = [sys.executable, "-m", "netready.cli"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    saved, netns.NS_PREFIX = netns.NS_PREFIX, "nrdir-"
+    try:
+        with Lab(sites={"site": PROFILES["fttc40"]}) as lab:
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            lab.popen(
+                lab.core_ns,
+                [*nr, "reflector", "--listen", f"{lab.core_ip}:862", "--allow", "10.77.0.0/16"],
+                cwd=root,
+                env=env,
+                **quiet,
+            )
+            lab.popen(lab.core_ns, [iperf3, "-s", "-B", lab.core_ip], **quiet)
+            time.sleep(1.5)
+            out = {}
+            for load in ("up", "down"):
+                probe = lab.popen(
+                    lab.site_ns("site"),
+                    [*nr, "probe", "rtt", "--target", f"{lab.core_ip}:862", "--duration", "7",
+                     "--window-s", "60", "--format", "json"],
+                    cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                time.sleep(1.5)  # idle first: the minimum each direction is measured from
+                cp = lab.run(
+                    lab.site_ns("site"),
+                    [iperf3, "-c", lab.core_ip, "-t", "4", "-P", "4",
+                     *(["-R"] if load == "down" else [])],
+                    timeout=30,
+                )  # fmt: skip
+                assert cp.returncode == 0
+                so, se = probe.communicate(timeout=30)
+                assert so.strip(), se
+                (rec,) = json.loads(so)
+                out[load] = rec["fields"]
+    finally:
+        netns.NS_PREFIX = saved
+    up, down = out["up"], out["down"]
+    assert up["owd_clock"] == down["owd_clock"] == "variation"
+    assert up["congested"] == "up" and up["owd_up_share"] >= 0.7, up
+    assert up["owd_up_p50_ms"] > 10  # the 120 ms upload buffer shows (a generous floor)
+    assert down["congested"] == "down" and down["owd_up_share"] <= 0.3, down
+    assert down["owd_down_p50_ms"] > 5
