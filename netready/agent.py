@@ -68,6 +68,7 @@ class Health:
     loop_restarts: int = 0
     task_errors: int = 0
     lost_records: int = 0
+    deferred_busy: int = 0  # heavy tests put off because the site's line was in use
     ship_failed: str | None = None  # --once: the exception that stopped shipping
 
 
@@ -243,8 +244,11 @@ class Agent:
         recs: list[Record]
         plugin = task.plugin
         refused = budget.admit(self.ctx, plugin, task.spec)
+        busy = self._defer_busy(task) if refused is None else None
         if refused is not None:
             recs = [budget.refusal(self.ctx, plugin, refused)]
+        elif busy is not None:
+            recs = [busy]
         else:
             t0_ms = now_ms()
             try:
@@ -265,6 +269,7 @@ class Agent:
                 recs = [failure(plugin.measurement, tags, "error", why)]
             try:
                 self._remember_traffic(recs)
+                self._count_traffic(task, recs)
                 if plugin.heavy:
                     budget.charge(self.ctx, self.site.ods, budget.bytes_used(recs))
                     # a speed test taken while the site was busy is not the line's capacity
@@ -316,6 +321,46 @@ class Agent:
                 extra={"site": self.site.ods, "task": task.label, "reason": why},
             )
             return []
+
+    def _defer_busy(self, task: Task) -> Record | None:
+        """A heavy test on a line in use (``budget.user_busy`` on the recent ``if_traffic``)
+        is not run: a ``skipped`` record with the reason, counted in ``deferred_busy``, and
+        the task is tried again after ``budget.retry_delay_s()``. Forced runs are not put
+        off."""
+        if not task.plugin.heavy or self.force:
+            return None
+        link = self.site.link
+        why = budget.user_busy(
+            self.recent_traffic, now_ms(), {"down": link.down_mbps, "up": link.up_mbps}
+        )
+        if why is None:
+            return None
+        self.health.deferred_busy += 1
+        task.next_at = time.monotonic() + budget.retry_delay_s()
+        tags = {**self.ctx.tags, "target": task.name, "method": task.plugin.method}
+        return failure(task.plugin.measurement, tags, "skipped", why)
+
+    def _count_traffic(self, task: Task, recs: list[Record]) -> None:
+        """Every test's wire bytes go into the site's monthly traffic (``budget``)."""
+        size = getattr(task.spec, "size", None)
+        nbytes = budget.wire_bytes(recs, size if isinstance(size, int) else None)
+        budget.record_traffic(self.ctx, self.site.ods, nbytes)
+
+    def _first_run_at(self, task: Task, now: float, splay: float) -> float:
+        """A heavy test's first run falls at a random instant of its slot (the whole
+        interval, ``budget.slot_delay_s``); other tasks start within the splay."""
+        if task.plugin.heavy:
+            later = budget.slot_delay_s(time.time(), task.interval_s)
+            this_slot = later - task.interval_s  # the same instant of the current slot
+            return now + (this_slot if this_slot >= 0 else later)
+        return now + random.uniform(0, min(splay, task.interval_s))
+
+    def _next_run_at(self, task: Task, now: float) -> float:
+        """Heavy tests: a random instant of the next slot (sites spread over the interval);
+        others: the interval +-5 % so sites drift apart rather than align."""
+        if task.plugin.heavy:
+            return now + budget.slot_delay_s(time.time(), task.interval_s)
+        return now + task.interval_s * random.uniform(0.95, 1.05)
 
     def _remember_traffic(self, recs: list[Record]) -> None:
         """Keep the last interface samples (``if_traffic``, whichever collector wrote them)
@@ -398,6 +443,7 @@ class Agent:
             "task_errors": h.task_errors,
             "held_records": len(self.held),
             "lost_records": h.lost_records,
+            "deferred_busy": h.deferred_busy,
             "version": __version__,
             "tasks": len(self.tasks),
         }
@@ -410,6 +456,9 @@ class Agent:
             }
         if st.last_ship_ms is not None:
             fields["last_ship_ms"] = st.last_ship_ms
+        with contextlib.suppress(Exception):  # the budget file is optional bookkeeping
+            fields["traffic_month_mb"] = budget.traffic_month(self.ctx, self.site.ods) / 1e6
+            fields["traffic_month_budget_mb"] = budget.MONTHLY_MB
         latency = self.spool.get_meta("ship_latency_s")  # kept in the spool: --once runs too
         if latency is not None:
             fields["ship_latency_s"] = float(latency)
@@ -474,7 +523,7 @@ class Agent:
         splay = self.inventory.agent.splay_s
         now = time.monotonic()
         for t in self.tasks:
-            t.next_at = now + random.uniform(0, min(splay, t.interval_s))
+            t.next_at = self._first_run_at(t, now, splay)
         steps: list[tuple[str, Callable[[], Awaitable[float]]]] = [
             ("scheduler", self._schedule_step),
             ("ship loop", self._ship_step),
@@ -499,8 +548,7 @@ class Agent:
         now = time.monotonic()
         for t in self.tasks:
             if t.next_at <= now:
-                # Jitter each interval by +-5% so sites drift apart rather than align.
-                t.next_at = now + t.interval_s * random.uniform(0.95, 1.05)
+                t.next_at = self._next_run_at(t, now)
                 job = asyncio.create_task(self._task_job(t), name=t.label)
                 self.running.add(job)
                 job.add_done_callback(self.running.discard)

@@ -37,6 +37,26 @@ Call contract for whatever runs a heavy plugin (the agent scheduler, ``netready 
   own traffic from samples that overlap it -- each ok ``throughput`` record of that direction
   is re-tagged ``result=link_busy`` with a ``reason``; its fields are kept, so the number is
   still visible but is not taken as the line's capacity.
+
+Good manners on a live line (SamKnows, Murakami):
+
+- Deferral: before a heavy test the agent asks ``user_busy(traffic, now_ms, line)``: if the
+  latest WAN ``if_traffic`` sample of either direction, no older than ``DEFER_MAX_AGE_S``
+  (600 s), shows more than ``DEFER_BUSY_PCT`` (20 %) of the contracted rate (the site's link
+  ``down_mbps``/``up_mbps``), the test is not started: it is recorded ``result=skipped`` with
+  the reason, counted (``deferred_busy`` in the agent record) and retried after
+  ``retry_delay_s()`` (15 min, randomised 0.5-1.5x); the retry is admitted like any run, so
+  it stays within the day's budget. Without a collector nothing is deferred.
+- Slots: a heavy test's runs are spread at random within each slot of its interval, aligned
+  on the wall clock (``slot_delay_s``), so 6,000 sites with a 6 h throughput interval start
+  at any second of the 6 h, not together at the agents' start plus the 30 s splay.
+- Monthly traffic: ``record_traffic`` keeps the wire bytes of every test (heavy and light) per
+  site and UTC day (table ``traffic``); ``traffic_month`` sums the calendar month, reported as
+  ``traffic_month_mb`` in the agent record beside ``MONTHLY_MB``: 3000 MB, the default
+  monthly budget, chosen for an ADSL line (7/0.8 Mbit/s, capacity ~2.3 TB a month down: the
+  budget is 0.13 % of it; the rtt probe's default schedule is ~1.1 GB a month and four
+  throughput tests a day at ~11 MB each ~1.3 GB). Reported, not enforced: the daily budget
+  is what stops tests.
 """
 
 from __future__ import annotations
@@ -59,6 +79,14 @@ DEFAULT_TEST_MB = 100.0
 MB = 1_000_000
 GOODPUT_TO_WIRE = 1 / 0.956  # TCP/IP + Ethernet overhead at 1500-byte MTU
 KEEP_DAYS = 31
+#: a heavy test waits when user traffic is over this share of the contracted rate
+DEFER_BUSY_PCT = 20.0
+#: ... read from a WAN counter sample no older than this (seconds)
+DEFER_MAX_AGE_S = 600.0
+#: ... and is retried after about this long (randomised 0.5-1.5x)
+DEFER_RETRY_S = 900.0
+#: the documented default monthly traffic budget of all tests of one site (MB): see above
+MONTHLY_MB = 3000.0
 
 
 def _db(ctx: Context) -> sqlite3.Connection:
@@ -66,6 +94,10 @@ def _db(ctx: Context) -> sqlite3.Connection:
     con = sqlite3.connect(Path(ctx.state_dir) / "budget.sqlite", timeout=10)
     con.execute(
         "CREATE TABLE IF NOT EXISTS usage (site TEXT NOT NULL, day TEXT NOT NULL, "
+        "bytes INTEGER NOT NULL, PRIMARY KEY (site, day))"
+    )
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS traffic (site TEXT NOT NULL, day TEXT NOT NULL, "
         "bytes INTEGER NOT NULL, PRIMARY KEY (site, day))"
     )
     return con
@@ -291,3 +323,108 @@ def mark_link_busy(
         else:
             out.append(r)
     return out
+
+
+# --------------------------------------------------------------------------- manners
+
+
+def user_busy(
+    traffic: Iterable[Record],
+    now_ms: int,
+    line_mbps: dict[str, float],
+    *,
+    busy_pct: float = DEFER_BUSY_PCT,
+    max_age_s: float = DEFER_MAX_AGE_S,
+) -> str | None:
+    """Why a heavy test should wait (one line), or None: the latest WAN ``if_traffic`` sample
+    per direction, no older than ``max_age_s``, over ``busy_pct`` of ``line_mbps[direction]``
+    (the contracted rate, {"down": .., "up": ..})."""
+    latest: dict[str, Record] = {}
+    for t in traffic:
+        d = _WAN_DIR.get(t.tags.get("direction", ""))
+        if (
+            d is None
+            or t.measurement != "if_traffic"
+            or not t.ok
+            or t.fields.get("is_wan") is not True
+            or not isinstance(t.fields.get("rate_mbps"), (int, float))
+            or now_ms - t.time_ms > max_age_s * 1000
+        ):
+            continue
+        if d not in latest or t.time_ms > latest[d].time_ms:
+            latest[d] = t
+    for d in ("down", "up"):
+        last = latest.get(d)
+        line = line_mbps.get(d)
+        if last is None or not line:
+            continue
+        rate = float(last.fields["rate_mbps"])
+        if rate > busy_pct / 100 * line:
+            age = (now_ms - last.time_ms) / 1000
+            return (
+                f"link busy: user traffic {rate:.2f} Mbit/s {d} on the WAN {age:.0f} s ago, "
+                f"over {busy_pct:g}% of the {line:g} Mbit/s line; heavy test deferred"
+            )
+    return None
+
+
+def retry_delay_s(rng: Any = None) -> float:
+    """Seconds until a deferred heavy test is tried again (``DEFER_RETRY_S`` x 0.5-1.5)."""
+    import random
+
+    return DEFER_RETRY_S * (rng or random).uniform(0.5, 1.5)
+
+
+def slot_delay_s(wall_s: float, interval_s: float, rng: Any = None) -> float:
+    """Seconds from ``wall_s`` (Unix time) to a uniformly random instant of the next slot of
+    ``interval_s``; slots are aligned on the wall clock (a 6 h interval: 00-06, 06-12 UTC..)."""
+    import math
+    import random
+
+    start = (math.floor(wall_s / interval_s) + 1) * interval_s
+    return start + (rng or random).uniform(0, interval_s) - wall_s
+
+
+def record_traffic(ctx: Context, site: str, nbytes: int, now: dt.datetime | None = None) -> None:
+    """Add the wire bytes of one test (any test) to the site's traffic for the UTC day."""
+    if nbytes <= 0:
+        return
+    oldest = (_utc(now).date() - dt.timedelta(days=KEEP_DAYS + 31)).isoformat()
+    with closing(_db(ctx)) as con, con:
+        con.execute(
+            "INSERT INTO traffic (site, day, bytes) VALUES (?, ?, ?) "
+            "ON CONFLICT(site, day) DO UPDATE SET bytes = bytes + excluded.bytes",
+            (site, _day(now), int(nbytes)),
+        )
+        con.execute("DELETE FROM traffic WHERE day < ?", (oldest,))
+
+
+def traffic_month(ctx: Context, site: str, now: dt.datetime | None = None) -> int:
+    """Bytes of all tests of ``site`` in the calendar month (UTC) of ``now``."""
+    month = _day(now)[:7]
+    with closing(_db(ctx)) as con:
+        row = con.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM traffic WHERE site=? AND substr(day, 1, 7)=?",
+            (site, month),
+        ).fetchone()
+    return int(row[0])
+
+
+#: IPv4 + UDP + Ethernet header bytes of one packet, for the light probes' traffic
+PACKET_OVERHEAD = 42
+
+
+def wire_bytes(records: Iterable[Record], packet_bytes: int | None = None) -> int:
+    """A test's traffic: its ``bytes`` fields (heavy tests meter themselves; x 1/0.956 for
+    the headers) plus, for packet probes (``sent`` field, e.g. rtt), sent x 2 (there and
+    back) x (``packet_bytes`` payload + ``PACKET_OVERHEAD``)."""
+    total = 0.0
+    for r in records:
+        b = r.fields.get("bytes")
+        if isinstance(b, (int, float)):
+            total += float(b) * GOODPUT_TO_WIRE
+            continue
+        sent = r.fields.get("sent")
+        if isinstance(sent, (int, float)) and packet_bytes is not None:
+            total += float(sent) * 2 * (packet_bytes + PACKET_OVERHEAD)
+    return int(total)
