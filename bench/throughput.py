@@ -169,30 +169,7 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
     os.environ[TOKEN_ENV] = "bench-token-0123456789"
     t_start = time.monotonic()
     with Lab(sites={n: SITES[n] for n in names}) as lab:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        srv = lab.popen(
-            lab.core_ns,
-            [
-                *NETREADY,
-                "serve",
-                "--listen",
-                f"{lab.core_ip}:8080",
-                "--token",
-                f"env:{TOKEN_ENV}",
-                "--max-tests",
-                "4",
-                "--max-mb",
-                "100000",
-                "--allow-plain-http",  # the lab is a closed network of our own
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert srv.stderr is not None and "listening" in srv.stderr.readline()
-        # keep reading its log so the endpoint never blocks on a full pipe
-        threading.Thread(target=srv.stderr.read, daemon=True).start()
+        _endpoint(lab)
         ports = {n: 5301 + i for i, n in enumerate(names)}
         nr = {}
         for n in names:
@@ -215,6 +192,7 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
 
 
 def _endpoint(lab: Lab) -> None:
+    """The speed endpoint in the lab's core, with limits no benchmark reaches."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     srv = lab.popen(
         lab.core_ns,
@@ -237,6 +215,7 @@ def _endpoint(lab: Lab) -> None:
         text=True,
     )
     assert srv.stderr is not None and "listening" in srv.stderr.readline()
+    # keep reading its log so the endpoint never blocks on a full pipe
     threading.Thread(target=srv.stderr.read, daemon=True).start()
 
 

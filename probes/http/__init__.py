@@ -233,7 +233,16 @@ async def run(ctx: Context, spec: Spec) -> list[Record]:
     except TimeoutError:
         done = ", ".join(k for k in ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms") if k in fields)
         reason = f"{spec.target}: no complete answer in {spec.timeout_s:g} s"
-        return [failure(MEASUREMENT, tags, "timeout", reason + (f" (done: {done})" if done else ""), t, **fields)]
+        return [
+            failure(
+                MEASUREMENT,
+                tags,
+                "timeout",
+                reason + (f" (done: {done})" if done else ""),
+                t,
+                **fields,
+            )
+        ]
     status = fields.get("status")
     if spec.expect_status is not None and status != spec.expect_status:
         reason = f"{spec.target}: HTTP {status}, expected {spec.expect_status}"

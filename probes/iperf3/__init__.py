@@ -71,10 +71,16 @@ class Spec(BaseModel):
         "both", description="down (-R: the server sends), up, or both one after the other"
     )
     protocol: Literal["tcp", "udp"] = Field(
-        "tcp", description="tcp, or udp (-u; set bitrate_mbps)", json_schema_extra={"cli_flag": {"--udp": "udp"}}
+        "tcp",
+        description="tcp, or udp (-u; set bitrate_mbps)",
+        json_schema_extra={"cli_flag": {"--udp": "udp"}},
     )
     duration_s: float = Field(
-        10.0, ge=1, le=300, description="seconds per direction (-t)", json_schema_extra={"cli": "--duration"}
+        10.0,
+        ge=1,
+        le=300,
+        description="seconds per direction (-t)",
+        json_schema_extra={"cli": "--duration"},
     )
     streams: int = Field(1, ge=1, le=128, description="parallel streams (-P)")
     bitrate_mbps: float | None = Field(
@@ -120,7 +126,11 @@ def argv(spec: Spec, direction: str, pace_mbps: float | None = None) -> list[str
         a.append("-R")
     if spec.protocol == "udp":
         a.append("-u")
-    rate = min(x for x in (spec.bitrate_mbps, pace_mbps) if x) if spec.bitrate_mbps or pace_mbps else None
+    rate = (
+        min(x for x in (spec.bitrate_mbps, pace_mbps) if x)
+        if spec.bitrate_mbps or pace_mbps
+        else None
+    )
     if rate:
         a += ["-b", f"{rate * 1e6:.0f}"]
     if spec.omit_s:

@@ -22,7 +22,7 @@ Runs against ``netready serve`` (``servers/speed.py``). For each direction:
 6. Responsiveness (RPM, draft-ietf-ippm-responsiveness; arithmetic in ``rpm.py``): the pings
    under load are the self probes; ``Prober`` adds foreign probes (new connection: TCP
    connect, TLS handshake on https, one GET /ping) within the draft's overhead limit. Once
-   goodput is stable the load is held up to ``RPM_EXTRA_S`` more until the RPM is (see
+   goodput is stable the load is held up to ``Spec.rpm_hold_s`` more until the RPM is (see
    docs/throughput.md, "Responsiveness").
 
 Record (measurement ``throughput``; tags: site, icb, tech, target, method=http, direction
@@ -119,9 +119,9 @@ FOREIGN_SHARE = rpm.PTC - PING_SHARE
 #: /ping a second per client (servers/speed.py Limits) and the pinger takes up to 20 of them.
 FOREIGN_MAX_PER_S = 20.0
 FOREIGN_IN_FLIGHT = 4
-#: Once goodput is stable, the load is held at most this long more for the RPM to settle
-#: (the draft's probes need load that lasts; ``rpm_wants_more``)
-RPM_EXTRA_S = 2 * rpm.MAD * rpm.ID_S
+#: Once goodput is stable, the load is held at most ``Spec.rpm_hold_s`` more (default
+#: 2 x MAD x ID = 8 s) for the RPM to settle (the draft's probes need load that lasts;
+#: ``rpm_wants_more``)
 #: ... and adds a load-generating flow this often meanwhile (up to max_streams)
 RPM_ADD_S = 0.5
 #: ... but come at least this often, well inside the endpoint's idle timeout (15 s), which
@@ -164,6 +164,13 @@ class Spec(BaseModel):
     )
     window_s: float = Field(0.4, ge=0.05, le=10, description="shortest measurement window, s")
     connect_timeout_s: float = Field(5.0, gt=0, le=60, description="seconds to connect")
+    rpm_hold_s: float = Field(
+        2 * rpm.MAD * rpm.ID_S,
+        ge=0,
+        le=60,
+        description="after goodput is stable, hold the load up to this long for the RPM to "
+        "settle (0: no hold, fewer bytes, an RPM of lower confidence)",
+    )
     verify_tls: bool = Field(
         True,
         description="verify the endpoint's TLS certificate (--insecure: do not)",
@@ -950,10 +957,10 @@ class _Run:
 
     def rpm_wants_more(self, pinger: Pinger, since: float) -> bool:
         """Hold the load for the RPM until it meets the draft's stability rule after the ramp
-        (a filling queue raises it interval by interval), at most ``RPM_EXTRA_S`` after
+        (a filling queue raises it interval by interval), at most ``Spec.rpm_hold_s`` after
         ``since``."""
         now = time.monotonic()
-        if self.prober is None or now - since >= RPM_EXTRA_S:
+        if self.prober is None or now - since >= self.spec.rpm_hold_s:
             return False
         allp = self.prober.probes.since(self.ramp_end)
         allp.http_s = [x for x in pinger.loaded_at if x[0] >= self.ramp_end]
