@@ -346,10 +346,15 @@ class Agent:
         nbytes = budget.wire_bytes(recs, size if isinstance(size, int) else None)
         budget.record_traffic(self.ctx, self.site.ods, nbytes)
 
+    def _spread(self, task: Task) -> bool:
+        """Heavy tests are spread over their slots unless the agent is forced or the
+        inventory asks for no splay (``agent.splay_s: 0``: start everything now)."""
+        return task.plugin.heavy and not self.force and self.inventory.agent.splay_s > 0
+
     def _first_run_at(self, task: Task, now: float, splay: float) -> float:
         """A heavy test's first run falls at a random instant of its slot (the whole
         interval, ``budget.slot_delay_s``); other tasks start within the splay."""
-        if task.plugin.heavy:
+        if self._spread(task):
             later = budget.slot_delay_s(time.time(), task.interval_s)
             this_slot = later - task.interval_s  # the same instant of the current slot
             return now + (this_slot if this_slot >= 0 else later)
@@ -358,7 +363,7 @@ class Agent:
     def _next_run_at(self, task: Task, now: float) -> float:
         """Heavy tests: a random instant of the next slot (sites spread over the interval);
         others: the interval +-5 % so sites drift apart rather than align."""
-        if task.plugin.heavy:
+        if self._spread(task):
             return now + budget.slot_delay_s(time.time(), task.interval_s)
         return now + task.interval_s * random.uniform(0.95, 1.05)
 

@@ -176,3 +176,6 @@ def test_agent_places_heavy_runs_at_random_in_their_slot(tmp_path: Path) -> None
         to_slot = (wall // 21600 + 1) * 21600 - wall
         assert all(to_slot - 1 <= x < to_slot + 21600 + 1 for x in nexts)
         assert all(285 <= agent._next_run_at(lt, now) - now <= 315 for _ in range(50))
+        # forced (or splay_s 0): the heavy test starts within the splay as before
+        agent.force = True
+        assert all(0 <= agent._first_run_at(h, now, 30.0) - now <= 30 for _ in range(50))
