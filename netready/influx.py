@@ -79,8 +79,13 @@ def _field_value(v: object) -> str:
     return '"' + str(v).translate(_STR) + '"'
 
 
-def encode(rec: Record) -> str:
-    """One record as one line of line protocol (timestamp in ms)."""
+#: Timestamp precisions ``encode`` writes: ms (our writes say ``precision=ms``) and ns (line
+#: protocol's default, what Telegraf's ``inputs.exec`` parses unless told otherwise).
+PRECISION_FACTOR = {"ms": 1, "ns": 1_000_000}
+
+
+def encode(rec: Record, precision: str = "ms") -> str:
+    """One record as one line of line protocol (timestamp in ms, or ns)."""
     _check("measurement", rec.measurement, rec)
     if rec.measurement.endswith("\\"):
         raise LineProtocolError(f"measurement {rec.measurement!r} ends with a backslash")
@@ -99,11 +104,11 @@ def encode(rec: Record) -> str:
         if isinstance(v, str):
             _check("string field", v, rec)
         fields.append(f"{_key('field key', k, rec)}={_field_value(v)}")
-    return f"{','.join(parts)} {','.join(fields)} {rec.time_ms}"
+    return f"{','.join(parts)} {','.join(fields)} {rec.time_ms * PRECISION_FACTOR[precision]}"
 
 
-def encode_many(records: Iterable[Record]) -> list[str]:
-    return [encode(r) for r in records]
+def encode_many(records: Iterable[Record], precision: str = "ms") -> list[str]:
+    return [encode(r, precision) for r in records]
 
 
 # ------------------------------------------------------------------------------ clients

@@ -511,7 +511,7 @@ def render(p: Plugin) -> str:
     if p.needs is not None:
         rows.append("| `--site`, `--inventory`, `--state-dir` | | | the site whose "
                     f"`{p.needs}` is read, the inventory, the state directory |")  # fmt: skip
-    rows.append("| `--format` | | `'table'` | table (the ok records) or json (every record) |")
+    rows.append("| `--format` | | `'table'` | table (the ok records), json or influx (every record; influx: line protocol for Telegraf) |")
     rows += ["", "### Metrics", "", "| measurement | field | unit | meaning |", "|---|---|---|---|"]
     for m in p.fields:
         rows.append(

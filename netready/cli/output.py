@@ -6,8 +6,10 @@
 - ``print_table``: rows under column heads, a rich table (the only table printer: record
   tables, pcap streams and lab profiles all go through it). Cells are shown as written, never
   read as rich markup (an IPv6 ``[::1]:5004`` or a router's text stays as it is).
-- ``print_records``: records as JSON (a list of ``Record.to_dict()``) or one field/value table
-  per record.
+- ``print_records``: records as JSON (a list of ``Record.to_dict()``), as InfluxDB line
+  protocol (``influx``: one line per record, nanosecond timestamps, through
+  ``netready.influx.encode``, what Telegraf's ``inputs.exec`` reads; see docs/telegraf.md) or
+  one field/value table per record.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import click
 from netready.records import Record
 
 FORMATS = ("table", "json")
+#: The formats of a command that prints records (every probe and collector command).
+RECORD_FORMATS = (*FORMATS, "influx")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,6 +102,12 @@ def print_records(
 ) -> None:
     if fmt == "json":
         print_json([r.to_dict() for r in records], out)
+        return
+    if fmt == "influx":
+        from netready.influx import encode_many
+
+        lines = encode_many(records, precision="ns")
+        (out or sys.stdout).write("".join(line + "\n" for line in lines))
         return
     for r in records:
         title = r.measurement + "".join(

@@ -19,7 +19,8 @@ run by hand is forced, so only the per-test byte cap can refuse) -> run -> print
 One exit rule: 0 every record ok; 1 a record failed (one ``Error: reason`` line each on
 stderr) or a runtime error; 2 bad input (options, spec, inventory). One printer per format:
 ``json`` is every record (``netready.cli.output.print_records``), ``table`` the ok records
-(failures are the stderr lines).
+(failures are the stderr lines), ``influx`` every record as line protocol (nanosecond
+timestamps: Telegraf's ``inputs.exec`` with ``data_format = "influx"``, docs/telegraf.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from netready import budget, registry
 from netready.cli import fail
 from netready.cli.base import LazyGroup
 from netready.cli.options import inventory_option, state_dir_option
-from netready.cli.output import format_option, print_records
+from netready.cli.output import RECORD_FORMATS, format_option, print_records
 from netready.errors import NetreadyError
 from netready.inventory import SecretRef
 from netready.plugin import Context, Kind, Plugin
@@ -192,12 +193,13 @@ def run(
             inventory=inv,
             state_dir=Path(state_dir or ".netready-state"),
             force=True,  # a person asked for this run: clinic hours and daily budget do not apply
-            progress=fmt != "json" and sys.stderr.isatty(),
+            progress=fmt == "table" and sys.stderr.isatty(),
         )
         records = asyncio.run(measure(plugin, ctx, spec))
+        # inside: a record line protocol cannot carry (LineProtocolError) is one line, exit 2
+        print_records(records if fmt != "table" else [r for r in records if r.ok], fmt)
     except NetreadyError as e:
         raise fail(e) from None
-    print_records(records if fmt == "json" else [r for r in records if r.ok], fmt)
     failed = [r for r in records if not r.ok]
     for r in failed:
         click.echo(f"Error: {r.fields.get('reason', r.result)}", err=True)
@@ -227,7 +229,12 @@ def command(plugin: Plugin) -> click.Command:
         short_help=plugin.summary.split(". ")[0].split(": ")[0],
         epilog=EXIT_CODES,
     )
-    common: list[Callable[[Any], Any]] = [format_option]
+    common: list[Callable[[Any], Any]] = [
+        format_option(
+            choices=RECORD_FORMATS,
+            help="table for people, json for scripts, influx (line protocol) for Telegraf.",
+        )
+    ]
     if plugin.needs is not None:
         common += [_site_option, inventory_option, _state_dir_option]
     for deco in common:
