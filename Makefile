@@ -8,7 +8,8 @@ PYTHON ?= python3
 SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            sshd:openssh-server nft:nftables tshark:tshark tcpdump:tcpdump ffmpeg:ffmpeg \
            chromium:chromium ip:iproute2 tc:iproute2 ping:iputils-ping \
-           systemd-analyze:systemd npm:npm pdftoppm:poppler-utils
+           systemd-analyze:systemd npm:npm pdftoppm:poppler-utils prometheus:prometheus \
+           prometheus-node-exporter:prometheus-node-exporter
 
 .PHONY: all demo demo-venv test lint typecheck bench sysdeps venv lock clean css npm
 

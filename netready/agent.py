@@ -176,6 +176,7 @@ class Agent:
     held: deque[Record] = field(default_factory=deque)  # not yet committed (spool unwritable)
     running: set[asyncio.Task[list[Record]]] = field(default_factory=set)
     follower: fleet.Follower | None = None  # --config-url: the slice this agent follows
+    textfile: Path | None = None  # node_exporter textfile of the agent record (netready.metrics)
 
     def __post_init__(self) -> None:
         self.tasks = build_tasks(self.inventory, self.site, self.only)
@@ -473,6 +474,24 @@ class Agent:
             fields["rss_mb"] = psutil.Process().memory_info().rss / 1e6
         return Record("agent", {**self.ctx.tags, "host": platform.hostname()}, fields)
 
+    def write_textfile(self, rec: Record) -> None:
+        """``--textfile``: the agent record for node_exporter; a failure is logged and counted
+        (``task_errors``), never stops the ship loop."""
+        if self.textfile is None:
+            return
+        from netready.metrics import write_textfile
+
+        try:
+            write_textfile(self.textfile, rec)
+        except OSError as e:
+            self.health.task_errors += 1
+            log.warning(
+                "cannot write --textfile %s: %s",
+                self.textfile,
+                e.strerror or e,
+                extra={"site": self.site.ods, "reason": str(e)},
+            )
+
     # ------------------------------------------------------------------ shipping
 
     async def ship(
@@ -484,8 +503,10 @@ class Agent:
         self.flush()
         every = self.inventory.agent.self_report_s
         if report_self or time.monotonic() - self.last_self_record >= every:
-            self.commit([self.self_record()])
+            rec = self.self_record()
+            self.commit([rec])
             self.last_self_record = time.monotonic()
+            self.write_textfile(rec)
         if self.shipper is None:
             return None
         t0 = time.monotonic()
@@ -656,8 +677,11 @@ async def run_agent(
     only: set[str] | None = None,
     ship_timeout_s: float = 60.0,
     follower: fleet.Follower | None = None,
+    textfile: Path | None = None,
 ) -> Agent:
-    agent = Agent(inv, site, spool, state_dir, force=force, only=only, follower=follower)
+    agent = Agent(
+        inv, site, spool, state_dir, force=force, only=only, follower=follower, textfile=textfile
+    )
     loop = asyncio.get_running_loop()
     platform.on_stop_signals(loop, agent.stop.set)
     log.info(
@@ -698,6 +722,7 @@ def run(
     config_url: str | None = None,
     config_key: str | None = None,
     config_ca: str | None = None,
+    textfile: str | None = None,
 ) -> list[str]:
     """The agent as ``netready-agent`` runs it: load the inventory (or, with ``config_url``,
     the site's signed slice from the config server, else its last good copy: ``netready.
@@ -730,6 +755,11 @@ def run(
     else:
         site = inv.site(site_ods)
     build_tasks(inv, site, only_set)
+    textfile_path = None
+    if textfile:
+        from netready.metrics import check_textfile
+
+        textfile_path = check_textfile(textfile)
     spool = open_spool(inv, spool_path, exclusive=True, recover=True)
     try:
         agent = platform.run(
@@ -743,6 +773,7 @@ def run(
                 only=only_set,
                 ship_timeout_s=ship_timeout_s,
                 follower=follower,
+                textfile=textfile_path,
             )
         )
     finally:

@@ -7,8 +7,9 @@ central servers' extras are named in ``pyproject.toml``::
     influxdb2  influxdb-client       the InfluxDB v2 write API (v1 needs nothing more)
     grafana    grafana-client, grafana-foundation-sdk   `netready dashboards build|push`
     ssh        paramiko, ntc-templates   the ssh collector (router CLI)
-    server     aiohttp               `netready serve`, `netready config serve`
+    server     aiohttp               `netready serve`, `netready config serve`, and prometheus
     estate     ruamel.yaml           `netready inventory import-ods` (keeps the YAML's comments)
+    prometheus prometheus-client     `--metrics` on the servers, `netready-agent --textfile`
     raw-icmp   scapy                 the icmp probe's raw socket (the datagram one needs none)
 
 ``require`` imports one of them or raises ``MissingExtra``, one line naming the extra.
@@ -28,6 +29,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "grafana_client": ("grafana", "grafana-client"),
     "grafana_foundation_sdk": ("grafana", "grafana-foundation-sdk"),
     "aiohttp": ("server", "aiohttp"),
+    "prometheus_client": ("prometheus", "prometheus-client"),
     "paramiko": ("ssh", "paramiko"),
     "ntc_templates": ("ssh", "ntc-templates"),
     "ruamel": ("estate", "ruamel.yaml"),

@@ -14,6 +14,7 @@ Sans-IO: every method takes the time (``now``, a monotonic clock) instead of rea
   large to an address, the address echoes a cookie only a receiver there could have read.
   The cookie is an HMAC (server-side random key) over the source address and port, a time
   bucket and the request it answers, so the server keeps no state for unproven addresses.
+- ``is_loopback``: is a listen address only ever loopback (plain HTTP, /metrics beyond it).
 - ``CountedLog``: the one rate-limited log. Hostile or refused traffic is counted by reason
   and logged as at most one summary line per interval, never one line per packet
   (``count``); a line of its own (the speed endpoint's, about one client) is logged at most
@@ -27,6 +28,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import socket
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +51,23 @@ def parse_networks(cidrs: Sequence[str]) -> list[Network]:
         except ValueError:
             raise ConfigError(f"--allow {c!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
     return nets
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (an address or a name) is only ever a loopback address."""
+    if not host:
+        return False  # all interfaces
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]).is_loopback for i in infos
+    )
 
 
 def hostport(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:

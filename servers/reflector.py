@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from netready.probes.rtt import twamp
 from netready.servers.guard import AllowList, CountedLog, SourceLimiter, hostport
+from netready.servers.metrics import Metrics, Snapshot
 
 from netready import platform
 from netready.errors import ServerError
@@ -50,6 +51,8 @@ class ReflectorStats:
     denied: int = 0
     too_short: int = 0
     rate_limited: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Reflector:
     def handle(self, data: bytes, host: str, ttl: int, now: float) -> bytes | None:
         """The reply to one datagram, or None to drop it."""
         self.stats.received += 1
+        self.stats.rx_bytes += len(data)
         if not self.allow.allows(host):
             self.stats.denied += 1
             self.dropped.count("not_allowed", now)
@@ -87,7 +91,19 @@ class Reflector:
         sender = twamp.unpack_sender(data)
         self._seq += 1
         self.stats.reflected += 1
+        self.stats.tx_bytes += len(data)  # reply size == request size
         return twamp.pack_reflected(self._seq, twamp.ntp_now(), rx, sender, ttl, len(data))
+
+    def snapshot(self) -> Snapshot:
+        """The counters for ``/metrics`` (servers/metrics.py): refusals by reason as counted."""
+        st = self.stats
+        return Snapshot(
+            requests=st.received,
+            refusals=dict(self.dropped.totals),
+            rate_limited=st.rate_limited,
+            bytes_rx=st.rx_bytes,
+            bytes_tx=st.tx_bytes,
+        )
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -128,11 +144,14 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
     **limits: float,
 ) -> ReflectorStats:
-    """Run the reflector until ``stop`` is set (or forever)."""
+    """Run the reflector until ``stop`` is set (or forever); its counters on ``metrics``."""
     host, port = split_hostport(listen, 862)
     refl = Reflector(AllowList(allow), **limits)
+    if metrics is not None:
+        metrics.add("reflector", refl.snapshot)
     try:
         sock = open_socket(host, port)
     except OSError as e:

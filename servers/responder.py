@@ -80,6 +80,7 @@ from netready.probes.media.wire import (
     verify,
 )
 from netready.servers.guard import AllowList, CookieJar, CountedLog, SourceLimiter, hostport
+from netready.servers.metrics import Metrics, Snapshot
 from pydantic import ValidationError
 
 from netready import platform
@@ -162,7 +163,8 @@ class MediaResponder:
         self.clock = Clock()
         self.sock: socket.socket | None = None
         self.counters: Counter[str] = Counter(
-            refused=0, auth_failed=0, busy=0, sessions=0, policed=0, dropped=0, cookies=0
+            refused=0, auth_failed=0, busy=0, sessions=0, policed=0, dropped=0, cookies=0,
+            datagrams=0, rx_bytes=0, tx_bytes=0,  # tx: control replies and ended sessions' media
         )
         self._gc: asyncio.Task[None] | None = None
 
@@ -289,7 +291,22 @@ class MediaResponder:
         except OSError:
             self.events.count("send_error", now)
             return False
+        self.counters["tx_bytes"] += len(data)
         return True
+
+    def snapshot(self) -> Snapshot:
+        """The counters for ``/metrics`` (servers/metrics.py)."""
+        c, live = self.counters, list(self.sessions.values())
+        totals = dict(self.events.totals)
+        return Snapshot(
+            requests=c["datagrams"],
+            sessions=c["sessions"],
+            sessions_active=sum(1 for s in live if s.live),
+            refusals=totals,
+            rate_limited=totals.get("reply_rate_limited", 0) + totals.get("policed", 0),
+            bytes_rx=c["rx_bytes"],
+            bytes_tx=c["tx_bytes"] + sum(s.send.bytes for s in live),
+        )
 
     def _on_readable(self) -> None:
         sock = self.sock
@@ -304,6 +321,8 @@ class MediaResponder:
                 self.events.count("recv_error", time.monotonic())
                 continue
             now = time.monotonic()
+            self.counters["datagrams"] += 1
+            self.counters["rx_bytes"] += len(data)
             if flags & socket.MSG_TRUNC:
                 self.events.count("oversized", now)
             elif len(data) < 5 or data[:3] != MAGIC:
@@ -513,6 +532,7 @@ class MediaResponder:
                     self.events.count("consent_expired", now)
                 if age > min(s.duration_s, self.max_duration_s) + GRACE_S:
                     s.stop.set()
+                    self.counters["tx_bytes"] += s.send.bytes
                     del self.sessions[key]
             for n, t in list(self.nonces.items()):
                 if now - t > 2 * AUTH_WINDOW_S:
@@ -529,8 +549,9 @@ async def serve(
     ready: asyncio.Event | None = None,
     max_duration_s: float = 300,
     max_sessions_per_source: int = 64,
+    metrics: Metrics | None = None,
 ) -> None:
-    """Run a media responder until cancelled."""
+    """Run a media responder until cancelled; its counters on ``metrics``."""
     r = MediaResponder(
         listen,
         allow,
@@ -540,6 +561,8 @@ async def serve(
         max_duration_s,
         max_sessions_per_source=max_sessions_per_source,
     )
+    if metrics is not None:
+        metrics.add("responder", r.snapshot)
     await r.start()
     if ready is not None:
         ready.set()

@@ -79,7 +79,8 @@ from netready.probes.throughput.wire import (
     PATH_UPLOAD,
     tcp_info,
 )
-from netready.servers.guard import Bucket, CountedLog
+from netready.servers.guard import Bucket, CountedLog, is_loopback
+from netready.servers.metrics import Snapshot
 
 from netready import platform
 from netready.errors import ConfigError, ServerError
@@ -349,6 +350,7 @@ class SpeedServer:
         self.refusals: dict[int, int] = {}  # status -> count (for tests and logs)
         self.client_gone = 0  # transfers the client ended (closed, or stalled past the limit)
         self.errors = 0  # internal errors (bugs): each logged in one line, answered 500
+        self.requests = self.tests = self.rx_bytes = self.tx_bytes = 0  # for /metrics
         self._quiet = CountedLog(log, "speed endpoint", QUIET_S)
         self.max_total = total_connection_cap()
         self._pattern = memoryview(os.urandom(PATTERN_BYTES))
@@ -381,6 +383,25 @@ class SpeedServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def snapshot(self) -> Snapshot:
+        """The counters for ``/metrics`` (servers/metrics.py): refusals by HTTP status, a
+        test open while one of its connections is."""
+        refusals = {f"http_{k}": v for k, v in dict(self.refusals).items()}
+        if self.errors:
+            refusals["internal_error"] = self.errors
+        open_ = sum(
+            1 for c in list(self.clients.values()) for t in list(c.tests.values()) if t.streams
+        )
+        return Snapshot(
+            requests=self.requests,
+            sessions=self.tests,
+            sessions_active=open_,
+            refusals=refusals,
+            rate_limited=self.refusals.get(429, 0),
+            bytes_rx=self.rx_bytes,
+            bytes_tx=self.tx_bytes,
+        )
 
     # -- connections and logs
 
@@ -505,6 +526,7 @@ class SpeedServer:
             )
         if t is None:
             t = c.tests[tid] = TestState()
+            self.tests += 1
         t.streams += 1
         t.last_active = now
         c.used += nbytes
@@ -531,6 +553,7 @@ class SpeedServer:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Token first (401 for any path without it), then path and method, then the handler."""
+        self.requests += 1
         try:
             if not self._authorized(request):
                 raise Refused(401, "missing or wrong bearer token")
@@ -614,6 +637,7 @@ class SpeedServer:
                         await resp.write(pat[off : off + k])
                     sent += k
                     t.tx_bytes += k
+                    self.tx_bytes += k
                     off = (off + k) % PATTERN_BYTES
                 async with asyncio.timeout(stall):
                     await resp.write_eof()
@@ -658,6 +682,7 @@ class SpeedServer:
                 k = len(chunk)
                 got += k
                 t.rx_bytes += k
+                self.rx_bytes += k
                 t.rx_t = time.monotonic()
                 if got > reserve:
                     c.used += k if got - k >= reserve else got - reserve
@@ -716,23 +741,6 @@ def _hostport(listen: str) -> tuple[str, int]:
         return split_hostport(listen)
     except ValueError as e:
         raise ConfigError(f"--listen {e}") from None
-
-
-def is_loopback(host: str) -> bool:
-    """True if ``host`` (an address or a name) is only ever a loopback address."""
-    if not host:
-        return False  # all interfaces
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    return bool(infos) and all(
-        ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]).is_loopback for i in infos
-    )
 
 
 def _url_host(host: str) -> str:

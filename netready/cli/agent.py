@@ -71,6 +71,13 @@ Exit codes:
     type=click.Path(exists=True, dir_okay=False),
     help="PEM CA bundle that signed the config server's certificate (default: the system's).",
 )
+@click.option(
+    "--textfile",
+    default=None,
+    metavar="PATH",
+    help="Also write the agent record's fields as gauges to this node_exporter textfile "
+    "(a .prom file in its --collector.textfile.directory; atomic rename; the prometheus extra).",
+)
 @log_options(default_format="json")
 @click.version_option(__version__, prog_name="netready-agent")
 def agent_command(
@@ -85,6 +92,7 @@ def agent_command(
     config_url: str | None,
     config_key: str | None,
     config_ca: str | None,
+    textfile: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -109,6 +117,7 @@ def agent_command(
         config_url=config_url,
         config_key=config_key,
         config_ca=config_ca,
+        textfile=textfile,
     )
     if problems:
         sys.exit(1)

@@ -8,7 +8,7 @@ import click
 
 from netready.cli.base import Command
 from netready.cli.options import listen_option, log_options, secret_option, tls_options
-from netready.cli.servers import run_until_signalled
+from netready.cli.servers import metrics_option, run_until_signalled, start_metrics
 from netready.inventory import HeaderSecretRef
 from netready.servers import speed
 from netready.servers.speed import Limits
@@ -87,6 +87,7 @@ LIMITS = Limits()
     "token, and without TLS anyone on the path can read it and use the endpoint: only for "
     "a network you trust end to end (the lab, a private link).",
 )
+@metrics_option
 @log_options(default_format="text")
 def serve_command(
     listen: str,
@@ -103,6 +104,7 @@ def serve_command(
     tls_cert: str | None,
     tls_key: str | None,
     allow_plain_http: bool,
+    metrics_listen: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -132,4 +134,7 @@ def serve_command(
         stall_timeout_s=stall_timeout_s,
     )
     logs.setup(log_format, log_level)
-    run_until_signalled(lambda stop: speed.serve_forever(*end.args(), stop=stop))
+    metrics = start_metrics(metrics_listen, listen)
+    if metrics is not None:
+        metrics.add("speed", end.server.snapshot)
+    run_until_signalled(lambda stop: speed.serve_forever(*end.args(), stop=stop), metrics=metrics)

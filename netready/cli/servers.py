@@ -4,12 +4,14 @@ end); ``netready serve`` (the speed endpoint, the ``server`` extra) is ``netread
 The servers are ``servers/reflector.py`` and ``servers/responder.py``; the commands parse,
 set up logging (``netready/logs.py``: journald priorities under systemd, as the agent's), and
 run them until SIGTERM or SIGINT (exit 0, ``run_until_signalled``). An address that cannot be
-bound is one line, exit 1.
+bound is one line, exit 1. ``--metrics [HOST:]PORT`` (every server command) serves Prometheus
+``/metrics`` on a listener of its own (``servers/metrics.py``, docs/prometheus.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,6 +21,7 @@ from netready import platform
 from netready.cli.base import Command
 from netready.cli.options import allow_option, listen_option, log_options, secret_option
 from netready.inventory import SecretRef
+from netready.servers.metrics import Metrics
 from netready.servers.reflector import Reflector
 
 #: The reflector's own defaults, shown as the options' defaults.
@@ -28,10 +31,50 @@ REFLECTOR = Reflector.__dataclass_fields__
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, Any]]
 
 
-def run_until_signalled(*jobs: Job) -> None:
-    """Run ``jobs`` together until SIGTERM/SIGINT or until one of them fails (then its
-    error is raised, after the others have closed)."""
+def metrics_option(f: Any) -> Any:
+    """``--metrics [HOST:]PORT`` (parameter ``metrics_listen``): off unless given."""
+    return click.option(
+        "--metrics",
+        "metrics_listen",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="Serve Prometheus /metrics here (a port alone: on 127.0.0.1), a listener of its "
+        "own, never the measurement port. Off unless given.",
+    )(f)
 
+
+def start_metrics(value: str | None, *listens: str | None) -> Metrics | None:
+    """The ``/metrics`` listener ``--metrics`` asks for (None: not asked), checked against the
+    measurement ports ``listens``; a ConfigError (exit 2) or ServerError (exit 1) otherwise."""
+    if not value:
+        return None
+    from netready.servers.metrics import parse_listen, warn_if_exposed
+
+    host, port = parse_listen(value)
+    for listen in listens:
+        if listen:
+            parse_listen(value, listen)
+    m = Metrics()
+    bound = m.start(host, port)
+    log = logging.getLogger("netready.metrics")
+    log.info("/metrics on http://%s:%d/metrics", *bound)
+    warning = warn_if_exposed(host)
+    if warning:
+        log.warning("%s", warning)
+    return m
+
+
+def run_until_signalled(*jobs: Job, metrics: Metrics | None = None) -> None:
+    """Run ``jobs`` together until SIGTERM/SIGINT or until one of them fails (then its
+    error is raised, after the others have closed). ``metrics``: closed at the end."""
+    try:
+        _run(*jobs)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _run(*jobs: Job) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -79,6 +122,7 @@ def run_until_signalled(*jobs: Job) -> None:
     help="Also run the media responder (video-call probe far end) here.",
 )
 @secret_option(help="Shared secret the media responder requires (a reference, never inline).")
+@metrics_option
 @log_options(default_format="text")
 def reflector_command(
     listen: str,
@@ -88,6 +132,7 @@ def reflector_command(
     max_total_kbps: float,
     media_listen: str | None,
     secret: SecretRef | None,
+    metrics_listen: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -99,11 +144,13 @@ def reflector_command(
     from netready.servers import reflector
 
     logs.setup(log_format, log_level)
+    metrics = start_metrics(metrics_listen, listen, media_listen)
     jobs: list[Job] = [
         lambda stop: reflector.serve(
             listen,
             allow,
             stop=stop,
+            metrics=metrics,
             max_pps_per_source=max_pps,
             max_kbps_per_source=max_kbps,
             max_kbps_total=max_total_kbps,
@@ -113,8 +160,10 @@ def reflector_command(
         from netready.servers import responder
 
         sec = secret.resolve() if secret else None
-        jobs.append(lambda stop: responder.serve(media_listen, list(allow), secret=sec))
-    run_until_signalled(*jobs)
+        jobs.append(
+            lambda stop: responder.serve(media_listen, list(allow), secret=sec, metrics=metrics)
+        )
+    run_until_signalled(*jobs, metrics=metrics)
 
 
 @click.command("responder", cls=Command)
@@ -150,6 +199,7 @@ def reflector_command(
     type=click.IntRange(1, 10_000),
     help="Concurrent sessions one source address may hold.",
 )
+@metrics_option
 @log_options(default_format="text")
 def responder_command(
     listen: str,
@@ -159,6 +209,7 @@ def responder_command(
     max_mbps_total: float,
     max_duration_s: float,
     max_sessions_per_source: int,
+    metrics_listen: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -172,6 +223,7 @@ def responder_command(
 
     sec = secret.resolve() if secret else None
     logs.setup(log_format, log_level)
+    metrics = start_metrics(metrics_listen, listen)
     run_until_signalled(
         lambda stop: responder.serve(
             listen,
@@ -181,5 +233,7 @@ def responder_command(
             max_mbps_total,
             max_duration_s=max_duration_s,
             max_sessions_per_source=max_sessions_per_source,
-        )
+            metrics=metrics,
+        ),
+        metrics=metrics,
     )
