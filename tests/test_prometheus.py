@@ -4,6 +4,7 @@ on loopback: start prometheus with a temporary config, wait for a scrape, query 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -152,6 +153,14 @@ def test_real_prometheus_scrapes_reflector_responder_and_speed(tmp_path: Path) -
             for _ in range(2):
                 s.sendto(b"\x00" * 8, ("127.0.0.1", refl))
             s.sendto(b"hello?", ("127.0.0.1", media))
+        # one real call (2 s) through the responder: one session, media both ways
+        call = subprocess.run(
+            [sys.executable, "-m", "netready.cli", "probe", "media", "--target",
+             f"127.0.0.1:{media}", "--profile", "sd", "--duration", "2", "--format", "json"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert call.returncode == 0, call.stderr
+        upstream = next(r for r in json.loads(call.stdout) if r["tags"].get("direction") == "up")
         # the speed endpoint: one request without the token, one ping with it
         assert httpx.get(f"http://127.0.0.1:{speed}/ping").status_code == 401
         ok = httpx.get(
@@ -176,8 +185,16 @@ def test_real_prometheus_scrapes_reflector_responder_and_speed(tmp_path: Path) -
             assert by(byt, server="reflector", direction="tx") == sent  # never more than sent
             req = query_until(prom, "netready_server_requests_total", lambda r: len(r) == 3)
             assert by(req, server="reflector") == 5
-            assert by(req, server="responder") == 1
+            # every datagram the responder read: the call's upstream media and a few control
+            assert upstream["fields"]["received"] <= by(req, server="responder") - 1
+            assert by(req, server="responder") <= upstream["fields"]["sent"] + 20
             assert by(req, server="speed") == 2
+            ses = query_until(prom, "netready_server_sessions_total", lambda r: len(r) == 3)
+            assert by(ses, server="responder") == 1
+            assert by(ses, server="reflector") == 0 and by(ses, server="speed") == 0
+            # the responder sent the downstream of a 0.5 Mbit/s 2 s call: tens of kB
+            assert by(byt, server="responder", direction="tx") > 50_000
+            assert by(byt, server="responder", direction="rx") > 50_000
             lim = query_until(prom, "netready_server_rate_limited_total", lambda r: len(r) == 3)
             assert all(float(s["value"][1]) == 0 for s in lim)
             act = query_until(prom, "netready_server_sessions_open", lambda r: len(r) == 3)
