@@ -34,8 +34,7 @@ from netready.optional import require
 
 require("aiohttp", "netready config serve")
 from aiohttp import web  # noqa: E402
-from netready.servers.guard import AllowList  # noqa: E402
-from netready.servers.guard import is_loopback  # noqa: E402
+from netready.servers.guard import AllowList, is_loopback  # noqa: E402
 from netready.servers.speed import _hostport, _url_host, tls_context  # noqa: E402
 
 log = logging.getLogger("netready.config")
