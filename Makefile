@@ -56,9 +56,12 @@ sysdeps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# mypy over the whole package as installed (tools/typetree.py lays it out), then bench/ and tools/.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(PY) tools/typetree.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench tools agent.py
 
 typecheck: lint
 
@@ -79,4 +82,4 @@ lock: venv
 	$(PIP) freeze --exclude-editable | grep -v '^nhs-netready' >> requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache demo-out *.egg-info $(ASSETS)/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .mypy-tree demo-out *.egg-info $(ASSETS)/node_modules

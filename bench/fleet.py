@@ -199,7 +199,7 @@ def site_day(tags: dict[str, str], t0: int, seed: int = 1) -> list[Record]:
             )
     vb = snmp.parse_snmprec(SNMPREC.read_text("utf-8", "surrogateescape"))
     prev = None
-    base_up = int(vb[snmp.SYS_UPTIME])  # type: ignore[call-overload]
+    base_up = int(vb[snmp.SYS_UPTIME])
     ssh_done = -1
     for k, t in enumerate(range(t0 + rnd.randrange(60_000), t0 + DAY_S * 1000, 60_000)):
         recs, prev = snmp.records_from_varbinds(
@@ -267,7 +267,7 @@ def cardinality(srv: Influxd, sites: int, day: list[Record], t0: int) -> dict[st
     ):
         db = "card_field" if field_tags else "card_tag"
         srv.create_db(db)
-        influx.FIELD_TAGS = field_tags  # type: ignore[misc]
+        influx.FIELD_TAGS = field_tags
         try:
             with InfluxV1(
                 StoreConfig(kind="influxdb_v1", url=srv.url, database=db, timeout_s=120)
@@ -286,7 +286,7 @@ def cardinality(srv: Influxd, sites: int, day: list[Record], t0: int) -> dict[st
                 total = c.query("SHOW SERIES EXACT CARDINALITY", epoch=None)
                 per["all"] = sum(int(v[0]) for s in total for v in s.values) / sites
         finally:
-            influx.FIELD_TAGS = frozenset({"tech"})  # type: ignore[misc]
+            influx.FIELD_TAGS = frozenset({"tech"})
         res[label] = per
     res["points per site per day"] = len(day)
     return res
@@ -307,7 +307,7 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
     writer = InfluxV1(cfg)
     rnd = random.Random(seed)
     n = len(day)
-    agents = []
+    agents: list[dict[str, Any]] = []
     for a in range(first, first + count):
         sp = Spool(Path(work) / f"a{a}.db", synchronous="NORMAL")
         i0 = rnd.randrange(n)  # each agent starts at its own point of the day
@@ -415,10 +415,10 @@ def fleet(
     go.set()
     import psutil
 
-    infl = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]
+    infl = psutil.Process(srv.proc.pid)
     rss_peak = 0.0
     cpu0 = infl.cpu_times()
-    parts = []
+    parts: list[Any] = []
     while len(parts) < len(procs):
         try:
             parts.append(q.get(timeout=2))

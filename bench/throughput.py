@@ -73,7 +73,7 @@ SITES = {
 }
 
 
-def netready(lab: Lab, site: str) -> dict[str, dict]:
+def run_netready(lab: Lab, site: str) -> dict[str, dict]:
     argv = [
         *NETREADY,
         "probe",
@@ -174,7 +174,7 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
         nr = {}
         for n in names:
             print(f"netready {n} ...", file=sys.stderr, flush=True)
-            nr[n] = netready(lab, n)
+            nr[n] = run_netready(lab, n)
         ip3: dict[tuple[str, str, int], dict] = {}
         for streams in (1, 4):
             for d in ("down", "up"):

@@ -82,7 +82,7 @@ class DatasourceSpec:
         }
         body["url"] = self.url
         body["database"] = self.database
-        body["jsonData"] = {**base["jsonData"], "dbName": self.database}
+        body["jsonData"] = {**body["jsonData"], "dbName": self.database}
         if not self.verify_tls:
             body["jsonData"]["tlsSkipVerify"] = True
         if self.token:

@@ -247,7 +247,7 @@ def g107_r(
     return G107_RO - G107_IS - ident - ie_eff(CODECS[codec], ppl_pct, burst_r)
 
 
-def burst_r(received: Iterable[bool] | bytes) -> float:
+def burst_r(received: Iterable[bool] | bytes | bytearray) -> float:
     """G.107's BurstR of a trace (truthy = received), from the two-state Markov model of its
     losses: p = P(lost | previous received), q = P(received | previous lost); BurstR =
     1 / (p + q). 1 for random loss, above 1 for bursty loss; 1 when nothing or all was lost."""

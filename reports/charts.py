@@ -191,6 +191,7 @@ def copper_vs_fibre(e: Estate, prefix: str) -> Chart:
             if d:
                 present.append((g, d))
                 med = stats.percentile(d, 50)
+                assert med is not None  # d is not empty
                 medians.setdefault(g, {})[f] = med
                 rows.append(
                     [g, label, str(len(d)), _n(min(d), digits), _n(med, digits), _n(max(d), digits)]

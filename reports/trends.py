@@ -72,7 +72,7 @@ class SiteTrend:
 
 def days(w: Window, tz: dt.tzinfo = TZ) -> list[tuple[int, int]]:
     """Local days [start, end) in UTC ms overlapping the window, clipped to it."""
-    out = []
+    out: list[tuple[int, int]] = []
     d = dt.datetime.fromtimestamp(w.t0 / 1000, tz).date()
     while True:
         a = int(dt.datetime.combine(d, dt.time(0), tz).timestamp() * 1000)
@@ -104,17 +104,17 @@ def site_trends(
             loaded, idle = [], []
             for direction in ("down", "up"):
                 row = tp.get((s.ods, direction, a)) or {}
-                if row.get("p10") is not None:
-                    setattr(day, f"{direction}_p10_mbps", float(row["p10"]))
-                if row.get("loaded_ms") is not None:
-                    loaded.append(float(row["loaded_ms"]))
-                if row.get("idle_ms") is not None:
-                    idle.append(float(row["idle_ms"]))
+                if (p10 := row.get("p10")) is not None:
+                    setattr(day, f"{direction}_p10_mbps", float(p10))
+                if (loaded_ms := row.get("loaded_ms")) is not None:
+                    loaded.append(float(loaded_ms))
+                if (idle_ms := row.get("idle_ms")) is not None:
+                    idle.append(float(idle_ms))
             day.loaded_ms = max(loaded) if loaded else None
             day.idle_ms = max(idle) if idle else None
             c = cap.get((s.ods, "", a)) or {}
-            if c.get("p10") is not None:
-                day.capacity_calls, day.capacity_source = int(c["p10"]), "measured"
+            if (calls := c.get("p10")) is not None:
+                day.capacity_calls, day.capacity_source = int(calls), "measured"
             elif profile.concurrent and day.up_p10_mbps and day.down_p10_mbps:
                 day.capacity_calls = min(
                     computed_capacity(profile, day.up_p10_mbps, day.down_p10_mbps)

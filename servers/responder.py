@@ -381,7 +381,8 @@ class MediaResponder:
             return
         checked = self.check_hello(msg, time.time())
         if isinstance(checked, tuple):
-            self._reject(sid, *checked, addr, now, limit=size)
+            code, reason = checked
+            self._reject(sid, code, reason, addr, now, limit=size)
             return
         hello = checked
         params = canonical(msg, ("hmac", "cookie"))
