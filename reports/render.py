@@ -135,6 +135,11 @@ def _main_reasons(r: SiteResult, limit: int = 3) -> list[str]:
     return [x.text for x in bad[:limit]]
 
 
+def _grade(r: SiteResult) -> str:
+    """The profile's plain grade (rubric.GRADES) and the one measured reason behind it."""
+    return f"{r.grade or '—'}: {r.grade_reason}" if r.grade_reason else r.grade or "—"
+
+
 ESTATE_COLUMNS: list[tuple[str, Callable[[SiteResult], str]]] = [
     ("site", lambda r: r.ods),
     ("name", lambda r: r.name),
@@ -149,6 +154,7 @@ ESTATE_COLUMNS: list[tuple[str, Callable[[SiteResult], str]]] = [
     ("calls / planned", _cap),
     ("verdict", lambda r: r.verdict),
     ("confidence", lambda r: r.confidence.level),
+    ("grade", _grade),
 ]
 
 
@@ -423,9 +429,11 @@ def render_table(e: Estate, console: Any) -> None:
             max_width=short.get(h),
             justify="right" if any(u in h for u in ("Mbps", "ms", "%", "MOS", "/ ")) else "left",
         )
+    vi, gi = ([h for h, _ in ESTATE_COLUMNS].index(k) for k in ("verdict", "grade"))
     for r in e.sites:
         cells = [rich_text(f(r)) for _, f in ESTATE_COLUMNS]
-        cells[-2] = f"[{RICH[r.verdict]}]{r.verdict}[/]"
+        cells[vi] = f"[{RICH[r.verdict]}]{r.verdict}[/]"
+        cells[gi] = rich_text(r.grade or "—")  # its reason: under "Why not READY"
         t.add_row(*cells)
     console.print(t)
     console.print(
@@ -437,7 +445,11 @@ def render_table(e: Estate, console: Any) -> None:
     if why:
         console.print("\n[bold]Why not READY[/]")
         for r in why:
-            console.print(f"[{RICH[r.verdict]}]{r.ods} {r.verdict}[/] {rich_text(r.name)}")
+            console.print(
+                f"[{RICH[r.verdict]}]{r.ods} {r.verdict}[/] {rich_text(r.name)}"
+                f" — grade {rich_text(r.grade or '—')}",  # its reason: the first line below
+                highlight=False,
+            )
             for x in _main_reasons(r, 4):
                 console.print(f"    - {rich_text(x)}", highlight=False)
     for title, head, rows in _sections(e):

@@ -158,3 +158,31 @@ def test_md_and_plain_helpers() -> None:
     assert md_text("a|b\nc") == "a\\|b\ufffdc"
     assert md_text("x & <y>") == "x &amp; &lt;y&gt;"
     assert plain("a\x1b[31mb\u2028c") == "a\ufffd[31mb\ufffdc"
+
+
+def test_every_format_shows_the_plain_grade_and_its_reason(hostile: tuple[Path, int]) -> None:
+    """The grade per use (rubric.GRADES) that the JSON carries is the Grade column of the
+    Markdown (with its reason, escaped as the other cells) and of the table (reason cut)."""
+    doc = json.loads(render(hostile, "json"))
+    graded = {s["ods"]: (s["grade"], s["grade_reason"]) for s in doc["sites"]}
+    assert any(g is not None for g, _ in graded.values()), graded
+    md = render(hostile, "md")
+    lines = md.split("## Estate", 1)[1].strip().splitlines()
+    head = [c.strip() for c in re.split(r"(?<!\\)\|", lines[0])[1:-1]]
+    gi = head.index("grade")
+    for ln in lines[2 : 2 + len(NAMES)]:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]]
+        g, why = graded[cells[0]]
+        assert cells[gi] == md_text(f"{g or '—'}: {why}"), (cells[gi], g, why)
+    table = render(hostile, "table")
+    est = table.split("Verdicts:", 1)[0].splitlines()
+    rows = {o: next(ln for ln in est if ln.lstrip("│ ").startswith(o)) for o in NAMES}
+    for o, (g, why) in graded.items():
+        assert re.search(rf"│ *{g or '—'} *│$", rows[o]), rows[o]  # the table: the grade alone
+        if doc_verdict(doc, o) != "READY":  # its reason: the first under "Why not READY"
+            flat = re.sub(r"\s+", " ", table)
+            assert re.sub(r"\s+", " ", f"grade {g} - {why}") in flat, (g, why)
+
+
+def doc_verdict(doc: dict, ods: str) -> str:
+    return next(s["verdict"] for s in doc["sites"] if s["ods"] == ods)
