@@ -619,11 +619,12 @@ def section_summary(page: Page) -> Section:
 def section_estate(page: Page) -> Section:
     e = page.e
     head = [h for h, _ in ESTATE_COLUMNS] + ["reasons"]
-    vi = [h for h, _ in ESTATE_COLUMNS].index("verdict")
+    vi, gi = ([h for h, _ in ESTATE_COLUMNS].index(k) for k in ("verdict", "grade"))
     rows = []
     for r in e.sites:
         cells = [esc(f(r)) for _, f in ESTATE_COLUMNS]
         cells[vi] = badge(r.verdict)
+        cells[gi] = html_grade(r)
         cells.append("<br>".join(esc(x) for x in _main_reasons(r)))
         rows.append(cells)
     table = html_table(
@@ -640,9 +641,17 @@ def section_charts(page: Page) -> Section:
     return "charts", "Charts", "".join(html_figure(page, c) for c in figs)
 
 
+def html_grade(r: SiteResult) -> str:
+    """The plain grade in words (never by colour alone), then the one reason behind it."""
+    if r.grade is None:
+        return f"No grade: {esc(r.grade_reason)}"
+    return f"<strong>{esc(r.grade)}</strong>: {esc(r.grade_reason)}"
+
+
 def _site_facts(r: SiteResult) -> str:
     c = r.confidence
     facts = [
+        (f"Grade for {esc(rubric.PROFILES[r.profile].title)}", html_grade(r)),
         ("Verdict", badge(r.verdict) + (f" (evidence says {esc(r.assessed)})"
                                         if r.assessed != r.verdict else "")),
         ("Concurrent calls / planned", esc(_cap(r)) + f" <span class=\"nhsuk-body-s\">"

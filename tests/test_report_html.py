@@ -108,3 +108,26 @@ def test_an_estate_too_large_for_site_sections_shows_the_worst(tmp_path: Path) -
     assert len(got) == trends.MAX_SITE_SECTIONS
     worst = [r.ods for r in many if r.verdict == NOT_READY]
     assert got[: len(worst)] == worst
+
+
+def test_each_site_shows_its_grade_in_words_with_its_reason(tmp_path: Path) -> None:
+    """The estate table's grade cell and each site's "Grade for ..." fact are the JSON's grade
+    and grade_reason, as text (not a colour), on the same store and clock."""
+    import json
+
+    spool, now = reporting.store(tmp_path)
+    assert reporting.run(spool, now, "html", tmp_path / "r.html").exit_code == 0
+    r = reporting.run(spool, now, "json", None)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    want = {s["ods"]: (s["grade"], s["grade_reason"]) for s in doc["sites"]}
+    assert {g for g, _ in want.values()} >= {"Unusable", None}  # the estate has both ends
+    text = (tmp_path / "r.html").read_text()
+    rows = re.findall(r'<tr class="nhsuk-table__row site"><th[^>]*>(\w+)</th>(.*?)</tr>', text)
+    assert [o for o, _ in rows] == ESTATE
+    for ods, row in rows:
+        g, why = want[ods]
+        cell = f"<strong>{html.escape(g)}</strong>: " if g else "No grade: "
+        assert f'<td class="nhsuk-table__cell">{cell}{html.escape(why)}</td>' in row, (ods, row)
+        site = text.split(f'id="site-{ods}">', 1)[1].split("</dl>", 1)[0]
+        assert f"{cell}{html.escape(why)}</dd>" in site and ">Grade for 1:1 GP video" in site
