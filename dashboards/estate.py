@@ -9,6 +9,7 @@ from netready.dashboards.panels import (
     bar_panel,
     coloured,
     dashboard,
+    grade_cells,
     jitter_steps,
     links_to_site,
     loss_steps,
@@ -81,11 +82,18 @@ def readiness() -> list[Item]:
         ],
         table_panel(
             "Sites: verdict and reasons",
-            "Latest readiness point per site: verdict, measured concurrent-call capacity, and "
-            "the reasons (measured value vs threshold). Click a site for its detail.",
+            "Latest readiness point per site: verdict, measured concurrent-call capacity, the "
+            "reasons (measured value vs threshold), and the plain grade for the profile's use "
+            "(Great / Good / Poor / Unusable: the worst band of its gates) with the one reason "
+            "behind it. Click a site for its detail.",
             [
                 InfluxQL(verdicts(WHERE, '"site", "icb", "tech"')).expect(
-                    "verdict", "capacity", "reasons", tags=["site", "icb", "tech"]
+                    "verdict",
+                    "capacity",
+                    "reasons",
+                    "grade",
+                    "grade_reason",
+                    tags=["site", "icb", "tech"],
                 )
             ],
             filterable=True,
@@ -96,6 +104,8 @@ def readiness() -> list[Item]:
                 "Time": named("Assessed"),
                 "capacity": named("Capacity (calls)"),
                 "reasons": [prop("custom.width", 600)],
+                "grade": [*grade_cells(), *named("Grade")],
+                "grade_reason": named("Why this grade"),
             },
         ),
         site_map(

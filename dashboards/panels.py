@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from netready.dashboards.compat import SCHEMA_VERSION
 from netready.dashboards.names import UID_SITE
-from netready.dashboards.policy import JITTER_MS, LOSS_PCT, MOS, RTT_MS
+from netready.dashboards.policy import GRADE_COLOURS, JITTER_MS, LOSS_PCT, MOS, RTT_MS
 from netready.dashboards.queries import DS, InfluxQL
 from netready.dashboards.sdk import (
     PanelBuilder,
@@ -111,6 +111,16 @@ VERDICT_MAPPINGS: list[dm.ValueMapping] = [
 ]
 
 
+GRADE_MAPPINGS: list[dm.ValueMapping] = [
+    dm.ValueMap(
+        options={
+            g: dm.ValueMappingResult(text=g, color=c, index=i)
+            for i, (g, c) in enumerate(GRADE_COLOURS.items())
+        }
+    )
+]
+
+
 def site_link(title: str = "Site detail") -> dict[str, object]:
     """A data link from a ``site`` cell to the Site detail dashboard for that site."""
     return {"title": title, "url": f"/d/{UID_SITE}?var-site=${{__value.raw}}&${{__url_time_range}}"}
@@ -120,6 +130,14 @@ def verdict_cells() -> list[dm.DynamicConfigValue]:
     """A verdict column: READY/MARGINAL/... text on the verdict's colour."""
     return [
         prop("mappings", VERDICT_MAPPINGS),
+        prop("custom.cellOptions", {"type": "color-background"}),
+    ]
+
+
+def grade_cells() -> list[dm.DynamicConfigValue]:
+    """A grade column: the grade's word (Great / Good / Poor / Unusable) on its colour."""
+    return [
+        prop("mappings", GRADE_MAPPINGS),
         prop("custom.cellOptions", {"type": "color-background"}),
     ]
 
@@ -234,6 +252,27 @@ def stat_panel(
         .thresholds(steps or thresholds((None, color)))
     )
     return p.text_mode(cm.BigValueTextMode.VALUE_AND_NAME) if with_names else p
+
+
+def grade_stat(
+    title: str, description: str, queries: Sequence[InfluxQL], *, w: int = 6, h: int = 5
+) -> stat.Panel:
+    """The latest value of the one string field of each series (the ``grade``) as its word on
+    its colour (GRADE_MAPPINGS), named by the series' alias. A stat shows only numbers unless
+    ``reduceOptions.fields`` names the fields, by display name (a regex: every field but
+    the time); "No data" when there is none."""
+    return (
+        _common(stat.Panel(), title, description, queries, w, h)
+        .no_value("No data")
+        .mappings(GRADE_MAPPINGS)
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(
+            cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("/^(?!Time$)/")
+        )
+        .thresholds(thresholds((None, "text")))
+    )
 
 
 def table_panel(

@@ -6,12 +6,13 @@ only the import below changes. A rubric change makes the generated JSON stale (t
 
 from __future__ import annotations
 
-from netready.rubric import DEFAULT_PROFILE, HEADROOM, RUBRIC
+from netready.rubric import DEFAULT_PROFILE, GRADES, HEADROOM, RUBRIC
 
 __all__ = [
     "BURST_LOSS_PCT",
     "DEFAULT_PROFILE",
     "DOWN_MBPS",
+    "GRADE_COLOURS",
     "HEADROOM",
     "JITTER_MS",
     "LOSS_PCT",
@@ -41,3 +42,15 @@ BURST_LOSS_PCT = bands("burst_loss_pct")
 MOS = bands("mos")
 UTIL_REVIEW_PCT = 100.0 * HEADROOM  # NHS Digital: review FTTC links above 75 % use
 SNR_MARGIN_DB = {"poor": 3.0, "ok": 6.0}
+
+#: The plain grade per use (``readiness.grade``, rubric.GRADES) -> its colour; the text is
+#: always shown too. A site without a graded gate has no entry here (shown as written).
+GRADE_COLOURS = {
+    GRADES[band]: colour
+    for band, colour in (
+        ("recommended", "dark-green"),
+        ("minimum", "green"),
+        ("marginal", "orange"),
+        ("not_ready", "red"),
+    )
+}

@@ -176,8 +176,11 @@ def count_verdicts(
 
 
 def verdicts(where: str, by: str) -> str:
-    """Each group's latest readiness point: verdict, capacity and the reasons."""
-    return latest("readiness", "verdict", "capacity", "reasons", where=where, by=by)
+    """Each group's latest readiness point: verdict, capacity, the reasons and the plain grade
+    with its reason."""
+    return latest(
+        "readiness", "verdict", "capacity", "reasons", "grade", "grade_reason", where=where, by=by
+    )
 
 
 def site_figures(where: str) -> str:

@@ -8,6 +8,8 @@ from netready.dashboards.panels import (
     Item,
     Row,
     dashboard,
+    grade_cells,
+    grade_stat,
     jitter_steps,
     loss_steps,
     mos_steps,
@@ -37,6 +39,7 @@ from netready.dashboards.queries import (
     InfluxQL,
     T,
     agg,
+    latest,
     over_time,
     site_series,
     verdicts,
@@ -70,18 +73,37 @@ def site_detail() -> dm.Dashboard:
 
 
 def verdict() -> list[Item]:
+    where = f"{SITE} AND {PROFILE}"
     return [
         Row("Readiness"),
+        grade_stat(
+            "Grade for this use",
+            "The plain grade of each selected site for the profile's use, from its latest "
+            "readiness point: Great / Good / Poor / Unusable, the worst band of the profile's "
+            "gates (after Cloudflare's AIM scores); the reason is in the table beside it.",
+            [
+                InfluxQL(latest("readiness", "grade", where=where, by='"site"'))
+                .alias("$tag_site")
+                .expect("grade", tags=["site"])
+            ],
+        ),
         table_panel(
             "Latest verdict",
-            "Latest readiness point of each selected site, with its reasons.",
+            "Latest readiness point of each selected site, with its reasons and the one "
+            "behind its grade.",
             [
-                InfluxQL(verdicts(f"{SITE} AND {PROFILE}", '"site", "tech"')).expect(
-                    "verdict", "capacity", "reasons", tags=["site", "tech"]
+                InfluxQL(verdicts(where, '"site", "tech"')).expect(
+                    "verdict", "capacity", "reasons", "grade", "grade_reason", tags=["site", "tech"]
                 )
             ],
+            w=18,
             h=5,
-            overrides={"verdict": verdict_cells(), "Time": named("Assessed")},
+            overrides={
+                "verdict": verdict_cells(),
+                "Time": named("Assessed"),
+                "grade": [*grade_cells(), *named("Grade")],
+                "grade_reason": named("Why this grade"),
+            },
         ),
     ]
 

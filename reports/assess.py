@@ -13,6 +13,8 @@ from netready.errors import ConfigError
 from netready.records import Record
 from netready.rubric import DEFAULT_PROFILE
 
+#: ``grade`` of a site none of whose gates has a graded band (rubric.grade gives None)
+NO_GRADE = "No grade"
 VERDICT_CODE = {"READY": 0, "MARGINAL": 1, "NOT READY": 2, "STALE": 3, "NO DATA": 4}
 
 
@@ -130,6 +132,8 @@ def readiness_records(estate: Any) -> list[Record]:
                     "windows": c.windows,
                     "excluded": sum(c.excluded.values()),
                     "reasons": " | ".join(bad)[:1000] or "all gates met",
+                    "grade": r.grade or NO_GRADE,
+                    "grade_reason": r.grade_reason[:1000],
                     "window_s": float(estate.since_s),
                 },
                 estate.now_ms,

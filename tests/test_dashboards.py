@@ -31,6 +31,7 @@ import yaml
 from click.testing import CliRunner
 from influxd import free_port
 from netready.dashboards import build
+from netready.reports.assess import NO_GRADE
 
 from netready import inventory
 from netready.influx import InfluxV1, QueryResult
@@ -113,6 +114,9 @@ VERDICTS = {
     "Y71005": "NO DATA",
     "RXC20": "STALE",
 }
+#: the plain grade the readiness point carries with each verdict (rubric.GRADES, assess.NO_GRADE)
+GRADE = {"READY": "Good", "MARGINAL": "Poor", "NOT READY": "Unusable", "NO DATA": NO_GRADE,
+         "STALE": "Good"}  # fmt: skip
 SILENT_SITE = "Y71005"  # its agent stopped 3 h ago
 PROFILE = "gp_video"
 
@@ -141,6 +145,10 @@ def estate_records(now_ms: int) -> list[Record]:
                             "capacity_calls": max(0, int(site.link.up_mbps / 1.5 * 0.75)),
                             "planned_clinics": site.planned_clinics,
                             "reasons": f"upload per call {site.link.up_mbps * 0.8:.2f} Mbps vs 1.5",
+                            "grade": GRADE[v],
+                            "grade_reason": "no data"
+                            if v == "NO DATA"
+                            else f"upload per call {site.link.up_mbps * 0.8:.2f} Mbps vs 1.5",
                             "lat": site.lat,
                             "lon": site.lon,
                             **(
@@ -710,6 +718,33 @@ def test_readiness_counts_use_the_latest_verdict(estate: tuple[InfluxV1, int]) -
     assert by_tech == {"adsl": 2, "fttc": 2, "sogea": 1, "fttp": 2, "ethernet": 1}
     table = _value(client, now_ms, e, "Sites: verdict and reasons")
     assert {s.tags["site"]: s.dicts()[0]["verdict"] for s in table} == VERDICTS
+
+
+def test_grade_panels_show_the_latest_grade_in_words(estate: tuple[InfluxV1, int]) -> None:
+    """The estate table's grade column and the site dashboard's grade stat carry each site's
+    latest grade (not the 5 h old "No grade", not the other profile's), and the stat's field
+    regex picks the grade (a string, which a stat hides unless named) and not the time."""
+    client, now_ms = estate
+    table = _value(client, now_ms, "estate-overview.json", "Sites: verdict and reasons")
+    got = {s.tags["site"]: (s.dicts()[0]["grade"], s.dicts()[0]["grade_reason"]) for s in table}
+    assert {o: g for o, (g, _) in got.items()} == {o: GRADE[v] for o, v in VERDICTS.items()}
+    assert got["Y71005"][1] == "no data" and got["Y81001"][1].startswith("upload per call")
+    two = SCENARIOS["multi-site"][0]
+    stat = _value(client, now_ms, "site-detail.json", "Grade for this use", variables=two)
+    assert {s.tags["site"]: s.dicts()[0]["grade"] for s in stat} == {
+        "Y81001": "Unusable",
+        "Y60010": "Good",
+    }
+    panel = next(
+        p
+        for p in json.loads((build.HERE / "generated" / "site-detail.json").read_text())["panels"]
+        if p.get("title") == "Grade for this use"
+    )
+    pick = re.compile(panel["options"]["reduceOptions"]["fields"].strip("/"))
+    assert pick.search("Y81001") and not pick.search("Time")  # display names: alias, "Time"
+    words = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert set(words) == {"Great", "Good", "Poor", "Unusable"}
+    assert all(words[w]["text"] == w for w in words)  # the word itself, on its colour
 
 
 def test_sites_not_heard_from(estate: tuple[InfluxV1, int]) -> None:

@@ -389,3 +389,21 @@ def test_one_plain_grade_per_use_with_its_reason(inv) -> None:
     )
     assert res.grade == rubric.GRADES[worst.band] and res.grade_reason == worst.text
     assert res.to_dict()["grade"] == res.grade
+
+
+def test_assess_writes_the_grade_for_grafana(inv) -> None:
+    """The readiness record carries the grade and its reason as strings; a site with no
+    graded gate writes "No grade" (a null field would be dropped and the panel left blank)."""
+    from types import SimpleNamespace
+
+    from netready.reports.assess import NO_GRADE, readiness_records
+
+    p = rubric.PROFILES["gp_video"]
+    bad = R.evaluate(inv.sites[2], good(rtt_ms=300.0), p, NOW)
+    empty = R.evaluate(inv.sites[2], Evidence(), p, NOW)
+    assert bad.grade == "Unusable" and empty.grade is None
+    e = SimpleNamespace(sites=[bad, empty], since_s=86400.0, now_ms=NOW)
+    a, b = readiness_records(e)
+    assert (a.fields["grade"], a.fields["grade_reason"]) == (bad.grade, bad.grade_reason)
+    assert "RTT" in a.fields["grade_reason"]
+    assert (b.fields["grade"], b.fields["grade_reason"]) == (NO_GRADE, "no data")
