@@ -48,6 +48,18 @@ def audio(seq: int, send_ms: float, recv_ms: float, tos: int | None = 46 << 2) -
     return Arrival(seq, media.STREAM_AUDIO, int(send_ms * MS), int(recv_ms * MS), 172, tos)
 
 
+def test_unreadable_dscp_is_not_measurable_never_zero() -> None:
+    """A receiver that cannot read the TOS byte (no IP_RECVTOS: Windows, or forced off) says
+    so in ``dscp_note`` and reports no DSCP at all, rather than DSCP 0 ("stripped")."""
+    blind = trace_stats([audio(i, 20 * i, 20 * i + 10, tos=None) for i in range(5)], 5, 0.1,
+                        dscp_audio=46)  # fmt: skip
+    assert blind.dscp_note == "not measurable here"
+    assert blind.dscp_audio_rx is None and blind.dscp_preserved is None
+    seen = trace_stats([audio(i, 20 * i, 20 * i + 10) for i in range(5)], 5, 0.1, dscp_audio=46)
+    assert seen.dscp_note is None and seen.dscp_preserved is True
+    assert trace_stats([], 5, 0.1, dscp_audio=46).dscp_note is None  # nothing arrived: no claim
+
+
 def test_trace_stats_jitter_ipdv_pdv_by_hand() -> None:
     # Five audio packets 20 ms apart; one-way delay 10 ms except packet 2 (18 ms).
     arr = [audio(0, 0, 10), audio(1, 20, 30), audio(2, 40, 58), audio(3, 60, 70), audio(4, 80, 90)]
@@ -488,8 +500,12 @@ def responder() -> Iterator[Callable[..., int]]:
         )
         procs.append(p)
         assert p.stderr is not None
-        line = p.stderr.readline()
-        assert "listening on" in line, line
+        head: list[str] = []  # INFO lines (platform capabilities forced off) may come first
+        while len(head) < 5 and not any("listening on" in line for line in head):
+            head.append(p.stderr.readline())
+            if not head[-1]:
+                break  # exited
+        assert any("listening on" in line for line in head), head
         return port
 
     yield start
@@ -588,6 +604,20 @@ def full_hello(sid: int, **kw: object) -> dict[str, object]:
         "time": time.time(),
         **kw,
     }
+
+
+def test_a_responder_that_cannot_read_dscp_says_so_upstream(
+    responder: Callable[..., int],
+) -> None:
+    """The responder with ``dscp_read`` forced off (as on a host without IP_RECVTOS): the
+    upstream record says "not measurable here" and carries no DSCP; the probe's own
+    downstream reading is unaffected."""
+    port = responder(env={"NETREADY_PLATFORM_OFF": "dscp_read"})
+    recs = by(probe(target=f"127.0.0.1:{port}", profile="sd", duration_s=1, calls=1))
+    up, down = recs["up"].fields, recs["down"].fields
+    assert recs["up"].ok and up["dscp_note"] == "not measurable here"
+    assert "dscp_audio_rx" not in up and "dscp_preserved" not in up
+    assert "dscp_note" not in down and down["dscp_preserved"] is True
 
 
 def test_loopback_call_both_directions(responder: Callable[..., int]) -> None:

@@ -508,7 +508,10 @@ def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  #
         assert r["tags"]["result"] == "ok", f
         truth = (p.down_mbit if r["tags"]["direction"] == "down" else p.up_mbit) * OVERHEAD
         assert f["goodput_mbps"] == pytest.approx(truth, rel=0.05), (site, r)
-        assert f["streams"] >= 2 and isinstance(f["retransmits"], int)
+        # streams = the count goodput was measured with: 1 when a second stream made it worse
+        # (on saturated CPUs it can: the estimator goes back, test_estimator_goes_back_...)
+        assert 1 <= f["streams"] <= Spec.model_fields["max_streams"].default
+        assert isinstance(f["retransmits"], int)
         # bounded: fewer bytes than a 10 s iperf3 run at the line rate plus the load the RPM
         # may hold after goodput is measured (Spec.rpm_hold_s)
         hold = Spec.model_fields["rpm_hold_s"].default

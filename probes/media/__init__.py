@@ -235,6 +235,9 @@ PLUGIN = Plugin(
         Metric("dscp_video_rx", "DSCP", "DSCP most video packets arrived with"),
         Metric("dscp_preserved", "bool", "every audio packet arrived with dscp_audio and every "
                "video packet with dscp_video"),
+        Metric("dscp_note", "text", "'not measurable here' when the receiving host cannot read "
+               "the DSCP of what arrives (no IP_RECVTOS: Windows, or NETREADY_PLATFORM_OFF="
+               "dscp_read); the dscp_* fields are then absent"),
         Metric("duration_s", "s", "seconds per call"),
         Metric("host_drops", "packets", "packets the receiving host's socket buffer dropped "
                "(SO_RXQ_OVFL; not network loss; any > 0 makes the verdict not valid)"),

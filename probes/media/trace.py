@@ -63,6 +63,7 @@ class DirectionStats:
     dscp_audio_rx: int | None = None
     dscp_video_rx: int | None = None
     dscp_preserved: bool | None = None
+    dscp_note: str | None = None  # DSCP_NOT_MEASURABLE when no packet carried its TOS
     host_drops: int = 0  # dropped by the receiving host's socket buffer (not the network)
     audio_discard_pct: float | None = None  # arrived after the play-out deadline (playout)
     audio_buffer_ms: float | None = None
@@ -426,7 +427,12 @@ class RxTrace:
         st.rtt_p50_ms, st.rtt_p95_ms = stats.percentiles(rtts, 50, 95)
 
     def _dscp(self, st: DirectionStats, dscp_audio: int | None, dscp_video: int | None) -> None:
-        """The DSCP each stream mostly arrived with, and whether every packet kept its mark."""
+        """The DSCP each stream mostly arrived with, and whether every packet kept its mark;
+        when packets arrived but none carried its TOS (the host cannot read it: no
+        IP_RECVTOS), ``dscp_note`` says so and the DSCP fields stay absent, never 0."""
+        if self.arrivals and not self.tos:
+            st.dscp_note = DSCP_NOT_MEASURABLE
+            return
         tos_a = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_AUDIO})
         tos_v = Counter({d: c for (stream, d), c in self.tos.items() if stream == STREAM_VIDEO})
         if tos_a:
@@ -440,6 +446,10 @@ class RxTrace:
             checks.append(tos_v.get(dscp_video, 0) == sum(tos_v.values()))
         if checks:
             st.dscp_preserved = all(checks)
+
+
+#: ``dscp_note`` of a direction whose receiver cannot read the TOS byte of what arrives.
+DSCP_NOT_MEASURABLE = "not measurable here"
 
 
 def trace_stats(

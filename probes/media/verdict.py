@@ -151,6 +151,7 @@ def merge(dirs: list[DirectionStats], duration_s: float) -> dict[str, Any]:
         "dscp_audio_rx": worst("dscp_audio_rx", lambda v: Counter(v).most_common(1)[0][0]),
         "dscp_video_rx": worst("dscp_video_rx", lambda v: Counter(v).most_common(1)[0][0]),
         "dscp_preserved": all(dscp) if dscp else None,
+        "dscp_note": worst("dscp_note", lambda v: v[0]),
     }
     # MOS of the worst call (each call's own loss, jitter and RTT).
     moss = [m for m in (mos_of(d) for d in dirs) if m is not None]
