@@ -46,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ from netready.stats import percentile  # noqa: E402
 
 DAY_S = 86_400
 SHIP_INTERVAL_S = 30.0
+#: concurrent writes per simulating process in the store-only part (7,000 agents write at
+#: once from 7,000 machines; one thread each would only add GIL contention)
+BARE_THREADS = 16
 SELF_REPORT_S = 300.0
 SNMPREC = ROOT / "tests" / "data" / "snmprec" / "draytek_vdsl.snmprec"
 HTTP_TARGETS = ("teams", "attend-anywhere", "accurx")
@@ -296,28 +300,29 @@ def cardinality(srv: Influxd, sites: int, day: list[Record], t0: int) -> dict[st
 # ---------------------------------------------------------------------- 2. fleet
 
 
-def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, Any]) -> None:
-    _wid, first, count, url, work, compress, duration, start, seed, q, go = args
+def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, Any, bool]) -> None:
+    _wid, first, count, url, work, compress, duration, start, seed, q, go, bare = args
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     day0 = 1_700_000_000_000 - 1_700_000_000_000 % (DAY_S * 1000)
     day = site_day({"site": "T", "icb": "Q", "tech": "fttc"}, day0, seed)
     span_ms = DAY_S * 1000
     times = [r.time_ms - day0 for r in day]
-    cfg = StoreConfig(kind="influxdb_v1", url=url, database="fleet", timeout_s=120, gzip=True)
+    db = "fleet_bare" if bare else "fleet"
+    cfg = StoreConfig(kind="influxdb_v1", url=url, database=db, timeout_s=120, gzip=True)
     writer = InfluxV1(cfg)
     rnd = random.Random(seed)
     n = len(day)
     agents: list[dict[str, Any]] = []
     for a in range(first, first + count):
-        sp = Spool(Path(work) / f"a{a}.db", synchronous="NORMAL")
+        sp = None if bare else Spool(Path(work) / f"a{a}.db", synchronous="NORMAL")
         i0 = rnd.randrange(n)  # each agent starts at its own point of the day
         agents.append(
             {
                 "ods": f"F{a:05d}",
                 "icb": f"Q{a % 42:02d}",
                 "spool": sp,
-                "ship": Shipper(sp, writer),
+                "ship": None if sp is None else Shipper(sp, writer),
                 "i": i0,
                 "pos0": times[i0],
                 "splay": rnd.uniform(0, SHIP_INTERVAL_S),
@@ -340,6 +345,17 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
     lags: list[float] = []
     post: list[float] = []
     behind: list[float] = []  # how late the simulator started each ship (its own lag)
+    pool = ThreadPoolExecutor(max_workers=BARE_THREADS)
+    pending: list[Any] = []
+
+    def post_bare(batch: list[Record], emits: list[float]) -> int:
+        t = time.time()
+        writer.write(batch)  # raises on anything but 204: the run fails loudly
+        done = time.time()
+        post.append(done - t)
+        lags.extend(done - e for e in emits)
+        return len(batch)
+
     cpu0 = time.process_time()
     end = start_at + duration
     base_ms = int(start_at * 1000)
@@ -370,6 +386,13 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
             emits.append(start_at + sim / 1000 / compress)
             i += 1
         ag["i"] = i
+        if bare:  # the store alone: the batch POSTed as it is, many agents' writes at once
+            if batch:
+                offered += len(batch)
+                pending.append(pool.submit(post_bare, batch, emits))
+            ag["next"] += SHIP_INTERVAL_S
+            heapq.heapreplace(due, (ag["next"], due[0][1]))
+            continue
         if batch:
             ag["spool"].enqueue(batch)
             offered += len(batch)
@@ -381,9 +404,12 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
         lags.extend(done - e for e in emits[: res.shipped])
         ag["next"] += SHIP_INTERVAL_S
         heapq.heapreplace(due, (ag["next"], due[0][1]))
+    stored += sum(f.result() for f in pending)
+    pool.shutdown()
     cpu = time.process_time() - cpu0
     for ag in agents:
-        ag["spool"].close()
+        if ag["spool"] is not None:
+            ag["spool"].close()
     writer.close()
     q.put(
         {
@@ -399,9 +425,16 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
 
 
 def fleet(
-    srv: Influxd, agents: int, workers: int, compress: float, duration: float, work: Path
+    srv: Influxd,
+    agents: int,
+    workers: int,
+    compress: float,
+    duration: float,
+    work: Path,
+    bare: bool = False,
 ) -> dict[str, Any]:
-    srv.create_db("fleet")
+    db = "fleet_bare" if bare else "fleet"
+    srv.create_db(db)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     per = (agents + workers - 1) // workers
@@ -414,7 +447,22 @@ def fleet(
             break
         p = ctx.Process(
             target=_worker,
-            args=((w, first, count, srv.url, str(work), compress, duration, start, w + 1, q, go),),
+            args=(
+                (
+                    w,
+                    first,
+                    count,
+                    srv.url,
+                    str(work),
+                    compress,
+                    duration,
+                    start,
+                    w + 1,
+                    q,
+                    go,
+                    bare,
+                ),
+            ),
         )
         p.start()
         procs.append(p)
@@ -440,9 +488,7 @@ def fleet(
     lags = sorted(x for p in parts for x in p["lags"])
     post = sorted(x for p in parts for x in p["post"])
     behind = sorted(x for p in parts for x in p["behind"])
-    with InfluxV1(
-        StoreConfig(kind="influxdb_v1", url=srv.url, database="fleet", timeout_s=120)
-    ) as c:
+    with InfluxV1(StoreConfig(kind="influxdb_v1", url=srv.url, database=db, timeout_s=120)) as c:
         card = sum(
             int(v[0])
             for s in c.query("SHOW SERIES EXACT CARDINALITY", epoch=None)
@@ -526,7 +572,7 @@ def main() -> None:
     )
     ap.add_argument("--duration", type=float, default=120.0, help="real seconds of fleet run")
     ap.add_argument("--card-sites", type=int, default=100)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: card,fleet,one")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: card,fleet,store,one")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="netready-bench-fleet-"))
@@ -546,6 +592,12 @@ def main() -> None:
         if "fleet" not in skip:
             print(f"  fleet of {a.agents} agents for {a.duration:.0f} s ...", file=sys.stderr)
             out["fleet"] = fleet(srv, a.agents, a.workers, a.compress, a.duration, work)
+        if "store" not in skip:
+            print(
+                f"  the store alone: {a.agents} agents' writes for {a.duration:.0f} s ...",
+                file=sys.stderr,
+            )
+            out["store"] = fleet(srv, a.agents, a.workers, a.compress, a.duration, work, bare=True)
     finally:
         srv.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -578,34 +630,42 @@ def main() -> None:
             f"{o['cpu_s']:10.1f} {o['bytes_up']:14,} {o['bytes_down']:15,} "
             f"{o['bytes_up'] / o['points']:12.1f}"
         )
-    if "fleet" in out:
-        f = out["fleet"]
+    for part, title in (
+        ("fleet", "simulated agents: spool + Shipper each"),
+        ("store", "the store alone: the same batches POSTed without spool or Shipper"),
+    ):
+        if part not in out:
+            continue
+        f = out[part]
         real = (
             f["agents"] * (out.get("card", {}).get("points per site per day") or len(day)) / DAY_S
         )
         print(
-            f"\n2. {f['agents']:,} agents, {a.compress:g}x compressed time, {f['duration']:.0f} s, "
-            f"ship every {SHIP_INTERVAL_S:.0f} s, {a.workers} processes"
+            f"\n2{'a' if part == 'fleet' else 'b'}. {title}: {f['agents']:,} agents, "
+            f"{a.compress:g}x compressed time, {f['duration']:.0f} s, ship every "
+            f"{SHIP_INTERVAL_S:.0f} s, {a.workers} processes (real estate: "
+            f"{f['agents'] / SHIP_INTERVAL_S:,.0f} writes/s)"
         )
         print(
             f"{'offered pts/s':>14} {'stored pts/s':>13} {'real-time estate pts/s':>23} "
             f"{'writes/s':>9} {'lag p50 s':>10} {'lag p99 s':>10} {'write p99 s':>12} "
             f"{'series':>8} {'influxd RSS MiB (peak)':>23} {'influxd CPU s':>14} "
-            f"{'shipper CPU s':>14} {'sim behind p99 s':>17}"
+            f"{'sim CPU s':>10} {'sim behind p99 s':>17}"
         )
         print(
             f"{f['offered'] / f['duration']:14,.0f} {f['stored'] / f['duration']:13,.0f} "
             f"{real:23,.0f} {f['writes'] / f['duration']:9.0f} {f['lag_p50']:10.1f} "
             f"{f['lag_p99']:10.1f} {f['post_p99']:12.2f} {f['series']:8,} "
-            f"{f['rss_peak']:23.0f} {f['influxd_cpu']:14.1f} {f['shipper_cpu']:14.1f} "
+            f"{f['rss_peak']:23.0f} {f['influxd_cpu']:14.1f} {f['shipper_cpu']:10.1f} "
             f"{f['behind_p99']:17.1f}"
         )
+    if "fleet" in out or "store" in out:
         print(
             "lag: a record's (compressed) measurement time to the store's 204; the agent ships "
             f"every {SHIP_INTERVAL_S:.0f} s, so ~{SHIP_INTERVAL_S / 2:.0f} s is the floor of p50. "
             "sim behind: how late the simulating processes started a ship against its schedule "
-            "(their own CPU limit, not the store's); above a few seconds the run measures the "
-            "simulator"
+            "(their own CPU limit, not the store's); above a few seconds the row measures the "
+            "simulator, and the store-alone row is the store's figure"
         )
 
 
