@@ -16,6 +16,8 @@ from netready.rubric import DEFAULT_PROFILE
 #: ``grade`` of a site none of whose gates has a graded band (rubric.grade gives None)
 NO_GRADE = "No grade"
 VERDICT_CODE = {"READY": 0, "MARGINAL": 1, "NOT READY": 2, "STALE": 3, "NO DATA": 4}
+#: ``--profile all``: every site graded for every profile in one run (``readiness.assess_profiles``)
+ALL_PROFILES = "all"
 
 
 def parse_now(text: str | None) -> int:
@@ -37,7 +39,8 @@ def parse_now(text: str | None) -> int:
 class Selection:
     """What ``report`` and ``assess`` look at, as their options give it: the inventory, the
     embedded store (``spool``; default the inventory's), the sites (ODS codes) and ICBs (empty:
-    all), the window (``since`` back from ``now``, as text) and the profile judged for."""
+    all), the window (``since`` back from ``now``, as text) and the profile judged for
+    (``ALL_PROFILES``: all of them, the rest of the report for the default profile)."""
 
     inventory: str
     spool: str | None = None
@@ -69,19 +72,22 @@ def build(sel: Selection) -> Any:
         raise ConfigError(f"no sites in {sel.inventory} match --icb {' '.join(sel.icbs)}")
     store, name = open_store(inv.store, sel.spool or inv.agent.spool_path)
     try:
-        estate = readiness.assess_estate(store, selected, sel.profile, window, name)
+        if sel.profile == ALL_PROFILES:
+            estate = readiness.assess_profiles(store, selected, window, name)
+        else:
+            estate = readiness.assess_estate(store, selected, sel.profile, window, name)
         if sel.trends:
             from netready.reports import trends
 
             chosen = set(trends.section_sites(estate.sites))
             estate.trends = trends.site_trends(
-                store, [s for s in selected if s.ods in chosen], sel.profile, window
+                store, [s for s in selected if s.ods in chosen], estate.profile, window
             )
         if sel.history_weeks:
             from netready.reports import history
 
             estate.history = history.history(
-                store, selected, sel.profile, window.now_ms, sel.history_weeks
+                store, selected, estate.profile, window.now_ms, sel.history_weeks
             )
         return estate
     finally:
@@ -94,9 +100,12 @@ def not_ready(estate: Any, sel: Selection) -> bool:
 
 
 def readiness_records(estate: Any) -> list[Record]:
-    """One ``readiness`` record per site, stamped at the end of the window."""
+    """One ``readiness`` record per site (per site and profile with ``--profile all``),
+    stamped at the end of the window."""
     recs = []
-    for r in estate.sites:
+    by_profile = getattr(estate, "by_profile", None)
+    results = [r for rs in by_profile.values() for r in rs] if by_profile else estate.sites
+    for r in results:
         c = r.confidence
         bad = [x.text for x in r.reasons if x.band in ("not_ready", "marginal", "no_data")]
         recs.append(

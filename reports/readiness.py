@@ -201,13 +201,14 @@ def site_sessions(site: Site, profile: Profile, w: Window) -> list[tuple[int, in
 
 
 def _questions(
-    store: Store, ods: list[str], sess: dict[str, list[tuple[int, int]]], w: Window
-) -> dict[str, Callable[[], Any]]:
+    store: Store, ods: list[str], sess: dict[str, list[tuple[int, int]]] | None, w: Window,
+    whole_rtt: bool = False,
+) -> dict[str, Callable[[], Any]]:  # fmt: skip
     """Every question the report asks the store, by name: a fixed number, whatever the
-    estate size."""
+    estate size. ``rtt``: per clinic session (``sess``; None: not asked); ``rtt:all``
+    (``whole_rtt``): over the whole window, for the round-the-clock profiles."""
     whole = {o: [(w.t0, w.t1)] for o in ods}
     jobs: dict[str, Callable[[], Any]] = {
-        "rtt": lambda: store.aggregate("rtt", RTT_AGGS, sess),
         "tp": lambda: store.aggregate("throughput", TP_AGGS, whole, by="direction"),
         # quality of ordinary calls: not the capacity search, which pushes to failure on purpose
         "media": lambda: store.aggregate(
@@ -216,6 +217,10 @@ def _questions(
         "cap": lambda: store.aggregate("media", CAP_AGGS, whole),
         "tech": lambda: store.detected_tech(ods, w.t0, w.t1),
     }
+    if sess is not None:
+        jobs["rtt"] = lambda: store.aggregate("rtt", RTT_AGGS, sess)
+    if whole_rtt:
+        jobs["rtt:all"] = lambda: store.aggregate("rtt", RTT_AGGS, whole)
     for m in ("rtt", "throughput", "media"):
         jobs[f"fail:{m}"] = functools.partial(store.failures, m, ods, w.t0, w.t1)
     for i, (m, f) in enumerate(LATEST):
@@ -240,15 +245,18 @@ def _rtt_rows(
 ) -> AggRows:
     """The rtt aggregates per session. A site with no rtt window in clinic hours (a new agent
     installed in the evening, the demo at night) is judged on all hours, and says so
-    (confidence low)."""
-    rtt_rows = dict(got["rtt"])
+    (confidence low). The whole window's aggregates (``rtt:all``) are asked for only when
+    they were not asked already."""
+    rtt_rows = dict(got["rtt"] if profile.hours == "clinic" else got["rtt:all"])
     if profile.hours == "clinic":
         seen = {site for (site, _g, _sid), row in rtt_rows.items() if row.get("n")}
-        missing = [o for o in ev if o not in seen]
+        missing = {o for o in ev if o not in seen}
         if missing:
-            extra = store.aggregate("rtt", RTT_AGGS, {o: [(w.t0, w.t1)] for o in missing})
+            extra = got.get("rtt:all")
+            if extra is None:
+                extra = store.aggregate("rtt", RTT_AGGS, {o: [(w.t0, w.t1)] for o in missing})
             for key, row in extra.items():
-                if key[0] in ev and row.get("n"):
+                if key[0] in missing and row.get("n"):
                     rtt_rows[key] = row
                     ev[key[0]].hours = "all"
     for e in ev.values():
@@ -308,15 +316,38 @@ def _add_status(ev: dict[str, Evidence], got: dict[str, Any]) -> None:
 
 def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
     """All evidence for ``sites``: a fixed number of store queries, whatever the estate size."""
-    ev = {s.ods: Evidence() for s in sites}
-    sess = {s.ods: site_sessions(s, profile, w) for s in sites}
-    for s in sites:
-        ev[s.ods].sessions_total = len(sess[s.ods])
-    got = _ask(store, _questions(store, [s.ods for s in sites], sess, w))
-    _add_quality(ev, _rtt_rows(store, got, ev, profile, w))
-    _add_capacity(ev, got)
-    _add_status(ev, got)
-    return ev
+    return gather_profiles(store, sites, [profile], w)[profile.name]
+
+
+def gather_profiles(
+    store: Store, sites: Sequence[Site], profiles: Sequence[Profile], w: Window
+) -> dict[str, dict[str, Evidence]]:
+    """The evidence for several profiles (``--profile all``) from one set of store questions:
+    the profiles differ only in hours (clinic sessions or the whole window), so the rtt
+    aggregates are asked once per kind of hours and everything else once. Profile name ->
+    site -> Evidence."""
+    hours = {p.hours for p in profiles}
+    clinic = {s.ods: clinic_sessions(s.clinic_hours, w.t0, w.t1) for s in sites}
+    got = _ask(
+        store,
+        _questions(
+            store,
+            [s.ods for s in sites],
+            clinic if "clinic" in hours else None,
+            w,
+            whole_rtt="all" in hours or len(profiles) > 1,
+        ),
+    )
+    out: dict[str, dict[str, Evidence]] = {}
+    for profile in profiles:
+        ev = {s.ods: Evidence() for s in sites}
+        for s in sites:
+            ev[s.ods].sessions_total = len(clinic[s.ods]) if profile.hours == "clinic" else 1
+        _add_quality(ev, _rtt_rows(store, got, ev, profile, w))
+        _add_capacity(ev, got)
+        _add_status(ev, got)
+        out[profile.name] = ev
+    return out
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -855,12 +886,27 @@ class Estate:
     trends: Any = None
     #: the weekly verdict history and what changed (``reports/history.History``), when asked
     history: Any = None
+    #: ``--profile all``: every profile's results (profile name -> one per site, in the
+    #: order of ``sites``); ``sites`` and the rest are the default profile's. None: one profile.
+    by_profile: dict[str, list[SiteResult]] | None = None
 
     def counts(self) -> dict[str, int]:
         c = {v: 0 for v in VERDICTS}
         for s in self.sites:
             c[s.verdict] += 1
         return c
+
+    def grades(self) -> dict[str, dict[str, dict[str, str | None]]]:
+        """``--profile all``: site -> profile -> {grade, reason, verdict} (empty otherwise)."""
+        out: dict[str, dict[str, dict[str, str | None]]] = {}
+        for name, results in (self.by_profile or {}).items():
+            for r in results:
+                out.setdefault(r.ods, {})[name] = {
+                    "grade": r.grade,
+                    "reason": r.grade_reason,
+                    "verdict": r.verdict,
+                }
+        return out
 
 
 def select_sites(inv: Inventory, site: Sequence[str] = (), icb: Sequence[str] = ()) -> list[Site]:
@@ -880,6 +926,26 @@ def assess_estate(
     profile = PROFILES[profile_name]
     ev = gather(store, sites, profile, w)
     results = [evaluate(s, ev[s.ods], profile, w.now_ms) for s in sites]
+    return _estate(profile, results, sites, w, store_name)
+
+
+def assess_profiles(store: Store, sites: Sequence[Site], w: Window, store_name: str = "") -> Estate:
+    """``--profile all``: every site judged for every profile from one reading of the store
+    (``gather_profiles``). The estate is the default profile's, with ``by_profile`` set."""
+    ev = gather_profiles(store, sites, list(PROFILES.values()), w)
+    by_profile = {
+        name: [evaluate(s, ev[name][s.ods], PROFILES[name], w.now_ms) for s in sites]
+        for name in PROFILES
+    }
+    main = PROFILES[rubric.DEFAULT_PROFILE]
+    estate = _estate(main, by_profile[main.name], sites, w, store_name)
+    estate.by_profile = by_profile
+    return estate
+
+
+def _estate(
+    profile: Profile, results: list[SiteResult], sites: Sequence[Site], w: Window, store_name: str
+) -> Estate:
     return Estate(
         profile=profile.name,
         now_ms=w.now_ms,

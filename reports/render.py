@@ -157,6 +157,41 @@ ESTATE_COLUMNS: list[tuple[str, Callable[[SiteResult], str]]] = [
     ("grade", _grade),
 ]
 
+#: ``--profile all``: each profile's column heading (short; the profile's title is in the
+#: grade-per-use table's caption and the JSON ``profiles``)
+GRADE_HEADS = {
+    "gp_video": "1:1 GP video",
+    "virtual_outpatient": "3-party clinic",
+    "imaging_transfer": "imaging",
+    "virtual_ward": "virtual ward",
+}
+
+
+def grade_head(profile: str) -> str:
+    return GRADE_HEADS.get(profile, profile)
+
+
+def _grade_word(g: dict[str, str | None] | None) -> str:
+    return (g or {}).get("grade") or "—"
+
+
+def grade_rows(e: Estate) -> list[tuple[SiteResult, list[tuple[str, str]]]]:
+    """``--profile all``: per site, per profile (in ``by_profile`` order) the grade in words
+    and the one measured reason behind it (("No grade", "no data") without data)."""
+    grades = e.grades()
+    rows = []
+    for r in e.sites:
+        cells = []
+        for p in e.by_profile or {}:
+            g = grades.get(r.ods, {}).get(p) or {}
+            cells.append((g.get("grade") or "No grade", g.get("reason") or "no data"))
+        rows.append((r, cells))
+    return rows
+
+
+def grade_head_row(e: Estate) -> list[str]:
+    return ["site", "name", *(grade_head(p) for p in e.by_profile or {})]
+
 
 # ------------------------------------------------------------------------------ JSON
 
@@ -175,7 +210,7 @@ def to_json_doc(e: Estate) -> dict[str, Any]:
         "profile": {"name": p.name, "title": p.title, "description": p.description},
         "store": e.store,
         "counts": e.counts(),
-        "sites": [r.to_dict() for r in e.sites],
+        "sites": _json_sites(e),
         "cohorts": e.cohorts,
         "by_icb": e.by_icb,
         "upgrade_priority": e.priority,
@@ -183,7 +218,10 @@ def to_json_doc(e: Estate) -> dict[str, Any]:
         "tech_mismatch": e.mismatches,
         "tech_unverifiable": e.unverifiable,
         **({"history": e.history.to_dict()} if e.history is not None else {}),
-        "rubric": [r for r in rubric.rubric_rows() if r["profile"] == p.name],
+        **({"profiles": _json_profiles(e.by_profile)} if e.by_profile is not None else {}),
+        "rubric": [
+            r for r in rubric.rubric_rows() if e.by_profile is not None or r["profile"] == p.name
+        ],
         "constants": {
             "headroom": rubric.HEADROOM,
             "sustained_pct": rubric.SUSTAINED_PCT,
@@ -192,6 +230,22 @@ def to_json_doc(e: Estate) -> dict[str, Any]:
             "pstn_switch_off": rubric.PSTN_SWITCH_OFF.isoformat(),
         },
     }
+
+
+def _json_sites(e: Estate) -> list[dict[str, Any]]:
+    """Each site's result; with ``--profile all`` also its ``grades``: profile ->
+    {grade, reason, verdict}."""
+    if e.by_profile is None:
+        return [r.to_dict() for r in e.sites]
+    grades = e.grades()
+    return [{**r.to_dict(), "grades": grades.get(r.ods, {})} for r in e.sites]
+
+
+def _json_profiles(by_profile: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"name": p.name, "title": p.title, "description": p.description, "hours": p.hours}
+        for p in (rubric.PROFILES[k] for k in by_profile)
+    ]
 
 
 def render_json(e: Estate) -> str:
@@ -236,7 +290,19 @@ CSV_FIELDS = [
 def render_csv(e: Estate) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*CSV_FIELDS, "confidence", "windows", "sessions_with_data", "excluded", "reasons"])
+    profiles = list(e.by_profile or {})
+    grades = e.grades()
+    w.writerow(
+        [
+            *CSV_FIELDS,
+            "confidence",
+            "windows",
+            "sessions_with_data",
+            "excluded",
+            "reasons",
+            *(f"grade_{p}" for p in profiles),
+        ]
+    )
     for r in e.sites:
         d = r.to_dict()
         c = r.confidence
@@ -247,6 +313,7 @@ def render_csv(e: Estate) -> str:
             ";".join(f"{k}={v}" for k, v in sorted(c.excluded.items())),
             " | ".join(x.text for x in r.reasons),
         ]
+        row += [(grades.get(r.ods, {}).get(p) or {}).get("grade") or "" for p in profiles]
         w.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
@@ -383,9 +450,21 @@ def _estate_sections(e: Estate) -> list[tuple[str, list[str], list[list[str]]]]:
 def _title(e: Estate) -> str:
     p = rubric.PROFILES[e.profile]
     days = e.since_s / 86400
+    uses = f"every use graded; figures for {p.title}" if e.by_profile is not None else p.title
     return (
-        f"netready readiness — {p.title} — {days:g} days to {when(e.now_ms)}"
+        f"netready readiness — {uses} — {days:g} days to {when(e.now_ms)}"
         f" ({'clinic hours' if p.hours == 'clinic' else 'all hours'})"
+    )
+
+
+GRADES_TITLE = "Grade per use"
+
+
+def _grades_intro(e: Estate) -> str:
+    titles = "; ".join(f"{grade_head(k)}: {rubric.PROFILES[k].title}" for k in e.by_profile or {})
+    return (
+        "Each use's plain grade (Great / Good / Poor / Unusable: the worst band of its gates) "
+        f"and the one measured reason behind it. {titles}."
     )
 
 
@@ -405,6 +484,18 @@ def render_md(e: Estate) -> str:
             [[f(r) for _, f in ESTATE_COLUMNS] + ["; ".join(_main_reasons(r))] for r in e.sites],
         ),
     ]
+    if e.by_profile is not None:
+        parts += [
+            "",
+            f"## {GRADES_TITLE}",
+            "",
+            md_text(_grades_intro(e)),
+            "",
+            _md_table(
+                grade_head_row(e),
+                [[r.ods, r.name, *(f"{w}: {why}" for w, why in c)] for r, c in grade_rows(e)],
+            ),
+        ]
     for title, head, rows in _sections(e):
         parts += ["", f"## {md_text(title)}", "", _md_table(head, rows) if rows else "_none_"]
     return "\n".join(parts) + "\n"
@@ -435,6 +526,13 @@ def render_table(e: Estate, console: Any) -> None:
         cells[vi] = f"[{RICH[r.verdict]}]{r.verdict}[/]"
         cells[gi] = rich_text(r.grade or "—")  # its reason: under "Why not READY"
         t.add_row(*cells)
+    if e.by_profile is not None:
+        console.print(t)
+        t = Table(title=GRADES_TITLE, title_justify="left", pad_edge=False)
+        for h in grade_head_row(e):
+            t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=short.get(h))
+        for r, got in grade_rows(e):
+            t.add_row(rich_text(r.ods), rich_text(r.name), *(rich_text(w) for w, _ in got))
     console.print(t)
     console.print(
         "Verdicts: "
@@ -633,6 +731,22 @@ def section_estate(page: Page) -> Section:
     return "estate", "Estate", table
 
 
+def section_grades(page: Page) -> Section:
+    """``--profile all``: the grade-per-use table, the grade in words (bold), then its reason."""
+    e = page.e
+    if e.by_profile is None:
+        return None
+    rows = [
+        [esc(r.ods), esc(r.name), *(f"<strong>{esc(w)}</strong>: {esc(why)}" for w, why in c)]
+        for r, c in grade_rows(e)
+    ]
+    head = grade_head_row(e)
+    table = html_table(
+        page, "Every site: the grade for each use", head, rows, set(range(len(head))), "site"
+    )
+    return "grades", GRADES_TITLE, f'<p class="nhsuk-body-s">{esc(_grades_intro(e))}</p>{table}'
+
+
 def section_charts(page: Page) -> Section:
     from netready.reports import charts
 
@@ -724,9 +838,11 @@ def section_tables(page: Page) -> list[Section]:
 
 
 def section_rubric(page: Page) -> Section:
-    rub = [r for r in rubric.rubric_rows() if r["profile"] == page.e.profile]
+    every = page.e.by_profile is not None
+    rub = [r for r in rubric.rubric_rows() if every or r["profile"] == page.e.profile]
     rows = [
         [
+            *([grade_head(str(r["profile"]))] if every else []),
             str(r["label"]),
             "—" if r["not_ready"] is None else f"{r['not_ready']:g}",
             f"{r['minimum']:g}",
@@ -738,6 +854,8 @@ def section_rubric(page: Page) -> Section:
         for r in rub
     ]
     head = ["metric", "not ready", "minimum", "recommended", "unit", "how measured", "source"]
+    if every:
+        head = ["use", *head]
     return "rubric", "Rubric", html_table(page, "Thresholds and their sources", head, rows)
 
 
@@ -747,6 +865,7 @@ def section_rubric(page: Page) -> Section:
 HTML_SECTIONS: list[Callable[[Page], Section | list[Section]]] = [
     section_summary,
     section_estate,
+    section_grades,
     section_charts,
     section_sites,
     section_tables,

@@ -34,7 +34,11 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert r.exit_code == 0, r.output
     sel = assess.Selection(str(reporting.INVENTORY), str(spool), now=str(now), trends=True)
     (d / "print.html").write_text(render.render_html(assess.build(sel), for_print=True))
-    return {"screen": d / "report.html", "print": d / "print.html"}
+    # --profile all: the grade-per-use table (the grade in words, bold) and every rubric
+    r = reporting.run(spool, now, "html", d / "all.html", "--profile", "all")
+    assert r.exit_code == 0, r.output
+    assert "Grade per use" in (d / "all.html").read_text()
+    return {"screen": d / "report.html", "print": d / "print.html", "all": d / "all.html"}
 
 
 def _say(violations: list[dict]) -> str:
@@ -44,7 +48,7 @@ def _say(violations: list[dict]) -> str:
     )
 
 
-@pytest.mark.parametrize("which", ["screen", "print"])
+@pytest.mark.parametrize("which", ["screen", "print", "all"])
 def test_axe_finds_no_violation(pages: dict[str, Path], which: str) -> None:
     got = axe_audit(pages[which], AXE, WCAG22)
     assert got["version"] == "4.14.1"

@@ -33,7 +33,7 @@ REPORT_FORMATS = ("table", "json", "csv", "md", "html", "pdf")
 def _selection(f: Any) -> Any:
     """The options ``report`` and ``assess`` share (where the data is, what to assess),
     handed to the command as one ``sel: reports.assess.Selection``."""
-    from netready.reports.assess import Selection
+    from netready.reports.assess import ALL_PROFILES, Selection
     from netready.rubric import DEFAULT_PROFILE, PROFILES
 
     @functools.wraps(f)
@@ -69,10 +69,11 @@ def _selection(f: Any) -> Any:
         ),
         click.option(
             "--profile",
-            type=click.Choice(sorted(PROFILES)),
+            type=click.Choice([*sorted(PROFILES), ALL_PROFILES]),
             default=DEFAULT_PROFILE,
             show_default=True,
-            help="What the link is judged for (docs/reports.md).",
+            help="What the link is judged for (docs/reports.md). all: every site graded for "
+            f"every profile in one reading of the store (the rest is {DEFAULT_PROFILE}'s).",
         ),
         click.option(
             "--now",
@@ -173,7 +174,6 @@ def assess(sel: Selection, fmt: str, dry_run: bool) -> None:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in estate.counts().items())
         verb = "would write" if dry_run else "wrote"
-        click.echo(
-            f"{verb} {len(recs)} readiness records ({estate.profile}) to {estate.store}: {counts}"
-        )
+        which = "all profiles" if estate.by_profile else estate.profile
+        click.echo(f"{verb} {len(recs)} readiness records ({which}) to {estate.store}: {counts}")
     sys.exit(EXIT_NOT_READY if assessment.not_ready(estate, sel) else 0)
