@@ -105,6 +105,32 @@ def verdict() -> list[Item]:
                 "grade_reason": named("Why this grade"),
             },
         ),
+        table_panel(
+            "Grade per use",
+            "The latest grade of each selected site for every use (the profile tag of its "
+            "readiness points, whatever the profile picked above; `netready assess --profile "
+            "all` writes all four): the word, the one reason behind it, and the verdict.",
+            [
+                InfluxQL(
+                    latest(
+                        "readiness",
+                        "grade",
+                        "grade_reason",
+                        "verdict",
+                        where=SITE,
+                        by='"site", "profile"',
+                    )
+                ).expect("grade", "grade_reason", "verdict", tags=["site", "profile"])
+            ],
+            h=6,
+            overrides={
+                "profile": named("Use"),
+                "Time": named("Assessed"),
+                "grade": [*grade_cells(), *named("Grade")],
+                "grade_reason": named("Why this grade"),
+                "verdict": verdict_cells(),
+            },
+        ),
     ]
 
 

@@ -747,6 +747,30 @@ def test_grade_panels_show_the_latest_grade_in_words(estate: tuple[InfluxV1, int
     assert all(words[w]["text"] == w for w in words)  # the word itself, on its colour
 
 
+def test_grade_per_use_table_shows_every_profiles_latest_grade(
+    estate: tuple[InfluxV1, int],
+) -> None:
+    """The site dashboard's grade-per-use table: one row per selected site and profile (the
+    profile tag, whatever $profile is), each its latest grade, reason and verdict — not the
+    5 h old points."""
+    client, now_ms = estate
+    two = SCENARIOS["multi-site"][0]
+    rows = _value(client, now_ms, "site-detail.json", "Grade per use", variables=two)
+    got = {(s.tags["site"], s.tags["profile"]): s.dicts()[0] for s in rows}
+    assert set(got) == {(o, p) for o in ("Y81001", "Y60010") for p in (PROFILE, "imaging")}
+    assert {k: (v["grade"], v["verdict"]) for k, v in got.items()} == {
+        ("Y81001", PROFILE): ("Unusable", "NOT READY"),
+        ("Y81001", "imaging"): ("Unusable", "NOT READY"),
+        ("Y60010", PROFILE): ("Good", "READY"),
+        ("Y60010", "imaging"): ("Unusable", "NOT READY"),
+    }
+    assert got[("Y60010", PROFILE)]["grade_reason"].startswith("upload per call")
+    # the other profile's row is there whichever profile the dashboard's variable picks
+    other = {**two, "profile": "imaging"}
+    again = _value(client, now_ms, "site-detail.json", "Grade per use", variables=other)
+    assert {(s.tags["site"], s.tags["profile"]) for s in again} == set(got)
+
+
 def test_sites_not_heard_from(estate: tuple[InfluxV1, int]) -> None:
     """The panel shows sites in A (last 30 days) without a row in B (last $silent)."""
     client, now_ms = estate
