@@ -342,9 +342,9 @@ class Agent:
         return failure(task.plugin.measurement, tags, "skipped", why)
 
     def _count_traffic(self, task: Task, recs: list[Record]) -> None:
-        """Every test's wire bytes go into the site's monthly traffic (``budget``)."""
-        size = getattr(task.spec, "size", None)
-        nbytes = budget.wire_bytes(recs, size if isinstance(size, int) else None)
+        """Every test's wire bytes, as its plugin declares them (``Plugin.traffic``), go into
+        the site's monthly traffic (``budget``)."""
+        nbytes = budget.wire_bytes(task.plugin, task.spec, recs)
         budget.record_traffic(self.ctx, self.site.ods, nbytes)
 
     def _spread(self, task: Task) -> bool:

@@ -51,12 +51,19 @@ Good manners on a live line (SamKnows, Murakami):
   on the wall clock (``slot_delay_s``), so 6,000 sites with a 6 h throughput interval start
   at any second of the 6 h, not together at the agents' start plus the 30 s splay.
 - Monthly traffic: ``record_traffic`` keeps the wire bytes of every test (heavy and light) per
-  site and UTC day (table ``traffic``); ``traffic_month`` sums the calendar month, reported as
-  ``traffic_month_mb`` in the agent record beside ``MONTHLY_MB``: 3000 MB, the default
+  site and UTC day (table ``traffic``), each run counted as its probe declares
+  (``Plugin.traffic``, ``wire_bytes``: TCP tests their payload x 1/0.956, ``tcp_traffic``; rtt
+  and icmp their packets there and back with their headers, ``echo_traffic``; media its IP
+  bytes plus 14 B of Ethernet per packet); ``traffic_month`` sums the calendar month, reported
+  as ``traffic_month_mb`` in the agent record beside ``MONTHLY_MB``: 3000 MB, the default
   monthly budget, chosen for an ADSL line (7/0.8 Mbit/s, capacity ~2.3 TB a month down: the
-  budget is 0.13 % of it; the rtt probe's default schedule is ~1.1 GB a month and four
-  throughput tests a day at ~11 MB each ~1.3 GB). Reported, not enforced: the daily budget
-  is what stops tests.
+  budget is 0.13 % of it). At the default schedules: rtt (15 s at 50 pps of 41 B every 5 min,
+  124.5 kB a run) ~1.08 GB a month; four throughput tests a day at ~11 MB each ~1.3 GB; an
+  icmp target 34 MB; a media target (a 15 s 720p call, 6.18 MB on the wire) at its default
+  1 h interval runs ~495 times a month outside the default clinic hours, ~3.1 GB, over the
+  budget on its own: a site with rtt, throughput and media stays within it with the media
+  target every 6 h (~83 runs, ~0.51 GB; total ~2.9 GB). Reported, not enforced: the daily
+  budget is what stops tests.
 """
 
 from __future__ import annotations
@@ -410,21 +417,45 @@ def traffic_month(ctx: Context, site: str, now: dt.datetime | None = None) -> in
     return int(row[0])
 
 
-#: IPv4 + UDP + Ethernet header bytes of one packet, for the light probes' traffic
-PACKET_OVERHEAD = 42
+#: Header bytes of one packet on the wire: Ethernet II (14; no preamble, FCS or gap), IPv4
+#: (20; an IPv6 path adds 20 more), UDP (8), ICMP echo (8).
+ETHERNET, IPV4, UDP, ICMP = 14, 20, 8, 8
+#: headers of one UDP (or ICMP echo) packet: Ethernet + IPv4 + UDP
+PACKET_OVERHEAD = ETHERNET + IPV4 + UDP
 
 
-def wire_bytes(records: Iterable[Record], packet_bytes: int | None = None) -> int:
-    """A test's traffic: its ``bytes`` fields (heavy tests meter themselves; x 1/0.956 for
-    the headers) plus, for packet probes (``sent`` field, e.g. rtt), sent x 2 (there and
-    back) x (``packet_bytes`` payload + ``PACKET_OVERHEAD``)."""
+def field_total(records: Iterable[Record], name: str) -> float:
+    """Sum of the numeric field ``name`` over ``records`` (absent, text or bool: 0)."""
     total = 0.0
     for r in records:
-        b = r.fields.get("bytes")
-        if isinstance(b, (int, float)):
-            total += float(b) * GOODPUT_TO_WIRE
-            continue
-        sent = r.fields.get("sent")
-        if isinstance(sent, (int, float)) and packet_bytes is not None:
-            total += float(sent) * 2 * (packet_bytes + PACKET_OVERHEAD)
-    return int(total)
+        v = r.fields.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            total += float(v)
+    return total
+
+
+def tcp_traffic(records: Iterable[Record], field: str = "bytes") -> int:
+    """Wire bytes of TCP transfers whose payload bytes are ``field``: x 1/0.956 (TCP/IP and
+    Ethernet headers of 1500-byte frames, and the ACKs' share)."""
+    return int(field_total(records, field) * GOODPUT_TO_WIRE)
+
+
+def tcp_bytes_traffic(_spec: Any, records: Sequence[Record]) -> int:
+    """``Plugin.traffic`` of a TCP test whose records declare ``bytes`` (payload moved)."""
+    return tcp_traffic(records)
+
+
+def echo_traffic(
+    records: Iterable[Record], payload: int, overhead: int = PACKET_OVERHEAD, field: str = "sent"
+) -> int:
+    """Wire bytes of an echo test: ``field`` packets sent x 2 (there and back) x (``payload``
+    + ``overhead`` header bytes)."""
+    return int(field_total(records, field) * 2 * (payload + overhead))
+
+
+def wire_bytes(plugin: Plugin, spec: Any, records: Sequence[Record]) -> int:
+    """A test's traffic, as the plugin declares it (``Plugin.traffic``; 0 for a plugin that
+    declares none: collectors)."""
+    if plugin.traffic is None:
+        return 0
+    return max(0, int(plugin.traffic(spec, records)))

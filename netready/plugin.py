@@ -18,7 +18,8 @@ by name and imports a plugin only when it is used.
 
 The core is generic over this declaration: the agent schedules from ``interval_s`` and
 ``needs``, the budget admits ``heavy`` plugins by their ``cost`` and records refusals under
-their ``measurement`` and ``method``, and the CLI builds ``netready probe NAME`` /
+their ``measurement`` and ``method``, the monthly traffic counts each run by the probe's
+``traffic``, and the CLI builds ``netready probe NAME`` /
 ``netready collect NAME`` from the ``Spec`` fields (a field's ``description`` is its help).
 
 The rules every plugin keeps (``tests/test_plugin_contract.py`` checks them all):
@@ -37,7 +38,7 @@ The rules every plugin keeps (``tests/test_plugin_contract.py`` checks them all)
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,6 +92,7 @@ class Metric:
 
 RunFn = Callable[[Context, Any], Awaitable[list[Record]]]
 CostFn = Callable[[Any], float | None]
+TrafficFn = Callable[[Any, Sequence[Record]], int]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ class Plugin:
     #: emulated call, a UDP test at a set rate); the budget refuses a run over its cap.
     #: ``None``: the plugin meters itself against ``budget.test_cap_bytes`` while it runs.
     cost: CostFn | None = None
+    #: Probes: the bytes one run put on the wire, both directions and headers included, from
+    #: the spec and the run's records -- only from fields the plugin declares in ``fields``
+    #: (``netready.budget`` has the helpers: ``tcp_traffic``, ``echo_traffic``). The agent adds
+    #: it to the site's monthly traffic (``budget.wire_bytes``, ``traffic_month_mb``). Every
+    #: probe declares it; ``None`` (collectors): not counted.
+    traffic: TrafficFn | None = None
     #: Default interval in the agent; ``defaults.intervals_s[name]`` in the inventory wins.
     interval_s: float = 300.0
     #: Collectors: the site configuration they read, a dotted path into the inventory's

@@ -71,12 +71,27 @@ def test_monthly_traffic_of_all_tests(tmp_path: Path) -> None:
     budget.record_traffic(ctx, "OTHER", 9_000_000, d)
     assert budget.traffic_month(ctx, "Z99002", d) == 7_000_000
     assert budget.traffic_month(ctx, "Z99002", d + dt.timedelta(hours=2)) == 1_000_000
-    # a heavy test's metered bytes with their headers; rtt's packets there and back
+    # each probe's traffic as it declares it (Plugin.traffic): a TCP test's payload with its
+    # headers; rtt's and icmp's packets there and back; media's IP bytes + Ethernet per packet
+    from netready.probes import icmp, media, rtt, throughput
+
     tp = Record("throughput", {}, {"bytes": 956_000})
-    rtt = Record("rtt", {}, {"sent": 750})
-    assert budget.wire_bytes([tp]) == 1_000_000
-    assert budget.wire_bytes([rtt], 41) == 750 * 2 * (41 + budget.PACKET_OVERHEAD)
-    assert budget.wire_bytes([rtt]) == 0  # packet size unknown: not guessed
+    assert budget.wire_bytes(throughput.PLUGIN, None, [tp]) == 1_000_000
+    win = [Record("rtt", {}, {"sent": 750}), Record("rtt", {}, {"sent": 250, "received": 0})]
+    spec = rtt.Spec(target="127.0.0.1:862", size=41)
+    assert budget.wire_bytes(rtt.PLUGIN, spec, win) == 1000 * 2 * (41 + 42)
+    echo = icmp.Spec(target="127.0.0.1", size=56)
+    assert budget.wire_bytes(icmp.PLUGIN, echo, [Record("rtt", {}, {"sent": 20})]) == 20 * 2 * 98
+    call = [
+        Record("media", {"direction": "up"}, {"sent": 1000}),
+        Record("media", {"direction": "down"}, {"sent": 990}),
+        Record("media", {"gate": "minimum"}, {"bytes": 1_200_000}),
+        Record("media", {"method": "find_capacity"}, {"bytes_moved": 1_200_000}),  # not again
+    ]
+    assert budget.wire_bytes(media.PLUGIN, None, call) == 1_200_000 + 14 * 1990
+    # a plugin that declares no traffic (a collector) adds nothing
+    assert budget.wire_bytes(Plugin(kind="collector", name="zz", spec=_NoSpec, run=None,  # type: ignore[arg-type]
+                                    measurement="m", method="x", summary="s"), None, call) == 0  # fmt: skip
 
 
 class _NoSpec(BaseModel):
@@ -96,6 +111,7 @@ def test_agent_defers_a_heavy_test_on_a_busy_line_and_counts_it(tmp_path: Path) 
     plugin = Plugin(
         kind="probe", name="zz-heavy", spec=_NoSpec, run=heavy, measurement="throughput",
         method="test", summary="s", heavy=True, interval_s=21600.0,
+        traffic=budget.tcp_bytes_traffic,
     )  # fmt: skip
     site = inventory.Site.model_validate(
         {

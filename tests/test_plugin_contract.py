@@ -44,7 +44,7 @@ from netready import inventory, registry
 from netready.cli.plugins import GROUP, command, field_params
 from netready.errors import ConfigError
 from netready.plugin import Context, Plugin
-from netready.records import RESULT_OK, RESULTS, Record
+from netready.records import RESULT_OK, RESULTS, Record, failure
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -474,6 +474,55 @@ def test_every_field_written_is_declared(kind: registry.Kind, name: str) -> None
     for r in recs:
         assert r.measurement in p.measurements, f"{name} wrote undeclared {r.measurement}"
         _declared(p, r)
+
+
+class _Reads(dict):  # type: ignore[type-arg]
+    """A record's fields that note every name read (``get``, ``[]``, ``in``)."""
+
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.read: set[str] = set()
+
+    def get(self, k: Any, default: Any = None) -> Any:
+        self.read.add(k)
+        return super().get(k, default)
+
+    def __getitem__(self, k: Any) -> Any:
+        self.read.add(k)
+        return super().__getitem__(k)
+
+    def __contains__(self, k: object) -> bool:
+        self.read.add(str(k))
+        return super().__contains__(k)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=_ids())
+def test_every_probe_declares_its_traffic_from_declared_fields(
+    kind: registry.Kind, name: str
+) -> None:
+    """A probe says what a run put on the wire (``Plugin.traffic``, which the agent's monthly
+    traffic counts) from fields it declares: on its real sample run the count is positive and
+    reads no field outside the declaration, and it is 0 for records without those fields.
+    Collectors declare none (their polls are not tests)."""
+    p = registry.get(kind, name)
+    if kind == "collector":
+        assert p.traffic is None, f"collector {name} declares traffic: the agent would count it"
+        return
+    assert p.traffic is not None, f"probe {name}: declare traffic= (netready/plugin.py)"
+    recs = []
+    for r in SAMPLES[name](p):
+        spy = Record(r.measurement, r.tags, r.fields, r.time_ms)
+        object.__setattr__(spy, "fields", _Reads(r.fields))
+        recs.append(spy)
+    spec = p.spec.model_construct()  # the defaults, as the sample runs use them
+    assert p.traffic(spec, recs) > 0, f"{name}: its sample run moved bytes"
+    for r in recs:
+        assert isinstance(r.fields, _Reads)
+        declared = {m.name for m in p.fields_of(r.measurement)}
+        assert r.fields.read <= declared, f"{name} traffic reads {r.fields.read - declared}"
+    empty = [failure(p.measurement, {}, "timeout", "no answer")]
+    assert p.traffic(spec, empty) == 0
 
 
 # --------------------------------------------------------------------------- the docs

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import h11
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import __version__
+from netready import __version__, budget
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure, now_ms
 
@@ -260,6 +260,7 @@ PLUGIN = Plugin(
     summary="One HTTP(S) request to a URL (a video platform's front door): DNS, TCP connect, "
     "TLS handshake and time to first byte, each timed on its own; the status.",
     interval_s=300.0,
+    traffic=budget.tcp_bytes_traffic,
     fields=(
         Metric("dns_ms", "ms", "name resolution (getaddrinfo) of the URL's host"),
         Metric("connect_ms", "ms", "TCP connect to the address that accepted"),

@@ -42,13 +42,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from netready.probes.icmp import wire
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netready import platform, stats
+from netready import budget, platform, stats
 from netready.errors import MissingExtra
 from netready.optional import require
 from netready.plugin import Context, Metric, Plugin
@@ -306,6 +306,12 @@ async def run(ctx: Context, spec: Spec) -> list[Record]:
     return [Record("rtt", {**tags, "result": "ok"}, fields, t)]
 
 
+def traffic(spec: Spec, records: Sequence[Record]) -> int:
+    """Every echo request and its reply: ``sent`` x 2 x (``size`` + ICMP, IPv4 and Ethernet
+    headers)."""
+    return budget.echo_traffic(records, spec.size, budget.ETHERNET + budget.IPV4 + budget.ICMP)
+
+
 PLUGIN = Plugin(
     kind="probe",
     name="icmp",
@@ -316,6 +322,7 @@ PLUGIN = Plugin(
     summary="ICMP echo for targets that run no reflector (raw socket, or unprivileged datagram "
     "socket): RTT, RFC 3550 jitter, loss.",
     interval_s=300.0,
+    traffic=traffic,
     fields=(
         Metric("sent", "packets", "echo requests sent"),
         Metric("received", "packets", "distinct replies received"),

@@ -319,6 +319,7 @@ PLUGIN = Plugin(
     heavy=True,
     cost=cost,
     interval_s=21600.0,
+    traffic=budget.tcp_bytes_traffic,
     fields=(
         Metric("goodput_mbps", "Mbit/s", "the receiver's rate (end.sum_received for TCP, end.sum "
                "for UDP), Mbit/s (1e6)"),

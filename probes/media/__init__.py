@@ -35,6 +35,8 @@ The folder:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netready.probes.media.call import CallFailed, CallResult, run_call
 from netready.probes.media.capacity import find_capacity
 from netready.probes.media.probe import measure
@@ -87,6 +89,7 @@ from netready.probes.media.wire import (
     verify,
 )
 
+from netready import budget
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record
 
@@ -169,6 +172,17 @@ _DIR = "per direction of the call(s) (direction tag up|down)"
 _GATE = "the minimum-gate verdict (gate=minimum)"
 _CAP = "a capacity search (method=find_capacity)"
 
+
+def traffic(spec: Spec, records: Sequence[Record]) -> int:
+    """The IP bytes of every call measurement, both directions (``bytes``: payload + 28 B of
+    IPv4/UDP per packet; a capacity search's steps each have theirs, its summary's
+    ``bytes_moved`` is not added again), plus the Ethernet header of every media packet sent
+    (``sent`` of each direction)."""
+    return int(
+        budget.field_total(records, "bytes") + budget.ETHERNET * budget.field_total(records, "sent")
+    )
+
+
 PLUGIN = Plugin(
     kind="probe",
     name="media",
@@ -181,6 +195,7 @@ PLUGIN = Plugin(
     heavy=True,
     cost=cost,
     interval_s=3600.0,
+    traffic=traffic,
     fields=(
         Metric("calls", "calls", "concurrent calls in this measurement"),
         Metric("sent", "packets", f"media packets sent (audio + video), {_DIR}"),

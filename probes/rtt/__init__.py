@@ -22,14 +22,25 @@ The folder:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netready.probes.rtt import twamp
 from netready.probes.rtt.analysis import Reply, Trace, summarise, windows
 from netready.probes.rtt.probe import measure, run
 from netready.probes.rtt.spec import Spec
 
+from netready import budget
 from netready.plugin import Metric, Plugin
+from netready.records import Record
 
 __all__ = ["PLUGIN", "Reply", "Spec", "Trace", "measure", "run", "summarise", "twamp", "windows"]
+
+
+def traffic(spec: Spec, records: Sequence[Record]) -> int:
+    """Every test packet there and back (the reply is as large): ``sent`` x 2 x (``size`` +
+    UDP, IPv4 and Ethernet headers)."""
+    return budget.echo_traffic(records, spec.size)
+
 
 PLUGIN = Plugin(
     kind="probe",
@@ -41,6 +52,7 @@ PLUGIN = Plugin(
     summary="Isochronous UDP round trips to a TWAMP-light reflector: RTT, RFC 3550 jitter, "
     "IPDV, loss, burst loss, reorder.",
     interval_s=300.0,
+    traffic=traffic,
     fields=(
         Metric("sent", "packets", "test packets sent"),
         Metric("received", "packets", "distinct replies received"),

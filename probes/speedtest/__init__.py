@@ -249,6 +249,7 @@ PLUGIN = Plugin(
     summary="Ookla speedtest.net via speedtest-cli (personal-use terms; needs the internet).",
     heavy=True,
     interval_s=21600.0,
+    traffic=budget.tcp_bytes_traffic,
     fields=(
         Metric("goodput_mbps", "Mbit/s", "the rate speedtest-cli reports (bytes over the "
                "direction's time)"),

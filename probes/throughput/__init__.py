@@ -1141,6 +1141,7 @@ PLUGIN = Plugin(
     "up with loaded latency (bufferbloat).",
     heavy=True,
     interval_s=21600.0,
+    traffic=budget.tcp_bytes_traffic,
     fields=(
         Metric("goodput_mbps", "Mbit/s", "HTTP payload rate over the stable windows, Mbit/s (1e6)"),
         Metric("bytes", "bytes", "payload bytes moved in this direction (received for down, "

@@ -1,0 +1,169 @@
+"""The agent's monthly traffic (``traffic_month_mb``) against what really crossed the link.
+
+Each probe's run is counted by what its plugin declares (``Plugin.traffic``, netready/budget.py
+``wire_bytes``). The truth here is the kernel's: a private network namespace whose only
+traffic is the test's, with a real TWAMP-light reflector, a real media responder and an HTTP
+server on its loopback, and ``netready-agent --once --force --only NAME`` run inside it, one
+probe at a time. The loopback's ``tx_bytes``/``tx_packets`` (IP bytes and packets of both
+directions: every packet crosses ``lo`` once) plus 14 B of Ethernet header per packet is what
+an Ethernet link would have carried; the agent's count must equal it within the header
+allowance each probe states (what the count leaves out on purpose: the media probe's
+control exchange, the HTTP request, the TCP handshake and ACKs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from netready import budget
+from netready.plugin import Context
+from netready.spool import Spool
+
+NS = f"nrtraffic{os.getpid()}"
+ODS = "Y81001"
+BODY = 300_000  # bytes the HTTP probe fetches
+
+
+def ns(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", NS, *argv], capture_output=True, text=True,
+                          check=check, timeout=120)  # fmt: skip
+
+
+def lo() -> tuple[int, int]:
+    """(bytes, packets) the namespace's loopback has carried."""
+    out = ns(
+        "cat", "/sys/class/net/lo/statistics/tx_bytes", "/sys/class/net/lo/statistics/tx_packets"
+    )
+    b, p = out.stdout.split()
+    return int(b), int(p)
+
+
+def free_port(kind: int) -> int:
+    """A port nothing in the (new, empty) namespace uses: any fixed one would do; take one
+    the root namespace's kernel hands out, so two test runs never agree by chance."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The namespace, its loopback up, and the three servers in it."""
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        ns("ip", "link", "set", "lo", "up")
+        d = tmp_path_factory.mktemp("www")
+        (d / "body.bin").write_bytes(os.urandom(BODY))
+        rtt, media, http = (free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM),
+                            free_port(socket.SOCK_STREAM))  # fmt: skip
+        py = [sys.executable, "-m"]
+        for argv, ready in (
+            ([*py, "netready.cli", "reflector", "--listen", f"127.0.0.1:{rtt}"], "listening"),
+            ([*py, "netready.cli", "responder", "--listen", f"127.0.0.1:{media}"], "listening"),
+            ([*py, "http.server", "--bind", "127.0.0.1", "--directory", str(d), str(http)], ""),
+        ):
+            p = subprocess.Popen(["ip", "netns", "exec", NS, *argv], stderr=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
+            procs.append(p)
+            if ready:
+                assert p.stderr is not None
+                head = [p.stderr.readline() for _ in range(1)]
+                while not any(ready in h for h in head) and head[-1] and len(head) < 6:
+                    head.append(p.stderr.readline())
+                assert any(ready in h for h in head), head
+        for _ in range(100):  # http.server says nothing until its first request
+            if ns("ss", "-ltnH", f"sport = :{http}").stdout.strip():
+                break
+            time.sleep(0.1)
+        yield {"rtt": f"127.0.0.1:{rtt}", "media": f"127.0.0.1:{media}",
+               "http": f"http://127.0.0.1:{http}/body.bin"}  # fmt: skip
+    finally:
+        for p in procs:
+            p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)
+            if p.poll() is None:
+                p.kill()
+        subprocess.run(["ip", "netns", "delete", NS], check=False)
+
+
+def inventory(tmp: Path, addr: dict[str, str]) -> Path:
+    targets = [
+        {"name": "rtt", "probe": "rtt", "address": addr["rtt"],
+         "params": {"duration_s": 2, "rate_pps": 100, "size": 500, "window_s": 1}},
+        {"name": "icmp", "probe": "icmp", "address": "127.0.0.1",
+         "params": {"count": 200, "interval_s": 0.005, "size": 1000}},
+        {"name": "media", "probe": "media", "address": addr["media"],
+         "params": {"duration_s": 2, "profile": "sd"}},
+        {"name": "http", "probe": "http", "address": addr["http"],
+         "params": {"max_bytes": 1_000_000}},
+    ]  # fmt: skip
+    inv = {
+        "version": 1,
+        "store": {"kind": "embedded"},
+        "agent": {"spool_path": str(tmp / "spool.db"), "splay_s": 0},
+        "sites": [
+            {
+                "ods": ODS,
+                "name": "Riverside Surgery",
+                "type": "gp_practice",
+                "icb": "QHM",
+                "link": {"tech": "fttc", "down_mbps": 40, "up_mbps": 10},
+                "targets": targets,
+            }
+        ],
+    }
+    p = tmp / "inv.yaml"
+    p.write_text(yaml.safe_dump(inv))
+    return p
+
+
+#: What each probe's count leaves out, per run, on top of the packets it declares (bytes):
+#: rtt and icmp nothing (every packet is a declared test packet); media its control exchange
+#: (hello, cookie, start, stats: a few JSON datagrams of <= 1.5 kB each way); http the TCP
+#: handshake, the request and the response headers, the close, and the ACKs (x 1/0.956 of
+#: the body covers 1500-byte frames' headers; on loopback's 64 kB MTU fewer, so it is above).
+ALLOWANCE = {"rtt": (0, 0), "icmp": (0, 0), "media": (0, 12_000), "http": (-20_000, 6_000)}
+
+
+@pytest.mark.root
+def test_traffic_month_equals_what_crossed_the_link(netns: dict[str, str], tmp_path: Path) -> None:
+    inv = inventory(tmp_path, netns)
+    ctx = Context(state_dir=tmp_path / "state")
+    got = {}
+    for name in ("rtt", "icmp", "media", "http"):
+        b0, p0 = lo()
+        c0 = budget.traffic_month(ctx, ODS)
+        r = ns("netready-agent", "--inventory", str(inv), "--state-dir", str(ctx.state_dir),
+               "--once", "--force", "--only", name, check=False)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        b1, p1 = lo()
+        wire = (b1 - b0) + budget.ETHERNET * (p1 - p0)
+        counted = budget.traffic_month(ctx, ODS) - c0
+        got[name] = (counted, wire)
+        lo_ok, hi_ok = ALLOWANCE[name]
+        assert wire - counted >= lo_ok and wire - counted <= hi_ok, (name, counted, wire)
+    # each run was what it said it was (not an empty one that agrees trivially)
+    with Spool(tmp_path / "spool.db") as sp:
+        results = {(r.measurement, r.tags.get("method")): r.result for r in sp.records()
+                   if r.measurement != "agent"}  # fmt: skip
+    assert set(results.values()) == {"ok"}, results
+    assert got["media"][0] > 200_000 and got["icmp"][0] == 200 * 2 * (1000 + 42)
+    assert got["rtt"][0] == 200 * 2 * (500 + 42)
+    # the agent record reports the month's total (MB) beside the budget
+    with Spool(tmp_path / "spool.db") as sp:
+        agent_rec = max(sp.records("agent"), key=lambda r: r.time_ms)
+    assert agent_rec.fields["traffic_month_mb"] == pytest.approx(
+        sum(c for c, _ in got.values()) / 1e6, abs=1e-6
+    )
