@@ -435,8 +435,9 @@ def field_total(records: Iterable[Record], name: str) -> float:
 
 
 def tcp_traffic(records: Iterable[Record], field: str = "bytes") -> int:
-    """Wire bytes of TCP transfers whose payload bytes are ``field``: x 1/0.956 (TCP/IP and
-    Ethernet headers of 1500-byte frames, and the ACKs' share)."""
+    """Wire bytes of TCP transfers whose payload bytes are ``field``: x 1/0.956 (the TCP/IP
+    and Ethernet headers of 1514-byte frames carrying 1448 B each; the reverse direction's
+    ACKs, 2-4 % more, are not counted)."""
     return int(field_total(records, field) * GOODPUT_TO_WIRE)
 
 
