@@ -14,7 +14,6 @@ control exchange, the HTTP request, the TCP handshake and ACKs).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -25,26 +24,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pcap import Netns
 
 from netready import budget
 from netready.plugin import Context
 from netready.spool import Spool
 
-NS = f"nrtraffic{os.getpid()}"
 ODS = "Y81001"
 BODY = 300_000  # bytes the HTTP probe fetches
 
 
-def ns(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", NS, *argv], capture_output=True, text=True,
-                          check=check, timeout=120)  # fmt: skip
-
-
-def lo() -> tuple[int, int]:
+def lo(n: Netns) -> tuple[int, int]:
     """(bytes, packets) the namespace's loopback has carried."""
-    out = ns(
-        "cat", "/sys/class/net/lo/statistics/tx_bytes", "/sys/class/net/lo/statistics/tx_packets"
-    )
+    stats = "/sys/class/net/lo/statistics"
+    out = subprocess.run(n.cmd("cat", f"{stats}/tx_bytes", f"{stats}/tx_packets"),
+                         capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
     b, p = out.stdout.split()
     return int(b), int(p)
 
@@ -58,49 +52,41 @@ def free_port(kind: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The namespace, its loopback up, and the three servers in it."""
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    procs: list[subprocess.Popen[str]] = []
+def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Netns, dict[str, str]]]:
+    """The namespace (tests/test_pcap.py ``Netns``) and the three servers in it."""
+    n = Netns()
     try:
         # an Ethernet-sized MTU and no segmentation offload (one skb, one counted packet, at
         # most one segment), so TCP segments are what a real line carries (1448 B of payload
         # in 1514 B) and counted one by one, not loopback's 64 kB ones
-        ns("ip", "link", "set", "lo", "mtu", "1500", "gso_max_segs", "1", "gso_max_size",
-           "1500", "up")  # fmt: skip
+        n.run("ip", "link", "set", "lo", "mtu", "1500", "gso_max_segs", "1", "gso_max_size",
+              "1500")  # fmt: skip
         d = tmp_path_factory.mktemp("www")
         (d / "body.bin").write_bytes(os.urandom(BODY))
         rtt, media, http = (free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM),
                             free_port(socket.SOCK_STREAM))  # fmt: skip
         py = [sys.executable, "-m"]
-        for argv, ready in (
-            ([*py, "netready.cli", "reflector", "--listen", f"127.0.0.1:{rtt}"], "listening"),
-            ([*py, "netready.cli", "responder", "--listen", f"127.0.0.1:{media}"], "listening"),
-            ([*py, "http.server", "--bind", "127.0.0.1", "--directory", str(d), str(http)], ""),
+        for argv in (
+            [*py, "netready.cli", "reflector", "--listen", f"127.0.0.1:{rtt}"],
+            [*py, "netready.cli", "responder", "--listen", f"127.0.0.1:{media}"],
         ):
-            p = subprocess.Popen(["ip", "netns", "exec", NS, *argv], stderr=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
-            procs.append(p)
-            if ready:
-                assert p.stderr is not None
-                head = [p.stderr.readline() for _ in range(1)]
-                while not any(ready in h for h in head) and head[-1] and len(head) < 6:
-                    head.append(p.stderr.readline())
-                assert any(ready in h for h in head), head
+            p = n.popen(*argv)
+            assert p.stderr is not None
+            head = [p.stderr.readline()]  # INFO lines may come before "listening on"
+            while b"listening" not in head[-1] and head[-1] and len(head) < 6:
+                head.append(p.stderr.readline())
+            assert b"listening" in head[-1], head
+        n.popen(*py, "http.server", "--bind", "127.0.0.1", "--directory", str(d), str(http))
         for _ in range(100):  # http.server says nothing until its first request
-            if ns("ss", "-ltnH", f"sport = :{http}").stdout.strip():
+            ss = subprocess.run(n.cmd("ss", "-ltnH", f"sport = :{http}"), capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+            if ss.stdout.strip():
                 break
             time.sleep(0.1)
-        yield {"rtt": f"127.0.0.1:{rtt}", "media": f"127.0.0.1:{media}",
-               "http": f"http://127.0.0.1:{http}/body.bin"}  # fmt: skip
+        yield n, {"rtt": f"127.0.0.1:{rtt}", "media": f"127.0.0.1:{media}",
+                  "http": f"http://127.0.0.1:{http}/body.bin"}  # fmt: skip
     finally:
-        for p in procs:
-            p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(5)
-            if p.poll() is None:
-                p.kill()
-        subprocess.run(["ip", "netns", "delete", NS], check=False)
+        n.close()
 
 
 def inventory(tmp: Path, addr: dict[str, str]) -> Path:
@@ -149,22 +135,26 @@ ALLOWANCE = {
 
 
 @pytest.mark.root
-def test_traffic_month_equals_what_crossed_the_link(netns: dict[str, str], tmp_path: Path) -> None:
-    inv = inventory(tmp_path, netns)
+def test_traffic_month_equals_what_crossed_the_link(
+    netns: tuple[Netns, dict[str, str]], tmp_path: Path
+) -> None:
+    n, addr = netns
+    inv = inventory(tmp_path, addr)
     ctx = Context(state_dir=tmp_path / "state")
     got = {}
     for name in ("rtt", "icmp", "media", "http"):
-        b0, p0 = lo()
+        b0, p0 = lo(n)
         c0 = budget.traffic_month(ctx, ODS)
-        r = ns("netready-agent", "--inventory", str(inv), "--state-dir", str(ctx.state_dir),
-               "--once", "--force", "--only", name, check=False)  # fmt: skip
+        argv = ["netready-agent", "--inventory", str(inv), "--state-dir", str(ctx.state_dir),
+                "--once", "--force", "--only", name]  # fmt: skip
+        r = subprocess.run(n.cmd(*argv), capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
-        b1, p1 = lo()
+        b1, p1 = lo(n)
         wire = (b1 - b0) + budget.ETHERNET * (p1 - p0)
         counted = budget.traffic_month(ctx, ODS) - c0
         got[name] = (counted, wire)
         lo_ok, hi_ok = ALLOWANCE[name]
-        assert wire - counted >= lo_ok and wire - counted <= hi_ok, (name, counted, wire)
+        assert lo_ok <= wire - counted <= hi_ok, (name, counted, wire)
     # each run was what it said it was (not an empty one that agrees trivially)
     with Spool(tmp_path / "spool.db") as sp:
         results = {(r.measurement, r.tags.get("method")): r.result for r in sp.records()
