@@ -217,7 +217,8 @@ def goodput_by_tech() -> Item:
         "(the figures `netready report` compares).",
         [
             InfluxQL(
-                f'SELECT {", ".join(cols)} FROM ({site_figures(WHERE)}) GROUP BY "tech"'
+                f'SELECT {", ".join(cols)} FROM '
+                f'({site_figures(WHERE, "up_p10_mbps", "down_p10_mbps")}) GROUP BY "tech"'
             ).expect(
                 "up_median_site_mbps",
                 "up_slowest_site_mbps",
@@ -241,7 +242,7 @@ def quality_by_tech() -> Item:
         "assessment; coloured by the rubric.",
         [
             InfluxQL(
-                f'SELECT {", ".join(cols)} FROM ({site_figures(WHERE)}) GROUP BY "tech"'
+                f'SELECT {", ".join(cols)} FROM ({site_figures(WHERE, *figures)}) GROUP BY "tech"'
             ).expect(*figures, "sites", tags=["tech"])
         ],
         h=7,

@@ -183,10 +183,11 @@ def verdicts(where: str, by: str) -> str:
     )
 
 
-def site_figures(where: str) -> str:
-    """Subquery: each site's latest readiness point — verdict and the figures it was judged on
-    (one selector, so every figure comes from that same point)."""
-    figures = ("rtt_ms", "jitter_ms", "loss_pct", "mos", "up_p10_mbps", "down_p10_mbps")
+def site_figures(where: str, *figures: str) -> str:
+    """Subquery: each site's latest readiness point — verdict and the ``figures`` it was
+    judged on that the panel shows (one selector, so every figure comes from that same point;
+    only those: each one more is another cursor per site, 7,000 sites deep —
+    bench/dashboards.py)."""
     return latest("readiness", "verdict", *figures, where=where, by=BY_SITE_TECH)
 
 
