@@ -238,22 +238,33 @@ def _median(xs: list[float]) -> float | None:
     return xs[len(xs) // 2] if xs else None
 
 
-def _backlog(lab: Lab, site: str, d: str) -> int | None:
-    """Bytes waiting in the bfifo of the site's download (router side) or upload (core side)
-    queue, from ``tc -s qdisc``."""
+def _queue(lab: Lab, site: str, d: str) -> tuple[int, int] | None:
+    """(bytes waiting in the bfifo, bytes the HTB class has sent) of the site's download
+    (router side) or upload (core side) queue, from ``tc -s``: the backlog shows how full the
+    buffer was, the sent count how fast the class really drained it."""
     s = lab.topo.sites[site]
-    dev, leaf = (s.router_if, 0x101) if d == "down" else ("core0", s.index + 0x100)
+    dev, cls = (s.router_if, 1) if d == "down" else ("core0", s.index)
+    leaf = cls + 0x100
     cp = lab.run(lab.router_ns, ["tc", "-s", "qdisc", "show", "dev", dev], check=False)
-    blocks = cp.stdout.split("qdisc ")
-    for b in blocks:
+    backlog = None
+    for b in cp.stdout.split("qdisc "):
         if b.startswith(f"bfifo {leaf:x}:"):
             m = re.search(r"backlog (\d+)b", b)
-            return int(m.group(1)) if m else None
-    return None
+            backlog = int(m.group(1)) if m else None
+    cp = lab.run(
+        lab.router_ns,
+        ["tc", "-s", "class", "show", "dev", dev, "classid", f"1:{cls:x}"],
+        check=False,
+    )
+    m = re.search(r"Sent (\d+) bytes", cp.stdout)
+    if backlog is None or m is None:
+        return None
+    return backlog, int(m.group(1))
 
 
 def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
     """One direction of one site: irtt beside netready's throughput test, the queue sampled."""
+    load0 = os.getloadavg()[0]
     ip = lab.popen(
         lab.site_ns(site),
         [IRTT, "client", "-i", "50ms", "-d", f"{IRTT_S}s", "--wait=1s", "-Q", "-o", "-",
@@ -263,14 +274,14 @@ def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
         text=True,
     )  # fmt: skip
     time.sleep(1.2)  # the idle second: irtt's base RTT
-    q: list[tuple[float, int]] = []
+    q: list[tuple[float, int, int]] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            b = _backlog(lab, site, d)
-            if b is not None:
-                q.append((time.time(), b))
+            v = _queue(lab, site, d)
+            if v is not None:
+                q.append((time.time(), *v))
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -291,12 +302,19 @@ def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
     dur = float(f.get("duration_s", t1 - t0))
     p = SITES[site]
     rate = (p.down_mbit if d == "down" else p.up_mbit) * 1e6 / 8
-    tail = [b for t, b in q if t1 - 0.4 * dur <= t <= t1]
+    tail = [x for x in q if t1 - 0.4 * dur <= x[0] <= t1]
+    drain = None
+    if len(tail) >= 2 and tail[-1][0] > tail[0][0]:
+        # while the buffer held packets the class sent at its real drain rate
+        drain = (tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) / rate
     return {
         "nr": f,
-        "queue_ms": sum(tail) / len(tail) / rate * 1000 if tail else None,
+        "queue_ms": sum(x[1] for x in tail) / len(tail) / rate * 1000 if tail else None,
+        "peak_ms": max(x[1] for x in q) / rate * 1000 if q else None,
+        "drain": drain,
         "base": _median([r for t, r in rtts if t < t0]),
         "irtt_loaded": _median([r for t, r in rtts if t1 - 0.4 * dur <= t <= t1]),
+        "load": (load0, os.getloadavg()[0]),
     }
 
 
@@ -322,10 +340,10 @@ def rpm_bench(names: list[str]) -> None:
 
 def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: float) -> None:
     print(
-        f"{'site':9} {'dir':4} {'Mbit/s':>6} {'queue':>5} {'base':>6} {'truth':>6} "
-        f"{'qdisc':>6} | "
-        f"{'RPM':>5} {'60000/RPM':>9} {'err%':>6} {'conf':>6} {'f/s':>7} | "
-        f"{'irtt ld':>7} {'err%':>6} | {'tcp_f':>6} {'http_f':>6} {'self':>6}"
+        f"{'site':7} {'dir':4} {'Mbit/s':>6} {'queue':>5} {'base':>5} {'truth':>6} "
+        f"{'qdisc':>6} {'peak':>6} {'drain':>5} | "
+        f"{'RPM':>5} {'60000/RPM':>9} {'ratio':>5} {'conf':>6} {'f/s/rx':>9} {'rtx%':>5} | "
+        f"{'irtt ld':>7} {'ratio':>5} | {'tcp_f':>6} {'http_f':>6} {'self':>6} | {'load':>9}"
     )
     ok = 0
     for n, d, r in rows:
@@ -336,21 +354,32 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
         il = r["irtt_loaded"]
 
         def e(v: float | None, truth: float = truth, base: float | None = base) -> str:
-            return f"{(v / truth - 1) * 100:+6.1f}" if v and base is not None else "  fail"
+            return f"{v / truth:5.2f}" if v and base is not None else " fail"
 
         ok += bool(nr_ms and base is not None and abs(nr_ms / truth - 1) <= 0.10)
+        segs = f.get("bytes", 0) / 1448
+        rtx = f"{f['retransmits'] / segs * 100:5.1f}" if segs and f.get("retransmits") else "    -"
+        probes = (
+            f"{f.get('rpm_probes_foreign', 0)}/{f.get('rpm_probes_self', 0)}/"
+            f"{f.get('rpm_probes_retransmitted', 0)}"
+        )
         print(
-            f"{n:9} {d:4} {rate:6.1f} {p.queue_ms:5.0f} {base or 0:6.1f} {truth:6.1f} "
-            f"{(base or 0) + (r['queue_ms'] or 0):6.1f} | "
+            f"{n:7} {d:4} {rate:6.1f} {p.queue_ms:5.0f} {base or 0:5.1f} {truth:6.1f} "
+            f"{(base or 0) + (r['queue_ms'] or 0):6.1f} {(base or 0) + (r['peak_ms'] or 0):6.1f} "
+            f"{r['drain'] or 0:5.3f} | "
             f"{f.get('rpm', 0):5.0f} {nr_ms or 0:9.1f} {e(nr_ms)} "
-            f"{f.get('rpm_confidence', '-'):>6} "
-            f"{f.get('rpm_probes_foreign', 0):3}/{f.get('rpm_probes_self', 0):<3} | "
+            f"{f.get('rpm_confidence', '-'):>6} {probes:>9} {rtx} | "
             f"{il or 0:7.1f} {e(il)} | {f.get('rpm_foreign_tcp_ms', 0):6.1f} "
-            f"{f.get('rpm_foreign_http_ms', 0):6.1f} {f.get('rpm_self_ms', 0):6.1f}"
+            f"{f.get('rpm_foreign_http_ms', 0):6.1f} {f.get('rpm_self_ms', 0):6.1f} | "
+            f"{r['load'][0]:4.1f}/{r['load'][1]:4.1f}"
         )
     print(
         f"\n{ok}/{len(rows)} rows within 10 % of the truth (base RTT from irtt idle + queue_ms). "
-        f"Load average {up0:.1f} before, {up1:.1f} after (2 cores)."
+        f"Load average {up0:.1f} before, {up1:.1f} after (2 cores). qdisc: base + mean "
+        "backlog / rate over the last 40 % of the test, peak: its largest sample; drain: HTB "
+        "class bytes sent / s over that time / shaped rate; f/s/rx: foreign / self probes "
+        "counted / self probes left out (retransmitted); rtx%: retransmitted segments / "
+        "segments of the load; load: 1-min load average before / after the row."
     )
 
 

@@ -20,14 +20,16 @@ parameters, the ``/ping`` reply, the bearer header, TCP_INFO decoding) are defin
     Reads and discards the body (``Content-Length`` or chunked); 200 ``{"bytes": n}``.
 ``GET /ping[?test=ID]``
     200 JSON ``{"t": server monotonic s, "rx_bytes", "rx_t", "tx_bytes", "retransmits",
-    "tx_delivered", "tx_t", "throttled"}``: the
+    "tx_delivered", "tx_t", "throttled", "conn_retransmits"}``: the
     counters of test ``ID`` (zeros if unknown). ``rx_t`` is the server's monotonic time of the
     last upload byte, so a client can compute the upload rate from the server's own clock.
     ``retransmits`` sums ``tcpi_total_retrans`` (TCP_INFO) over the test's connections;
     ``tx_delivered`` is the download data the client has acknowledged or SACKed
     (``delivered_bytes``) and ``tx_t`` the time of the last ACK. ``throttled`` is true when
     the client's rate limit made the endpoint wait in the last second: the endpoint, not the
-    line, is then the bottleneck.
+    line, is then the bottleneck. ``conn_retransmits`` is ``tcpi_total_retrans`` of the
+    connection the reply goes out on (the probe leaves out a loaded ping whose reply was
+    sent twice: it timed TCP's loss repair, not the queue).
 
 ``test`` is a client-chosen id (``[A-Za-z0-9_-]{1,64}``) grouping the parallel connections of
 one test; a request without one is a test of its own.
@@ -715,7 +717,9 @@ class SpeedServer:
         t = c.tests.get(tid) if tid else None
         now = time.monotonic()
         throttled = now - c.throttled_at < 1.0
-        body = wire.ping_reply(now, throttled)
+        info = tcp_info(request.transport.get_extra_info("socket") if request.transport else None)
+        own = info["total_retrans"] if info else 0
+        body = wire.ping_reply(now, throttled, conn_retransmits=own)
         if t is not None:
             t.refresh()
             body = wire.ping_reply(
@@ -727,6 +731,7 @@ class SpeedServer:
                 retransmits=sum(t.retrans.values()),
                 tx_delivered=sum(t.delivered.values()),
                 tx_t=t.last_ack,
+                conn_retransmits=own,
             )
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 

@@ -168,6 +168,28 @@ def test_rpm_probe_overhead_limits_and_confidence() -> None:
     assert rpm.confidence(True, True, 4, 30) == "low"
 
 
+def test_rpm_connect_time_from_the_kernel_unless_the_syn_was_resent() -> None:
+    # the kernel's handshake sample (31.2 ms) stands in for a client that woke up late (45 ms)
+    assert rpm.connect_ms(45.0, 31_200, 0) == pytest.approx(31.2)
+    # a lost SYN: the kernel times the second SYN only; the client waited the 1 s timer too
+    assert rpm.connect_ms(1031.0, 30_900, 1) == pytest.approx(1031.0)
+    # no TCP_INFO (not Linux), or a sample the client cannot have seen: the client's time
+    assert rpm.connect_ms(12.0, None, None) == pytest.approx(12.0)
+    assert rpm.connect_ms(12.0, 40_000, 0) == pytest.approx(12.0)
+
+
+def test_rpm_self_probes_repaired_by_tcp_are_left_out() -> None:
+    """A ping whose request we sent twice, or whose reply the endpoint sent twice (its
+    connection's retransmit count rose by the next reply), timed TCP's loss repair."""
+    own = [0, 0, 1, 0, 0, 0]
+    peer = [3, 3, 3, 3, 4, 4]  # reply 3 was sent again (seen in reply 4)
+    assert rpm.unrepaired(own, peer) == [True, True, False, False, True, True]
+    # the last reply's fate is unknown: kept; an endpoint without the counter: own only
+    assert rpm.unrepaired([0, 0], [0, 1]) == [False, True]
+    assert rpm.unrepaired([0, 2, 0], [None, None, None]) == [True, False, True]
+    assert rpm.unrepaired([], []) == []
+
+
 def test_rpm_fields_on_loopback() -> None:
     recs, _ = _loop_run(Limits(max_rate_mbps=40), direction="down", max_seconds=6)
     (r,) = recs
@@ -177,6 +199,7 @@ def test_rpm_fields_on_loopback() -> None:
     assert f["rpm"] == pytest.approx((f["rpm_foreign"] + f["rpm_self"]) / 2)
     assert f["rpm_loaded_ms"] == pytest.approx(60000 / f["rpm"])
     assert "rpm_foreign_tls_ms" not in f  # plain HTTP: no TLS handshake to time
+    assert f["rpm_probes_retransmitted"] == 0  # loopback loses nothing
     assert f["rpm_confidence"] in ("high", "medium", "low")
 
 

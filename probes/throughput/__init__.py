@@ -56,7 +56,8 @@ rpm_foreign        float  60000 / mean of the trimmed means of the foreign probe
                           connect, TLS handshake (https only) and HTTP GET times
 rpm_self           float  60000 / trimmed mean of the self probes (GET /ping on the
                           test's warm connection)
-rpm_foreign_tcp_ms float  95 % trimmed mean of the foreign TCP connect times
+rpm_foreign_tcp_ms float  95 % trimmed mean of the foreign TCP connect times (the
+                          kernel's handshake RTT; a retransmitted SYN's full wait)
 rpm_foreign_tls_ms float  95 % trimmed mean of the foreign TLS handshakes (https
                           endpoints only)
 rpm_foreign_http_ms
@@ -64,6 +65,9 @@ rpm_foreign_http_ms
 rpm_self_ms        float  95 % trimmed mean of the self probes
 rpm_probes_foreign int    foreign probes the RPM is computed over
 rpm_probes_self    int    self probes the RPM is computed over
+rpm_probes_retransmitted
+                   int    loaded self probes left out because TCP sent their request
+                          or reply twice (they timed loss repair, not the queue)
 rpm_probes_failed  int    foreign probes that failed (a lost SYN on a saturated line,
                           a refusal)
 rpm_goodput_stable bool   goodput met the draft's stability rule (the standard
@@ -576,9 +580,13 @@ class Pinger:
         self.writer: asyncio.StreamWriter | None = None
         self.idle_ms: list[float] = []
         self.loaded_ms: list[float] = []
-        self.loaded_at: list[tuple[float, float]] = []  # (start time, ms): the self probes
+        self.loaded_at: list[tuple[float, float]] = []  # (start time, ms) of each loaded ping
+        #: per loaded ping: our retransmits during it, the endpoint's total on the connection
+        self.own_rtx: list[int] = []
+        self.peer_rtx: list[int | None] = []
         self.loaded = False
         self.last: dict[str, float] = {}
+        self.rtx0 = 0
 
     async def connect(self) -> None:
         ep = self.run.ep
@@ -587,8 +595,14 @@ class Pinger:
             self.run.spec.connect_timeout_s,
         )
 
+    def _retransmits(self) -> int:
+        assert self.writer is not None
+        info = tcp_info(self.writer.get_extra_info("socket"))
+        return info["total_retrans"] if info else 0
+
     async def ping(self, timeout: float = 5.0) -> float:
         assert self.reader is not None and self.writer is not None
+        self.rtx0 = self._retransmits()
         t0 = time.monotonic()
         self.writer.write(self.run.ep.request("GET", wire.ping_path(self.run.test_id)))
         head = await asyncio.wait_for(self.reader.readuntil(wire.HEAD_END), timeout)
@@ -614,10 +628,23 @@ class Pinger:
             if self.loaded:
                 self.loaded_ms.append(rtt)
                 self.loaded_at.append((t0, rtt))
+                self.own_rtx.append(self._retransmits() - self.rtx0)
+                peer = self.last.get("conn_retransmits")
+                self.peer_rtx.append(None if peer is None else int(peer))
             # keep our own ping traffic under PING_SHARE of the line (it shares the link)
             rate_bps = self.run.rate_Bps * 8
             gap = PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps) if rate_bps > 0 else 0.05
             await asyncio.sleep(min(PING_MAX_GAP_S, max(0.05, gap)))
+
+    def self_probes(self) -> list[tuple[float, float]]:
+        """The loaded pings the RPM counts: those whose request and reply went once
+        (``rpm.unrepaired``)."""
+        keep = rpm.unrepaired(self.own_rtx, self.peer_rtx)
+        return [x for x, k in zip(self.loaded_at, keep, strict=True) if k]
+
+    @property
+    def retransmitted(self) -> int:
+        return len(self.loaded_at) - len(self.self_probes())
 
     def close(self) -> None:
         if self.writer is not None:
@@ -644,6 +671,7 @@ class Prober:
         )
         try:
             t1 = time.monotonic()
+            info = tcp_info(writer.get_extra_info("socket"))  # before any data: the SYN's RTT
             t2 = t1
             if ep.ssl is not None:
                 await asyncio.wait_for(
@@ -661,7 +689,12 @@ class Prober:
             writer.transport.abort()
         if status != 200:
             raise HttpRefusal(status, headers.get("retry-after"))
-        self.probes.tcp_f.append((t0, (t1 - t0) * 1000))
+        tcp_ms = rpm.connect_ms(
+            (t1 - t0) * 1000,
+            info.get("rtt_us") if info else None,
+            info.get("total_retrans") if info else None,
+        )
+        self.probes.tcp_f.append((t0, tcp_ms))
         if ep.ssl is not None:
             self.probes.tls_f.append((t0, (t2 - t1) * 1000))
         self.probes.http_f.append((t0, (t3 - t2) * 1000))
@@ -948,7 +981,7 @@ class _Run:
         ``MIN_SAMPLES`` of a kind)."""
         assert self.prober is not None
         fp = self.prober.probes
-        allp = rpm.Probes(list(fp.tcp_f), list(fp.tls_f), list(fp.http_f), list(pinger.loaded_at))
+        allp = rpm.Probes(list(fp.tcp_f), list(fp.tls_f), list(fp.http_f), pinger.self_probes())
         for t0 in (max(self.ramp_end, now - rpm.MAD * rpm.ID_S), self.ramp_end):
             p = allp.since(t0)
             if min(p.foreign, p.own) >= rpm.MIN_SAMPLES:
@@ -963,7 +996,7 @@ class _Run:
         if self.prober is None or now - since >= self.spec.rpm_hold_s:
             return False
         allp = self.prober.probes.since(self.ramp_end)
-        allp.http_s = [x for x in pinger.loaded_at if x[0] >= self.ramp_end]
+        allp.http_s = [x for x in pinger.self_probes() if x[0] >= self.ramp_end]
         return not rpm.rpm_stable(allp, self.ramp_end, now)
 
     def _abort_data(self) -> None:
@@ -1074,13 +1107,14 @@ def rpm_fields(run: _Run, pinger: Pinger) -> dict[str, object]:
         "rpm_probes_foreign": probes.foreign,
         "rpm_probes_self": probes.own,
         "rpm_probes_failed": run.prober.failed,
+        "rpm_probes_retransmitted": pinger.retransmitted,
         "rpm_goodput_stable": run.goodput_stable,
     }
     if res is None:
         out["rpm_confidence"] = "low"
         return out
     post = run.prober.probes.since(run.ramp_end)
-    post.http_s = [x for x in pinger.loaded_at if x[0] >= run.ramp_end]
+    post.http_s = [x for x in pinger.self_probes() if x[0] >= run.ramp_end]
     stable = full and rpm.rpm_stable(post, run.ramp_end, t_end)
     out.update(
         rpm=res.rpm,
@@ -1169,13 +1203,16 @@ PLUGIN = Plugin(
                "TCP connect, TLS handshake (https only) and HTTP GET times"),
         Metric("rpm_self", "RPM", "60000 / trimmed mean of the self probes (GET /ping on the "
                "test's warm connection)"),
-        Metric("rpm_foreign_tcp_ms", "ms", "95 % trimmed mean of the foreign TCP connect times"),
+        Metric("rpm_foreign_tcp_ms", "ms", "95 % trimmed mean of the foreign TCP connect times "
+               "(the kernel's handshake RTT; a retransmitted SYN's full wait)"),
         Metric("rpm_foreign_tls_ms", "ms", "95 % trimmed mean of the foreign TLS handshakes "
                "(https endpoints only)"),
         Metric("rpm_foreign_http_ms", "ms", "95 % trimmed mean of the foreign GET /ping times"),
         Metric("rpm_self_ms", "ms", "95 % trimmed mean of the self probes"),
         Metric("rpm_probes_foreign", "probes", "foreign probes the RPM is computed over"),
         Metric("rpm_probes_self", "probes", "self probes the RPM is computed over"),
+        Metric("rpm_probes_retransmitted", "probes", "loaded self probes left out because TCP "
+               "sent their request or reply twice (they timed loss repair, not the queue)"),
         Metric("rpm_probes_failed", "probes", "foreign probes that failed (a lost SYN on a "
                "saturated line, a refusal)"),
         Metric("rpm_goodput_stable", "bool", "goodput met the draft's stability rule (the "

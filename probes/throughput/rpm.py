@@ -16,7 +16,16 @@ probes during the throughput test):
   the two (draft -09 section 5.3.1);
 * ``probe_gap_s``: the gap between probes that keeps them under MPS and PTC;
 * ``confidence``: high / medium / low (see its docstring; the draft asks for a confidence with
-  each result and leaves the scale to the implementation).
+  each result and leaves the scale to the implementation);
+* ``connect_ms``: a foreign probe's TCP handshake time from the kernel's own measurement when
+  it has one (immune to the client's scheduling delay);
+* ``unrepaired``: which self probes to keep. The draft's self probes ride the load-generating
+  connections, where a lost segment is repaired by fast retransmit within about one round
+  trip; ours are ``GET /ping`` on a keep-alive connection of their own (HTTP/1.1 cannot put a
+  request beside a body in flight), where nothing follows a lost request or reply, so TCP
+  repairs it only by a tail-loss probe or a retransmission timeout (at least 200 ms more). A
+  self probe whose request or reply was retransmitted therefore measured that timer, not the
+  queue: it is left out and counted (``rpm_probes_retransmitted``).
 """
 
 from __future__ import annotations
@@ -148,6 +157,32 @@ def confidence(goodput_stable: bool, rpm_stable: bool, foreign: int, own: int) -
     if goodput_stable and n >= MIN_SAMPLES:
         return "medium"
     return "low"
+
+
+def connect_ms(user_ms: float, kernel_rtt_us: int | None, syn_retransmits: int | None) -> float:
+    """A foreign probe's TCP connect time: the kernel's round-trip sample of the handshake
+    (``tcpi_rtt`` read before any data, µs, timed by the kernel from SYN to SYN-ACK) when the
+    SYN went once, else the time the client saw (a retransmitted SYN waited the kernel's 1 s
+    timer, which the kernel's sample leaves out and the draft counts)."""
+    if kernel_rtt_us and syn_retransmits == 0 and kernel_rtt_us / 1000 <= user_ms:
+        return kernel_rtt_us / 1000
+    return user_ms
+
+
+def unrepaired(own_retransmits: Sequence[int], peer_total: Sequence[int | None]) -> list[bool]:
+    """For a series of ``GET /ping`` on one connection, which ones were not slowed by a TCP
+    retransmission (True: keep). ``own_retransmits[i]``: segments we retransmitted during ping
+    ``i`` (its request); ``peer_total[i]``: the endpoint's cumulative retransmits on the
+    connection when it wrote reply ``i`` (None if unknown). The pings are sequential, so a
+    rise between reply ``i`` and reply ``i + 1`` is reply ``i`` sent again; the last reply's
+    fate is unknown and it is kept."""
+    n = len(own_retransmits)
+    keep = [own_retransmits[i] == 0 for i in range(n)]
+    for i in range(n - 1):
+        a, b = peer_total[i], peer_total[i + 1]
+        if a is not None and b is not None and b > a:
+            keep[i] = False
+    return keep
 
 
 def interval_rpms(p: Probes, t0: float, t1: float, interval_s: float = ID_S) -> list[float]:

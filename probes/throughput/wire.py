@@ -126,7 +126,10 @@ class PingReply(TypedDict):
     (zeros when unknown): ``rx_bytes`` upload bytes received and ``rx_t`` the time of the
     last one; ``tx_bytes`` download bytes written, ``tx_delivered`` of them acknowledged
     (``delivered_bytes``) and ``tx_t`` the time of the last ACK; ``retransmits`` the sum of
-    ``tcpi_total_retrans`` over the test's connections."""
+    ``tcpi_total_retrans`` over the test's connections; ``conn_retransmits`` the endpoint's
+    ``tcpi_total_retrans`` on the connection this reply goes out on, before it is written (a
+    rise from one reply to the next on a keep-alive connection: the earlier reply was sent
+    again)."""
 
     t: float
     throttled: bool
@@ -136,6 +139,7 @@ class PingReply(TypedDict):
     retransmits: int
     tx_delivered: int
     tx_t: float
+    conn_retransmits: int
 
 
 def ping_reply(
@@ -148,6 +152,7 @@ def ping_reply(
     retransmits: int = 0,
     tx_delivered: int = 0,
     tx_t: float = 0.0,
+    conn_retransmits: int = 0,
 ) -> PingReply:
     return PingReply(
         t=t,
@@ -158,6 +163,7 @@ def ping_reply(
         retransmits=retransmits,
         tx_delivered=tx_delivered,
         tx_t=tx_t,
+        conn_retransmits=conn_retransmits,
     )
 
 
