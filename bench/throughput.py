@@ -14,12 +14,17 @@ most half the bytes of ``iperf3 -P1``.
 
 ``--rpm``: responsiveness. Per site and direction, the loaded round trip the RPM implies
 (60000 / ``rpm``) against the truth, the base RTT plus the queue's delay at the shaped rate
-(``queue_ms``: the buffer holds rate x queue_ms bytes; ``qdisc``: the base RTT plus the
+(``queue_ms``: the buffer holds rate x queue_ms bytes, and ``drain``, the HTB class's bytes
+sent per second from ``tc -s class`` over the test's last 40 % (ending at the last sample with bytes queued) against the shaped rate,
+checks that a full buffer then takes queue_ms to drain; ``qdisc``: the base RTT plus the
 delay of the bytes the queue really held, ``tc -s qdisc`` backlog / rate sampled every 0.2 s
-over the last 40 % of the test, which shows whether the load had filled it). The base RTT is irtt's median over the
-second before the test (UDP, 20 packets/s); as a reference irtt keeps running through the test
-(a Crusader-style latency probe beside the load) and its median over the last 40 % of the test
-is shown too. flent/Crusader are not installed here; Apple's networkQuality (macOS) and
+over the last 40 % of the test, which shows whether the load had filled it; ``peak`` its
+largest sample). The base RTT is the probe's own idle round trip (``rtt_idle_ms``); as a
+reference irtt (UDP, 20 packets/s) runs through the test (a Crusader-style latency probe
+beside the load): its median over the last 40 % of the test against its own idle median
+over the second before + queue_ms. The load's senders (the endpoint for download, the probe
+for upload) use cubic (``--congestion-control``): this host defaults to BBR, which keeps a
+queue short by design (docs/lab.md). flent/Crusader are not installed here; Apple's networkQuality (macOS) and
 goresponsiveness (Go) do not run here. Target: |error| <= 10 % of the truth.
 
 Stopped by SIGTERM/SIGINT/SIGHUP (e.g. ``timeout``), it tears its lab down (namespaces, the
@@ -63,6 +68,11 @@ IRTT = f"/tmp/nrbench-irtt-{os.getpid()}"
 #: + the RPM hold (8 s)
 IRTT_S = 26
 TOKEN_ENV = "NR_BENCH_TOKEN"
+#: the RPM's load senders (endpoint for download, probe for upload) use cubic: this host's
+#: default, which the lab's namespaces inherit, is BBR, which keeps a bottleneck's queue short
+#: by design (docs/lab.md), while the truth is a full buffer, as the loss-based senders of a
+#: practice (Windows, macOS) leave it
+RPM_CC = "cubic"
 #: the netready command of this interpreter (its probes and the speed endpoint)
 NETREADY = [sys.executable, "-m", "netready.cli"]
 
@@ -191,8 +201,9 @@ def run_all(names: list[str], secs: float) -> tuple[dict, dict, float]:
     return nr, ip3, t_start
 
 
-def _endpoint(lab: Lab) -> None:
-    """The speed endpoint in the lab's core, with limits no benchmark reaches."""
+def _endpoint(lab: Lab, cc: str | None = None) -> None:
+    """The speed endpoint in the lab's core, with limits no benchmark reaches (and TCP
+    congestion control ``cc`` for its sockets)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     srv = lab.popen(
         lab.core_ns,
@@ -208,6 +219,7 @@ def _endpoint(lab: Lab) -> None:
             "--max-mb",
             "100000",
             "--allow-plain-http",  # the lab is a closed network of our own
+            *(["--congestion-control", cc] if cc else []),
         ],
         cwd=ROOT,
         env=env,
@@ -289,6 +301,7 @@ def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
     argv = [
         *NETREADY, "probe", "throughput", "--target", f"http://{lab.core_ip}:8080",
         "--token", f"env:{TOKEN_ENV}", "--direction", d, "--format", "json",
+        "--congestion-control", RPM_CC,
     ]  # fmt: skip
     cp = lab.run(lab.site_ns(site), argv, timeout=120, check=False)
     t1 = time.time()
@@ -302,7 +315,10 @@ def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
     dur = float(f.get("duration_s", t1 - t0))
     p = SITES[site]
     rate = (p.down_mbit if d == "down" else p.up_mbit) * 1e6 / 8
-    tail = [x for x in q if t1 - 0.4 * dur <= x[0] <= t1]
+    # the load's end: the last sample with bytes queued (the process then tears down and
+    # exits while the queue drains, which is not part of the test)
+    t_end = max((x[0] for x in q if x[1] > 0), default=t1)
+    tail = [x for x in q if t_end - 0.4 * dur <= x[0] <= t_end]
     drain = None
     if len(tail) >= 2 and tail[-1][0] > tail[0][0]:
         # while the buffer held packets the class sent at its real drain rate
@@ -313,7 +329,7 @@ def rpm_one(lab: Lab, site: str, d: str) -> dict[str, Any]:
         "peak_ms": max(x[1] for x in q) / rate * 1000 if q else None,
         "drain": drain,
         "base": _median([r for t, r in rtts if t < t0]),
-        "irtt_loaded": _median([r for t, r in rtts if t1 - 0.4 * dur <= t <= t1]),
+        "irtt_loaded": _median([r for t, r in rtts if t_end - 0.4 * dur <= t <= t_end]),
         "load": (load0, os.getloadavg()[0]),
     }
 
@@ -323,7 +339,7 @@ def rpm_bench(names: list[str]) -> None:
     up0 = os.getloadavg()[0]
     rows = []
     with Lab(sites={n: SITES[n] for n in names}) as lab:
-        _endpoint(lab)
+        _endpoint(lab, RPM_CC)
         lab.popen(
             lab.core_ns,
             [IRTT, "server", "-b", f"{lab.core_ip}:2112", "-i", "0"],
@@ -342,19 +358,22 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
     print(
         f"{'site':7} {'dir':4} {'Mbit/s':>6} {'queue':>5} {'base':>5} {'truth':>6} "
         f"{'qdisc':>6} {'peak':>6} {'drain':>5} | "
-        f"{'RPM':>5} {'60000/RPM':>9} {'ratio':>5} {'conf':>6} {'f/s/rx':>9} {'rtx%':>5} | "
+        f"{'60000/RPM':>9} {'ratio':>5} {'/qdisc':>6} {'conf':>6} {'f/s/rx':>9} {'rtx%':>5} | "
         f"{'irtt ld':>7} {'ratio':>5} | {'tcp_f':>6} {'http_f':>6} {'self':>6} | {'load':>9}"
     )
     ok = 0
     for n, d, r in rows:
-        p, f, base = SITES[n], r["nr"], r["base"]
+        p, f = SITES[n], r["nr"]
+        base = f.get("rtt_idle_ms")  # the probe's own idle round trip (HTTP /ping)
+        ibase = r["base"]  # irtt's, for irtt's own truth
         rate = p.down_mbit if d == "down" else p.up_mbit
         truth = (base or 0.0) + p.queue_ms
+        held = (base or 0.0) + (r["queue_ms"] or 0.0)  # what the queue really held
         nr_ms = f.get("rpm_loaded_ms")
         il = r["irtt_loaded"]
 
-        def e(v: float | None, truth: float = truth, base: float | None = base) -> str:
-            return f"{v / truth:5.2f}" if v and base is not None else " fail"
+        def e(v: float | None, t: float) -> str:
+            return f"{v / t:5.2f}" if v and t else " fail"
 
         ok += bool(nr_ms and base is not None and abs(nr_ms / truth - 1) <= 0.10)
         segs = f.get("bytes", 0) / 1448
@@ -365,21 +384,23 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
         )
         print(
             f"{n:7} {d:4} {rate:6.1f} {p.queue_ms:5.0f} {base or 0:5.1f} {truth:6.1f} "
-            f"{(base or 0) + (r['queue_ms'] or 0):6.1f} {(base or 0) + (r['peak_ms'] or 0):6.1f} "
-            f"{r['drain'] or 0:5.3f} | "
-            f"{f.get('rpm', 0):5.0f} {nr_ms or 0:9.1f} {e(nr_ms)} "
+            f"{held:6.1f} {(base or 0) + (r['peak_ms'] or 0):6.1f} {r['drain'] or 0:5.3f} | "
+            f"{nr_ms or 0:9.1f} {e(nr_ms, truth)} {e(nr_ms, held):>6} "
             f"{f.get('rpm_confidence', '-'):>6} {probes:>9} {rtx} | "
-            f"{il or 0:7.1f} {e(il)} | {f.get('rpm_foreign_tcp_ms', 0):6.1f} "
+            f"{il or 0:7.1f} {e(il, (ibase or 0) + p.queue_ms)} | "
+            f"{f.get('rpm_foreign_tcp_ms', 0):6.1f} "
             f"{f.get('rpm_foreign_http_ms', 0):6.1f} {f.get('rpm_self_ms', 0):6.1f} | "
             f"{r['load'][0]:4.1f}/{r['load'][1]:4.1f}"
         )
     print(
-        f"\n{ok}/{len(rows)} rows within 10 % of the truth (base RTT from irtt idle + queue_ms). "
-        f"Load average {up0:.1f} before, {up1:.1f} after (2 cores). qdisc: base + mean "
-        "backlog / rate over the last 40 % of the test, peak: its largest sample; drain: HTB "
-        "class bytes sent / s over that time / shaped rate; f/s/rx: foreign / self probes "
-        "counted / self probes left out (retransmitted); rtx%: retransmitted segments / "
-        "segments of the load; load: 1-min load average before / after the row."
+        f"\n{ok}/{len(rows)} rows within 10 % of the truth (the probe's idle RTT + queue_ms). "
+        f"Load average {up0:.1f} before, {up1:.1f} after (2 cores). Load senders: "
+        f"{RPM_CC}. qdisc: base + mean backlog / rate over the last 40 % of the test (what "
+        "the queue really held; /qdisc: 60000/RPM against it), peak: its largest sample; "
+        "drain: HTB class bytes sent / s over that time / shaped rate; f/s/rx: foreign / "
+        "self probes counted / self probes left out (retransmitted); rtx%: retransmitted "
+        "segments / segments of the load; irtt ratio: against irtt's idle RTT + queue_ms; "
+        "load: 1-min load average before / after the row."
     )
 
 

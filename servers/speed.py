@@ -287,6 +287,10 @@ class _Server(web.Server):
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
+        cc, sock = self._speed.congestion_control, transport.get_extra_info("socket")
+        if cc and sock is not None:
+            with contextlib.suppress(OSError):  # checked at start-up (SpeedServer)
+                wire.set_congestion_control(sock, cc)
         if not self._speed._admit(handler, transport):
             transport.pause_reading()  # not a byte of it is read
             # closed (BUSY_RESPONSE flushed first) once the handler has started: closing
@@ -341,9 +345,16 @@ class _Site(web.BaseSite):
 class SpeedServer:
     """The endpoint. ``await start(host, port)`` returns the bound port; ``await close()``."""
 
-    def __init__(self, token: str, limits: Limits | None = None):
+    def __init__(
+        self, token: str, limits: Limits | None = None, congestion_control: str | None = None
+    ):
+        """``congestion_control``: the TCP congestion control of its connections (the sender's
+        for a download; default: the system's); ValueError if it cannot be used here."""
         if not token or len(token) < 8:
             raise ValueError("the endpoint token must be at least 8 characters")
+        if congestion_control and (why := wire.congestion_control_problem(congestion_control)):
+            raise ValueError(f"--congestion-control: {why}")
+        self.congestion_control = congestion_control
         self._token = token.encode()
         self.limits = limits or Limits()
         self.clients: dict[str, ClientState] = {}
@@ -825,12 +836,13 @@ def endpoint(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     allow_plain_http: bool = False,
+    congestion_control: str | None = None,
     **limits: Any,
 ) -> Endpoint:
     """Everything ``netready serve`` checks before it listens: plain HTTP only on loopback
     (unless ``allow_plain_http``: the bearer token travels in every request), the token
     reference (``env:NAME``/``file:PATH``, never inline), the ``Limits`` (keyword arguments),
-    the TLS pair. ``ConfigError`` (bad input) or ``ServerError`` (TLS files that do not load)."""
+    the TLS pair, the congestion control. ``ConfigError`` (bad input) or ``ServerError`` (TLS files that do not load)."""
     from netready.inventory import HeaderSecretRef
 
     host, port = _hostport(listen)
@@ -842,7 +854,7 @@ def endpoint(
         )
     try:
         secret = HeaderSecretRef.check(token).resolve()
-        server = SpeedServer(secret, Limits(**limits))
+        server = SpeedServer(secret, Limits(**limits), congestion_control)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return Endpoint(server, host, port, tls_context(tls_cert, tls_key))

@@ -257,6 +257,46 @@ def _loop_run(limits: Limits, token: str = "env:NR_TP_TOKEN", **spec_kw):  # typ
     return asyncio.run(go())
 
 
+def test_both_sides_use_the_congestion_control_asked_for() -> None:
+    """--congestion-control on the endpoint and the probe: ``ss`` shows the algorithm on the
+    sockets of a running loopback test, both ends, and one the system does not default to."""
+    default = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    cc = "reno" if default != "reno" else "cubic"
+    seen: set[str] = set()
+
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, Limits(max_rate_mbps=40), congestion_control=cc)
+        port = await srv.start("127.0.0.1", 0)
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.2):
+                out = subprocess.run(
+                    ["ss", "-tinH", "state", "established", f"( sport = :{port} or dport = :{port} )"],
+                    capture_output=True, text=True, check=True,
+                ).stdout  # fmt: skip
+                seen.update(w for w in out.split() if w in ("reno", "cubic", "bbr"))
+
+        th = threading.Thread(target=watch)
+        th.start()
+        try:
+            spec = Spec(
+                target=f"http://127.0.0.1:{port}", token="env:NR_TP_TOKEN", direction="up",
+                max_seconds=3, rpm_hold_s=0, congestion_control=cc,
+            )  # fmt: skip
+            return await throughput.run(registry.Context(), spec)
+        finally:
+            stop.set()
+            await asyncio.to_thread(th.join)
+            await srv.close()
+
+    (rec,) = asyncio.run(go())
+    assert rec.ok, rec.fields
+    assert seen == {cc}, seen  # every socket of the test, endpoint's and probe's
+    with pytest.raises(ValueError, match="congestion control 'no-such-cc' cannot be used"):
+        SpeedServer(TOKEN, congestion_control="no-such-cc")
+
+
 def test_byte_cap_is_respected_by_client_and_endpoint() -> None:
     cap = 1_500_000  # 40 Mbit/s would need ~2.5 MB for 5 windows: the cap ends it first
     recs, srv = _loop_run(Limits(max_rate_mbps=40), direction="both", max_mb=cap / 1e6)
@@ -316,6 +356,14 @@ def test_cli_json_is_clean_and_failures_are_one_line() -> None:
         cli, ["probe", "throughput", "--target", "http://127.0.0.1:9", "--token", "inline-secret"]
     )
     assert r.exit_code == 2 and "inline" in r.output and "Traceback" not in r.output
+    for argv in (
+        ["probe", "throughput", "--target", "http://127.0.0.1:9", "--token", "env:NR_TP_TOKEN"],
+        ["serve", "--listen", "127.0.0.1:9", "--token", "env:NR_TP_TOKEN"],
+    ):
+        r = CliRunner().invoke(cli, [*argv, "--congestion-control", "no-such-cc"])
+        assert r.exit_code == 2, r.output
+        assert "--congestion-control: TCP congestion control 'no-such-cc'" in r.output
+        assert r.output.strip().count("\n") == 0 and "Traceback" not in r.output
 
 
 # --------------------------------------------------------------------------- budget

@@ -82,6 +82,15 @@ LIMITS = Limits()
     show_default=True,
     help="Seconds a download or upload may move no byte before it is cut off.",
 )
+@click.option(
+    "--congestion-control",
+    default=None,
+    metavar="NAME",
+    help="TCP congestion control of the endpoint's connections (Linux; default: the "
+    "system's), e.g. cubic: the sender's algorithm decides how full a line's buffer gets "
+    "during a download test (cubic, the default of Windows, macOS and most Linux, fills it as "
+    "a practice's traffic does; BBR keeps it short).",
+)
 @tls_options(
     plain_help="Serve plain HTTP on a non-loopback address. Every request carries the bearer "
     "token, and without TLS anyone on the path can read it and use the endpoint: only for "
@@ -101,6 +110,7 @@ def serve_command(
     max_connections: int,
     idle_timeout_s: float,
     stall_timeout_s: float,
+    congestion_control: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     allow_plain_http: bool,
@@ -123,6 +133,7 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         allow_plain_http=allow_plain_http,
+        congestion_control=congestion_control,
         max_rate_mbps=max_rate_mbps,
         max_bytes=int(max_mb * 1e6),
         window_s=window_s,

@@ -101,6 +101,7 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netready import budget, stats
+from netready.errors import ConfigError
 from netready.inventory import HeaderSecret
 from netready.plugin import Context, Metric, Plugin
 from netready.records import Record, failure
@@ -174,6 +175,12 @@ class Spec(BaseModel):
         le=60,
         description="after goodput is stable, hold the load up to this long for the RPM to "
         "settle (0: no hold, fewer bytes, an RPM of lower confidence)",
+    )
+    congestion_control: str | None = Field(
+        None,
+        description="TCP congestion control of the test's connections (Linux; default: the "
+        "system's), e.g. cubic: the sender's algorithm decides how full the line's buffer "
+        "gets; this is the upload's sender (the endpoint's --congestion-control the download's)",
     )
     verify_tls: bool = Field(
         True,
@@ -372,6 +379,13 @@ class Reserve:
         return self.cap - self.reserved < 1
 
 
+def _set_cc(spec: Spec, sock: socket.socket | None) -> None:
+    """Give one of the test's connections ``Spec.congestion_control`` (checked in ``run``)."""
+    if spec.congestion_control and sock is not None:
+        with contextlib.suppress(OSError):
+            wire.set_congestion_control(sock, spec.congestion_control)
+
+
 class _Stream:
     """Common state of one data connection."""
 
@@ -384,6 +398,9 @@ class _Stream:
 
     def sock(self) -> socket.socket | None:
         return self.transport.get_extra_info("socket") if self.transport else None
+
+    def _congestion_control(self) -> None:
+        _set_cc(self.run.spec, self.sock())
 
     def _lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -418,6 +435,7 @@ class _DownProto(_Stream, asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._congestion_control()
         self.refill()
 
     def refill(self) -> None:
@@ -502,6 +520,7 @@ class _UpProto(_Stream, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)  # type: ignore[attr-defined]
+        self._congestion_control()
         s = transport.get_extra_info("socket")
         if s is not None:
             with contextlib.suppress(OSError):
@@ -590,10 +609,12 @@ class Pinger:
 
     async def connect(self) -> None:
         ep = self.run.ep
-        self.reader, self.writer = await asyncio.wait_for(
+        self.reader, writer = await asyncio.wait_for(
             asyncio.open_connection(ep.host, ep.port, ssl=ep.ssl),
             self.run.spec.connect_timeout_s,
         )
+        self.writer = writer
+        _set_cc(self.run.spec, writer.get_extra_info("socket"))
 
     def _retransmits(self) -> int:
         assert self.writer is not None
@@ -672,6 +693,7 @@ class Prober:
         try:
             t1 = time.monotonic()
             info = tcp_info(writer.get_extra_info("socket"))  # before any data: the SYN's RTT
+            _set_cc(run.spec, writer.get_extra_info("socket"))
             t2 = t1
             if ep.ssl is not None:
                 await asyncio.wait_for(
@@ -1148,6 +1170,8 @@ def _target_tag(spec: Spec) -> str:
 async def run(ctx: Context, spec: Spec) -> list[Record]:
     """Adaptive multi-stream HTTP speed test against `netready serve`, with loaded latency."""
     ep = Endpoint.from_spec(spec)  # SecretError (ConfigError) if the token cannot be read
+    if spec.congestion_control and (why := wire.congestion_control_problem(spec.congestion_control)):
+        raise ConfigError(f"--congestion-control: {why}")
     directions = ["down", "up"] if spec.direction == "both" else [spec.direction]
     cap_total = budget.test_cap_bytes(ctx, spec.max_mb)
     tags = {**ctx.tags, "target": _target_tag(spec), "method": "http"}

@@ -21,8 +21,10 @@ HTTP/1.1, keep-alive and pipelining allowed; every request carries
 
 ``tcp_info``/``delivered_bytes`` define the byte counts both sides report from TCP_INFO (the
 endpoint's ``tx_delivered`` for a download, the probe's own for an upload), so the two
-directions are measured the same way. ``tcp_info`` is the one system call here: it reads the
-kernel's counters of a socket the caller already has; it sends and receives nothing.
+directions are measured the same way; ``set_congestion_control`` the algorithm both sides
+may give their data connections. These are the only system calls here: they read or set
+options of a socket the caller already has (``congestion_control_problem`` tries one on a
+socket it opens and closes); they send and receive nothing.
 """
 
 from __future__ import annotations
@@ -206,6 +208,35 @@ def tcp_info(sock: socket.socket | None) -> dict[str, int] | None:
     except OSError:
         return None
     return parse_tcp_info(raw)
+
+
+#: Linux ``TCP_CONGESTION`` (include/uapi/linux/tcp.h), where the socket module lacks it
+TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
+
+
+def set_congestion_control(sock: socket.socket, name: str) -> None:
+    """Make ``sock`` use TCP congestion control ``name`` (Linux ``TCP_CONGESTION``); OSError
+    when the kernel has no such algorithm or does not let this user pick it."""
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode())
+
+
+def congestion_control_problem(name: str) -> str | None:
+    """None when TCP congestion control ``name`` can be set on a socket here, else why not
+    (one line). Both sides of the test take it for their data connections: the sender's
+    algorithm decides how full a bottleneck's buffer gets (a loss-based one such as cubic,
+    the default of Windows, macOS and most Linux, fills it; BBR keeps it short)."""
+    if not platform.caps().tcp_info:  # TCP_CONGESTION is Linux's, as TCP_INFO here
+        return "choosing the TCP congestion control needs Linux"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            set_congestion_control(s, name)
+        except OSError as e:
+            return (
+                f"TCP congestion control {name!r} cannot be used here ({e.strerror}; see "
+                "net.ipv4.tcp_available_congestion_control and, for non-root users, "
+                "tcp_allowed_congestion_control)"
+            )
+    return None
 
 
 def delivered_bytes(info: dict[str, int]) -> int:
