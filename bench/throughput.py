@@ -73,6 +73,8 @@ TOKEN_ENV = "NR_BENCH_TOKEN"
 #: by design (docs/lab.md), while the truth is a full buffer, as the loss-based senders of a
 #: practice (Windows, macOS) leave it
 RPM_CC = "cubic"
+#: a row tests the truth when the queue held at least this share of it on average
+FILLED = 0.9
 #: the netready command of this interpreter (its probes and the speed endpoint)
 NETREADY = [sys.executable, "-m", "netready.cli"]
 
@@ -359,9 +361,10 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
         f"{'site':7} {'dir':4} {'Mbit/s':>6} {'queue':>5} {'base':>5} {'truth':>6} "
         f"{'qdisc':>6} {'peak':>6} {'drain':>5} | "
         f"{'60000/RPM':>9} {'ratio':>5} {'/qdisc':>6} {'conf':>6} {'f/s/rx':>9} {'rtx%':>5} | "
-        f"{'irtt ld':>7} {'ratio':>5} | {'tcp_f':>6} {'http_f':>6} {'self':>6} | {'load':>9}"
+        f"{'irtt ld':>7} {'ratio':>5} | {'tcp_f':>6} {'http_f':>6} {'self':>6} | {'load':>9} "
+        f"verdict"
     )
-    ok = 0
+    ok = nfilled = near = 0
     for n, d, r in rows:
         p, f = SITES[n], r["nr"]
         base = f.get("rtt_idle_ms")  # the probe's own idle round trip (HTTP /ping)
@@ -375,7 +378,13 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
         def e(v: float | None, t: float) -> str:
             return f"{v / t:5.2f}" if v and t else " fail"
 
-        ok += bool(nr_ms and base is not None and abs(nr_ms / truth - 1) <= 0.10)
+        within = bool(nr_ms and base is not None and abs(nr_ms / truth - 1) <= 0.10)
+        # a row tests the truth only if the load kept the buffer full: else say so
+        filled = r["queue_ms"] is not None and held >= FILLED * truth
+        verdict = ("met" if within else "off") if filled else "unfilled"
+        ok += within and filled
+        nfilled += filled
+        near += bool(nr_ms and r["queue_ms"] is not None and abs(nr_ms / held - 1) <= 0.10)
         segs = f.get("bytes", 0) / 1448
         rtx = f"{f['retransmits'] / segs * 100:5.1f}" if segs and f.get("retransmits") else "    -"
         probes = (
@@ -390,10 +399,13 @@ def print_rpm(rows: list[tuple[str, str, dict[str, Any]]], up0: float, up1: floa
             f"{il or 0:7.1f} {e(il, (ibase or 0) + p.queue_ms)} | "
             f"{f.get('rpm_foreign_tcp_ms', 0):6.1f} "
             f"{f.get('rpm_foreign_http_ms', 0):6.1f} {f.get('rpm_self_ms', 0):6.1f} | "
-            f"{r['load'][0]:4.1f}/{r['load'][1]:4.1f}"
+            f"{r['load'][0]:4.1f}/{r['load'][1]:4.1f} {verdict}"
         )
     print(
-        f"\n{ok}/{len(rows)} rows within 10 % of the truth (the probe's idle RTT + queue_ms). "
+        f"\n{ok}/{nfilled} rows whose buffer the load kept >= {FILLED:.0%} full are within 10 % "
+        f"of the truth (the probe's idle RTT + queue_ms; 'unfilled': the load did not, so "
+        f"the row does not test it); {near}/{len(rows)} rows within 10 % of what the queue "
+        f"really held. "
         f"Load average {up0:.1f} before, {up1:.1f} after (2 cores). Load senders: "
         f"{RPM_CC}. qdisc: base + mean backlog / rate over the last 40 % of the test (what "
         "the queue really held; /qdisc: 60000/RPM against it), peak: its largest sample; "

@@ -595,6 +595,54 @@ def test_goodput_matches_shaped_rate_both_directions(lab, site: str) -> None:  #
         assert up["bufferbloat_grade"] in "CDF"
 
 
+_PINGS = """
+import json, socket, sys
+from netready.probes.throughput import wire
+s = socket.create_connection((sys.argv[1], 8080), timeout=20)
+req = wire.request_head("GET", wire.ping_path("rx-test"), sys.argv[1], sys.argv[2])
+f = s.makefile("rb")
+def ping():
+    s.sendall(req)
+    head = b""
+    while not head.endswith(wire.HEAD_END):
+        head += f.readline()
+    _, h = wire.parse_head(head[:-4])
+    return json.loads(f.read(int(h["content-length"])))["conn_retransmits"]
+out = [ping()]
+print("ready", flush=True)
+sys.stdin.readline()  # the download now drops everything
+out += [ping(), ping()]
+print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.root
+def test_endpoint_reports_a_ping_reply_it_had_to_send_again(lab) -> None:  # type: ignore[no-untyped-def]
+    """The wire contract the probe's self-probe filter rests on, on the real kernel: a
+    keep-alive connection's second reply is dropped on the line (nft, 100 % download loss
+    for a second) and TCP sends it again; the third reply's ``conn_retransmits`` is higher
+    than the second's, and ``rpm.unrepaired`` leaves out exactly the second ping."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = lab.popen(
+        lab.site_ns("fttc40"),
+        [sys.executable, "-c", _PINGS, lab.core_ip, TOKEN],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        assert p.stdout.readline().strip() == "ready"
+        lab.set_loss("fttc40", down_pct=100)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        threading.Event().wait(1.0)  # the reply and its resends are dropped meanwhile
+    finally:
+        lab.set_loss("fttc40", down_pct=0)
+    out, _ = p.communicate(timeout=30)
+    r1, r2, r3 = json.loads(out)
+    assert r1 == r2 and r3 > r2, (r1, r2, r3)
+    assert rpm.unrepaired([0, 0, 0], [r1, r2, r3]) == [True, False, True]
+
+
 @pytest.mark.root
 def test_rpm_shows_the_adsl_upload_queue(lab) -> None:  # type: ignore[no-untyped-def]
     """The loaded round trip the RPM implies on the ADSL upload (0.8 Mbit/s, 250 ms of
