@@ -75,6 +75,7 @@ def summary(st: dict[str, Any]) -> dict[str, Any]:
                 "delay_ms": s["profile"]["delay_ms"],
                 "jitter_ms": s["profile"]["jitter_ms"],
                 "keep_order": s["profile"].get("keep_order", False),
+                "qos": s["profile"].get("qos", "none"),
                 "dscp_rewrite": s["dscp_rewrite"],
             }
             for name, s in st["sites"].items()

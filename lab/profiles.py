@@ -11,6 +11,8 @@ from typing import Any
 from netready.errors import ConfigError
 
 TECHS = ("adsl", "fttc", "sogea", "fttp", "ethernet", "unknown")
+#: The router's queue discipline per direction (``Profile.qos``).
+QOS_MODES = ("none", "dscp")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Profile:
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     keep_order: bool = False  # jitter without reordering (queueing-like); see docs/lab.md
+    #: the router's queue per direction: ``none`` one byte FIFO for everything (a CPE without
+    #: QoS); ``dscp`` strict priority by DSCP, EF then AF41 then the rest (lab/shaping.py)
+    qos: str = "none"
 
     def __post_init__(self) -> None:
         if self.tech not in TECHS:
@@ -50,6 +55,10 @@ class Profile:
                 raise ConfigError(f"profile {self.name}: {f}={v} must be 0..100")
         if not (0 <= self.delay_ms <= 10_000) or not (0 <= self.jitter_ms <= 10_000):
             raise ConfigError(f"profile {self.name}: delay_ms/jitter_ms must be 0..10000")
+        if self.qos not in QOS_MODES:
+            raise ConfigError(
+                f"profile {self.name}: qos={self.qos!r} is not one of {', '.join(QOS_MODES)}"
+            )
 
     @property
     def needs_delay_line(self) -> bool:
@@ -113,6 +122,7 @@ _KEYS = {
     "jitter": "jitter_ms",
     "keep_order": "keep_order",
     "tech": "tech",
+    "qos": "qos",
     "name": "name",
     "base": "base",
 }
@@ -122,8 +132,9 @@ def parse_profile(text: str) -> Profile:
     """A profile by name (``adsl``) or custom ``key=value`` pairs separated by commas.
 
     Keys: down, up (Mbit/s), queue_ms, loss (both directions), loss_down, loss_up (percent),
-    delay_ms, jitter_ms (one-way), tech, name, base (start from a named profile).
-    Example: ``down=20,up=5,queue_ms=200,loss_up=1`` or ``base=fttc40,loss=2``.
+    delay_ms, jitter_ms (one-way), keep_order, qos (``none`` or ``dscp``: a DSCP-aware queue),
+    tech, name, base (start from a named profile).
+    Example: ``down=20,up=5,queue_ms=200,loss_up=1`` or ``base=fttc40,loss=2,qos=dscp``.
     """
     text = text.strip()
     if not text:
@@ -145,7 +156,7 @@ def parse_profile(text: str) -> Profile:
             )
         k = _KEYS[key]
         val = val.strip()
-        if k in ("tech", "name", "base"):
+        if k in ("tech", "name", "base", "qos"):
             values[k] = val
             continue
         if k == "keep_order":
@@ -181,5 +192,6 @@ def profile_to_text(p: Profile) -> str:
     return (
         f"name={p.name},tech={p.tech},down={p.down_mbit!r},up={p.up_mbit!r},"
         f"queue_ms={p.queue_ms!r},loss_down={p.loss_pct_down!r},loss_up={p.loss_pct_up!r},"
-        f"delay_ms={p.delay_ms!r},jitter_ms={p.jitter_ms!r},keep_order={int(p.keep_order)}"
+        f"delay_ms={p.delay_ms!r},jitter_ms={p.jitter_ms!r},keep_order={int(p.keep_order)},"
+        f"qos={p.qos}"
     )

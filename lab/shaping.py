@@ -3,7 +3,8 @@
 - ``Shaper``: the rate and the CPE buffer, per site and direction. ``s<i>`` (towards the site)
   carries the download rate, ``core0`` (towards the core) one HTB class per site for the
   upload rate; each class drains into a byte FIFO sized from the profile's ``queue_ms``, so
-  latency rises under load as on a real CPE buffer.
+  latency rises under load as on a real CPE buffer. With ``qos=dscp`` the FIFO is a strict
+  priority queue by DSCP instead (EF, AF41, the rest; each band its own FIFO).
 - ``Nftables``: random loss (``numgen random``) and DSCP bleaching, per site and direction.
 - ``DelayLines``: fixed delay and jitter through a user-space delay line on a TUN device
   (``lab/delayline.py``), because this kernel has no netem.
@@ -23,6 +24,17 @@ from netready.errors import ConfigError
 
 NFT_TABLE = "netready"
 LOSS_SCALE = 100_000  # nft numgen modulus: loss in steps of 0.001 %
+#: ``qos=dscp``: the priority bands of the router's queue, highest first (DSCP, name); the
+#: last band (everything else) is best effort.
+DSCP_BANDS = ((46, "EF"), (34, "AF41"))
+#: ... their depth: short, so a priority class that outgrows the line loses, not queues
+PRIORITY_QUEUE_MS = 20.0
+#: ... the share of the line each band (EF, AF41, best effort) is guaranteed (HTB ``rate``;
+#: each may borrow up to the line rate): EF at most a third, as RFC 4594 / LLQ practice has it
+BAND_SHARES = (0.3, 0.5, 0.2)
+#: ... and the AF41 band holds at least this much: a key frame of a few calls sent back to
+#: back (probes/media: an HD key frame is ~19 kB; 240 ms at 0.8 Mbit/s)
+VIDEO_BURST_BYTES = 24 * 1024
 
 
 def _check_rate(site: str, mbit: float) -> None:
@@ -52,23 +64,91 @@ class Shaper:
         return [(s.router_if, "1:1", down_mbit), ("core0", f"1:{s.index:x}", up_mbit)]
 
     def _class_lines(
-        self, verb: str, dev: str, classid: str, mbit: float, queue_ms: float
+        self, verb: str, dev: str, classid: str, mbit: float, queue_ms: float, qos: str = "none"
     ) -> list[str]:
         rate, burst = f"{mbit * 1000:.0f}kbit", self.burst(mbit)
         leaf = int(classid.split(":")[1], 16) + 0x100
-        return [
+        lines = [
             f"class {verb} dev {dev} parent 1: classid {classid} htb rate {rate} ceil {rate} "
             f"burst {burst} cburst {burst} quantum {MTU + 14}",
-            f"qdisc {verb} dev {dev} parent {classid} handle {leaf:x}: bfifo limit "
-            f"{self.limit_bytes(mbit, queue_ms)}",
         ]
+        if qos == "dscp":
+            return lines + self._dscp_lines(verb, dev, classid, leaf, mbit, queue_ms)
+        leaf_fifo = (
+            f"qdisc {verb} dev {dev} parent {classid} handle {leaf:x}: bfifo limit "
+            f"{self.limit_bytes(mbit, queue_ms)}"
+        )
+        return [*lines, leaf_fifo]
+
+    def _dscp_lines(
+        self, verb: str, dev: str, classid: str, leaf: int, mbit: float, queue_ms: float
+    ) -> list[str]:
+        """A DSCP-aware queue (``qos=dscp``; this kernel has HTB but no ``prio``): the site's
+        class gets three HTB children, EF (46), AF41 (34) and the rest, each with its own
+        byte FIFO, all with ``ceil`` the line rate and HTB priorities 0, 1, 2. A child under
+        its guaranteed rate (``BAND_SHARES`` of the line) is served before any child that
+        borrows, and among those the lower priority first: EF waits at most for the packet
+        on the wire. The best-effort FIFO keeps ``queue_ms``; the priority ones are short
+        (``PRIORITY_QUEUE_MS``). u32 filters on the class match the IPv4 TOS byte (DSCP =
+        its top six bits) after the forward hook, so a DSCP the nft chain bleached to 0
+        lands in best effort."""
+        major, minor = classid.split(":")
+        lines = []
+        for band, (share, ms) in enumerate(
+            zip(BAND_SHARES, self.band_queue_ms(queue_ms), strict=True), start=1
+        ):
+            child = f"{major}:{self.band_minor(int(minor, 16), band):x}"
+            rate, ceil = f"{mbit * 1000 * share:.0f}kbit", f"{mbit * 1000:.0f}kbit"
+            burst = self.burst(mbit)
+            lines += [
+                f"class {verb} dev {dev} parent {classid} classid {child} htb rate {rate} "
+                f"ceil {ceil} burst {burst} cburst {burst} quantum {MTU + 14} prio {band - 1}",
+                f"qdisc {verb} dev {dev} parent {child} handle {band * 0x1000 + leaf:x}: "
+                f"bfifo limit {self.band_limit_bytes(mbit, ms, band)}",
+            ]
+        if verb == "add":
+            for band, (dscp, _name) in enumerate(DSCP_BANDS, start=1):
+                lines.append(
+                    f"filter add dev {dev} parent {classid} protocol ip prio {band} u32 match "
+                    f"ip dsfield {dscp << 2:#04x} 0xfc flowid "
+                    f"{major}:{self.band_minor(int(minor, 16), band):x}"
+                )
+            lines.append(
+                f"filter add dev {dev} parent {classid} protocol all prio 9 u32 match u32 0 0 "
+                f"flowid {major}:{self.band_minor(int(minor, 16), 3):x}"
+            )
+        return lines
+
+    @staticmethod
+    def band_minor(minor: int, band: int) -> int:
+        """HTB minor of band 1..3 (EF, AF41, best effort) under the site class ``minor``."""
+        return minor * 0x10 + band
+
+    @staticmethod
+    def band_queue_ms(queue_ms: float) -> tuple[float, float, float]:
+        """Depth of the EF, AF41 and best-effort FIFOs of a ``qos=dscp`` class, ms."""
+        return (min(queue_ms, PRIORITY_QUEUE_MS), min(queue_ms, PRIORITY_QUEUE_MS), queue_ms)
+
+    @classmethod
+    def band_limit_bytes(cls, mbit: float, ms: float, band: int) -> int:
+        """Bytes of one FIFO: ``ms`` at the rate; the AF41 one holds at least a key frame's
+        burst (``VIDEO_BURST_BYTES``), whatever the rate."""
+        n = cls.limit_bytes(mbit, ms)
+        return max(n, VIDEO_BURST_BYTES) if band == 2 else n
 
     def build(self) -> None:
         batch = ["qdisc add dev core0 root handle 1: htb default 0"]
         for s in self.topo.sites.values():
             batch.append(f"qdisc add dev {s.router_if} root handle 1: htb default 1")
+            if s.profile.qos == "dscp":  # the default class is now inner: classify to it
+                batch.append(
+                    f"filter add dev {s.router_if} parent 1: protocol all prio 1 u32 match "
+                    "u32 0 0 flowid 1:1"
+                )
             for dev, classid, mbit in self._classes(s, s.down_mbit, s.up_mbit):
-                batch += self._class_lines("add", dev, classid, mbit, s.profile.queue_ms)
+                batch += self._class_lines(
+                    "add", dev, classid, mbit, s.profile.queue_ms, s.profile.qos
+                )
             batch.append(
                 f"filter add dev core0 parent 1: protocol ip prio 1 u32 match ip src "
                 f"{s.subnet} flowid 1:{s.index:x}"
@@ -82,7 +162,9 @@ class Shaper:
         _check_rate(site, up_mbit)
         batch = []
         for dev, classid, mbit in self._classes(s, down_mbit, up_mbit):
-            batch += self._class_lines("change", dev, classid, mbit, s.profile.queue_ms)
+            batch += self._class_lines(
+                "change", dev, classid, mbit, s.profile.queue_ms, s.profile.qos
+            )
         self._tc(batch)
         s.down_mbit, s.up_mbit = down_mbit, up_mbit
 

@@ -64,6 +64,7 @@ MEASUREMENTS: dict[str, str] = {
     "if_traffic": "router interface bit rates and utilisation from SNMP counters",
     "dsl_line": "DSL line sync/attainable rates, SNR margin, attenuation (SNMP or CLI)",
     "rtp_stream": "one RTP stream from a captured call",
+    "qos": "whether a DSCP-aware queue protects a call (EF, AF41) against best effort under bulk load",
     "readiness": "verdict and capacity of a site for a readiness profile",
     "agent": "the site agent's own health: spool depth, dropped records, last ship",
 }

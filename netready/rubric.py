@@ -350,3 +350,76 @@ def rubric_rows() -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# --------------------------------------------------------------------------- QoS check
+
+#: "Does QoS protect the call?" (probes/qos): while bulk TCP saturates both directions, the
+#: call's EF audio is compared with a best-effort (DSCP 0) stream of the same packet size and
+#: rate sent alongside. EF's added delay (median one-way delay under load over its idle
+#: minimum) must stay under this (issue 14: "with it, EF's added delay stays under 5 ms").
+QOS_EF_ADDED_MS = 5.0
+#: ... and be clearly below best effort's: at most this share of it (a queue that holds EF
+#: back half as long as everything else is not protecting it).
+QOS_EF_SHARE = 0.5
+#: ... and EF must lose no more than best effort, give or take this many percentage points
+#: (one packet in ~100 of a few seconds of audio).
+QOS_LOSS_MARGIN_PCT = 1.0
+#: Best effort's added delay below this: the load built no queue in that direction, so the
+#: check says nothing about QoS there (neither effective nor not).
+QOS_MIN_QUEUE_MS = 5.0
+QOS_SOURCE = (
+    "issue 14 (EF added delay < 5 ms under load); RFC 4594 (EF: low delay, low loss; AF41: "
+    "multimedia conferencing)"
+)
+
+
+def qos_verdict(directions: dict[str, dict[str, float | None]]) -> tuple[bool | None, str]:
+    """(qos_effective, plain reason) from each direction's class figures.
+
+    ``directions`` maps ``up``/``down`` to ``ef_added_p50_ms``, ``be_added_p50_ms``,
+    ``ef_loss_pct`` and ``be_loss_pct``. A direction whose best effort saw no queue
+    (``QOS_MIN_QUEUE_MS``) is not judged; ``None`` when no direction could be. Not effective
+    when any judged direction has EF's added delay at or over ``QOS_EF_ADDED_MS``, over
+    ``QOS_EF_SHARE`` of best effort's, or EF losing more than best effort (beyond
+    ``QOS_LOSS_MARGIN_PCT``)."""
+    names = {"up": "upload", "down": "download"}
+    good: list[str] = []
+    bad: list[str] = []
+    untested: list[str] = []
+    for d in ("up", "down"):
+        f = directions.get(d)
+        if not f:
+            continue
+        ef, be = f.get("ef_added_p50_ms"), f.get("be_added_p50_ms")
+        ef_loss, be_loss = f.get("ef_loss_pct"), f.get("be_loss_pct")
+        name = names[d]
+        if ef is None or be is None or ef_loss is None or be_loss is None:
+            untested.append(f"{name}: no figures")
+            continue
+        if be < QOS_MIN_QUEUE_MS:
+            untested.append(
+                f"{name}: the load built no queue (best effort +{be:.1f} ms < "
+                f"{QOS_MIN_QUEUE_MS:g} ms), not tested"
+            )
+            continue
+        why = []
+        if ef >= QOS_EF_ADDED_MS:
+            why.append(f"EF +{ef:.1f} ms ≥ {QOS_EF_ADDED_MS:g} ms")
+        elif ef > QOS_EF_SHARE * be:
+            why.append(f"EF +{ef:.1f} ms not clearly below best effort")
+        if ef_loss > be_loss + QOS_LOSS_MARGIN_PCT:
+            why.append(f"EF loses {ef_loss:.1f} % vs best effort {be_loss:.1f} %")
+        figures = (
+            f"EF +{ef:.1f} ms, loss {ef_loss:.1f} % vs best effort +{be:.1f} ms, "
+            f"loss {be_loss:.1f} %"
+        )
+        if why:
+            bad.append(f"{name}: {'; '.join(why)} ({figures})")
+        else:
+            good.append(f"{name}: {figures}")
+    if bad:
+        return False, "QoS is not protecting calls: " + "; ".join(bad + good + untested)
+    if good:
+        return True, "QoS protects calls under load: " + "; ".join(good + untested)
+    return None, "QoS not tested: " + ("; ".join(untested) or "no figures")

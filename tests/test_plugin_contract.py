@@ -243,6 +243,9 @@ FAILING: dict[str, Callable[[Path], tuple[dict[str, Any], inventory.Site | None]
                          "direction": "up"}, None),
     "speedtest": lambda _: ({"timeout_s": 3}, None),  # no internet here: speedtest.net unreachable
     "http": lambda _: ({"target": f"http://127.0.0.1:{_closed_port()}/"}, None),
+    "qos": lambda _: ({"target": f"127.0.0.1:{_closed_port(socket.SOCK_DGRAM)}",
+                      "load_target": f"http://127.0.0.1:{_closed_port()}",
+                      "load_token": f"env:{SECRET_ENV}", "idle_s": 0.5, "timeout_s": 0.5}, None),
     "snmp": lambda _: ({"port": _closed_port(socket.SOCK_DGRAM), "host": "127.0.0.1"},
                        _site({"host": "127.0.0.1", "snmp": {"community": f"env:{SECRET_ENV}",
                                                             "timeout_s": 0.3, "retries": 0}})),
@@ -361,6 +364,27 @@ def _throughput(p: Plugin) -> list[Record]:
                         "max_seconds": 3})  # fmt: skip
 
 
+def _qos(p: Plugin) -> list[Record]:
+    """Loopback has no queue: the verdict is "not tested", every figure is still written."""
+    from netready.servers import responder
+    from netready.servers.speed import Limits, SpeedServer
+
+    uport, tport = _closed_port(socket.SOCK_DGRAM), _closed_port()
+
+    async def serve(ready: asyncio.Event, stop: asyncio.Event) -> Any:
+        srv = SpeedServer(os.environ[SECRET_ENV], Limits(max_rate_mbps=40))
+        await srv.start("127.0.0.1", tport)
+        try:
+            await responder.serve(f"127.0.0.1:{uport}", ["127.0.0.0/8"], ready=ready)
+        finally:
+            await srv.close()
+
+    with _background(serve):
+        return _run(p, {"target": f"127.0.0.1:{uport}", "load_target": f"http://127.0.0.1:{tport}",
+                        "load_token": f"env:{SECRET_ENV}", "idle_s": 0.5, "ramp_s": 0.5,
+                        "duration_s": 1, "streams": 1})  # fmt: skip
+
+
 def _iperf3(p: Plugin) -> list[Record]:
     port = _closed_port()
     srv = subprocess.Popen(
@@ -460,7 +484,7 @@ def _pcap(p: Plugin) -> list[Record]:
 SAMPLES: dict[str, Callable[[Plugin], list[Record]]] = {
     "rtt": _rtt, "media": _media, "throughput": _throughput, "iperf3": _iperf3,
     "icmp": _icmp, "speedtest": _speedtest, "http": _http, "snmp": _snmp, "ssh": _ssh,
-    "pcap": _pcap,
+    "pcap": _pcap, "qos": _qos,
 }  # fmt: skip
 
 

@@ -51,11 +51,13 @@ class CallResult:
 class _Call:
     """One call's socket, its downstream trace and the control messages that arrive."""
 
-    def __init__(self, sock: socket.socket, host: str, port: int, capacity: int):
+    def __init__(
+        self, sock: socket.socket, host: str, port: int, capacity: int, clock: Clock | None = None
+    ):
         self.loop = asyncio.get_running_loop()
         self.sock = sock
         self.where = f"{host}:{port}"
-        self.clock = Clock()
+        self.clock = clock or Clock()
         self.echo = Echo()
         self.down = RxTrace(capacity)
         self.control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -224,8 +226,11 @@ async def run_call(
     keyframe_offset: int = 0,
     start_delay_s: float = 0.0,
     timeout_s: float = 3.0,
+    clock: Clock | None = None,
 ) -> CallResult:
-    """One emulated call against a responder. Raises ``CallFailed`` (result, reason)."""
+    """One emulated call against a responder. Raises ``CallFailed`` (result, reason).
+    ``clock``: share one receive clock between calls whose one-way delays are compared
+    (probes/qos); by default each call has its own."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -234,7 +239,9 @@ async def run_call(
     fam, _, _, _, addr = infos[0]
     sock = open_media_socket(fam)
     # what the responder's downstream sends at most (the same schedule as ours)
-    call = _Call(sock, host, port, schedule_packets(profile.video_kbps, duration_s, keyframes) + 64)
+    call = _Call(
+        sock, host, port, schedule_packets(profile.video_kbps, duration_s, keyframes) + 64, clock
+    )
     try:
         try:
             sock.connect(addr)

@@ -75,6 +75,18 @@ class DirectionStats:
     freeze_total_ms: float | None = None
     freeze_longest_ms: float | None = None
     frames_rendered_pct: float | None = None
+    #: Per stream (``_streams``; the QoS check, probes/qos, compares classes by them): loss,
+    #: and the one-way delay (receive time - send time, ms, in the two ends' clocks: off by
+    #: their unknown offset, so only differences between figures of one direction mean
+    #: anything) minimum, median and 95th percentile.
+    audio_loss_pct: float | None = None
+    video_loss_pct: float | None = None
+    audio_owd_min_ms: float | None = None
+    audio_owd_p50_ms: float | None = None
+    audio_owd_p95_ms: float | None = None
+    video_owd_min_ms: float | None = None
+    video_owd_p50_ms: float | None = None
+    video_owd_p95_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,7 +290,26 @@ class RxTrace:
         self._voice(st, n, duration_s, layout)
         if layout is not None:
             self._video(st, n, layout)
+            self._streams(st, sent, n, layout)
         return st
+
+    def _streams(self, st: DirectionStats, sent: int, n: int, layout: Layout) -> None:
+        """Loss and one-way delay percentiles of each stream (the schedule says which
+        sequence numbers are audio)."""
+        kind, send, recv = self.kind, self.send_ns, self.recv_ns
+        audio = {s for s in _audio_seqs(layout) if s < sent}
+        for stream, name in ((STREAM_AUDIO, "audio"), (STREAM_VIDEO, "video")):
+            mine = 1 + stream
+            seqs = audio if stream == STREAM_AUDIO else None
+            n_sent = len(audio) if seqs is not None else sent - len(audio)
+            delays = array("d", ((recv[s] - send[s]) / 1e6 for s in range(n) if kind[s] == mine))
+            if n_sent > 0:
+                setattr(st, f"{name}_loss_pct", 100.0 * max(0, n_sent - len(delays)) / n_sent)
+            if delays:
+                p50, p95 = stats.percentiles(delays, 50, 95)
+                setattr(st, f"{name}_owd_min_ms", min(delays))
+                setattr(st, f"{name}_owd_p50_ms", p50)
+                setattr(st, f"{name}_owd_p95_ms", p95)
 
     def _audio_packets(
         self, n: int, duration_s: float, layout: Layout | None
