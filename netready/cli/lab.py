@@ -40,6 +40,8 @@ def _print_lab(summary: dict[str, Any]) -> None:
             )
         if s["dscp_rewrite"]:
             extra.append("dscp->0")
+        if s.get("qos", "none") != "none":
+            extra.append(f"qos={s['qos']}")
         click.echo(
             f"  site    {s['ns']:<28} {s['ip']:<12} {name}: {s['profile']} ({s['tech']}) "
             f"{s['down_mbit']:g}/{s['up_mbit']:g} Mbit/s, queue {s['queue_ms']:g} ms"
