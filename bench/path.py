@@ -323,6 +323,8 @@ def main() -> None:
     )
     ap.add_argument("--direction", action="store_true", help="only the congested-direction table")
     ap.add_argument("--direction-sites", default=",".join(DIRECTION_SITES))
+    ap.add_argument("--qos", action="store_true", help="only the QoS truth table (probe qos)")
+    ap.add_argument("--qos-sites", default=",".join(QOS_SITES))
     a = ap.parse_args()
     try:
         chosen = [SCENARIOS[int(i) - 1] for i in a.scenarios.split(",")]
@@ -337,7 +339,9 @@ def main() -> None:
                 if path is None:
                     raise SystemExit(f"{src} is not installed (apt-get install iperf3 irtt)")
                 shutil.copy2(path, dst)
-            if a.direction:
+            if a.qos:
+                qos_bench(a.qos_sites.split(","))
+            elif a.direction:
                 direction_bench(a.direction_sites.split(","))
             else:
                 run_all(chosen)
@@ -458,6 +462,132 @@ def direction_bench(sites: list[str]) -> None:
         f"\n{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} pass. up/down ms: median one-way "
         "delay variation above the run's minimum (owd_clock=variation). Load average "
         f"{up0:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)."
+    )
+
+
+# --------------------------------------------------------------------------- QoS
+# "Does QoS protect the call?" (issue 14; this section is self-contained):
+#   sudo .venv/bin/python bench/path.py --qos [--qos-sites fttc40,adsl]
+# Per profile, one lab with three sites on that line: `qos=dscp` (a DSCP-aware queue in the
+# router), no QoS (one FIFO), and `qos=dscp` behind nft DSCP bleaching (a carrier that rewrites
+# marks to 0 before the queue). `netready probe qos` from each (the call and its best-effort
+# twin idle 2 s, then 7 s of bulk TCP both ways with the calls in the last 5 s). Truth: with the
+# DSCP queue EF's added delay < 5 ms and qos_effective true; without it (or bleached) EF waits
+# with best effort (EF ~ BE, up to ~queue_ms) and qos_effective false.
+
+QOS_SITES = ("fttc40", "adsl")
+QOS_TOKEN_ENV = "NR_BENCH_QOS_TOKEN"
+QOS_VARIANTS = (("qos=dscp", ",qos=dscp", False), ("no qos", "", False),
+                ("qos=dscp+bleach", ",qos=dscp", True))  # fmt: skip
+
+
+def _qos_servers(lab: Lab) -> list[subprocess.Popen[Any]]:
+    core = lab.core_ip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    argvs = [
+        [*NETREADY, "responder", "--listen", f"{core}:5004", "--allow", "10.77.0.0/16"],
+        [*NETREADY, "serve", "--listen", f"{core}:8080", "--token", f"env:{QOS_TOKEN_ENV}",
+         "--max-mb", "100000", "--max-tests", "4", "--allow-plain-http"],
+    ]  # fmt: skip
+    return [lab.popen(lab.core_ns, argv, cwd=ROOT, **quiet) for argv in argvs]
+
+
+def _qos_json(lab: Lab, site: str) -> list[dict[str, Any]]:
+    core = lab.core_ip
+    p = lab.popen(
+        lab.site_ns(site),
+        [*NETREADY, "probe", "qos", "--target", f"{core}:5004", "--load", f"http://{core}:8080",
+         "--token", f"env:{QOS_TOKEN_ENV}", "--format", "json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = p.communicate(timeout=120)
+    try:
+        return list(json.loads(out))
+    except json.JSONDecodeError:
+        raise SystemExit(f"netready probe qos gave no JSON: {err.strip()[-300:]}") from None
+
+
+def _eff(v: Any) -> str:
+    return "absent" if v is None else str(v).lower()
+
+
+def _qos_rows(
+    line: str, variant: str, queue_ms: float, recs: list[dict[str, Any]]
+) -> list[list[str]]:
+    """One row per direction (class figures, truth, pass) and one for the verdict."""
+    from netready.rubric import QOS_EF_ADDED_MS, QOS_MIN_QUEUE_MS
+
+    protected = variant == "qos=dscp"
+    rows = []
+    by = {r["tags"].get("direction"): r for r in recs}
+    for d in ("up", "down"):
+        r = by.get(d)
+        if r is None or r["tags"]["result"] != "ok":
+            why = r["fields"].get("reason", "no record") if r else "no record"
+            rows.append([line, variant, d, *[""] * 10, f"FAILED: {why}"[:60], "NO"])
+            continue
+        f = r["fields"]
+        ef, be = f.get("ef_added_p50_ms"), f.get("be_added_p50_ms")
+        if ef is None or be is None:
+            ok, truth = False, "figures"
+        elif protected:
+            ok, truth = ef < QOS_EF_ADDED_MS, f"EF < {QOS_EF_ADDED_MS:g} ms"
+        elif be < QOS_MIN_QUEUE_MS:
+            ok, truth = True, "no queue: untested"
+        else:
+            ok, truth = abs(ef - be) <= max(5.0, 0.2 * be), f"EF ~ BE <= ~{queue_ms:g}"
+        rows.append(
+            [line, variant, d, fmt(ef, 1), fmt(f.get("ef_added_p95_ms"), 1),
+             fmt(f.get("ef_loss_pct"), 1), fmt(f.get("af41_added_p50_ms"), 1),
+             fmt(f.get("af41_loss_pct"), 1), fmt(be, 1), fmt(f.get("be_loss_pct"), 1),
+             fmt(f.get("load_mbps"), 2), str(f.get("dscp_audio_rx", "")),
+             _eff(f.get("qos_effective")), truth, "yes" if ok else "NO"]
+        )  # fmt: skip
+    both = by.get("both")
+    got = both["fields"].get("qos_effective") if both and both["tags"]["result"] == "ok" else None
+    rows.append(
+        [line, variant, "both", *[""] * 9, _eff(got), _eff(protected),
+         "yes" if got is protected else "NO"]
+    )  # fmt: skip
+    return rows
+
+
+def qos_bench(lines: list[str]) -> None:
+    from netready.lab.netns import PROFILES
+
+    os.environ[QOS_TOKEN_ENV] = "bench-qos-token-0123456789"
+    t0, load0 = time.monotonic(), os.getloadavg()[0]
+    head = ["line", "variant", "dir", "EF +p50 ms", "EF +p95", "EF loss %", "AF41 +p50",
+            "AF41 loss", "BE +p50 ms", "BE loss %", "load Mbit/s", "EF dscp rx",
+            "qos_effective", "truth", "pass"]  # fmt: skip
+    rows: list[list[str]] = []
+    for line in lines:
+        base = PROFILES[line]
+        sites = {f"v{i}": parse_profile(f"base={line}{extra}")
+                 for i, (_n, extra, _b) in enumerate(QOS_VARIANTS)}  # fmt: skip
+        with Lab(sites=sites) as lab:
+            for i, (_n, _e, bleach) in enumerate(QOS_VARIANTS):
+                if bleach:
+                    lab.set_dscp_rewrite(f"v{i}", True)
+            procs = _qos_servers(lab)
+            time.sleep(1.5)
+            try:
+                for i, (name, _e, _b) in enumerate(QOS_VARIANTS):
+                    print(f"qos: {line}, {name} ...", file=sys.stderr, flush=True)
+                    rows += _qos_rows(line, name, base.queue_ms, _qos_json(lab, f"v{i}"))
+            finally:
+                for s in procs:
+                    s.terminate()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print(
+        f"\n{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} pass, {time.monotonic() - t0:.0f} s. "
+        "+p50/+p95: one-way delay under load over the class's idle minimum, ms; EF = the "
+        "call's audio, AF41 its video, BE the DSCP 0 twin's audio; load = the bulk TCP goodput "
+        f"in that direction. Load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after "
+        "(2 cores)."
     )
 
 

@@ -112,8 +112,10 @@ def test_per_stream_loss_and_delay_percentiles() -> None:
 def test_class_fields_take_each_class_over_its_own_idle_minimum() -> None:
     idle = {"main": trace(lambda s, k: 5.0 if k == 0 else 7.0, set()),
             "twin": trace(lambda s, k: 6.0, set())}  # fmt: skip
-    loaded = {"main": trace(lambda s, k: 5.5 if k == 0 else 9.0, set()),
-              "twin": trace(lambda s, k: 106.0, {0})}  # fmt: skip  (seq 0: audio)
+    loaded = {
+        "main": trace(lambda s, k: 5.5 if k == 0 else 9.0, set()),
+        "twin": trace(lambda s, k: 106.0, {0}),
+    }  # seq 0 is audio
     f = class_fields(idle, loaded)
     assert f["ef_added_p50_ms"] == pytest.approx(0.5)
     assert f["af41_added_p50_ms"] == pytest.approx(2.0)

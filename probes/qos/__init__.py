@@ -58,8 +58,11 @@ LOAD_STABLE_WINDOWS = 20
 LOAD_TAIL_S = 1.5
 #: The twin's video: one 42-byte packet a frame (the schedule always has a video stream).
 TWIN_VIDEO_KBPS = 10.0
-#: The upload load starts this share of ``ramp_s`` after the download's.
-UP_AFTER = 0.5
+#: After the calls, a load direction gets this long beyond its time cap to end (its own
+#: watchdog allows 10 s more than the cap); then it is cancelled.
+LOAD_GRACE_S = 12.0
+#: The whole check ends at most this long after its schedule (idle + ramp + loaded).
+WATCHDOG_S = 60.0
 #: A load that stopped more than this much before the calls' end did not load them.
 LOAD_SHORT_S = 0.5
 
@@ -224,9 +227,38 @@ def _bleached(fields: dict[str, Any], spec: Spec) -> str:
     return ""
 
 
+async def _end_load(
+    load: dict[str, asyncio.Task[Record]], reserved: int
+) -> tuple[dict[str, Record | None], int]:
+    """Wait for the load's directions to reach their time cap (``LOAD_GRACE_S`` at most
+    after the calls: a direction that does not end is cancelled, its record ``None`` and its
+    whole reserve counted as moved). Returns (records by direction, bytes moved)."""
+    done, pending = await asyncio.wait(load.values(), timeout=LOAD_TAIL_S + LOAD_GRACE_S)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    recs: dict[str, Record | None] = {}
+    moved = 0
+    for d, t in load.items():
+        rec = t.result() if t in done else None
+        recs[d] = rec
+        moved += int(rec.fields.get("bytes", 0)) if rec is not None else reserved
+    return recs, moved
+
+
 async def run(ctx: Context, spec: Spec) -> list[Record]:
     """The call and its best-effort twin, idle then under bulk TCP both ways; per direction
-    the class figures and the verdict, and one summary record (direction ``both``)."""
+    the class figures and the verdict, and one summary record (direction ``both``). A check
+    that overruns its schedule by ``WATCHDOG_S`` is stopped: a ``timeout`` record."""
+    limit = spec.idle_s + spec.ramp_s + spec.duration_s + WATCHDOG_S
+    try:
+        return await asyncio.wait_for(_check(ctx, spec), limit)
+    except TimeoutError:
+        tags = {**ctx.tags, "target": spec.target, "profile": spec.profile, "method": "dscp"}
+        return [failure("qos", tags, "timeout", f"the QoS check did not end within {limit:g} s")]
+
+
+async def _check(ctx: Context, spec: Spec) -> list[Record]:
     tags = {**ctx.tags, "target": spec.target, "profile": spec.profile, "method": "dscp"}
     tp = spec.load_spec()
     ep = throughput.Endpoint.from_spec(tp)  # SecretError (ConfigError) on a bad token
@@ -252,44 +284,44 @@ async def run(ctx: Context, spec: Spec) -> list[Record]:
     try:
         idle = await _pair(spec, spec.idle_s, clock)
         moved += _moved(idle)
-        ctx.note(f"qos: bulk TCP both ways ({spec.streams} streams each) against {spec.load_target}")
-        test_id = secrets.token_hex(8)
+        ctx.note(
+            f"qos: bulk TCP both ways ({spec.streams} streams each) against {spec.load_target}"
+        )
+        test_id = secrets.token_hex(8)  # one test at the endpoint, both directions
         load_tags = {**ctx.tags, "target": spec.load_target, "method": "http"}
-        down = asyncio.create_task(
-            throughput.measure_direction(tp, ep, "down", load_cap // 2, load_tags, None, test_id)
-        )
-        # the download first: its TCP reaches the line rate before the upload's queue delays
-        # its ACKs (started together, a bloated upload holds the download far below the line)
-        await asyncio.sleep(spec.ramp_s * UP_AFTER)
-        up_spec = tp.model_copy(update={"max_seconds": tp.max_seconds - spec.ramp_s * UP_AFTER})
-        up = asyncio.create_task(
-            throughput.measure_direction(up_spec, ep, "up", load_cap // 2, load_tags, None, test_id)
-        )
-        load = [down, up]
-        await asyncio.sleep(spec.ramp_s * (1 - UP_AFTER))
+        load = {
+            d: asyncio.create_task(
+                throughput.measure_direction(tp, ep, d, load_cap // 2, load_tags, None, test_id)
+            )
+            for d in ("down", "up")
+        }
         try:
+            await asyncio.sleep(spec.ramp_s)
             ctx.note(f"qos: {spec.duration_s:g} s of both calls under load")
             loaded = await _pair(spec, spec.duration_s, clock)
             moved += _moved(loaded)
+            ctx.note("qos: calls done; the load ends at its time cap")
         finally:
-            load_recs = await asyncio.gather(*load)
+            load_recs, load_bytes = await _end_load(load, load_cap // 2)
+            moved += load_bytes
     except CallFailed as e:
         return [failure("qos", tags, e.result, e.reason, time_ms=t_ms, bytes=moved or None)]  # type: ignore[arg-type]
-    moved += sum(int(r.fields.get("bytes", 0)) for r in load_recs)
-    for r in load_recs:
+    for d, r in load_recs.items():
+        if r is None:
+            why = f"bulk load {d} did not end within {LOAD_TAIL_S + LOAD_GRACE_S:g} s of the calls"
+            return [failure("qos", tags, "error", why, time_ms=t_ms, bytes=moved)]
         if not r.ok:
-            why = f"bulk load {r.tags.get('direction')}: {r.fields.get('reason', r.result)}"
+            why = f"bulk load {d}: {r.fields.get('reason', r.result)}"
             return [failure("qos", tags, r.result, why, time_ms=t_ms, bytes=moved)]
         ran = float(r.fields.get("duration_s", 0.0))
-        late = spec.ramp_s * UP_AFTER if r.tags.get("direction") == "up" else 0.0
-        if ran < spec.ramp_s - late + spec.duration_s - LOAD_SHORT_S:
+        if ran < spec.ramp_s + spec.duration_s - LOAD_SHORT_S:
             result = "budget_exceeded" if r.fields.get("stop") == "byte_cap" else "error"
             why = (
-                f"bulk load {r.tags.get('direction')} stopped after {ran:.1f} s "
-                f"({r.fields.get('stop')}), before the loaded calls ended"
+                f"bulk load {d} stopped after {ran:.1f} s ({r.fields.get('stop')}), before "
+                "the loaded calls ended"
             )
             return [failure("qos", tags, result, why, time_ms=t_ms, bytes=moved)]
-    goodput = {r.tags.get("direction"): r.fields.get("goodput_mbps") for r in load_recs}
+    goodput = {d: r.fields.get("goodput_mbps") for d, r in load_recs.items() if r is not None}
     records: list[Record] = []
     by_dir: dict[str, dict[str, Any]] = {}
     for d in ("up", "down"):
@@ -299,9 +331,7 @@ async def run(ctx: Context, spec: Spec) -> list[Record]:
         )
         if not any(k.endswith("_added_p50_ms") for k in fl):
             why = next((r.up_error for r in loaded.values() if r.up_error), f"no {d} statistics")
-            records.append(
-                failure("qos", {**tags, "direction": d}, "timeout", why, time_ms=t_ms)
-            )
+            records.append(failure("qos", {**tags, "direction": d}, "timeout", why, time_ms=t_ms))
             continue
         eff, why = rubric.qos_verdict({d: fl})
         fl.update(
