@@ -16,6 +16,7 @@ from netready.dashboards.panels import (
     mos_steps,
     named,
     prop,
+    qos_cells,
     rtt_steps,
     site_map,
     stat_panel,
@@ -85,7 +86,9 @@ def readiness() -> list[Item]:
             "Latest readiness point per site: verdict, measured concurrent-call capacity, the "
             "reasons (measured value vs threshold), and the plain grade for the profile's use "
             "(Great / Good / Poor / Unusable: the worst band of its gates) with the one reason "
-            "behind it. Click a site for its detail.",
+            "behind it, and whether QoS protects the call under load (the newest QoS check: "
+            "Protected / Not protected / Not tested / No check) with its figures. Click a site "
+            "for its detail.",
             [
                 InfluxQL(verdicts(WHERE, '"site", "icb", "tech"')).expect(
                     "verdict",
@@ -93,6 +96,8 @@ def readiness() -> list[Item]:
                     "reasons",
                     "grade",
                     "grade_reason",
+                    "qos",
+                    "qos_reason",
                     tags=["site", "icb", "tech"],
                 )
             ],
@@ -106,6 +111,8 @@ def readiness() -> list[Item]:
                 "reasons": [prop("custom.width", 600)],
                 "grade": [*grade_cells(), *named("Grade")],
                 "grade_reason": named("Why this grade"),
+                "qos": [*qos_cells(), *named("QoS under load")],
+                "qos_reason": named("QoS: why"),
             },
         ),
         site_map(

@@ -31,6 +31,8 @@ from netready.dashboards.sdk import (
     timeseries,
 )
 
+from netready.rubric import NO_QOS_CHECK, QOS_WORDS
+
 #: Any panel builder with title, description, data source, size and targets.
 P = TypeVar(
     "P", timeseries.Panel, stat.Panel, table.Panel, barchart.Panel, geomap.Panel, piechart.Panel
@@ -119,6 +121,29 @@ GRADE_MAPPINGS: list[dm.ValueMapping] = [
         }
     )
 ]
+
+
+#: Does QoS protect the call? (the readiness point's ``qos``: rubric.QOS_WORDS) on a colour;
+#: "Not tested" and "No check" keep the text colour.
+QOS_MAPPINGS: list[dm.ValueMapping] = [
+    dm.ValueMap(
+        options={
+            w: dm.ValueMappingResult(text=w, color=c, index=i)
+            for i, (w, c) in enumerate(
+                ((QOS_WORDS[True], "green"), (QOS_WORDS[False], "red"),
+                 (QOS_WORDS[None], "text"), (NO_QOS_CHECK, "text"))
+            )
+        }
+    )
+]  # fmt: skip
+
+
+def qos_cells() -> list[dm.DynamicConfigValue]:
+    """A QoS column: Protected / Not protected / Not tested / No check, on its colour."""
+    return [
+        prop("mappings", QOS_MAPPINGS),
+        prop("custom.cellOptions", {"type": "color-background"}),
+    ]
 
 
 def site_link(title: str = "Site detail") -> dict[str, object]:

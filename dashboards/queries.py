@@ -176,11 +176,13 @@ def count_verdicts(
 
 
 def verdicts(where: str, by: str) -> str:
-    """Each group's latest readiness point: verdict, capacity, the reasons and the plain grade
-    with its reason."""
-    return latest(
-        "readiness", "verdict", "capacity", "reasons", "grade", "grade_reason", where=where, by=by
-    )
+    """Each group's latest readiness point: verdict, capacity, the reasons, the plain grade
+    with its reason, and whether QoS protects the call with its reason."""
+    return latest("readiness", *VERDICT_FIELDS, where=where, by=by)
+
+
+#: The fields of ``verdicts`` (after ``verdict``), in their order.
+VERDICT_FIELDS = ("verdict", "capacity", "reasons", "grade", "grade_reason", "qos", "qos_reason")
 
 
 def site_figures(where: str, *figures: str) -> str:

@@ -14,6 +14,7 @@ from netready.dashboards.panels import (
     loss_steps,
     mos_steps,
     named,
+    qos_cells,
     rate_steps,
     rtt_steps,
     table_panel,
@@ -89,11 +90,19 @@ def verdict() -> list[Item]:
         ),
         table_panel(
             "Latest verdict",
-            "Latest readiness point of each selected site, with its reasons and the one "
-            "behind its grade.",
+            "Latest readiness point of each selected site, with its reasons, the one behind "
+            "its grade, and whether QoS protects the call under load (the newest QoS check) "
+            "with its figures.",
             [
                 InfluxQL(verdicts(where, '"site", "tech"')).expect(
-                    "verdict", "capacity", "reasons", "grade", "grade_reason", tags=["site", "tech"]
+                    "verdict",
+                    "capacity",
+                    "reasons",
+                    "grade",
+                    "grade_reason",
+                    "qos",
+                    "qos_reason",
+                    tags=["site", "tech"],
                 )
             ],
             w=18,
@@ -103,6 +112,8 @@ def verdict() -> list[Item]:
                 "Time": named("Assessed"),
                 "grade": [*grade_cells(), *named("Grade")],
                 "grade_reason": named("Why this grade"),
+                "qos": [*qos_cells(), *named("QoS under load")],
+                "qos_reason": named("QoS: why"),
             },
         ),
         table_panel(

@@ -368,6 +368,9 @@ QOS_LOSS_MARGIN_PCT = 1.0
 #: Best effort's added delay below this: the load built no queue in that direction, so the
 #: check says nothing about QoS there (neither effective nor not).
 QOS_MIN_QUEUE_MS = 5.0
+#: The check in one word (reports; the readiness point's ``qos`` field, Grafana).
+QOS_WORDS = {True: "Protected", False: "Not protected", None: "Not tested"}
+NO_QOS_CHECK = "No check"
 QOS_SOURCE = (
     "issue 14 (EF added delay < 5 ms under load); RFC 4594 (EF: low delay, low loss; AF41: "
     "multimedia conferencing)"

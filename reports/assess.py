@@ -102,6 +102,8 @@ def not_ready(estate: Any, sel: Selection) -> bool:
 def readiness_records(estate: Any) -> list[Record]:
     """One ``readiness`` record per site (per site and profile with ``--profile all``),
     stamped at the end of the window."""
+    from netready.reports.readiness import qos_word
+
     recs = []
     by_profile = getattr(estate, "by_profile", None)
     results = [r for rs in by_profile.values() for r in rs] if by_profile else estate.sites
@@ -143,6 +145,8 @@ def readiness_records(estate: Any) -> list[Record]:
                     "reasons": " | ".join(bad)[:1000] or "all gates met",
                     "grade": r.grade or NO_GRADE,
                     "grade_reason": r.grade_reason[:1000],
+                    "qos": qos_word(r),
+                    "qos_reason": r.qos_reason[:1000] or "no QoS check in the window",
                     "window_s": float(estate.since_s),
                 },
                 estate.now_ms,

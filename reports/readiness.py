@@ -171,6 +171,11 @@ class Evidence:
     failures: dict[str, dict[str, int]] = field(default_factory=dict)  # measurement -> result -> n
     newest_ms: int | None = None
     detected_tech: str | None = None
+    #: the newest QoS check in the window (probes/qos, its direction=both record): whether a
+    #: queue was built to judge by (``qos_tested``), the verdict and its reason; None: no check
+    qos_tested: bool | None = None
+    qos_effective: bool | None = None
+    qos_reason: str | None = None
 
     @property
     def excluded(self) -> dict[str, int]:
@@ -216,6 +221,9 @@ def _questions(
         ),
         "cap": lambda: store.aggregate("media", CAP_AGGS, whole),
         "tech": lambda: store.detected_tech(ods, w.t0, w.t1),
+        "qos": lambda: store.weekly_latest(
+            "qos", QOS_FIELDS, ods, w.t0, w.t1, by="direction", match=QOS_MATCH
+        ),
     }
     if sess is not None:
         jobs["rtt"] = lambda: store.aggregate("rtt", RTT_AGGS, sess)
@@ -314,6 +322,29 @@ def _add_status(ev: dict[str, Evidence], got: dict[str, Any]) -> None:
             ev[site].detected_tech = tech
 
 
+#: The QoS check's verdict record (probes/qos): the newest week's of each site.
+QOS_FIELDS = ("qos_tested", "qos_effective", "qos_reason")
+QOS_MATCH = {"direction": "both", "result": "ok"}
+
+
+def _flag(v: Any) -> bool | None:
+    """A stored boolean (InfluxDB: true/false; the SQLite store's JSON: 1/0)."""
+    return None if v is None else bool(v)
+
+
+def _add_qos(ev: dict[str, Evidence], got: dict[str, Any]) -> None:
+    """Each site's newest QoS check in the window (``weekly_latest``: the newest week's)."""
+    newest: dict[str, tuple[int, dict[str, Any]]] = {}
+    for (site, week, _g), row in got["qos"].items():
+        if site in ev and (site not in newest or week > newest[site][0]):
+            newest[site] = (week, row)
+    for site, (_w, row) in newest.items():
+        e = ev[site]
+        e.qos_tested = _flag(row.get("qos_tested"))
+        e.qos_effective = _flag(row.get("qos_effective")) if e.qos_tested else None
+        e.qos_reason = row.get("qos_reason")
+
+
 def gather(store: Store, sites: Sequence[Site], profile: Profile, w: Window) -> dict[str, Evidence]:
     """All evidence for ``sites``: a fixed number of store queries, whatever the estate size."""
     return gather_profiles(store, sites, [profile], w)[profile.name]
@@ -346,6 +377,7 @@ def gather_profiles(
         _add_quality(ev, _rtt_rows(store, got, ev, profile, w))
         _add_capacity(ev, got)
         _add_status(ev, got)
+        _add_qos(ev, got)
         out[profile.name] = ev
     return out
 
@@ -421,6 +453,11 @@ class SiteResult:
     #: Unusable, None without data; and the one measured reason behind it.
     grade: str | None = None
     grade_reason: str = ""
+    #: "Does QoS protect the call?" (the newest QoS check, probes/qos): True / False, None
+    #: when not tested (no queue built under load) or never checked; its reason with the
+    #: figures ("" when never checked). Not a gate: it does not change the verdict.
+    qos_effective: bool | None = None
+    qos_reason: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -861,7 +898,17 @@ def evaluate(site: Site, ev: Evidence, profile: Profile, now_ms: int) -> SiteRes
         profile=profile.name,
         grade=grade,
         grade_reason=grade_reason,
+        qos_effective=ev.qos_effective,
+        qos_reason=ev.qos_reason or "",
     )
+
+
+NO_QOS_CHECK = rubric.NO_QOS_CHECK
+
+
+def qos_word(r: SiteResult) -> str:
+    """"Protected" / "Not protected" / "Not tested" (no queue built), or "No check"."""
+    return rubric.QOS_WORDS[r.qos_effective] if r.qos_reason else NO_QOS_CHECK
 
 
 # ----------------------------------------------------------------------------- the estate

@@ -35,6 +35,7 @@ from netready.reports.readiness import (
     TZ,
     Estate,
     SiteResult,
+    qos_word,
 )
 
 from netready import rubric
@@ -428,6 +429,12 @@ def _estate_sections(e: Estate) -> list[tuple[str, list[str], list[list[str]]]]:
             ],
         ),
         (
+            "Does QoS protect the call? (the newest QoS check: EF audio vs best effort under "
+            "bulk load)",
+            ["site", "name", "QoS under load", "why"],
+            [[r.ods, r.name, qos_word(r), r.qos_reason] for r in e.sites if r.qos_reason],
+        ),
+        (
             "Declared tech disagrees with the router",
             ["site", "name", "declared", "router reports"],
             [
@@ -775,6 +782,8 @@ def _site_facts(r: SiteResult) -> str:
         ("RTT / jitter / loss", f"{esc(n(r.rtt_ms))} ms / {esc(n(r.jitter_ms))} ms / "
                                 f"{esc(n(r.loss_pct, 2))} %"),
         ("Confidence", f"{esc(c.level)}: {c.windows} windows, {c.sessions_with_data} sessions"),
+        ("Does QoS protect the call?", f"<strong>{esc(qos_word(r))}</strong>"
+                                       + (f": {esc(r.qos_reason)}" if r.qos_reason else "")),
     ]  # fmt: skip
     return (
         '<dl class="nhsuk-summary-list">'

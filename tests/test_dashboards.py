@@ -117,6 +117,9 @@ VERDICTS = {
 #: the plain grade the readiness point carries with each verdict (rubric.GRADES, assess.NO_GRADE)
 GRADE = {"READY": "Good", "MARGINAL": "Poor", "NOT READY": "Unusable", "NO DATA": NO_GRADE,
          "STALE": "Good"}  # fmt: skip
+#: the QoS word of each site's latest readiness point, in inventory order (rubric.QOS_WORDS,
+#: NO_QOS_CHECK); the 5 h old points all say "No check"
+QOS_CYCLE = ("Protected", "Not protected", "Not tested", "No check")
 SILENT_SITE = "Y71005"  # its agent stopped 3 h ago
 PROFILE = "gp_video"
 
@@ -149,6 +152,8 @@ def estate_records(now_ms: int) -> list[Record]:
                             "grade_reason": "no data"
                             if v == "NO DATA"
                             else f"upload per call {site.link.up_mbps * 0.8:.2f} Mbps vs 1.5",
+                            "qos": QOS_CYCLE[n % 4] if age == H else "No check",
+                            "qos_reason": f"QoS check {n}",
                             "lat": site.lat,
                             "lon": site.lon,
                             **(
@@ -769,6 +774,34 @@ def test_grade_per_use_table_shows_every_profiles_latest_grade(
     other = {**two, "profile": "imaging"}
     again = _value(client, now_ms, "site-detail.json", "Grade per use", variables=other)
     assert {(s.tags["site"], s.tags["profile"]) for s in again} == set(got)
+
+
+def test_qos_columns_show_the_latest_qos_check(estate: tuple[InfluxV1, int]) -> None:
+    """The estate and site tables carry each site's latest QoS word (not the 5 h old "No
+    check") with its reason, and the column maps every word rubric.QOS_WORDS can write."""
+    from netready.rubric import NO_QOS_CHECK, QOS_WORDS
+
+    client, now_ms = estate
+    sites = [s.ods for s in inventory.load(build.HERE.parent / "site_inventory.yaml").sites]
+    want = {o: QOS_CYCLE[i % 4] for i, o in enumerate(sites)}
+    table = _value(client, now_ms, "estate-overview.json", "Sites: verdict and reasons")
+    assert {s.tags["site"]: s.dicts()[0]["qos"] for s in table} == want
+    assert all(s.dicts()[0]["qos_reason"].startswith("QoS check") for s in table)
+    two = SCENARIOS["multi-site"][0]
+    site = _value(client, now_ms, "site-detail.json", "Latest verdict", variables=two)
+    assert {s.tags["site"]: s.dicts()[0]["qos"] for s in site} == {
+        o: want[o] for o in ("Y81001", "Y60010")
+    }
+    panel = next(
+        p
+        for p in json.loads((build.HERE / "generated" / "estate-overview.json").read_text())[
+            "panels"
+        ]
+        if p.get("title") == "Sites: verdict and reasons"
+    )
+    ov = next(o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "qos")
+    words = next(p["value"] for p in ov["properties"] if p["id"] == "mappings")[0]["options"]
+    assert set(words) == {*QOS_WORDS.values(), NO_QOS_CHECK}
 
 
 def test_sites_not_heard_from(estate: tuple[InfluxV1, int]) -> None:

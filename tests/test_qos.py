@@ -19,7 +19,7 @@ from netready.lab.shaping import Shaper
 from netready.probes.media import Layout, RxTrace, schedule
 from netready.probes.media.trace import DirectionStats
 from netready.probes.qos.analysis import class_fields
-from test_lab import SATURATED, CpuMeter, wait_listening
+from test_lab import SATURATED, CpuMeter
 
 from netready import rubric
 from netready.errors import ConfigError
@@ -169,6 +169,17 @@ def qlab() -> Iterator[Lab]:
         lab.down()
 
 
+def wait_listening(lab: Lab, ns: str, port: int, proto: str = "t") -> None:
+    """Until something listens on ``port`` in ``ns`` (a server's start, slower on a busy
+    machine: up to 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if lab.run(ns, ["ss", f"-Hl{proto}n", f"sport = :{port}"]).stdout.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listening on {port} in {ns}")
+
+
 def tc(lab: Lab, *args: str) -> str:
     return lab.run(lab.topo.router_ns, ["tc", *args]).stdout
 
@@ -277,3 +288,84 @@ def test_qos_not_effective_without_it_nor_when_the_path_bleaches(qlab: Lab) -> N
         if site == "bleach":
             assert up["dscp_audio_rx"] == 0
             assert "marks rewritten on the path" in d["both"]["qos_reason"]
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def qos_records(site: str, now_ms: int) -> list[Any]:
+    """Two checks a day apart: the older protected, the newer a bleached path (not
+    protected); and a week earlier one that found no queue."""
+    from netready.records import Record
+
+    def rec(t: int, tested: bool, eff: bool | None, why: str) -> Record:
+        tags = {"site": site, "target": "10.0.0.1:5004", "method": "dscp", "direction": "both",
+                "result": "ok"}  # fmt: skip
+        return Record("qos", tags, {"qos_tested": tested, "qos_effective": eff,
+                                    "qos_reason": why, "bytes": 1000}, t)  # fmt: skip
+
+    day = 86_400_000
+    return [
+        rec(now_ms - 9 * day, False, None, "QoS not tested: upload: the load built no queue"),
+        rec(now_ms - 2 * day, True, True, "QoS protects calls under load: upload: EF +0.1 ms"),
+        rec(now_ms - 1 * day, True, False, "QoS is not protecting calls: upload: EF +116.0 ms"),
+    ]
+
+
+def test_report_shows_the_newest_qos_check_from_both_stores(
+    tmp_path: Path, influxdb: tuple[str, str]
+) -> None:
+    """The newest check per site reaches the model (SQLite and InfluxDB stores alike), the
+    JSON, the report's QoS section and the readiness point; a site without one says so."""
+    from netready.reports import readiness, render
+    from netready.reports.assess import readiness_records
+    from netready.reports.query import InfluxStore
+    from test_report_store import NOW, WINDOW, inv_for
+
+    from netready.influx import InfluxV1
+    from netready.inventory import StoreConfig
+    from netready.spool import Spool
+    from netready.store import SqliteStore
+
+    recs = qos_records("H00001", NOW)
+    sp = tmp_path / "qos.db"
+    with Spool(sp, ship=False, embedded=True, max_age_s=10**9) as s:
+        s.enqueue(recs)
+    url, db = influxdb
+    cfg = StoreConfig(kind="influxdb_v1", url=url, database=db)
+    with InfluxV1(cfg) as c:
+        c.write(recs)
+    sites = inv_for(sp).sites
+    for store in (SqliteStore(sp), InfluxStore(cfg)):
+        try:
+            e = readiness.assess_estate(store, sites, "gp_video", WINDOW)
+        finally:
+            store.close()
+        h = next(r for r in e.sites if r.ods == "H00001")
+        assert h.qos_effective is False and h.qos_reason.startswith("QoS is not protecting")
+        other = next(r for r in e.sites if r.ods != "H00001")
+        assert (other.qos_effective, other.qos_reason) == (None, "")
+        doc = render.to_json_doc(e)
+        js = next(s for s in doc["sites"] if s["ods"] == "H00001")
+        assert (js["qos_effective"], js["qos_reason"]) == (False, h.qos_reason)
+        md = render.render(e, "md")
+        sec = md.split("Does QoS protect the call?", 1)[1]
+        assert (
+            "| H00001 |" in sec and "Not protected" in sec and other.ods not in sec.split("##")[0]
+        )
+        points = {r.tags["site"]: r.fields for r in readiness_records(e)}
+        assert points["H00001"]["qos"] == "Not protected"
+        assert points[other.ods]["qos"] == readiness.NO_QOS_CHECK
+    # a newest check that found no queue: "Not tested", whatever an older one said
+    newer = qos_records("H00001", NOW)[:2]
+    newer[0] = type(newer[0])(newer[0].measurement, newer[0].tags, newer[0].fields, NOW - 3600_000)
+    sp2 = tmp_path / "qos2.db"
+    with Spool(sp2, ship=False, embedded=True, max_age_s=10**9) as s:
+        s.enqueue(newer)
+    store = SqliteStore(sp2)
+    try:
+        h = next(r for r in readiness.assess_estate(store, sites, "gp_video", WINDOW).sites
+                 if r.ods == "H00001")  # fmt: skip
+    finally:
+        store.close()
+    assert h.qos_effective is None and readiness.qos_word(h) == "Not tested"

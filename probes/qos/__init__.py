@@ -337,6 +337,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
         fl.update(
             load_mbps=goodput.get(d),
             duration_s=float(spec.duration_s),
+            qos_tested=eff is not None,
             qos_effective=eff,
             qos_reason=why + _bleached(fl, spec),
         )
@@ -345,6 +346,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
     eff, why = rubric.qos_verdict(by_dir)
     bleached = "".join(sorted({_bleached(f, spec) for f in by_dir.values()}))
     summary: dict[str, Any] = {
+        "qos_tested": eff is not None,
         "qos_effective": eff,
         "qos_reason": why + bleached,
         "bytes": moved,
@@ -392,6 +394,8 @@ PLUGIN = Plugin(
         Metric("qos_effective", "bool", "per direction, and over both (direction=both): EF's "
                "added delay under 5 ms and at most half best effort's, EF loss not above best "
                "effort's (netready/rubric.py qos_verdict); absent when the load built no queue"),
+        Metric("qos_tested", "bool", "a direction's best effort queued (added delay >= 5 ms), "
+               "so QoS could be judged; false: the load built no queue"),
         Metric("qos_reason", "text", "the verdict in words with its figures"),
         Metric("bytes", "bytes", "IP bytes of the calls + payload bytes of the load, both "
                "directions (direction=both); what the agent charges"),
