@@ -53,7 +53,7 @@ async def _calls(
     return ok, fails
 
 
-def _moved(ok: list[CallResult]) -> int:
+def moved_bytes(ok: list[CallResult]) -> int:
     """IP bytes the calls moved, both directions."""
     return sum(
         r.up_send.bytes
@@ -119,7 +119,7 @@ async def measure(
     tags = {**base_tags(ctx, spec), "method": method}
     t_ms = now_ms()
     ok, fails = await _calls(spec, calls, duration_s)
-    moved = _moved(ok)
+    moved = moved_bytes(ok)
     if fails:
         f = fails[0]
         more = f" ({len(fails)} of {calls} calls failed)" if calls > 1 else ""

@@ -31,7 +31,6 @@ from typing import Any
 from netready.probes import throughput
 from netready.probes.media import (
     FPS,
-    IP_UDP_OVERHEAD,
     KEYFRAME_EVERY,
     MEDIA_PROFILES,
     CallFailed,
@@ -41,6 +40,7 @@ from netready.probes.media import (
     call_bytes,
     run_call,
 )
+from netready.probes.media.probe import moved_bytes
 from netready.probes.media.wire import ProfileName
 from netready.probes.qos.analysis import CLASSES, class_fields
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -210,16 +210,6 @@ async def _pair(spec: Spec, duration_s: float, clock: Clock) -> dict[str, CallRe
     return out
 
 
-def _moved(pair: dict[str, CallResult]) -> int:
-    return sum(
-        r.up_send.bytes
-        + IP_UDP_OVERHEAD * r.up_send.sent
-        + int(r.down_send.get("bytes", 0))
-        + IP_UDP_OVERHEAD * int(r.down_send.get("sent", 0))
-        for r in pair.values()
-    )
-
-
 def _bleached(fields: dict[str, Any], spec: Spec) -> str:
     rx = fields.get("dscp_audio_rx")
     if rx is not None and rx != spec.dscp_audio:
@@ -283,7 +273,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
     ctx.note(f"qos: {spec.idle_s:g} s of the call and its best-effort twin on the idle line")
     try:
         idle = await _pair(spec, spec.idle_s, clock)
-        moved += _moved(idle)
+        moved += moved_bytes(list(idle.values()))
         ctx.note(
             f"qos: bulk TCP both ways ({spec.streams} streams each) against {spec.load_target}"
         )
@@ -299,7 +289,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
             await asyncio.sleep(spec.ramp_s)
             ctx.note(f"qos: {spec.duration_s:g} s of both calls under load")
             loaded = await _pair(spec, spec.duration_s, clock)
-            moved += _moved(loaded)
+            moved += moved_bytes(list(loaded.values()))
             ctx.note("qos: calls done; the load ends at its time cap")
         finally:
             load_recs, load_bytes = await _end_load(load, load_cap // 2)
