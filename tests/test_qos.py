@@ -369,3 +369,26 @@ def test_report_shows_the_newest_qos_check_from_both_stores(
     finally:
         store.close()
     assert h.qos_effective is None and readiness.qos_word(h) == "Not tested"
+
+
+def test_an_echo_stamped_after_now_sends_a_zero_hold() -> None:
+    """A receive stamp mapped from the realtime clock can be a hair after the sender's
+    monotonic "now" (a shared ``Clock`` over a longer span, as the QoS check's calls use):
+    the packet still goes out, holding 0, instead of the sender dying on a negative u32."""
+    import socket
+    import time as _time
+
+    from netready.probes.media import Echo, SendResult, parse_media
+    from netready.probes.media.stream import _emit
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    future = _time.monotonic_ns() + 5_000_000
+    res = SendResult()
+    try:
+        _emit(a, None, 7, res, Echo(peer_send_ns=1, local_recv_ns=future), 0, 172, 0, [])
+        m = parse_media(b.recv(2048))
+    finally:
+        a.close()
+        b.close()
+    assert res.sent == 1 and m is not None and m[5] == 0  # hold_us

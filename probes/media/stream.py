@@ -172,7 +172,9 @@ def _emit(
 ) -> None:
     """Send one media packet stamped now, with the echo of the last one received."""
     now = time.monotonic_ns()
-    hold = (now - echo.local_recv_ns) // 1000 if echo.peer_send_ns else 0
+    # a kernel receive stamp mapped from CLOCK_REALTIME (``Clock``) can land a few us after
+    # "now" when the realtime clock slews against the monotonic one: never a negative hold
+    hold = max(0, (now - echo.local_recv_ns) // 1000) if echo.peer_send_ns else 0
     hdr = pack_media(sid, res.sent, stream, now, echo.peer_send_ns, hold, frame)
     buf = [hdr, _ZEROS[: size - HEADER_SIZE]]
     try:

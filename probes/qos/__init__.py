@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from netready.probes import throughput
@@ -205,7 +206,7 @@ async def _pair(spec: Spec, duration_s: float, clock: Clock) -> dict[str, CallRe
         if isinstance(r, CallFailed):
             raise r
         if isinstance(r, BaseException):
-            raise CallFailed("error", f"{type(r).__name__}: {r}")
+            raise r  # a bug: the agent logs it with its traceback
         out[name] = r
     return out
 
@@ -215,6 +216,33 @@ def _bleached(fields: dict[str, Any], spec: Spec) -> str:
     if rx is not None and rx != spec.dscp_audio:
         return f"; EF arrived as DSCP {rx} (marks rewritten on the path)"
     return ""
+
+
+class _Moved:
+    """What a check moved: the calls' IP bytes and packets, the load's payload bytes."""
+
+    def __init__(self) -> None:
+        self.ip = self.packets = self.load = 0
+
+    def calls(self, pair: dict[str, CallResult]) -> None:
+        self.ip += moved_bytes(list(pair.values()))
+        self.packets += sum(r.up_send.sent + int(r.down_send.get("sent", 0)) for r in pair.values())
+
+    def fields(self) -> dict[str, Any]:
+        """``bytes`` (what the agent charges: the calls' IP bytes + the load's payload) and
+        its parts (``traffic``); none when nothing moved."""
+        if not (self.ip or self.load):
+            return {}
+        return {"bytes": self.ip + self.load, "calls_bytes": self.ip,
+                "calls_packets": self.packets, "load_bytes": self.load}  # fmt: skip
+
+
+def traffic(_spec: Spec, records: Sequence[Record]) -> int:
+    """Wire bytes of a check: the calls' IP bytes plus an Ethernet header per packet, and
+    the load's payload as TCP on the wire (x 1/0.956, ``budget.tcp_traffic``)."""
+    calls = budget.field_total(records, "calls_bytes")
+    eth = budget.ETHERNET * budget.field_total(records, "calls_packets")
+    return int(calls + eth) + budget.tcp_traffic(records, "load_bytes")
 
 
 async def _end_load(
@@ -269,11 +297,11 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
             )
         ]
     clock = Clock()
-    moved = 0
+    m = _Moved()
     ctx.note(f"qos: {spec.idle_s:g} s of the call and its best-effort twin on the idle line")
     try:
         idle = await _pair(spec, spec.idle_s, clock)
-        moved += moved_bytes(list(idle.values()))
+        m.calls(idle)
         ctx.note(
             f"qos: bulk TCP both ways ({spec.streams} streams each) against {spec.load_target}"
         )
@@ -289,20 +317,20 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
             await asyncio.sleep(spec.ramp_s)
             ctx.note(f"qos: {spec.duration_s:g} s of both calls under load")
             loaded = await _pair(spec, spec.duration_s, clock)
-            moved += moved_bytes(list(loaded.values()))
+            m.calls(loaded)
             ctx.note("qos: calls done; the load ends at its time cap")
         finally:
             load_recs, load_bytes = await _end_load(load, load_cap // 2)
-            moved += load_bytes
+            m.load += load_bytes
     except CallFailed as e:
-        return [failure("qos", tags, e.result, e.reason, time_ms=t_ms, bytes=moved or None)]  # type: ignore[arg-type]
+        return [failure("qos", tags, e.result, e.reason, time_ms=t_ms, **m.fields())]
     for d, r in load_recs.items():
         if r is None:
             why = f"bulk load {d} did not end within {LOAD_TAIL_S + LOAD_GRACE_S:g} s of the calls"
-            return [failure("qos", tags, "error", why, time_ms=t_ms, bytes=moved)]
+            return [failure("qos", tags, "error", why, time_ms=t_ms, **m.fields())]
         if not r.ok:
             why = f"bulk load {d}: {r.fields.get('reason', r.result)}"
-            return [failure("qos", tags, r.result, why, time_ms=t_ms, bytes=moved)]
+            return [failure("qos", tags, r.result, why, time_ms=t_ms, **m.fields())]
         ran = float(r.fields.get("duration_s", 0.0))
         if ran < spec.ramp_s + spec.duration_s - LOAD_SHORT_S:
             result = "budget_exceeded" if r.fields.get("stop") == "byte_cap" else "error"
@@ -310,7 +338,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
                 f"bulk load {d} stopped after {ran:.1f} s ({r.fields.get('stop')}), before "
                 "the loaded calls ended"
             )
-            return [failure("qos", tags, result, why, time_ms=t_ms, bytes=moved)]
+            return [failure("qos", tags, result, why, time_ms=t_ms, **m.fields())]
     goodput = {d: r.fields.get("goodput_mbps") for d, r in load_recs.items() if r is not None}
     records: list[Record] = []
     by_dir: dict[str, dict[str, Any]] = {}
@@ -339,7 +367,7 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
         "qos_tested": eff is not None,
         "qos_effective": eff,
         "qos_reason": why + bleached,
-        "bytes": moved,
+        **m.fields(),
         "duration_s": float(spec.duration_s),
     }
     records.append(Record("qos", {**tags, "direction": "both", "result": "ok"}, summary, t_ms))
@@ -373,6 +401,7 @@ PLUGIN = Plugin(
     "while bulk TCP saturates both directions: loss, added delay, jitter, qos_effective.",
     heavy=True,
     cost=None,
+    traffic=traffic,
     interval_s=86400.0,
     fields=(
         *_class_metrics(),
@@ -389,5 +418,9 @@ PLUGIN = Plugin(
         Metric("qos_reason", "text", "the verdict in words with its figures"),
         Metric("bytes", "bytes", "IP bytes of the calls + payload bytes of the load, both "
                "directions (direction=both); what the agent charges"),
+        Metric("calls_bytes", "bytes", "IP bytes of the call and its twin, idle and loaded, "
+               "both directions (payload + 28 B per packet)"),
+        Metric("calls_packets", "packets", "media packets the calls sent, both directions"),
+        Metric("load_bytes", "bytes", "payload bytes of the bulk TCP load, both directions"),
     ),
 )  # fmt: skip
