@@ -12,10 +12,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from netready.lab.shell import LabError, run_in, script_in, sh
 from netready.lab.topology import MTU, SiteLink, Topology
@@ -239,6 +244,13 @@ class DelayLines:
         #: pids of the delay lines (in the state file, so another process can kill them)
         self.pids: list[int] = []
         self._procs: list[subprocess.Popen[bytes]] = []
+        #: SCHED_FIFO for the delay lines (their lateness is error in every tool's truth)
+        self.realtime = True
+        #: set before ``build`` to read each line's release lateness (``lateness``)
+        self.stats_dir: Path | None = None
+        self._by_site: dict[str, subprocess.Popen[bytes]] = {}
+        #: the scheduling policy the last line started got (``fifo`` or ``other``)
+        self.sched = ""
 
     def build(self) -> None:
         for name, s in self.topo.sites.items():
@@ -265,6 +277,9 @@ class DelayLines:
         argv = [sys.executable, "-m", "netready.lab.delayline", "--dev", dev]
         argv += ["--site-net", s.subnet, "--delay-ms", repr(p.delay_ms)]
         argv += ["--jitter-ms", repr(p.jitter_ms), *(["--keep-order"] if p.keep_order else [])]
+        argv += [] if self.realtime else ["--no-realtime"]
+        if self.stats_dir is not None:
+            argv += ["--stats-file", str(self.stats_dir / f"{dev}.json")]
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -278,6 +293,7 @@ class DelayLines:
         )
         self.pids.append(proc.pid)
         self._procs.append(proc)
+        self._by_site[site] = proc
         # The delay line says "ready" on stderr once it holds the TUN device.
         line = proc.stderr.readline() if proc.stderr else b""
         if b"ready" not in line:
@@ -287,6 +303,24 @@ class DelayLines:
             )
         if proc.stderr:
             proc.stderr.close()
+        self.sched = line.decode(errors="replace").rpartition("sched=")[2].strip()
+
+    def lateness(self, site: str, timeout_s: float = 2.0) -> dict[str, Any]:
+        """How late ``site``'s delay line released packets since the last call (or since it
+        started): ``LateStats.summary`` (packets; mean/p50/p95/p99/max us; % over 100 us and
+        over 1 ms). Needs ``stats_dir`` set before ``build``."""
+        if self.stats_dir is None:
+            raise LabError("DelayLines.lateness needs stats_dir set before the lab is built")
+        path = self.stats_dir / f"d{self.topo.site(site).index}.json"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.kill(self._by_site[site].pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise LabError(f"delay line of site {site} wrote no stats to {path}")
+            time.sleep(0.01)
+        return dict(json.loads(path.read_text()))
 
     def reap(self) -> None:
         """Wait for the delay lines the teardown killed; forget them."""
@@ -296,4 +330,5 @@ class DelayLines:
             except subprocess.TimeoutExpired:
                 pass
         self._procs.clear()
+        self._by_site.clear()
         self.pids = []

@@ -469,11 +469,54 @@ def test_delay_line_adds_fixed_delay_and_jitter(lab: Lab) -> None:
     """15 ms each way: RTT >= 30 ms, always (a hiccup can delay a packet, never speed it up);
     the spread is judged by quartiles, and a failing reading taken on saturated CPUs is taken
     again (``assert_delay_reading``)."""
+    assert lab.delays.sched == "fifo"  # its lateness would be error in every tool's truth
     fixed = assert_delay_reading(lab, "delay", spread_ok("delay", (0.0, 1.5), (29.9, 32.5)))
     assert min(fixed) >= 30.0, fixed
     # RTT = 30 ms + two independent U(-5, +5) ms: triangular on 20..40 ms, IQR ~5.9 ms
     jit = assert_delay_reading(lab, "jitter", spread_ok("jitter", (3.0, 10.0), (26.0, 35.0)))
     assert min(jit) >= 19.5, jit
+
+
+def test_delay_line_lateness_summary() -> None:
+    """``LateStats``: lateness in us by hand (a release is never early: negative counts 0),
+    percentiles by rank, the shares over 100 us and 1 ms; reset starts again."""
+    from netready.lab.delayline import LateStats
+
+    late = LateStats(cap=8)
+    for s in (-1e-6, 10e-6, 20e-6, 30e-6, 40e-6, 50e-6, 150e-6, 2e-3, 1e-6, 1e-6):
+        late.add(s)
+    got = late.summary()
+    assert got["packets"] == 10  # all counted; the first 8 kept
+    assert got["mean_us"] == pytest.approx((0 + 10 + 20 + 30 + 40 + 50 + 150 + 2000) / 8, abs=0.1)
+    assert (got["p50_us"], got["max_us"]) == (pytest.approx(40, abs=0.1), pytest.approx(2000))
+    assert (got["over_100us_pct"], got["over_1ms_pct"]) == (25.0, 12.5)
+    late.reset()
+    assert late.summary()["packets"] == 0 and late.summary()["p99_us"] is None
+
+
+SCHED_PROBE = r"""
+import os, sys
+if sys.argv[1] == "denied":
+    def denied(*a):
+        raise PermissionError(1, "Operation not permitted")
+    os.sched_setscheduler = denied
+from netready.lab import delayline
+got = delayline._sharpen_timers(sys.argv[1] != "off")
+print(got, os.sched_getscheduler(0) == os.SCHED_FIFO)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "want"), [("on", "fifo True"), ("denied", "other False"), ("off", "other False")]
+)
+def test_delay_line_runs_sched_fifo_or_falls_back(mode: str, want: str) -> None:
+    """As root the delay line runs SCHED_FIFO; refused it (no privilege) or told not to, it
+    falls back to nice -5 and says so, without an error (in a child: pytest stays as it is)."""
+    out = subprocess.run(
+        [sys.executable, "-c", SCHED_PROBE, mode], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want
 
 
 SEQ_RECEIVER = r"""
