@@ -71,8 +71,11 @@ class Reflector:
         )
         self.dropped = CountedLog(log, "reflector", self.log_interval_s)
 
-    def handle(self, data: bytes, host: str, ttl: int, now: float) -> bytes | None:
-        """The reply to one datagram, or None to drop it."""
+    def handle(
+        self, data: bytes, host: str, ttl: int, now: float, rx_ns: int | None = None
+    ) -> bytes | None:
+        """The reply to one datagram, or None to drop it. ``rx_ns``: when it arrived (wall
+        clock, ns; the kernel's timestamp), else now."""
         self.stats.received += 1
         self.stats.rx_bytes += len(data)
         if not self.allow.allows(host):
@@ -87,7 +90,9 @@ class Reflector:
             self.stats.rate_limited += 1
             self.dropped.count("rate_limited", now)
             return None
-        rx = twamp.to_ntp(time.time_ns())
+        wall = time.time_ns()
+        # the kernel's receive time, unless a clock step made it nonsense
+        rx = twamp.to_ntp(rx_ns if rx_ns is not None and abs(wall - rx_ns) < 10**9 else wall)
         sender = twamp.unpack_sender(data)
         self._seq += 1
         self.stats.reflected += 1
@@ -114,6 +119,7 @@ def open_socket(host: str, port: int) -> socket.socket:
     fam, _, _, _, addr = infos[0]
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    platform.enable_rx_timestamps(s)  # receive_ts: the kernel's time, not when we ran
     if not platform.caps().recvmsg:
         pass  # no ancillary data to read the TTL from: replies carry sender TTL 0 (unknown)
     elif fam == socket.AF_INET:
@@ -162,14 +168,15 @@ async def serve(
     def on_readable() -> None:
         for _ in range(256):
             try:
-                data, anc, _flags, addr = platform.recv_ancillary(sock, 65535, 64)
+                data, anc, _flags, addr = platform.recv_ancillary(sock, 65535, 128)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. ICMP errors surfaced on the socket
                 refl.dropped.count("recv_error", time.monotonic())
                 return
             now = time.monotonic()
-            reply = refl.handle(data, addr[0], _ttl_from(anc), now)
+            rx_ns = platform.kernel_timestamp_ns(anc)
+            reply = refl.handle(data, addr[0], _ttl_from(anc), now, rx_ns)
             if reply is not None:
                 try:
                     sock.sendto(reply, addr)

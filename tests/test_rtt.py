@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import socket
 import struct
@@ -17,6 +18,7 @@ from netready.probes import rtt
 from netready.probes.rtt import twamp
 from netready.servers import reflector
 
+from netready import stats
 from netready.registry import Context, get
 
 
@@ -235,13 +237,14 @@ def test_summarise_hand_checked_trace() -> None:
     assert f["rtt_min_ms"] == pytest.approx(5) and f["rtt_max_ms"] == pytest.approx(17)
     assert f["rtt_p50_ms"] == pytest.approx(6)
     assert f["reorder_pct"] == pytest.approx(20.0)  # one of five arrived late
-    # RFC 3550 over arrival order 0,1,4,3,5, by hand: RTT(1)-RTT(0) = 1, RTT(4)-RTT(1) = 0,
-    # RTT(3)-RTT(4) = 11, RTT(5)-RTT(3) = -12
-    d = [1.0, 0.0, 11.0, -12.0]
-    j = 0.0
-    for x in d:
+    # RFC 3550 over *sending* order 0,1,3,4,5 (not arrival order 0,1,4,3,5), by hand:
+    # RTT(1)-RTT(0) = 1, RTT(3)-RTT(1) = 11, RTT(4)-RTT(3) = -11, RTT(5)-RTT(4) = -1; the
+    # figure is the mean of the running J (too few values to leave a warm-up out)
+    j, running = 0.0, []
+    for x in [1.0, 11.0, -11.0, -1.0]:
         j += (abs(x) - j) / 16
-    assert f["jitter_rfc3550_ms"] == pytest.approx(j)
+        running.append(j)
+    assert f["jitter_rfc3550_ms"] == pytest.approx(sum(running) / 4)
     assert f["burst_loss_200ms_pct"] == pytest.approx(100 / 6)
 
 
@@ -254,6 +257,29 @@ def _reply(seq: int, send_s: float, up_ms: float, down_ms: float, offset_s: floa
     ntp = lambda t: twamp.to_ntp(int(t * 1e9))  # noqa: E731
     pkt = twamp.ReflectedPacket(seq, ntp(tx_refl), 1, ntp(rx_refl), seq, ntp(send_s), 1, 64)
     return rtt.Reply(seq, back - 1.7e9, ntp(back), pkt)
+
+
+def test_one_way_jitter_is_taken_in_sending_order_not_arrival_order() -> None:
+    """500 packets/s through +-5 ms of independent upstream jitter reorders them; each way's
+    RFC 3550 J over the replies in sending order reads the path's mean |D| between
+    consecutive packets (computed here from the same delays), in whatever order the replies
+    come. Over arrival order it would read ~9 % high (each packet paired with whichever
+    arrived before it): the figure would depend on the send rate, not only on the path."""
+    rng = random.Random(3)
+    n, gap = 3000, 0.002
+    up = [20 + rng.uniform(-5, 5) for _ in range(n)]
+    replies = [_reply(i, i * gap, up[i], 20.0, 37.25) for i in range(n)]
+    arrival = sorted(replies, key=lambda r: r.rx_mono)
+    assert [r.seq for r in arrival] != list(range(n))  # reordered, as on the lab's line
+    f = rtt.summarise([i * gap for i in range(n)], arrival, n * gap)
+    truth = sum(abs(up[i] - up[i - 1]) for i in range(1, n)) / (n - 1)
+    assert f["jitter_up_rfc3550_ms"] == pytest.approx(truth, rel=0.03)
+    assert f["jitter_down_rfc3550_ms"] < 0.01  # the return path added no jitter
+    by_arrival = stats.settled_jitter(
+        [twamp.ntp_to_s(r.pkt.sender_ts) * 1e3 for r in arrival],
+        [twamp.ntp_to_s(r.pkt.receive_ts) * 1e3 for r in arrival],
+    )
+    assert by_arrival is not None and by_arrival > 1.05 * truth  # what arrival order reads
 
 
 @pytest.mark.parametrize("offset_s", [37.25, -4.5])

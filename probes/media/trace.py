@@ -175,9 +175,8 @@ def _audio_seqs(layout: Layout) -> Iterator[int]:
         seq += len(sizes)
 
 
-#: Running-J values left out of the jitter means while J converges from 0 ((15/16)^48 =
-#: 4.5 % of the start-up error left): see ``RxTrace._jitter``.
-JITTER_WARMUP = 48
+#: Running-J values left out of the jitter means while J converges from 0 (``stats``).
+JITTER_WARMUP = stats.JITTER_WARMUP
 
 
 class RxTrace:

@@ -71,18 +71,20 @@ PLUGIN = Plugin(
         Metric(
             "jitter_rfc3550_ms",
             "ms",
-            "RFC 3550 interarrival jitter of the round-trip times (D = RTT_i - RTT_i-1, "
-            "J += (|D| - J)/16), final value",
+            "RFC 3550 interarrival jitter of the round-trip times (D = RTT_i - RTT_i-1 in "
+            "sending order, J += (|D| - J)/16): mean of the running J, its first 48 values "
+            "left out",
         ),
         Metric(
             "jitter_up_rfc3550_ms",
             "ms",
-            "the same on the forward path (sender timestamp -> reflector receive timestamp)",
+            "the same on the forward path (sender timestamp -> reflector receive timestamp, "
+            "the kernel's where the reflector reads it)",
         ),
         Metric(
             "jitter_down_rfc3550_ms",
             "ms",
-            "the same on the return path (reflector send timestamp -> our receive time)",
+            "the same on the return path (reflector send timestamp -> our kernel receive time)",
         ),
         Metric("ipdv_p95_ms", "ms", "95th percentile of |IPDV| (RFC 3393) of RTTs, by sequence"),
         Metric("burst_loss_200ms_pct", "%", "worst loss over 200 ms windows of send time"),

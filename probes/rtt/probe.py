@@ -21,22 +21,34 @@ from netready.records import Record, failure
 log = logging.getLogger("netready.probes.rtt")
 
 
-class _Proto(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+class _Receiver:
+    """Reads the replies off our socket with their receive time: the kernel's timestamp
+    (``SO_TIMESTAMPNS``) where the platform has it, so the time this process waited for the
+    CPU is not counted as path delay or jitter; else the time we read them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.replies: list[Reply] = []
         self.error: OSError | None = None
+        self.offset_ns = time.time_ns() - time.monotonic_ns()
+        platform.enable_rx_timestamps(sock)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = time.monotonic()
-        try:
-            pkt = twamp.unpack_reflected(data)
-        except ValueError:
-            return
-        self.replies.append(Reply(pkt.sender_seq, now, twamp.ntp_now(), pkt))
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):
-            self.error = exc
+    def on_readable(self) -> None:
+        for _ in range(256):
+            try:
+                data, anc, _flags, _addr = platform.recv_ancillary(self.sock, 2048, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # an ICMP error (port unreachable) surfaced on the socket
+                self.error = e
+                return
+            rx_ns = platform.monotonic_rx_ns(anc, self.offset_ns)
+            try:
+                pkt = twamp.unpack_reflected(data)
+            except ValueError:
+                continue
+            wall = twamp.to_ntp(rx_ns + self.offset_ns)
+            self.replies.append(Reply(pkt.sender_seq, rx_ns / 1e9, wall, pkt))
 
 
 async def measure(spec: Spec) -> Trace | tuple[str, str]:
@@ -57,7 +69,8 @@ async def measure(spec: Spec) -> Trace | tuple[str, str]:
     except OSError as e:
         sock.close()
         return "unreachable", f"cannot reach {spec.target}: {e.strerror or e}"
-    transport, proto = await loop.create_datagram_endpoint(_Proto, sock=sock)
+    proto = _Receiver(sock)
+    loop.add_reader(sock.fileno(), proto.on_readable)
     try:
         if spec.dscp and not platform.mark_dscp(sock, fam, spec.dscp):
             log.info("rtt: DSCP %d not set (%s): packets leave unmarked", spec.dscp,
@@ -72,14 +85,18 @@ async def measure(spec: Spec) -> Trace | tuple[str, str]:
             if delay > 0:
                 await asyncio.sleep(delay)
             send_mono.append(time.monotonic())
-            transport.sendto(twamp.pack_sender(seq, twamp.ntp_now(), spec.size))
+            try:  # sends at once; waits only if the socket buffer is full
+                await loop.sock_sendall(sock, twamp.pack_sender(seq, twamp.ntp_now(), spec.size))
+            except OSError as e:  # e.g. the port-unreachable of an earlier packet
+                proto.error = e
         sent_for = time.monotonic() - t0
         # Wait for stragglers: stop early once everything is back.
         end = time.monotonic() + spec.timeout_s
         while time.monotonic() < end and len({r.seq for r in proto.replies}) < n:
             await asyncio.sleep(0.02)
     finally:
-        transport.close()
+        loop.remove_reader(sock.fileno())
+        sock.close()
     return Trace(send_mono, proto.replies, sent_for, proto.error)
 
 
