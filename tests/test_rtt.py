@@ -282,6 +282,25 @@ def test_one_way_jitter_is_taken_in_sending_order_not_arrival_order() -> None:
     assert by_arrival is not None and by_arrival > 1.05 * truth  # what arrival order reads
 
 
+def test_round_trip_jitter_leaves_out_the_reflectors_turnaround() -> None:
+    """A steady path (10 ms each way) to a reflector that takes 0-3 ms to answer (a busy
+    host): the round trip's J is the path's, ~0, as the RTT figures are; the turnaround
+    alone would read ~1 ms."""
+    rng = random.Random(5)
+    ntp = lambda t: twamp.to_ntp(int(t * 1e9))  # noqa: E731
+    send, replies = [], []
+    for i in range(500):
+        t = i * 0.02
+        hold = rng.uniform(0, 0.003)
+        rx_refl, tx_refl = t + 0.010, t + 0.010 + hold
+        pkt = twamp.ReflectedPacket(i, ntp(tx_refl), 1, ntp(rx_refl), i, ntp(t), 1, 64)
+        send.append(t)
+        replies.append(rtt.Reply(i, tx_refl + 0.010, ntp(tx_refl + 0.010), pkt))
+    f = rtt.summarise(send, replies, 10.0)
+    assert f["jitter_rfc3550_ms"] < 0.01
+    assert f["rtt_p50_ms"] == pytest.approx(20.0, abs=0.01)
+
+
 @pytest.mark.parametrize("offset_s", [37.25, -4.5])
 def test_one_way_variation_splits_the_added_delay_by_direction(offset_s: float) -> None:
     """Upstream 5 ms and downstream 7 ms idle, then 40 ms more upstream: whatever the clock

@@ -71,9 +71,9 @@ PLUGIN = Plugin(
         Metric(
             "jitter_rfc3550_ms",
             "ms",
-            "RFC 3550 interarrival jitter of the round-trip times (D = RTT_i - RTT_i-1 in "
-            "sending order, J += (|D| - J)/16): mean of the running J, its first 48 values "
-            "left out",
+            "RFC 3550 interarrival jitter of the round-trip times less the reflector's "
+            "turnaround (D = RTT_i - RTT_i-1 in sending order, J += (|D| - J)/16): mean of "
+            "the running J, its first 48 values left out",
         ),
         Metric(
             "jitter_up_rfc3550_ms",

@@ -157,16 +157,22 @@ def _first_replies(replies: Sequence[Reply], sent: int) -> tuple[dict[int, Reply
     return first, dup, order
 
 
+def _turnaround(r: Reply) -> float:
+    """How long the reflector held the packet (its send less its receive timestamp), s."""
+    return max(0.0, twamp.ntp_to_s(r.pkt.timestamp) - twamp.ntp_to_s(r.pkt.receive_ts))
+
+
 def _rtt_ms(r: Reply, sent_at: float) -> float:
     """Round trip on our monotonic clock less the reflector's turnaround, ms."""
-    turnaround = twamp.ntp_to_s(r.pkt.timestamp) - twamp.ntp_to_s(r.pkt.receive_ts)
-    return ((r.rx_mono - sent_at) - max(0.0, turnaround)) * 1000.0
+    return ((r.rx_mono - sent_at) - _turnaround(r)) * 1000.0
 
 
 def _jitters(by_seq: Sequence[Reply], send_mono: Sequence[float]) -> dict[str, float]:
-    """RFC 3550 jitter of the round trip (our clock), the forward path (sender -> reflector
-    timestamps) and the return path (reflector -> our wall clock): the settled mean of the
-    running J (``stats.settled_jitter``), over the replies in *sending* order.
+    """RFC 3550 jitter of the round trip (our clock, less the reflector's turnaround, as the
+    RTT figures: how long the reflector took to answer is not the path's), the forward path
+    (sender -> reflector timestamps) and the return path (reflector -> our wall clock): the
+    settled mean of the running J (``stats.settled_jitter``), over the replies in *sending*
+    order.
 
     Sending order, not arrival order: at 500 packets/s (2 ms apart) a path whose delay varies
     by more than the gap reorders packets, and J over arrival order then pairs each packet
@@ -174,7 +180,7 @@ def _jitters(by_seq: Sequence[Reply], send_mono: Sequence[float]) -> dict[str, f
     +-5 ms, by simulation): the figure would depend on our send rate, not only on the path."""
     ntp = twamp.ntp_to_s
     paths = {
-        "jitter_rfc3550_ms": [(send_mono[r.seq], r.rx_mono) for r in by_seq],
+        "jitter_rfc3550_ms": [(send_mono[r.seq], r.rx_mono - _turnaround(r)) for r in by_seq],
         "jitter_up_rfc3550_ms": [(ntp(r.pkt.sender_ts), ntp(r.pkt.receive_ts)) for r in by_seq],
         "jitter_down_rfc3550_ms": [(ntp(r.pkt.timestamp), ntp(r.rx_wall_ntp)) for r in by_seq],
     }
