@@ -161,8 +161,8 @@ def _sharpen_timers(realtime: bool = True) -> str:
         except (OSError, AttributeError):  # no privilege, or not Linux
             pass
         else:
-            if libc is not None:
-                libc.mlockall(1 | 2)  # MCL_CURRENT | MCL_FUTURE; root: no limit to hit
+            if libc is not None and os.geteuid() == 0:  # root: no RLIMIT_MEMLOCK to hit
+                libc.mlockall(1 | 2)  # MCL_CURRENT | MCL_FUTURE
             return "fifo"
     with contextlib.suppress(OSError):
         os.nice(-5)
