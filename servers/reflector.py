@@ -14,8 +14,9 @@ The allow-list, token buckets and counted logging are ``servers/guard.py``, shar
 media responder. The command line (``netready reflector``, which can run a media responder in
 the same process) is ``netready/cli/servers.py``.
 
-Sans-IO core: ``Reflector.handle(data, addr, ttl, now) -> bytes | None``; the asyncio edge
-reads with ``recvmsg`` to learn the received TTL.
+Sans-IO core: ``Reflector.handle(data, addr, ttl, now, rx_ns) -> bytes | None``; the asyncio
+edge reads with ``recvmsg`` to learn the received TTL and the kernel's receive time (the
+reply's receive timestamp, so a busy reflector's wait for the CPU is not path jitter).
 """
 
 from __future__ import annotations
