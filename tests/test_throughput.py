@@ -10,11 +10,13 @@ import asyncio
 import datetime as dt
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -828,3 +830,56 @@ def test_probe_cli_against_serve_command_on_ipv6_loopback() -> None:
         assert r["fields"]["goodput_mbps"] == pytest.approx(40, rel=0.15), r
         assert r["fields"]["endpoint_limited"] is True
     assert srv.returncode == 0 and "Traceback" not in err
+
+
+def _both_directions(probe_share: float) -> tuple[list[Record], int, float, int]:
+    """Both directions of one test at once against a loopback endpoint with the default ping
+    limit: (records, pings the endpoint was sent, seconds, requests it refused with 429)."""
+    from netready.servers.speed import PATH_PING
+
+    async def go():  # type: ignore[no-untyped-def]
+        srv = SpeedServer(TOKEN, Limits(max_rate_mbps=40))
+        method, handler = srv._routes[PATH_PING]
+        pings = []
+
+        async def counted(request):  # type: ignore[no-untyped-def]
+            pings.append(time.monotonic())
+            return await handler(request)
+
+        srv._routes[PATH_PING] = (method, counted)  # counts every ping, refused ones too
+        port = await srv.start("127.0.0.1", 0)
+        try:
+            spec = Spec(target=f"http://127.0.0.1:{port}", token="env:NR_TP_TOKEN", max_seconds=6)
+            ep = throughput.Endpoint.from_spec(spec)
+            test_id = secrets.token_hex(8)
+            t0 = time.monotonic()
+            recs = await asyncio.gather(
+                *(
+                    throughput.measure_direction(
+                        spec, ep, d, 10**9, {}, None, test_id, probe_share=probe_share
+                    )
+                    for d in ("down", "up")
+                )
+            )
+            return list(recs), len(pings), time.monotonic() - t0, srv.refusals.get(429, 0)
+        finally:
+            await srv.close()
+
+    return asyncio.run(go())  # type: ignore[no-any-return]
+
+
+def test_two_directions_at_once_stay_within_the_endpoints_ping_limit() -> None:
+    """The qos check loads both directions of one test at once, each at a share of a test's
+    probe rate (``qos.QOS_PROBE_SHARE``): on loopback, where no queue slows the pings, together
+    they stay under the endpoint's default 50 pings/s, and none is refused. (At a full share
+    each, the two sent more than the limit and one direction failed with HTTP 429.)"""
+    from netready.probes import qos
+
+    recs, pings, seconds, refused = _both_directions(qos.QOS_PROBE_SHARE)
+    assert all(r.ok for r in recs), [r.fields for r in recs]
+    assert refused == 0
+    assert pings / seconds < Limits().max_pings_per_s, (pings, seconds)
+    spec = Spec(target="http://127.0.0.1:9", token="env:NR_TP_TOKEN")
+    ep = throughput.Endpoint.from_spec(spec)
+    with pytest.raises(ValueError, match="probe_share"):
+        asyncio.run(throughput.measure_direction(spec, ep, "down", 1, {}, probe_share=0))

@@ -67,6 +67,12 @@ WATCHDOG_S = 60.0
 #: A load that stopped more than this much before the calls' end did not load them.
 LOAD_SHORT_S = 0.5
 
+#: the share of one test's ping and RPM probe rate each of the two load directions uses: together
+#: 0.8 of one test's, under the endpoint's per-client ping limit (50/s) with room for the
+#: pacing's spread (on loopback, where nothing slows them: ~24 pings/s at 0.4 each, ~52/s and
+#: HTTP 429 at a full share each; tests/test_throughput.py)
+QOS_PROBE_SHARE = 0.4
+
 
 class Spec(BaseModel):
     """What to check: a call and its best-effort twin, idle and then under bulk load."""
@@ -309,7 +315,9 @@ async def _check(ctx: Context, spec: Spec) -> list[Record]:
         load_tags = {**ctx.tags, "target": spec.load_target, "method": "http"}
         load = {
             d: asyncio.create_task(
-                throughput.measure_direction(tp, ep, d, load_cap // 2, load_tags, None, test_id)
+                throughput.measure_direction(
+                    tp, ep, d, load_cap // 2, load_tags, None, test_id, probe_share=QOS_PROBE_SHARE
+                )
             )
             for d in ("down", "up")
         }

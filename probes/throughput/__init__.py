@@ -655,7 +655,7 @@ class Pinger:
             # keep our own ping traffic under PING_SHARE of the line (it shares the link)
             rate_bps = self.run.rate_Bps * 8
             gap = PING_WIRE_BYTES * 8 / (PING_SHARE * rate_bps) if rate_bps > 0 else 0.05
-            await asyncio.sleep(min(PING_MAX_GAP_S, max(0.05, gap)))
+            await asyncio.sleep(min(PING_MAX_GAP_S, max(0.05, gap)) / self.run.probe_share)
 
     def self_probes(self) -> list[tuple[float, float]]:
         """The loaded pings the RPM counts: those whose request and reply went once
@@ -743,7 +743,10 @@ class Prober:
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
                 gap = rpm.probe_gap_s(self.run.rate_Bps * 8, rpm.FOREIGN_PROBE_BYTES + extra)
-                await asyncio.sleep(max(gap * rpm.PTC / FOREIGN_SHARE, 1 / FOREIGN_MAX_PER_S))
+                await asyncio.sleep(
+                    max(gap * rpm.PTC / FOREIGN_SHARE, 1 / FOREIGN_MAX_PER_S)
+                    / self.run.probe_share
+                )
             raise self.error
         finally:
             for t in tasks:
@@ -764,9 +767,13 @@ class _Run:
         cap: int,
         progress: Callable[[str], None] | None,
         test_id: str | None = None,
+        probe_share: float = 1.0,
     ):
         self.spec, self.ep, self.direction = spec, ep, direction
         self.test_id = test_id or secrets.token_hex(8)
+        #: the share of one test's probe rate this direction may use (0.5 when both directions
+        #: of one test run at once: their pings reach the same endpoint's per-test limit)
+        self.probe_share = probe_share
         self.reserve = Reserve(cap)
         self.meter = Meter()
         self.running = True
@@ -1065,10 +1072,17 @@ async def measure_direction(
     tags: dict[str, str],
     progress: Callable[[str], None] | None = None,
     test_id: str | None = None,
+    probe_share: float = 1.0,
 ) -> Record:
-    """One direction: idle RTT, adaptive transfer, loaded RTT. Always returns one record."""
+    """One direction: idle RTT, adaptive transfer, loaded RTT. Always returns one record.
+
+    ``probe_share``: the share of one test's ping and probe rate this direction uses; two
+    directions of one test run at once (the qos check) pass 0.5 each, so that together they
+    stay within the endpoint's per-test ping limit (``max_pings_per_s``)."""
+    if not 0 < probe_share <= 1:
+        raise ValueError(f"probe_share {probe_share} must be in (0, 1]")
     tags = {**tags, "direction": direction}
-    run = _Run(spec, ep, direction, cap, progress, test_id)
+    run = _Run(spec, ep, direction, cap, progress, test_id, probe_share)
     pinger = Pinger(run)
     where = f"{spec.target} ({direction})"
     try:
