@@ -75,6 +75,18 @@ SCENARIOS = [
 RT_JITTER = 14 / 15
 
 
+def print_table(head: list[str], rows: list[list[str]], rule: bool = False) -> None:
+    """Columns as wide as their widest cell, two spaces apart (``rule``: a line of dashes
+    under the heading)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
+    print(line)
+    if rule:
+        print("-" * len(line))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
 def run_json(lab: Lab, argv: list[str], timeout: float = 60, site: str = "site") -> Any:
     p = lab.popen(
         lab.site_ns(site),
@@ -452,12 +464,7 @@ def run_all(scenarios: list[tuple[str, str]]) -> None:
         got, note = scenario(name, prof)
         rows += got
         notes.append(note)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(head, rows, rule=True)
     print()
     for note in notes:
         print(note)
@@ -553,10 +560,7 @@ def direction_bench(sites: list[str]) -> None:
             finally:
                 for s in procs:
                     s.terminate()
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(head, rows)
     print(
         f"\n{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} pass. up/down ms: median one-way "
         "delay variation above the run's minimum (owd_clock=variation). Load average "
@@ -677,10 +681,7 @@ def qos_bench(lines: list[str]) -> None:
             finally:
                 for s in procs:
                     s.terminate()
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(head, rows)
     print(
         f"\n{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} pass, {time.monotonic() - t0:.0f} s. "
         "+p50/+p95: one-way delay under load over the class's idle minimum, ms; EF = the "
