@@ -300,6 +300,11 @@ def cardinality(srv: Influxd, sites: int, day: list[Record], t0: int) -> dict[st
 # ---------------------------------------------------------------------- 2. fleet
 
 
+def fleet_db(bare: bool) -> str:
+    """The database of a fleet run: the store-alone run writes to its own."""
+    return "fleet_bare" if bare else "fleet"
+
+
 def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, Any, bool]) -> None:
     _wid, first, count, url, work, compress, duration, start, seed, q, go, bare = args
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -308,7 +313,7 @@ def _worker(args: tuple[int, int, int, str, str, float, float, Any, int, Any, An
     day = site_day({"site": "T", "icb": "Q", "tech": "fttc"}, day0, seed)
     span_ms = DAY_S * 1000
     times = [r.time_ms - day0 for r in day]
-    db = "fleet_bare" if bare else "fleet"
+    db = fleet_db(bare)
     cfg = StoreConfig(kind="influxdb_v1", url=url, database=db, timeout_s=120, gzip=True)
     writer = InfluxV1(cfg)
     rnd = random.Random(seed)
@@ -433,7 +438,7 @@ def fleet(
     work: Path,
     bare: bool = False,
 ) -> dict[str, Any]:
-    db = "fleet_bare" if bare else "fleet"
+    db = fleet_db(bare)
     srv.create_db(db)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
