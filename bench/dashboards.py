@@ -26,7 +26,6 @@ Stopped by SIGTERM/SIGINT/SIGHUP, it stops its influxd and removes its temporary
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -44,6 +43,7 @@ from influxd import Influxd  # noqa: E402
 from netready.dashboards import build  # noqa: E402
 from netready.lab.signals import exit_on_signals  # noqa: E402
 from netready.reports import synthetic  # noqa: E402
+from report import load  # noqa: E402  (bench/report.py)
 from test_dashboards import ALL, backend_macros, interpolate  # noqa: E402
 
 from netready.influx import encode  # noqa: E402
@@ -128,41 +128,6 @@ def template_records(now: int, days: int) -> list[list[Record]]:
     return out
 
 
-def load(url: str, n: int, templates: list[list[Record]]) -> tuple[int, float]:
-    """Write ``n`` sites (copies of the templates, their own ``site`` tag) in gzip'd batches."""
-    lines = [[encode(r) for r in recs] for recs in templates]
-    t = time.monotonic()
-    count = 0
-    batch: list[str] = []
-    with httpx.Client(timeout=300) as client:
-
-        def flush() -> None:
-            body = gzip.compress(("\n".join(batch) + "\n").encode(), 1)
-            r = client.post(
-                f"{url}/write",
-                params={"db": DB, "precision": "ms"},
-                content=body,
-                headers={"Content-Encoding": "gzip"},
-            )
-            r.raise_for_status()
-            batch.clear()
-
-        for i in range(n):
-            j = i % TEMPLATES
-            src, dst = f"site=S{j:05d}", f"site=S{i:05d}"
-            host_src, host_dst = f"host=nr-s{j:05d}", f"host=nr-s{i:05d}"
-            for ln in lines[j]:
-                batch.append(
-                    ln if i == j else ln.replace(src, dst, 1).replace(host_src, host_dst, 1)
-                )
-            count += len(lines[j])
-            if len(batch) >= 50_000:
-                flush()
-        if batch:
-            flush()
-    return count, time.monotonic() - t
-
-
 def time_filter(now: int, dash: dict[str, Any]) -> str:
     """The dashboard's default range (``now-24h``) in Grafana's backend form."""
     spec = dash.get("time", {}).get("from", "now-24h")
@@ -208,7 +173,9 @@ def main() -> None:
         print(f"  generating {TEMPLATES} template sites ...", file=sys.stderr)
         templates = template_records(now, a.days)
         print(f"  loading {a.sites:,} sites ...", file=sys.stderr)
-        pts, load_s = load(srv.url, a.sites, templates)
+        # bench/report.py's loader: each copy gets its own ``site`` tag (the agent's ``host``
+        # tag stays the template's: no panel groups by it)
+        pts, load_s = load(srv.url, DB, a.sites, [[encode(r) for r in t] for t in templates])
         print(f"  {pts:,} points in {load_s:.0f} s; timing the panel queries ...", file=sys.stderr)
         rows = run_queries(srv.url, now, a.repeats)
     finally:

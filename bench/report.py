@@ -151,7 +151,8 @@ def load(
 
     for i in range(n):
         j = i % TEMPLATES
-        src, dst = f"site=S{j:05d},", f"site=S{i:05d},"
+        # the tag after the measurement or another tag, before a tag or the fields: ",site=X"
+        src, dst = f",site=S{j:05d}", f",site=S{i:05d}"
         lines = templates[j]
         batch.extend(lines if i == j else [ln.replace(src, dst, 1) for ln in lines])
         count += len(lines)
