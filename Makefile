@@ -11,7 +11,7 @@ SYSDEPS := influxd:influxdb iperf3:iperf3 irtt:irtt snmpd:snmpd snmpget:snmp \
            systemd-analyze:systemd npm:npm pdftoppm:poppler-utils prometheus:prometheus \
            prometheus-node-exporter:prometheus-node-exporter
 
-.PHONY: all demo demo-venv test lint typecheck bench sysdeps venv lock clean css npm
+.PHONY: unpriv-access all demo demo-venv test lint typecheck bench sysdeps venv lock clean css npm
 
 all: test
 
@@ -66,8 +66,16 @@ lint: venv
 typecheck: lint
 
 # Two workers, a test file each (a file's lab and servers stay in one process): about half the time.
-test: sysdeps venv npm lint
+test: sysdeps venv npm lint unpriv-access
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=15
+
+# Some tests run the CLI as user nobody (tests/test_unprivileged.py, test_icmp.py, test_lab.py):
+# the checkout must be readable by others. A clone into `mktemp -d` is mode 0700: open it up
+# (what a clone under umask 022 gives), and say so in one line if a parent still hides it.
+unpriv-access:
+	@chmod o+rx "$(CURDIR)"
+	@setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$(CURDIR)/netready/__init__.py" || \
+	  { echo "make test: user nobody cannot read $(CURDIR) (a parent directory is not o+x); the unprivileged tests need it" >&2; exit 1; }
 
 # The main job on the embedded store: emulated sites in the lab when root, else loopback.
 demo: demo-venv
